@@ -1,0 +1,122 @@
+"""Storage protocols. Each is implemented once for SQLite (bot/stores/sqlite.py) and once for Redis
+(bot/stores/redis.py); tests/test_store_contract.py runs the same contract against both."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Protocol
+
+from bot.types import ChannelRef, ChatMessage, Inquiry, MessageRef
+from llm.types import LedgerRecord
+
+
+class EventClaims(Protocol):
+    async def claim(self, key: str, *, ttl_s: float) -> bool:
+        """True for the first claimant of ``key`` within ``ttl_s``; False for every later one (any replica)."""
+        ...
+
+
+class MessageLog(Protocol):
+    async def add(self, message: ChatMessage) -> None:
+        """Record a message; adding the same (channel, message_id) again replaces it."""
+        ...
+
+    async def thread(
+        self, channel: ChannelRef, thread_id: str, *, since: datetime | None = None
+    ) -> list[ChatMessage]:
+        """The thread's root and replies (message_id == thread_id or thread_id == thread_id), oldest first;
+        with ``since``, only messages sent strictly after it."""
+        ...
+
+    async def recent(self, channel: ChannelRef, *, limit: int) -> list[ChatMessage]:
+        """The channel's last ``limit`` messages (any thread), oldest first."""
+        ...
+
+    async def edit(self, ref: MessageRef, text: str) -> None: ...
+    async def delete(self, ref: MessageRef) -> None: ...
+    async def forget_user(self, user: str) -> int: ...
+    async def forget_channel(self, channel: ChannelRef) -> int: ...
+    async def purge_before(self, cutoff: datetime) -> int: ...
+    async def count(self) -> int: ...
+
+
+class InquiryLog(Protocol):
+    async def add(self, inquiry: Inquiry) -> None:
+        """Record an inquiry; the same (channel, message_id) again replaces it."""
+        ...
+
+    async def list(self, channel: ChannelRef, *, since: datetime) -> list[Inquiry]: ...
+    async def delete(self, channel: ChannelRef, message_id: str) -> None: ...
+    async def forget_user(self, user: str) -> int: ...
+    async def forget_channel(self, channel: ChannelRef) -> int: ...
+    async def purge_before(self, cutoff: datetime) -> int: ...
+    async def count(self) -> int: ...
+
+
+@dataclass(frozen=True, slots=True)
+class SpendRow:
+    """One aggregate cell: channel × day × model × task."""
+
+    day: date
+    platform: str
+    workspace: str
+    channel: str
+    provider: str
+    model: str
+    task: str
+    feature: str
+    calls: int
+    cache_hits: int
+    input: int
+    output: int
+    cache_read: int
+    cache_write_5m: int
+    cache_write_1h: int
+    cost_usd: Decimal
+    saved_usd: Decimal
+
+
+class Ledger(Protocol):
+    async def add(self, record: LedgerRecord) -> None: ...
+
+    async def records(
+        self, *, since: datetime, until: datetime | None = None, channel: ChannelRef | None = None
+    ) -> list[LedgerRecord]:
+        """Records with since <= at < until, oldest first, optionally for one channel."""
+        ...
+
+    async def daily(self, *, since: date, channel: ChannelRef | None = None) -> list[SpendRow]:
+        """Aggregates for days >= since (UTC), exact to the record: the sum of records equals the sum of rows."""
+        ...
+
+
+class KeyValue(Protocol):
+    """Small JSON/text values with a TTL: response cache, last summaries, FAQ results."""
+
+    async def get(self, key: str) -> str | None: ...
+    async def put(self, key: str, value: str, *, ttl_s: float) -> None: ...
+    async def delete(self, key: str) -> None: ...
+
+
+class Locks(Protocol):
+    async def acquire(self, name: str, *, ttl_s: float) -> str | None:
+        """A token when the lock was free (or expired), None when someone holds it."""
+        ...
+
+    async def release(self, name: str, token: str) -> bool:
+        """Release only if ``token`` still holds the lock."""
+        ...
+
+
+class Store(Protocol):
+    claims: EventClaims
+    messages: MessageLog
+    inquiries: InquiryLog
+    ledger: Ledger
+    kv: KeyValue
+    locks: Locks
+
+    async def ping(self) -> None: ...
+    async def close(self) -> None: ...
