@@ -1,0 +1,57 @@
+"""The model layer: providers, routing, retries, prompt caching, response cache and per-call cost accounting.
+
+Only this package imports openai and anthropic. bot/ sees the ``ModelRouter`` (the LLM port) and llm/types.py.
+"""
+
+from __future__ import annotations
+
+from llm.models import PriceTable
+from llm.ports import LedgerSink, ResponseCache
+from llm.provider import DEFAULT_TIMEOUTS, Provider, Timeouts
+from llm.router import ModelRouter
+from llm.routes import Route
+from llm.types import Task
+
+
+def create_router(
+    *,
+    openai_api_key: str | None,
+    openai_base_url: str | None,
+    anthropic_api_key: str | None,
+    anthropic_base_url: str | None,
+    routes: dict[Task, Route],
+    prices: PriceTable,
+    ledger: LedgerSink,
+    cache: ResponseCache | None,
+    timeouts: Timeouts = DEFAULT_TIMEOUTS,
+    max_retries: int = 2,
+    anthropic_cache_ttl: str = "5m",
+) -> ModelRouter:
+    providers: dict[str, Provider] = {}
+    if openai_api_key:
+        from llm.openai_provider import OpenAIProvider
+
+        providers["openai"] = OpenAIProvider(
+            api_key=openai_api_key, base_url=openai_base_url, timeouts=timeouts
+        )
+    if anthropic_api_key:
+        from llm.anthropic_provider import AnthropicProvider
+
+        providers["anthropic"] = AnthropicProvider(
+            api_key=anthropic_api_key,
+            base_url=anthropic_base_url,
+            timeouts=timeouts,
+            cache_ttl=anthropic_cache_ttl,
+        )
+    return ModelRouter(
+        providers=providers,
+        routes=routes,
+        prices=prices,
+        ledger=ledger,
+        cache=cache,
+        timeouts=timeouts,
+        max_retries=max_retries,
+    )
+
+
+__all__ = ["ModelRouter", "PriceTable", "Timeouts", "create_router", "Task"]

@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Literal
 
 
-class Task(str, enum.Enum):
+class Task(enum.StrEnum):
     """What a model call is for; routes, cache TTLs and ledger rows are keyed by it."""
 
     SUMMARIZE = "summarize"
@@ -44,7 +44,9 @@ class Request:
     max_tokens: int | None = None  # None: the route's max_tokens
 
     @classmethod
-    def of(cls, system: str, user: str, *, prompt_version: str = "1", max_tokens: int | None = None) -> Request:
+    def of(
+        cls, system: str, user: str, *, prompt_version: str = "1", max_tokens: int | None = None
+    ) -> Request:
         return cls(system, (Message("user", user),), prompt_version=prompt_version, max_tokens=max_tokens)
 
 
@@ -86,7 +88,7 @@ class Attribution:
         return f"{self.platform}:{self.workspace}:{self.channel}"
 
 
-class Outcome(str, enum.Enum):
+class Outcome(enum.StrEnum):
     OK = "ok"
     ERROR = "error"  # failed before any text arrived
     INTERRUPTED = "interrupted"  # text arrived, then the stream broke

@@ -1,0 +1,195 @@
+"""The product's front door: adapters translate platform events into these calls and render what comes back.
+
+Everything here is platform- and provider-neutral; each use case lives in its own module (summarize, faq,
+spend, budgets, inquiries) and this class wires them to the live reply, budgets, alerts and the stores.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from bot.budgets import BudgetState, budget_state, spike_alerts
+from bot.faq import FaqBusy, FaqResult, FaqWriter
+from bot.inquiries import is_inquiry, to_inquiry
+from bot.live_reply import EditPacer, LiveReply
+from bot.ports import ChatPlatform
+from bot.settings import Settings
+from bot.spend import SpendReport, build_report, parse_period
+from bot.stores.base import Store
+from bot.summarize import SummaryResult, ThreadSummarizer
+from bot.types import ChannelRef, ChatMessage, Command, Mention, MessageRef
+from llm.router import ModelRouter
+from llm.types import Attribution, LLMError
+
+log = logging.getLogger(__name__)
+
+FAQ_DEFAULT_DAYS = 30
+FAQ_MAX_DAYS = 365
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyOutcome:
+    refs: list[MessageRef]
+    text: str
+    ok: bool
+    summary: SummaryResult | None = None
+
+
+class Assistant:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        llm: ModelRouter,
+        pacer: EditPacer | None = None,
+        alert_sink: ChatPlatform | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.llm = llm
+        self.pacer = pacer
+        self.alert_sink = alert_sink  # the platform that owns settings.admin_channel
+        self.summarizer = ThreadSummarizer(llm=llm, store=store)
+        self.faq_writer = FaqWriter(llm=llm, store=store)
+
+    # ---- what the bot sees ----------------------------------------------------------------------------
+
+    def collects(self, channel: ChannelRef) -> bool:
+        allowed = self.settings.support_channels
+        return not allowed or channel.channel in allowed
+
+    async def record(self, message: ChatMessage, *, mentions_bot: bool = False, link: str = "") -> None:
+        """Every message of the channels the bot is in: kept for summaries, and collected when it is an inquiry."""
+        await self.store.messages.add(message)
+        if self.collects(message.ref.channel) and is_inquiry(message, bot_mentioned=mentions_bot):
+            await self.store.inquiries.add(to_inquiry(message, link=link))
+
+    async def edited(self, ref: MessageRef, text: str) -> None:
+        await self.store.messages.edit(ref, text)
+
+    async def deleted(self, ref: MessageRef) -> None:
+        await self.store.messages.delete(ref)
+        await self.store.inquiries.delete(ref.channel, ref.message_id)
+
+    async def purge_expired(self) -> int:
+        cutoff = datetime.now(UTC) - timedelta(days=self.settings.retention_days)
+        return await self.store.messages.purge_before(cutoff) + await self.store.inquiries.purge_before(cutoff)
+
+    # ---- mention → summary ----------------------------------------------------------------------------
+
+    async def summarize(self, mention: Mention, platform: ChatPlatform) -> ReplyOutcome:
+        ref = mention.message.ref
+        channel = ref.channel
+        reply_thread = ref.thread_id or ref.message_id
+        bill_to = Attribution(channel.platform, channel.workspace, channel.channel, mention.message.author, "summary")
+        budget = await self._budget(channel)
+        reply = LiveReply(platform, channel, thread_id=reply_thread, pacer=self.pacer)
+        if budget.exhausted:
+            await reply.start(placeholder=budget.refusal())
+            refs = await reply.finish()
+            return ReplyOutcome(refs, budget.refusal(), ok=False)
+        await reply.start()
+        try:
+            result = await self.summarizer.summarize(
+                mention, platform, bill_to=bill_to, on_text=reply.append, on_status=reply.set_status
+            )
+        except LLMError as exc:
+            refs = await reply.fail(f"Stopped: {exc}. Mention me again to retry.")
+            return ReplyOutcome(refs, reply.text, ok=False)
+        except Exception:
+            log.exception("summary failed in %s", channel.key)
+            refs = await reply.fail("Stopped: something went wrong on my side. Mention me again to retry.")
+            return ReplyOutcome(refs, reply.text, ok=False)
+        await self._after_spend(channel, reply)
+        refs = await reply.finish()
+        return ReplyOutcome(refs, reply.text, ok=True, summary=result)
+
+    # ---- /faq -----------------------------------------------------------------------------------------
+
+    async def faq(self, command: Command, platform: ChatPlatform) -> ReplyOutcome:
+        channel = command.channel
+        days = _days(command.args, default=FAQ_DEFAULT_DAYS)
+        reply = LiveReply(platform, channel, thread_id=None, pacer=self.pacer)
+        if days is None:
+            text = f"Usage: /faq [days] — days is a whole number from 1 to {FAQ_MAX_DAYS} (default {FAQ_DEFAULT_DAYS})."
+            await reply.start(placeholder=text)
+            return ReplyOutcome(await reply.finish(), text, ok=False)
+        budget = await self._budget(channel)
+        if budget.exhausted:
+            await reply.start(placeholder=budget.refusal())
+            return ReplyOutcome(await reply.finish(), budget.refusal(), ok=False)
+        bill_to = Attribution(channel.platform, channel.workspace, channel.channel, command.user, "faq")
+        await reply.start(placeholder=f"Writing an FAQ from the last {days} days of questions…")
+        try:
+            result: FaqResult = await self.faq_writer.run(channel, days=days, bill_to=bill_to, progress=reply.set_status)
+        except FaqBusy as busy:
+            refs = await reply.fail(str(busy))
+            return ReplyOutcome(refs, reply.text, ok=False)
+        except LLMError as exc:
+            refs = await reply.fail(f"Stopped: {exc}. Run /faq again to retry.")
+            return ReplyOutcome(refs, reply.text, ok=False)
+        except Exception:
+            log.exception("faq failed in %s", channel.key)
+            refs = await reply.fail("Stopped: something went wrong on my side. Run /faq again to retry.")
+            return ReplyOutcome(refs, reply.text, ok=False)
+        reply.set_status("")
+        reply.append(result.to_text())
+        await self._after_spend(channel, reply)
+        return ReplyOutcome(await reply.finish(), reply.text, ok=True)
+
+    # ---- /llmcost -------------------------------------------------------------------------------------
+
+    def is_admin(self, user: str) -> bool:
+        return user in self.settings.admins
+
+    async def spend(self, command: Command) -> SpendReport | str:
+        """The channel's spend report, or a one-line refusal/usage text. 'all' asks for every channel (admins)."""
+        words = command.args.lower().split()
+        everything = "all" in words
+        rest = " ".join(w for w in words if w not in ("all", "share", "public"))
+        try:
+            period, days = parse_period(rest)
+        except ValueError as exc:
+            return f"{exc}. Usage: /llmcost [today|7d|30d] [all] [share]"
+        if everything and not (command.is_admin or self.is_admin(command.user)):
+            return "Only admins can see the spend of all channels; here is how to ask for this channel: /llmcost 7d"
+        channel = None if everything else command.channel
+        budget = None if channel is None else self.settings.budget_for(channel.channel)
+        return await build_report(self.store.ledger, period=period, days=days, channel=channel, budget_usd=budget)
+
+    # ---- budgets and alerts ---------------------------------------------------------------------------
+
+    async def _budget(self, channel: ChannelRef) -> BudgetState:
+        return await budget_state(self.store, channel, self.settings.budget_for(channel.channel))
+
+    async def _after_spend(self, channel: ChannelRef, reply: LiveReply) -> None:
+        try:
+            warning = (await self._budget(channel)).warning
+            if warning:
+                reply.append("\n\n" + warning)
+            alerts = await spike_alerts(self.store, channel)
+        except Exception:  # budgets and alerts must never cost the user their answer
+            log.exception("budget check failed in %s", channel.key)
+            return
+        if alerts and self.alert_sink is not None and self.settings.admin_channel:
+            admin = ChannelRef(channel.platform, channel.workspace, self.settings.admin_channel)
+            for alert in alerts:
+                try:
+                    await self.alert_sink.post(admin, alert)
+                except Exception:
+                    log.exception("could not post a spend alert to %s", admin.key)
+        for alert in alerts:
+            log.warning("%s", alert)
+
+
+def _days(args: str, *, default: int) -> int | None:
+    word = args.strip().split()[0] if args.strip() else ""
+    if not word:
+        return default
+    word = word[:-1] if word.lower().endswith("d") else word
+    if word.isdigit() and 1 <= int(word) <= FAQ_MAX_DAYS:
+        return int(word)
+    return None

@@ -1,0 +1,184 @@
+"""`supportbot` command line: run, console, doctor, spend, forget."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from bot.settings import Settings, SettingsError, load_settings
+from bot.stores.base import Store
+from bot.types import ChannelRef
+
+log = logging.getLogger("supportbot")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="supportbot", description="Support assistant for Slack and Discord.")
+    sub = p.add_subparsers(dest="command")
+    run = sub.add_parser("run", help="start the bot on every platform whose tokens are set (else the console)")
+    run.add_argument("--platform", action="append", choices=["slack", "discord", "console"])
+    run.add_argument("--port", type=int, default=3000, help="Slack HTTP mode port (default 3000)")
+    run.add_argument("--shard-ids", default=None, help="Discord shard ids this process runs, e.g. 0,1")
+    run.add_argument("--shard-count", type=int, default=None, help="Discord total shard count")
+    con = sub.add_parser("console", help="chat with the bot in this terminal")
+    con.add_argument("--replay", metavar="FILE.jsonl", help="replay a transcript and exit when replies are final")
+    con.add_argument("--show-edits", action="store_true", help="print every edit of every reply, timestamped")
+    sub.add_parser("doctor", help="check providers, store and platforms; say what is missing")
+    sp = sub.add_parser("spend", help="what the bot has spent (from the ledger)")
+    sp.add_argument("--days", type=int, default=7)
+    sp.add_argument("--channel", default=None, help="one channel id (default: all channels)")
+    sp.add_argument("--json", action="store_true", help="print one JSON object")
+    fg = sub.add_parser("forget", help="erase what is stored about a user or a channel")
+    who = fg.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user")
+    who.add_argument("--channel")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        print(f"supportbot: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=getattr(logging, settings.log_level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    commands: dict[str | None, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]] = {
+        None: _run,
+        "run": _run,
+        "console": _console,
+        "doctor": _doctor,
+        "spend": _spend,
+        "forget": _forget,
+    }
+    try:
+        return asyncio.run(commands[args.command](settings, args))
+    except KeyboardInterrupt:
+        return 130
+
+
+def _platforms(settings: Settings, asked: list[str] | None) -> list[str]:
+    if asked:
+        return asked
+    found = []
+    if settings.slack_bot_token:
+        found.append("slack")
+    if settings.discord_token:
+        found.append("discord")
+    return found or ["console"]
+
+
+async def _run(settings: Settings, args: argparse.Namespace) -> int:
+    platforms = _platforms(settings, getattr(args, "platform", None))
+    if platforms == ["console"]:
+        return await _console(settings, argparse.Namespace(replay=None, show_edits=False))
+    from bot.app import build_app
+
+    app = await build_app(settings)
+    try:
+        tasks = []
+        if "slack" in platforms:
+            from adapters.slack import run_slack
+
+            tasks.append(run_slack(app, port=args.port))
+        if "discord" in platforms:
+            from adapters.discord import run_discord
+
+            shard_ids = [int(s) for s in args.shard_ids.split(",")] if args.shard_ids else None
+            tasks.append(run_discord(app, shard_ids=shard_ids, shard_count=args.shard_count))
+        await asyncio.gather(*tasks)
+    finally:
+        await app.close()
+    return 0
+
+
+async def _console(settings: Settings, args: argparse.Namespace) -> int:
+    from adapters.console import run_console
+
+    from bot.app import build_app
+
+    app = await build_app(settings)
+    try:
+        return await run_console(app, replay=args.replay, show_edits=args.show_edits)
+    finally:
+        await app.close()
+
+
+async def _doctor(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.doctor import run_doctor
+
+    return await run_doctor(settings)
+
+
+async def _spend(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.spend import build_report, report_json
+    from bot.stores import open_store
+
+    if not 1 <= args.days <= 366:
+        print("supportbot: --days must be between 1 and 366", file=sys.stderr)
+        return 2
+    store = await open_store(redis_url=settings.secret("redis_url"), sqlite_path=settings.db)
+    try:
+        channel = await _find_channel(store, args.channel) if args.channel else None
+        if args.channel and channel is None:
+            print(f"supportbot: no spend recorded for channel {args.channel}", file=sys.stderr)
+            return 1
+        report = await build_report(
+            store.ledger,
+            period=f"{args.days}d",
+            days=args.days,
+            channel=channel,
+            budget_usd=settings.budget_for(args.channel) if args.channel else None,
+        )
+    finally:
+        await store.close()
+    if args.json:
+        print(json.dumps(report_json(report), ensure_ascii=False))
+    else:
+        print(report.to_text())
+    return 0
+
+
+async def _find_channel(store: Store, spec: str) -> ChannelRef | None:
+    """'platform:workspace:channel', or a bare channel id looked up among the channels the ledger knows."""
+    parts = spec.split(":")
+    if len(parts) == 3:
+        return ChannelRef(*parts)
+    rows = await store.ledger.daily(since=(datetime.now(UTC) - timedelta(days=366)).date())
+    for row in rows:
+        if row.channel == spec:
+            return ChannelRef(row.platform, row.workspace, row.channel)
+    return None
+
+
+async def _forget(settings: Settings, args: argparse.Namespace) -> int:
+    from bot.stores import open_store
+
+    store = await open_store(redis_url=settings.secret("redis_url"), sqlite_path=settings.db)
+    try:
+        if args.user:
+            n = await store.messages.forget_user(args.user) + await store.inquiries.forget_user(args.user)
+            print(f"erased {n} stored message(s) and question(s) of user {args.user}")
+        else:
+            channel = await _find_channel(store, args.channel)
+            if channel is None:
+                print(f"supportbot: name the channel as platform:workspace:channel ({args.channel} is unknown)")
+                return 1
+            n = await store.messages.forget_channel(channel) + await store.inquiries.forget_channel(channel)
+            print(f"erased {n} stored message(s) and question(s) of channel {args.channel}")
+    finally:
+        await store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""`supportbot doctor`: checks each configured provider, store and platform and says exactly what is missing."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Awaitable, Callable
+
+from bot.settings import Settings
+from bot.stores import open_store
+from bot.stores.base import Store
+from llm import PriceTable, Timeouts, create_router
+from llm.routes import Route, RouteEntry
+from llm.types import Attribution, LedgerRecord, LLMError, Request, Task
+
+OK, WARN, FAIL = "ok  ", "warn", "FAIL"
+
+
+async def run_doctor(settings: Settings, *, out: Callable[[str], None] = print) -> int:
+    failures = 0
+
+    def say(status: str, what: str, detail: str) -> None:
+        nonlocal failures
+        failures += status == FAIL
+        out(f"{status}  {what}: {detail}")
+
+    # Store
+    where = "redis (REDIS_URL)" if settings.redis_url else f"sqlite {settings.db} (SUPPORTBOT_DB)"
+    store: Store | None = None
+    try:
+        store = await open_store(redis_url=settings.secret("redis_url"), sqlite_path=settings.db)
+        await store.ping()
+        say(OK, "store", f"{where}; {await store.messages.count()} messages, {await store.inquiries.count()} questions")
+    except Exception as exc:
+        say(FAIL, "store", f"{where} unreachable ({type(exc).__name__}): check REDIS_URL or SUPPORTBOT_DB")
+    try:
+        await _check_models(settings, store, say)
+    finally:
+        if store is not None:
+            await store.close()
+
+    # Platforms: each adapter module may offer `async def doctor(settings) -> list[tuple[str, str, str]]`.
+    for name, token in (("slack", settings.slack_bot_token), ("discord", settings.discord_token)):
+        if token is None:
+            say(OK, name, "not configured (no token set)")
+            continue
+        check = _platform_check(name)
+        if check is None:
+            say(WARN, name, "token set, but this build has no check for it")
+            continue
+        for status, what, detail in await check(settings):
+            say(status, what, detail)
+
+    out("all checks passed" if failures == 0 else f"{failures} check(s) failed")
+    return 0 if failures == 0 else 1
+
+
+async def _check_models(settings: Settings, store: Store | None, say: Callable[[str, str, str], None]) -> None:
+    routes = settings.model_routes()
+    prices = PriceTable.load(settings.prices_file)
+    if not settings.providers:
+        say(FAIL, "models", "no provider key: set OPENAI_API_KEY and/or ANTHROPIC_API_KEY")
+    for provider in settings.providers:
+        model = next((e.model for r in routes.values() for e in r.entries if e.provider == provider), None)
+        if model is None:
+            say(WARN, provider, "key set but no route uses this provider")
+            continue
+        say(*await _probe(settings, provider, model, store))
+    for task, route in routes.items():
+        if not route.entries and task is not Task.PROBE:
+            say(FAIL, f"route {task.value}", "no model: set a provider key or SUPPORTBOT_ROUTES")
+        for e in route.entries:
+            if e.provider not in settings.providers:
+                say(FAIL, f"route {task.value}", f"uses {e.provider} but its API key is not set")
+            if prices.price(e.model) is None:
+                say(WARN, f"route {task.value}", f"no price for {e.model}: its cost will read $0 (SUPPORTBOT_PRICES_FILE)")
+
+
+async def _probe(settings: Settings, provider: str, model: str, store: Store | None) -> tuple[str, str, str]:
+    class _NoLedger:  # only when the store itself is down: the probe's few tokens are then not recorded
+        async def add(self, record: LedgerRecord) -> None:
+            return None
+
+    router = create_router(
+        openai_api_key=settings.secret("openai_api_key"),
+        openai_base_url=settings.openai_base_url,
+        anthropic_api_key=settings.secret("anthropic_api_key"),
+        anthropic_base_url=settings.anthropic_base_url,
+        routes={Task.PROBE: Route(Task.PROBE, (RouteEntry(provider, model, 5, None),), cache_ttl_s=0)},
+        prices=PriceTable.load(settings.prices_file),
+        ledger=store.ledger if store is not None else _NoLedger(),
+        cache=None,
+        timeouts=Timeouts(connect_s=5, first_token_s=20, idle_s=20),
+        max_retries=0,
+    )
+    try:
+        await router.complete(Task.PROBE, Request.of("", "Reply with OK."), bill_to=Attribution(feature="doctor"))
+        return OK, provider, f"{model} answered"
+    except LLMError as exc:
+        return FAIL, provider, f"{model}: {exc}"
+    finally:
+        await router.close()
+
+
+def _platform_check(name: str) -> Callable[[Settings], Awaitable[list[tuple[str, str, str]]]] | None:
+    try:
+        module = importlib.import_module(f"adapters.{name}")
+    except ImportError:
+        return None
+    return getattr(module, "doctor", None)

@@ -1,0 +1,63 @@
+"""Which chat messages are inquiries (questions and requests for help), and which ones are near-duplicates."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+
+from bot.types import ChatMessage, Inquiry
+
+MIN_CHARS = 8  # "thanks!" and "ok?" are not inquiries
+
+_QUESTION_START = re.compile(
+    r"^\s*(how|what|why|when|where|who|which|can|could|would|will|should|is|are|am|does|do|did|has|have|"
+    r"anyone|any idea|any way|is there|help|please|pls|i need|we need|i can't|i cannot|i'm unable|unable|"
+    r"why does|is it possible)\b",
+    re.IGNORECASE,
+)
+_REQUEST = re.compile(
+    r"\b(not working|doesn't work|does not work|won't|can't|cannot|unable to|error|failed|fails|broken|"
+    r"stuck|help me|how do i|how can i|how to|is there a way|request|issue|problem)\b",
+    re.IGNORECASE,
+)
+# Korean and Japanese questions often end without "?" in ~까, ~나요, ~죠, ~요 / か.
+_CJK_QUESTION = re.compile(r"(까|나요|죠|가요|까요|ㅠ|か)\s*[.!…~]*\s*$")
+_WORD = re.compile(r"\w+", re.UNICODE)
+_STOP = frozenset(
+    "a an the i me my we our you your to of in on for and or is are am be it this that with do does did can "
+    "could would should will how what why when where who which please pls any anyone there have has hi hello hey "
+    "just so but if at by from about as not no yes get got".split()
+)
+
+
+def is_inquiry(message: ChatMessage, *, bot_mentioned: bool = False) -> bool:
+    text = message.text.strip()
+    if message.is_bot or bot_mentioned or len(text) < MIN_CHARS:
+        return False
+    return (
+        "?" in text
+        or "？" in text
+        or bool(_QUESTION_START.search(text))
+        or bool(_REQUEST.search(text))
+        or bool(_CJK_QUESTION.search(text))
+    )
+
+
+def group_key(text: str) -> str:
+    """Same key for questions that differ only in case, punctuation, word order, filler words or numbers."""
+    norm = unicodedata.normalize("NFKC", text).lower()
+    words = sorted({w for w in _WORD.findall(norm) if w not in _STOP and not w.isdigit()})
+    return hashlib.sha1(" ".join(words).encode()).hexdigest()[:16]
+
+
+def to_inquiry(message: ChatMessage, *, link: str = "") -> Inquiry:
+    return Inquiry(
+        channel=message.ref.channel,
+        message_id=message.ref.message_id,
+        author=message.author,
+        text=message.text,
+        asked_at=message.sent_at,
+        link=link,
+        group=group_key(message.text),
+    )

@@ -1,0 +1,442 @@
+"""A reply that grows in place while the model writes it, on any ChatPlatform.
+
+One background task (the pump) owns every platform call of a reply, so at most one call, and therefore at most one
+edit per message, is ever in flight. Each time it may call, it recomputes what every message should show from the
+latest text: versions produced while it waited are skipped, never queued. Pacing comes from an EditPacer (per
+message by default; a shared one can hold a workspace- or replica-wide budget) and from 429s. Text that outgrows the
+platform's limit is frozen into finished messages by textsplit.StreamSplitter and continues in a new message in the
+same thread. All text goes through safety.defang_mass_mentions before it reaches the platform.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Protocol
+
+from bot.ports import ChatPlatform
+from bot.safety import ZERO_WIDTH_SPACE, defang_mass_mentions
+from bot.textsplit import StreamSplitter, safe_prefix_len
+from bot.types import ChannelRef, MessageGone, MessageRef, MessageTooLong, PlatformRateLimited
+
+log = logging.getLogger(__name__)
+
+WRITING_MARKER = " ▍"  # shown after in-progress text; never in a final version
+DEFAULT_PLACEHOLDER = "…writing"
+FAILURE_PREFIX = "⚠️ Stopped: "
+GENERIC_FAILURE = "something went wrong while writing this reply. Mention me again to retry."
+EMPTY_REPLY = "(The model returned no text.)"
+# The final edit is retried (honouring Retry-After) for at most this long; Slack's Tier 3 window is a minute, so two
+# windows leave room for a workspace-wide storm to pass.
+FINISH_DEADLINE_S = 120.0
+# Backoff after a 429: the edit interval doubles up to this cap, then decays back to the platform's floor.
+MAX_EDIT_INTERVAL_S = 30.0
+BACKOFF_FACTOR = 2.0
+DECAY_FACTOR = 0.7
+# When the platform refuses a message as too long, the part limit shrinks to this share of the refused length.
+SHRINK_FACTOR = 0.75
+MIN_PART_CHARS = 16
+# Unexpected platform errors in a row before a reply gives up (bounded so a broken adapter cannot loop forever).
+MAX_UNEXPECTED_ERRORS = 5
+UNEXPECTED_ERROR_PAUSE_S = 1.0
+
+
+class EditPacer(Protocol):
+    """Decides when the next edit under ``key`` may go out. ``key`` is ``"{channel.key}/{message_id}"``, so a
+    shared implementation can budget per message, channel or workspace by prefix."""
+
+    async def wait_turn(self, key: str) -> None: ...
+
+    async def penalize(self, key: str, retry_after_s: float) -> None: ...
+
+
+@dataclass
+class _Lane:
+    next_at: float
+    interval: float
+    penalized: bool = False
+
+
+class IntervalPacer:
+    """In-process EditPacer: one lane per key, a floor interval, doubling after a 429 and decaying back."""
+
+    def __init__(
+        self,
+        *,
+        min_interval_s: float,
+        max_interval_s: float = MAX_EDIT_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.min_interval_s = min_interval_s
+        self.max_interval_s = max(max_interval_s, min_interval_s)
+        self._clock, self._sleep = clock, sleep
+        self._lanes: dict[str, _Lane] = {}
+
+    def _lane(self, key: str) -> _Lane:
+        lane = self._lanes.get(key)
+        if lane is None:
+            lane = self._lanes[key] = _Lane(next_at=float("-inf"), interval=self.min_interval_s)
+        return lane
+
+    async def wait_turn(self, key: str) -> None:
+        lane = self._lane(key)
+        # Loop: a penalty can move next_at while we sleep.
+        while (delay := lane.next_at - self._clock()) > 0:
+            await self._sleep(delay)
+        if not lane.penalized:
+            lane.interval = max(self.min_interval_s, lane.interval * DECAY_FACTOR)
+        lane.penalized = False
+        lane.next_at = self._clock() + lane.interval
+
+    async def penalize(self, key: str, retry_after_s: float) -> None:
+        lane = self._lane(key)
+        lane.interval = min(self.max_interval_s, max(self.min_interval_s, lane.interval * BACKOFF_FACTOR))
+        lane.penalized = True
+        lane.next_at = max(lane.next_at, self._clock() + retry_after_s)
+
+    def forget(self, key: str) -> None:
+        self._lanes.pop(key, None)
+
+
+@dataclass
+class ReplyStats:
+    """What the benches measure. Times are clock() values (monotonic seconds)."""
+
+    posted_at: float | None = None  # the placeholder (first message) landed
+    first_text_at: float | None = None  # the first post or edit that showed model text landed
+    finished_at: float | None = None
+    edits: int = 0  # successful edits
+    rate_limited: int = 0  # 429s met, posts and edits
+    parts: int = 0  # messages the reply occupies
+    # Per post/edit that made new text visible: how long the oldest newly visible text had waited since append().
+    staleness: list[float] = field(default_factory=list)
+    edit_log: list[tuple[float, int]] = field(default_factory=list)  # (time, text length) per successful edit
+    completed: bool = False  # every message landed its final text
+
+
+@dataclass
+class _Message:
+    ref: MessageRef | None  # None: gone, a replacement must be posted
+    shown: str
+    last_call_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Want:
+    text: str  # what the message should show
+    visible_end: int  # offset in the defanged text up to which model text is then visible
+
+
+class LiveReply:
+    """Usage::
+
+        async with LiveReply(platform, channel, thread_id=thread) as reply:   # posts "…writing"
+            async for chunk in llm.stream(...):
+                reply.append(chunk.text)
+        # normal exit: finish(); exception: fail(GENERIC_FAILURE), then the exception propagates
+    """
+
+    def __init__(
+        self,
+        platform: ChatPlatform,
+        channel: ChannelRef,
+        *,
+        thread_id: str | None = None,
+        pacer: EditPacer | None = None,
+        marker: str = WRITING_MARKER,
+        finish_deadline_s: float = FINISH_DEADLINE_S,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        limits = platform.limits
+        if limits.max_message_chars < MIN_PART_CHARS:
+            raise ValueError(f"max_message_chars must be at least {MIN_PART_CHARS}")
+        self._platform = platform
+        self._channel = channel
+        self._thread_id = thread_id
+        self._marker = marker
+        self._finish_deadline_s = finish_deadline_s
+        self._clock, self._sleep = clock, sleep
+        self._min_interval_s = limits.min_edit_interval_s
+        self._pacer: EditPacer = pacer or IntervalPacer(
+            min_interval_s=limits.min_edit_interval_s, clock=clock, sleep=sleep
+        )
+        self._limit = limits.max_message_chars
+        self._splitter = StreamSplitter(limit=self._limit)
+        self._placeholder = DEFAULT_PLACEHOLDER
+        self._text = ""
+        self._status = ""
+        self._arrivals: list[int] = []  # raw text length after each append ...
+        self._arrival_times: list[float] = []  # ... and when it arrived
+        self._visible_end = 0
+        self._msgs: list[_Message] = []
+        self._dirty = asyncio.Event()
+        self._pump_task: asyncio.Task[None] | None = None
+        self._in_call = False
+        self._closing = False
+        self._closed = asyncio.Event()  # set once the final texts landed (or the deadline passed)
+        self._dead = False  # the channel is unreachable: nothing more can be posted
+        self._unexpected = 0
+        self.stats = ReplyStats()
+
+    # ---- public API ---------------------------------------------------------------------------------------------
+
+    @property
+    def refs(self) -> list[MessageRef]:
+        return [m.ref for m in self._msgs if m.ref is not None]
+
+    @property
+    def text(self) -> str:
+        """The model text received so far (before defanging)."""
+        return self._text
+
+    async def start(self, placeholder: str = DEFAULT_PLACEHOLDER) -> MessageRef | None:
+        """Post the placeholder now and start the pump. Returns None if the channel is unreachable."""
+        if self._msgs or self._closing:
+            raise RuntimeError("LiveReply already started")
+        self._placeholder = defang_mass_mentions(placeholder)
+        try:
+            async with asyncio.timeout(self._finish_deadline_s):
+                while not self._msgs and not self._dead:
+                    await self._post(0, self._plan(final=False)[0])
+        except TimeoutError:
+            log.warning("live reply: placeholder not posted within %.0fs", self._finish_deadline_s)
+        if not self._dead:
+            self._pump_task = asyncio.create_task(self._pump(), name="live-reply-pump")
+        return self._msgs[0].ref if self._msgs else None
+
+    def append(self, delta: str) -> None:
+        if self._closing:
+            raise RuntimeError("LiveReply is finished")
+        if not delta:
+            return
+        self._text += delta
+        self._arrivals.append(len(self._text))
+        self._arrival_times.append(self._clock())
+        self._dirty.set()
+
+    def set_status(self, text: str | None) -> None:
+        """A line shown under the text while working ("sorted 340 of 1,000 questions…"); None or "" removes it."""
+        self._status = defang_mass_mentions(text or "")
+        self._dirty.set()
+
+    async def finish(self) -> list[MessageRef]:
+        """Land the complete text (no marker) in every message; returns the reply's messages in order."""
+        return await self._close(error=None)
+
+    async def fail(self, reason: str) -> list[MessageRef]:
+        """Keep what arrived and end with a clear error line ``⚠️ Stopped: {reason}``."""
+        return await self._close(error=reason)
+
+    async def __aenter__(self) -> LiveReply:
+        if not self._msgs:
+            await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            await self.finish()
+        else:
+            await self.fail(GENERIC_FAILURE)
+
+    # ---- planning -----------------------------------------------------------------------------------------------
+
+    def _plan(self, final: bool) -> list[_Want]:
+        """What each message should show now; frozen parts first, then the open tail (unless final)."""
+        text = defang_mass_mentions(self._text)
+        self._splitter.update(text, final=final)
+        wants: list[_Want] = []
+        offset = 0
+        for part in self._splitter.parts:
+            offset += len(part)
+            wants.append(_Want(part, offset))
+        if final:
+            return wants or [_Want(EMPTY_REPLY, 0)]
+        tail = self._splitter.tail(text)
+        if wants and not tail:
+            return wants
+        suffix = f"\n\n{self._status}" if self._status else ""
+        suffix = suffix[: safe_prefix_len(suffix, self._limit // 3)]
+        budget = self._limit - len(self._marker) - len(suffix)
+        body = tail[: safe_prefix_len(tail, budget) or budget]
+        shown = body + self._marker if body else self._placeholder[: safe_prefix_len(self._placeholder, budget)]
+        wants.append(_Want(shown + suffix, offset + len(body)))
+        return wants
+
+    # ---- the pump -----------------------------------------------------------------------------------------------
+
+    async def _pump(self) -> None:
+        while not self._closing:
+            await self._dirty.wait()
+            self._dirty.clear()
+            while not self._closing and not self._dead and await self._guarded_step(final=False):
+                pass
+
+    async def _guarded_step(self, *, final: bool) -> bool:
+        try:
+            progressed = await self._step(final=final)
+        except (asyncio.CancelledError, AssertionError):
+            raise
+        except Exception:
+            self._unexpected += 1
+            log.exception("live reply: unexpected platform error (%d in a row)", self._unexpected)
+            if self._unexpected >= MAX_UNEXPECTED_ERRORS:
+                self._dead = True
+                return False
+            await self._sleep(UNEXPECTED_ERROR_PAUSE_S)
+            return True
+        self._unexpected = 0
+        return progressed
+
+    async def _step(self, *, final: bool) -> bool:
+        """Make one platform call towards the plan; False when every message already shows what it should."""
+        wants = self._plan(final)
+        for i, want in enumerate(wants):
+            msg = self._msgs[i] if i < len(self._msgs) else None
+            if msg is not None and msg.ref is not None and msg.shown == want.text:
+                continue
+            if msg is None or msg.ref is None:
+                await self._post(i, want)
+                return True
+            await self._pace(msg, msg.ref)
+            if self._closing and not final:
+                return False  # finish() took over while we waited
+            wants = self._plan(final)  # the latest text wins over what was current before the wait
+            if i < len(wants) and wants[i].text != msg.shown:
+                await self._edit(i, msg, wants[i])
+            return True
+        return False
+
+    async def _pace(self, msg: _Message, ref: MessageRef) -> None:
+        # The platform floor counts from the post too, not only from the previous edit.
+        if (wait := msg.last_call_at + self._min_interval_s - self._clock()) > 0:
+            await self._sleep(wait)
+        await self._pacer.wait_turn(self._key(ref))
+
+    @staticmethod
+    def _key(ref: MessageRef) -> str:
+        return f"{ref.channel.key}/{ref.message_id}"
+
+    # ---- platform calls -----------------------------------------------------------------------------------------
+
+    async def _post(self, i: int, want: _Want) -> None:
+        try:
+            self._in_call = True
+            ref = await self._platform.post(self._channel, want.text, thread_id=self._thread_id)
+        except PlatformRateLimited as e:
+            self.stats.rate_limited += 1
+            await self._sleep(e.retry_after_s)
+            return
+        except MessageTooLong:
+            self._shrink(i, len(want.text))
+            return
+        except MessageGone:
+            log.warning("live reply: cannot post in %s any more", self._channel.key)
+            self._dead = True
+            return
+        finally:
+            self._in_call = False
+        now = self._clock()
+        msg = _Message(ref, want.text, now)
+        if i < len(self._msgs):
+            self._msgs[i] = msg  # replaces a message that was deleted
+        else:
+            self._msgs.append(msg)
+        if self.stats.posted_at is None:
+            self.stats.posted_at = now
+        self.stats.parts = len(self._msgs)
+        self._note_visible(want, now)
+
+    async def _edit(self, i: int, msg: _Message, want: _Want) -> None:
+        assert msg.ref is not None
+        key = self._key(msg.ref)
+        try:
+            self._in_call = True
+            await self._platform.edit(msg.ref, want.text)
+        except PlatformRateLimited as e:
+            self.stats.rate_limited += 1
+            await self._pacer.penalize(key, e.retry_after_s)
+            return
+        except MessageTooLong:
+            self._shrink(i, len(want.text))
+            return
+        except MessageGone:
+            # Someone deleted the message (often the placeholder): post a replacement on the next step.
+            msg.ref = None
+            return
+        finally:
+            self._in_call = False
+            msg.last_call_at = self._clock()
+        now = msg.last_call_at
+        msg.shown = want.text
+        self.stats.edits += 1
+        self.stats.edit_log.append((now, len(want.text)))
+        self._note_visible(want, now)
+
+    def _shrink(self, i: int, refused_len: int) -> None:
+        """The platform refused a text as too long: re-split from message i on with a smaller limit."""
+        new_limit = max(MIN_PART_CHARS, int(min(self._limit, refused_len) * SHRINK_FACTOR))
+        if new_limit >= self._limit:
+            log.warning("live reply: platform refuses even %d characters; giving up", self._limit)
+            self._dead = True
+            return
+        log.info("live reply: message too long, limit %d -> %d", self._limit, new_limit)
+        self._limit = new_limit
+        # Messages before i already show their final part (the plan is worked through in order).
+        self._splitter.rewind(min(i, len(self._splitter.parts)), limit=new_limit)
+
+    def _note_visible(self, want: _Want, now: float) -> None:
+        if want.visible_end <= self._visible_end:
+            return
+        if self.stats.first_text_at is None and self._arrivals:
+            self.stats.first_text_at = now
+        old_raw, new_raw = self._raw_offset(self._visible_end), self._raw_offset(want.visible_end)
+        self._visible_end = want.visible_end
+        first = bisect.bisect_right(self._arrivals, old_raw)  # first append that ends past what was visible
+        if first < len(self._arrivals) and new_raw > old_raw:
+            self.stats.staleness.append(now - self._arrival_times[first])
+
+    def _raw_offset(self, defanged_offset: int) -> int:
+        # Approximate to the few characters of inserted zero-width spaces: enough for staleness in seconds.
+        defanged = defang_mass_mentions(self._text)[:defanged_offset]
+        inserted = defanged.count(ZERO_WIDTH_SPACE) - self._text[:defanged_offset].count(ZERO_WIDTH_SPACE)
+        return min(len(self._text), max(0, defanged_offset - max(0, inserted)))
+
+    # ---- closing ------------------------------------------------------------------------------------------------
+
+    async def _close(self, *, error: str | None) -> list[MessageRef]:
+        if self._closing:  # a second finish()/fail() waits for the first and changes nothing
+            await self._closed.wait()
+            return self.refs
+        self._closing = True
+        await self._stop_pump()
+        if error is not None:
+            line = FAILURE_PREFIX + error
+            self._text += f"\n\n{line}" if self._text else line  # no arrival record: not model text
+        try:
+            async with asyncio.timeout(self._finish_deadline_s):
+                while not self._dead and await self._guarded_step(final=True):
+                    pass
+            self.stats.completed = not self._dead
+        except TimeoutError:
+            log.warning("live reply: final text not landed within %.0fs", self._finish_deadline_s)
+        self.stats.finished_at = self._clock()
+        self._closed.set()
+        return self.refs
+
+    async def _stop_pump(self) -> None:
+        task, self._pump_task = self._pump_task, None
+        if task is None:
+            return
+        if not self._in_call:
+            task.cancel()  # it is only waiting (for text or its turn); a call in flight is left to complete
+        self._dirty.set()
+        await asyncio.gather(task, return_exceptions=True)

@@ -1,0 +1,150 @@
+"""Settings from the environment, and optionally a TOML file named by SUPPORTBOT_CONFIG (environment wins).
+
+Provider and platform credentials keep the names their SDKs and docs use (OPENAI_API_KEY, SLACK_BOT_TOKEN, …);
+supportbot's own settings are prefixed SUPPORTBOT_. Secrets are SecretStr: their values never reach a message
+or a log line.
+"""
+
+from __future__ import annotations
+
+import os
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from llm.routes import Route, RouteEntry, build_routes
+from llm.types import Task
+
+
+def _env(*names: str) -> Any:
+    return Field(default=None, validation_alias=AliasChoices(*names))
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="SUPPORTBOT_", extra="ignore", populate_by_name=True)
+
+    # Providers
+    openai_api_key: SecretStr | None = _env("OPENAI_API_KEY", "openai_api_key")
+    openai_base_url: str | None = _env("OPENAI_BASE_URL", "openai_base_url")
+    anthropic_api_key: SecretStr | None = _env("ANTHROPIC_API_KEY", "anthropic_api_key")
+    anthropic_base_url: str | None = _env("ANTHROPIC_BASE_URL", "anthropic_base_url")
+
+    # Stores
+    redis_url: SecretStr | None = _env("REDIS_URL", "redis_url")  # may carry a password
+    db: str = "./supportbot.db"  # SUPPORTBOT_DB: SQLite file used when REDIS_URL is absent
+
+    # Models: routes as {"summarize": ["openai:gpt-4.1-mini", "anthropic:claude-haiku-4-5"], …}
+    routes: dict[str, list[str]] = Field(default_factory=dict)
+    max_tokens: dict[str, int] = Field(default_factory=dict)
+    temperature: dict[str, float | None] = Field(default_factory=dict)
+    cache_ttl_s: dict[str, float] = Field(default_factory=dict)  # response cache per task; 0 disables
+    prices_file: str | None = None  # JSON or TOML overriding the built-in price table
+    max_retries: int = Field(default=2, ge=0, le=10)
+    connect_timeout_s: float = Field(default=10.0, gt=0)
+    first_token_timeout_s: float = Field(default=45.0, gt=0)
+    idle_timeout_s: float = Field(default=30.0, gt=0)
+    anthropic_cache_ttl: Literal["5m", "1h"] = "5m"
+
+    # Product
+    monthly_budget_usd: Decimal | None = Field(default=None, ge=0)  # default per channel; None: no budget
+    channel_budgets_usd: dict[str, Decimal] = Field(default_factory=dict)  # channel id → monthly budget
+    admins: list[str] = Field(default_factory=list)  # user ids allowed to see all channels' spend
+    admin_channel: str | None = None  # where spend-spike alerts go
+    support_channels: list[str] = Field(default_factory=list)  # empty: every channel the bot is in
+    retention_days: int = Field(default=30, ge=1)
+    user_rate_per_hour: int = Field(default=30, ge=1)  # model-backed requests one user may make per hour
+
+    # Slack
+    slack_bot_token: SecretStr | None = _env("SLACK_BOT_TOKEN", "slack_bot_token")
+    slack_signing_secret: SecretStr | None = _env("SLACK_SIGNING_SECRET", "slack_signing_secret")
+    slack_app_token: SecretStr | None = _env("SLACK_APP_TOKEN", "slack_app_token")
+    slack_api_url: str | None = _env("SLACK_API_URL", "slack_api_url")
+    slack_native_streaming: bool = False
+
+    # Discord
+    discord_token: SecretStr | None = _env("DISCORD_TOKEN", "discord_token")
+    discord_api_url: str | None = _env("DISCORD_API_URL", "discord_api_url")
+    discord_gateway_url: str | None = _env("DISCORD_GATEWAY_URL", "discord_gateway_url")
+
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: tuple[PydanticBaseSettingsSource, ...] = (init_settings, env_settings)
+        config_file = os.environ.get("SUPPORTBOT_CONFIG")
+        if config_file:
+            sources += (TomlConfigSettingsSource(settings_cls, toml_file=config_file),)
+        return sources
+
+    @field_validator("routes")
+    @classmethod
+    def _known_tasks(cls, routes: dict[str, list[str]]) -> dict[str, list[str]]:
+        known = {t.value for t in Task}
+        for task, specs in routes.items():
+            if task not in known:
+                raise ValueError(f"unknown task {task!r}; tasks are {', '.join(sorted(known))}")
+            for spec in specs:
+                RouteEntry.parse(spec, max_tokens=1, temperature=None)
+        return routes
+
+    @property
+    def providers(self) -> list[str]:
+        return [
+            name
+            for name, key in (("openai", self.openai_api_key), ("anthropic", self.anthropic_api_key))
+            if key
+        ]
+
+    def model_routes(self) -> dict[Task, Route]:
+        return build_routes(
+            providers=self.providers,
+            overrides=self.routes,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            cache_ttl_s=self.cache_ttl_s,
+        )
+
+    def budget_for(self, channel: str) -> Decimal | None:
+        return self.channel_budgets_usd.get(channel, self.monthly_budget_usd)
+
+    def secret(self, name: str) -> str | None:
+        value = getattr(self, name)
+        return value.get_secret_value() if value is not None else None
+
+
+class SettingsError(Exception):
+    """One clear line naming the setting; never the value."""
+
+
+def env_name(field: str) -> str:
+    """The environment variable a field is read from, for messages."""
+    info = Settings.model_fields.get(field)
+    if info is not None and isinstance(info.validation_alias, AliasChoices):
+        return str(info.validation_alias.choices[0])
+    return f"SUPPORTBOT_{field.upper()}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise SettingsError(
+            f"invalid setting {env_name(str(first['loc'][0]) if first['loc'] else '')}: {first['msg']}"
+        ) from None
+    except (OSError, ValueError) as exc:  # unreadable or malformed SUPPORTBOT_CONFIG
+        raise SettingsError(f"invalid settings file SUPPORTBOT_CONFIG: {type(exc).__name__}") from None

@@ -1,0 +1,237 @@
+"""Mention → summary of the thread (or of the recent conversation outside a thread).
+
+Every message reaches the model: a thread that does not fit one call's token budget is summarized in parts whose
+notes are combined. A second mention reuses the last summary and sends only the messages written since.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from bot import prompts
+from bot.ports import ChatPlatform
+from bot.stores.base import Store
+from bot.types import ChatMessage, Mention
+from llm.router import ModelRouter
+from llm.tokens import count_tokens
+from llm.types import Attribution, Request, Task
+
+RECENT_LIMIT = 200  # outside a thread: the last messages of the channel
+STATE_TTL_S = 14 * 24 * 3600  # how long the last summary of a thread is kept for incremental updates
+PARALLEL_PARTS = 4  # part summaries in flight at once for a long thread
+_FRESH = re.compile(r"\b(fresh|again|full|from scratch|restart)\b", re.IGNORECASE)
+
+
+def wants_fresh(text: str) -> bool:
+    return bool(_FRESH.search(text))
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryState:
+    summary: str
+    last_sent_at: str  # ISO time of the newest message covered
+    covered: int  # messages covered so far
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryResult:
+    text: str
+    scope: str  # "thread" or "channel"
+    messages: int  # messages sent to the model in this run
+    incremental: bool
+    parts: int  # model calls that read the transcript (1 unless the thread was split)
+
+
+def format_line(m: ChatMessage) -> str:
+    return f"[{m.sent_at:%Y-%m-%d %H:%M}] {m.author_name or m.author}: {m.text}"
+
+
+def pack(lines: list[str], budget: int) -> list[list[str]]:
+    """Greedy packing of lines into parts of at most ``budget`` tokens; a line larger than a whole part is cut
+    into pieces rather than dropped."""
+    parts: list[list[str]] = []
+    current: list[str] = []
+    used = 0
+    for line in lines:
+        cost = count_tokens(line) + 1
+        if cost > budget:
+            pieces = _cut(line, budget)
+        else:
+            pieces = [line]
+        for piece in pieces:
+            c = count_tokens(piece) + 1 if len(pieces) > 1 else cost
+            if current and used + c > budget:
+                parts.append(current)
+                current, used = [], 0
+            current.append(piece)
+            used += c
+    if current:
+        parts.append(current)
+    return parts
+
+
+def _cut(line: str, budget: int) -> list[str]:
+    # Token counts grow roughly linearly with length; halve the piece size until each piece fits.
+    size = max(1, len(line) * budget // (count_tokens(line) + 1))
+    while True:
+        pieces = [line[i : i + size] for i in range(0, len(line), size)]
+        if all(count_tokens(p) + 1 <= budget for p in pieces) or size == 1:
+            return pieces
+        size = max(1, size // 2)
+
+
+class ThreadSummarizer:
+    def __init__(self, *, llm: ModelRouter, store: Store, max_input_tokens: int = 24_000) -> None:
+        self._llm = llm
+        self._store = store
+        self._max_input_tokens = max_input_tokens
+
+    def input_budget(self) -> int:
+        """Tokens of transcript one call may carry: the smaller of the setting and what the model's context
+        window leaves after the system prompt and the answer."""
+        return min(self._max_input_tokens, self._llm.input_budget(Task.SUMMARIZE)) - count_tokens(
+            prompts.SUMMARY_SYSTEM
+        )
+
+    async def gather(self, mention: Mention, platform: ChatPlatform) -> tuple[list[ChatMessage], str]:
+        ref = mention.message.ref
+        if ref.thread_id:
+            messages = await self._store.messages.thread(ref.channel, ref.thread_id)
+            if not any(m.ref.message_id == ref.thread_id for m in messages):
+                # The bot never saw the thread start (joined later, or was down): fetch what it lacks, once.
+                fetched = await platform.fetch_thread(ref)
+                known = {m.ref.message_id for m in messages}
+                for m in fetched:
+                    if m.ref.message_id not in known:
+                        await self._store.messages.add(m)
+                messages = await self._store.messages.thread(ref.channel, ref.thread_id)
+            scope = "thread"
+        else:
+            messages = await self._store.messages.recent(ref.channel, limit=RECENT_LIMIT)
+            scope = "channel"
+        # The bot's own replies (earlier summaries) are not part of the conversation.
+        return [m for m in messages if not m.is_bot], scope
+
+    async def summarize(
+        self,
+        mention: Mention,
+        platform: ChatPlatform,
+        *,
+        bill_to: Attribution,
+        on_text: Callable[[str], None],
+        on_status: Callable[[str], None],
+    ) -> SummaryResult:
+        messages, scope = await self.gather(mention, platform)
+        ref = mention.message.ref
+        state_key = f"summary:{ref.channel.key}:{ref.thread_id or '-'}"
+        state = None if mention.fresh else await self._load(state_key)
+        budget = self.input_budget()
+        if state is not None:
+            since = datetime.fromisoformat(state.last_sent_at)
+            new = [m for m in messages if m.sent_at > since and m.ref.message_id != ref.message_id]
+            if not new:
+                text = state.summary + "\n\n_No new messages since my last summary._"
+                on_text(text)
+                return SummaryResult(text, scope, 0, True, 0)
+            lines = [format_line(m) for m in new]
+            update = f"{prompts.UPDATE_NOTE}\n\nPrevious summary:\n{state.summary}\n\nNew messages:\n"
+            if count_tokens(update) + sum(count_tokens(x) + 1 for x in lines) <= budget:
+                request = Request.of(
+                    prompts.SUMMARY_SYSTEM, update + prompts.transcript(lines), prompt_version=prompts.SUMMARY_VERSION
+                )
+                text = await self._stream(Task.SUMMARIZE, request, bill_to, on_text)
+                await self._save(state_key, text, messages, state.covered + len(new))
+                return SummaryResult(text, scope, len(new), True, 1)
+            # Too much new text for one call: summarize it in parts, with the old summary as the first notes.
+            text, parts = await self._in_parts(lines, budget, bill_to, on_text, on_status, prior=state.summary)
+            await self._save(state_key, text, messages, state.covered + len(new))
+            return SummaryResult(text, scope, len(new), True, parts)
+        if not messages:
+            text = "There is nothing to summarize here yet."
+            on_text(text)
+            return SummaryResult(text, scope, 0, False, 0)
+        lines = [format_line(m) for m in messages]
+        if sum(count_tokens(x) + 1 for x in lines) <= budget:
+            request = Request.of(
+                prompts.SUMMARY_SYSTEM, prompts.transcript(lines), prompt_version=prompts.SUMMARY_VERSION
+            )
+            text = await self._stream(Task.SUMMARIZE, request, bill_to, on_text)
+            parts = 1
+        else:
+            text, parts = await self._in_parts(lines, budget, bill_to, on_text, on_status, prior=None)
+        await self._save(state_key, text, messages, len(messages))
+        return SummaryResult(text, scope, len(messages), False, parts)
+
+    async def _in_parts(
+        self,
+        lines: list[str],
+        budget: int,
+        bill_to: Attribution,
+        on_text: Callable[[str], None],
+        on_status: Callable[[str], None],
+        *,
+        prior: str | None,
+    ) -> tuple[str, int]:
+        chunks = pack(lines, budget)
+        done = 0
+        gate = asyncio.Semaphore(PARALLEL_PARTS)
+        on_status(f"reading a long conversation: part 0 of {len(chunks)}…")
+
+        async def notes_for(chunk: list[str]) -> str:
+            nonlocal done
+            async with gate:
+                request = Request.of(
+                    prompts.PARTIAL_SYSTEM, prompts.transcript(chunk), prompt_version=prompts.SUMMARY_VERSION
+                )
+                text = await self._llm.complete(Task.SUMMARIZE, request, bill_to=bill_to)
+            done += 1
+            on_status(f"reading a long conversation: part {done} of {len(chunks)}…")
+            return text
+
+        notes = list(await asyncio.gather(*(notes_for(c) for c in chunks)))
+        if prior:
+            notes.insert(0, f"(Summary of the earlier conversation)\n{prior}")
+        # Notes of very long threads may themselves exceed one call: combine them level by level.
+        while sum(count_tokens(n) + 1 for n in notes) > budget and len(notes) > 1:
+            groups = pack(notes, budget)
+            notes = [
+                await self._llm.complete(
+                    Task.COMBINE,
+                    Request.of(prompts.COMBINE_SYSTEM, "\n\n---\n\n".join(g), prompt_version=prompts.SUMMARY_VERSION),
+                    bill_to=bill_to,
+                )
+                for g in groups
+            ]
+        on_status("")
+        request = Request.of(
+            prompts.COMBINE_SYSTEM,
+            "\n\n---\n\n".join(f"Notes on part {i + 1}:\n{n}" for i, n in enumerate(notes)),
+            prompt_version=prompts.SUMMARY_VERSION,
+        )
+        return await self._stream(Task.COMBINE, request, bill_to, on_text), len(chunks)
+
+    async def _stream(
+        self, task: Task, request: Request, bill_to: Attribution, on_text: Callable[[str], None]
+    ) -> str:
+        parts: list[str] = []
+        async for chunk in self._llm.stream(task, request, bill_to=bill_to):
+            if chunk.text:
+                parts.append(chunk.text)
+                on_text(chunk.text)
+        return "".join(parts)
+
+    async def _load(self, key: str) -> SummaryState | None:
+        raw = await self._store.kv.get(key)
+        return SummaryState(**json.loads(raw)) if raw else None
+
+    async def _save(self, key: str, text: str, messages: list[ChatMessage], covered: int) -> None:
+        newest = max((m.sent_at for m in messages), default=None)
+        if newest is None or not text.strip():
+            return
+        state = SummaryState(text, newest.isoformat(), covered)
+        await self._store.kv.put(key, json.dumps(asdict(state)), ttl_s=STATE_TTL_S)

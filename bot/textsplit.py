@@ -1,0 +1,328 @@
+"""Cut long text into platform-sized messages without breaking what a reader sees.
+
+Invariants (property-tested in tests/test_textsplit.py):
+
+* ``"".join(parts) == text`` exactly: separators stay at the end of the part they follow, nothing is stripped.
+* every part has ``len(part) <= limit``.
+* cuts land, in order of preference, after a paragraph break, a line break, a sentence end or a word boundary,
+  and never inside a fenced code block, an inline code span, a markdown link ``[t](u)``, an angle-bracket token
+  (Slack ``<url|text>``, ``<@U1>``, ``<!here>``, Discord ``<@&1>``, ``<:emoji:1>``), a bare URL, or a grapheme
+  cluster; a bold/italic run is avoided when another cut is available.
+
+Code blocks: a part never closes and reopens a fence, because the parts must join back to the exact text. A code
+block that begins mid-part is moved whole to the next part; only a block that alone does not fit in one message
+(it starts the part, or continues from the previous one) is cut, at a line break inside it. The second message then
+starts inside the block without its opening fence: rendering that well (re-opening the fence) is the adapter's job.
+
+When no good cut fits, the text is cut at the last grapheme boundary that is outside protected spans, then at the
+last grapheme boundary at all; only a single grapheme cluster longer than the limit is cut inside itself.
+
+Streaming: :class:`StreamSplitter` freezes parts as text grows. A part is decided only once the text reaches
+``LOOKAHEAD_CHARS`` past its limit; every protected span we recognise is either shorter than that or runs to the
+end of the known text (an unclosed fence, a URL still arriving), so later text can no longer change the decision:
+the parts frozen from a prefix are always the first parts of ``split_message`` of the whole text.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Iterator
+
+# Bounded spans (inline code, links, angle tokens, emphasis) are recognised only up to about this many characters.
+MAX_SPAN_CHARS = 240
+# How far past a part's limit the text must reach before the part is frozen while streaming. Must exceed
+# MAX_SPAN_CHARS plus the few characters of context safety.defang_mass_mentions looks at.
+LOOKAHEAD_CHARS = 300
+# A preferred kind of cut (paragraph, line, ...) is taken only if it fills at least this share of the limit;
+# otherwise a weaker cut later in the text wins, so messages are not left half empty.
+MIN_FILL = 0.5
+
+_SENTENCE_END = frozenset(".!?。！？…")
+_SENTENCE_CLOSERS = frozenset("\"')]}»”’")
+
+_FENCE_OPEN = re.compile(r"^ {0,3}(`{3,}|~{3,})", re.MULTILINE)
+_FENCE_CLOSE = re.compile(r" {0,3}(`{3,}|~{3,})[ \t]*$", re.MULTILINE)
+_INNER = str(MAX_SPAN_CHARS - 4)  # keeps every bounded match, delimiters included, within MAX_SPAN_CHARS
+_HARD_SPANS = re.compile(
+    r"`[^`\n]{1," + _INNER + r"}`"  # inline code
+    + r"|!?\[[^\]\n]{0,80}\]\([^)\s]{1,150}\)"  # markdown link / image (80 + 150 + 5 <= MAX_SPAN_CHARS)
+    + r"|<[^<>\n]{1," + _INNER + r"}>"  # Slack link, mention, Discord token
+)
+# A URL runs to the next whitespace: unbounded, so while streaming it simply extends to the end of known text.
+_URL = re.compile(r"(?:https?|ftp|mailto):[^\s<>]+|www\.[^\s<>]+", re.IGNORECASE)
+# Bold / italic / strikethrough within one line (to avoid, not forbidden).
+_SOFT_SPANS = re.compile(r"(\*\*|__|\*|_|~~|~)(?=\S)[^\n]{1," + _INNER + r"}?(?<=\S)\1")
+
+# Grapheme-cluster approximation (UAX #29) without a dependency. It may refuse a real boundary (harmless: the
+# cut moves left) but must never allow a cut inside a cluster. Characters that join the previous one beyond
+# the marks (Mn/Me/Mc) that unicodedata reports:
+_EXTEND_EXTRA = (
+    (0x200C, 0x200D),  # ZWNJ, ZWJ
+    (0xFE00, 0xFE0F),  # variation selectors
+    (0xFF9E, 0xFF9F),  # halfwidth katakana sound marks
+    (0x1F3FB, 0x1F3FF),  # emoji skin-tone modifiers
+    (0xE0020, 0xE007F),  # tag characters (subdivision flags)
+    (0xE0100, 0xE01EF),  # variation selectors supplement
+    (0x0E33, 0x0E33),  # Thai SARA AM (SpacingMark)
+    (0x0EB3, 0x0EB3),  # Lao AM (SpacingMark)
+)
+# Characters that join the *next* one (Grapheme_Cluster_Break=Prepend).
+_PREPEND = (
+    (0x0600, 0x0605),
+    (0x06DD, 0x06DD),
+    (0x070F, 0x070F),
+    (0x0890, 0x0891),
+    (0x08E2, 0x08E2),
+    (0x0D4E, 0x0D4E),
+    (0x110BD, 0x110BD),
+    (0x110CD, 0x110CD),
+    (0x111C2, 0x111C3),
+    (0x1193F, 0x1193F),
+    (0x11941, 0x11941),
+    (0x11A84, 0x11A89),
+    (0x11D46, 0x11D46),
+)
+_ZWJ = "\u200d"
+
+
+def _in(ranges: tuple[tuple[int, int], ...], ch: str) -> bool:
+    cp = ord(ch)
+    return any(lo <= cp <= hi for lo, hi in ranges)
+
+
+def _joins_previous(ch: str) -> bool:
+    return unicodedata.category(ch) in ("Mn", "Me", "Mc") or _in(_EXTEND_EXTRA, ch)
+
+
+def _is_regional_indicator(ch: str) -> bool:
+    return 0x1F1E6 <= ord(ch) <= 0x1F1FF
+
+
+def _hangul_kind(ch: str) -> str:
+    cp = ord(ch)
+    if 0x1100 <= cp <= 0x115F or 0xA960 <= cp <= 0xA97C:
+        return "L"
+    if 0x1160 <= cp <= 0x11A7 or 0xD7B0 <= cp <= 0xD7C6:
+        return "V"
+    if 0x11A8 <= cp <= 0x11FF or 0xD7CB <= cp <= 0xD7FB:
+        return "T"
+    if 0xAC00 <= cp <= 0xD7A3:
+        return "LV" if (cp - 0xAC00) % 28 == 0 else "LVT"
+    return ""
+
+
+def _no_break_between(prev: str, cur: str) -> bool:
+    if prev == "\r" and cur == "\n":
+        return True
+    if _joins_previous(cur) or prev == _ZWJ or _in(_PREPEND, prev):
+        return True
+    before, after = _hangul_kind(prev), _hangul_kind(cur)
+    if before and after:
+        if before == "L" and after in ("L", "V", "LV", "LVT"):
+            return True
+        if before in ("LV", "V") and after in ("V", "T"):
+            return True
+        if before in ("LVT", "T") and after == "T":
+            return True
+    return False
+
+
+def _after_virama(text: str, i: int) -> bool:
+    """Indic conjuncts (UAX #29 GB9c): consonant + virama (+ marks) + consonant is one cluster."""
+    if not unicodedata.category(text[i]).startswith("L"):
+        return False
+    j = i - 1
+    while j >= 0 and (_joins_previous(text[j])):
+        if unicodedata.combining(text[j]) == 9:
+            return True
+        j -= 1
+    return False
+
+
+def is_grapheme_boundary(text: str, i: int) -> bool:
+    """Whether cutting ``text`` at index ``i`` keeps every grapheme cluster whole (approximately, conservatively)."""
+    if i <= 0 or i >= len(text):
+        return True
+    prev, cur = text[i - 1], text[i]
+    if _no_break_between(prev, cur) or _after_virama(text, i):
+        return False
+    if _is_regional_indicator(prev) and _is_regional_indicator(cur):
+        run = 0
+        j = i - 1
+        while j >= 0 and _is_regional_indicator(text[j]):
+            run += 1
+            j -= 1
+        return run % 2 == 0  # flags are pairs: break only after a complete pair
+    return True
+
+
+def safe_prefix_len(text: str, limit: int) -> int:
+    """The longest prefix length <= ``limit`` that ends on a grapheme boundary (0 if none but a cut inside)."""
+    if len(text) <= limit:
+        return len(text)
+    for i in range(limit, 0, -1):
+        if is_grapheme_boundary(text, i):
+            return i
+    return 0
+
+
+def _fence_blocks(text: str) -> list[tuple[int, int]]:
+    """Fenced code blocks as (start of opening line, end after closing line); unclosed runs to the end."""
+    blocks: list[tuple[int, int]] = []
+    opener: tuple[int, str] | None = None
+    for m in _FENCE_OPEN.finditer(text):
+        fence = m.group(1)
+        if opener is None:
+            opener = (m.start(), fence)
+        elif (
+            fence[0] == opener[1][0]
+            and len(fence) >= len(opener[1])
+            and _FENCE_CLOSE.match(text, m.start())  # a closing fence carries no info string
+        ):
+            line_end = text.find("\n", m.end())
+            end = len(text) if line_end < 0 else line_end + 1
+            blocks.append((opener[0], end))
+            opener = None
+    if opener is not None:
+        blocks.append((opener[0], len(text)))
+    return blocks
+
+
+def _spans(pattern: re.Pattern[str], text: str) -> Iterator[tuple[int, int]]:
+    for m in pattern.finditer(text):
+        yield m.start(), m.end()
+
+
+class _Layout:
+    """Protected spans of one text, computed once and queried per part."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.blocks = _fence_blocks(text)
+        self.hard = sorted([*_spans(_HARD_SPANS, text), *_spans(_URL, text)])
+        self.soft = list(_spans(_SOFT_SPANS, text))
+
+    def _mark(self, spans: list[tuple[int, int]], start: int, stop: int) -> list[bool]:
+        inside = [False] * (stop - start + 1)
+        for s, e in spans:
+            if e <= start or s >= stop:
+                continue
+            for p in range(max(s + 1, start), min(e, stop + 1)):
+                inside[p - start] = True
+        return inside
+
+    def cut(self, start: int, limit: int) -> int:
+        """End index of the part that starts at ``start``; the text beyond must be longer than ``limit``."""
+        text = self.text
+        stop = start + limit
+        hard = self._mark(self.hard, start, stop)
+        soft = self._mark(self.soft, start, stop)
+        # A block that starts mid-part or fits whole in this part is never cut (it moves on whole); one that starts
+        # the part (or continues from the previous one) and does not fit is cut at a line break inside it.
+        code_forbidden = self._mark([b for b in self.blocks if b[0] > start or b[1] <= stop], start, stop)
+        code_lines_only = self._mark([b for b in self.blocks if b[0] <= start < stop < b[1]], start, stop)
+
+        # best[kind] = largest acceptable position of that kind; kinds: 0 paragraph, 1 line, 2 sentence, 3 word.
+        best_soft: list[int] = [0, 0, 0, 0]
+        best_any: list[int] = [0, 0, 0, 0]
+        fallback_clean = 0
+        fallback_any = 0
+        for p in range(stop, start, -1):
+            k = p - start
+            if not is_grapheme_boundary(text, p):
+                continue
+            if fallback_any == 0:
+                fallback_any = p
+            if hard[k] or code_forbidden[k]:
+                continue
+            if fallback_clean == 0:
+                fallback_clean = p
+            kind = (1 if text[p - 1] == "\n" else None) if code_lines_only[k] else _cut_kind(text, p)
+            if kind is None:
+                continue
+            if best_any[kind] == 0:
+                best_any[kind] = p
+            if not soft[k] and best_soft[kind] == 0:
+                best_soft[kind] = p
+        floor = start + MIN_FILL * limit
+        for best in (best_soft, best_any):
+            for p in best:
+                if p and p >= floor:
+                    return p
+        for best in (best_soft, best_any):
+            if max(best):
+                return max(best)
+        return fallback_clean or fallback_any or stop
+
+
+def _cut_kind(text: str, p: int) -> int | None:
+    """0 paragraph break, 1 line break, 2 sentence end, 3 word boundary, None otherwise (cut lies before p)."""
+    prev = text[p - 1]
+    nxt = text[p] if p < len(text) else ""
+    if prev == "\n":
+        if nxt == "\n":
+            return None  # cut after the whole run of blank lines
+        return 0 if p >= 2 and text[p - 2] == "\n" else 1
+    if not prev.isspace() or nxt.isspace() or prev == "\r":
+        return None
+    j = p - 1
+    while j >= 0 and text[j].isspace():
+        j -= 1
+    while j >= 0 and text[j] in _SENTENCE_CLOSERS:
+        j -= 1
+    return 2 if j >= 0 and text[j] in _SENTENCE_END else 3
+
+
+class StreamSplitter:
+    """Splits text that keeps growing into parts that, once frozen, never change.
+
+    ``update(text)`` takes the whole text so far (each call a prefix of the next) and returns the parts it froze;
+    ``update(text, final=True)`` freezes the rest too. ``rewind(keep, limit=...)`` forgets parts from index ``keep``
+    on and continues with a new limit (used when the platform refuses a message as too long).
+    """
+
+    def __init__(self, *, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        self.limit = limit
+        self.parts: list[str] = []
+        self.offset = 0  # where the open tail starts
+
+    def update(self, text: str, *, final: bool = False) -> list[str]:
+        new: list[str] = []
+        layout: _Layout | None = None
+        while True:
+            remaining = len(text) - self.offset
+            if remaining <= 0:
+                break
+            if remaining <= self.limit and final:
+                end = len(text)
+            elif remaining > self.limit and (final or remaining > self.limit + LOOKAHEAD_CHARS):
+                layout = layout or _Layout(text)
+                end = layout.cut(self.offset, self.limit)
+            else:
+                break
+            new.append(text[self.offset : end])
+            self.offset = end
+        self.parts.extend(new)
+        return new
+
+    def tail(self, text: str) -> str:
+        return text[self.offset :]
+
+    def rewind(self, keep: int, *, limit: int) -> None:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        dropped = self.parts[keep:]
+        self.parts = self.parts[:keep]
+        self.offset -= sum(len(p) for p in dropped)
+        self.limit = limit
+
+
+def split_message(text: str, limit: int) -> list[str]:
+    """Cut ``text`` into parts of at most ``limit`` characters that join back to exactly ``text``.
+
+    Empty text gives no parts.
+    """
+    return StreamSplitter(limit=limit).update(text, final=True)

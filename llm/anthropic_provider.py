@@ -1,0 +1,176 @@
+"""Anthropic Messages, streamed, with prompt-cache markers on the stable prefix."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncGenerator
+from typing import Any
+
+import anthropic
+import httpx2
+
+from llm.models import capabilities
+from llm.provider import (
+    DEFAULT_TIMEOUTS,
+    RETRYABLE_STATUS,
+    Delta,
+    ErrorInfo,
+    StructuredSpec,
+    Timeouts,
+    retry_after_from_headers,
+    status_kind,
+)
+from llm.routes import RouteEntry
+from llm.tokens import count_tokens
+from llm.types import Request, Usage
+
+
+class AnthropicProvider:
+    name = "anthropic"
+
+    def __init__(
+        self,
+        *,
+        api_key: str,
+        base_url: str | None = None,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        cache_ttl: str = "5m",
+    ) -> None:
+        # max_retries=0: the router owns the one retry loop. Read timeout = idle gap, never a whole-request cap.
+        self._client = anthropic.AsyncAnthropic(
+            api_key=api_key,
+            base_url=base_url,
+            max_retries=0,
+            timeout=httpx2.Timeout(
+                connect=timeouts.connect_s,
+                read=timeouts.idle_s,
+                write=timeouts.idle_s,
+                pool=timeouts.connect_s,
+            ),
+        )
+        self._cache_control: dict[str, str] = {"type": "ephemeral"}
+        if cache_ttl == "1h":
+            self._cache_control["ttl"] = "1h"
+        self._prefix_tokens: dict[str, int] = {}  # system prompt → token count, counted once per prompt
+
+    def _cacheable(self, model: str, system: str, tools: list[dict[str, Any]]) -> bool:
+        # Below the model's minimum a marked block is silently not cached (FACTS.md); marking is then pointless,
+        # and above it the prefix (tools + system) is what every call of the task repeats.
+        key = system + "".join(str(t) for t in tools)
+        if key not in self._prefix_tokens:
+            if len(self._prefix_tokens) > 256:
+                self._prefix_tokens.clear()
+            self._prefix_tokens[key] = count_tokens(key)
+        return self._prefix_tokens[key] >= capabilities(model).min_cacheable_tokens
+
+    def _params(
+        self, entry: RouteEntry, request: Request, structured: StructuredSpec | None
+    ) -> dict[str, Any]:
+        caps = capabilities(entry.model)
+        tools: list[dict[str, Any]] = []
+        params: dict[str, Any] = {
+            "model": entry.model,
+            "max_tokens": request.max_tokens or entry.max_tokens,
+            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "stream": True,
+        }
+        if structured is not None:
+            tools = [
+                {
+                    "name": structured.name,
+                    "description": "Record the answer in this exact structure.",
+                    "input_schema": structured.json_schema,
+                }
+            ]
+            params["tools"] = tools
+            params["tool_choice"] = {"type": "tool", "name": structured.name}
+        if request.system:
+            block: dict[str, Any] = {"type": "text", "text": request.system}
+            if self._cacheable(entry.model, request.system, tools):
+                block["cache_control"] = self._cache_control
+            params["system"] = [block]
+        if caps.temperature and entry.temperature is not None:
+            # anthropic>=2 dropped `temperature` from create()'s signature (newer models reject it); the models
+            # whose capability says they take it still do, so it travels in the body.
+            params["extra_body"] = {"temperature": entry.temperature}
+        return params
+
+    async def stream(
+        self, entry: RouteEntry, request: Request, *, structured: StructuredSpec | None = None
+    ) -> AsyncGenerator[Delta, None]:
+        stream = await self._client.messages.create(**self._params(entry, request, structured))
+        usage = Usage()
+        try:
+            async for event in stream:
+                kind = event.type
+                if kind == "content_block_delta":
+                    d = event.delta
+                    if d.type == "text_delta":
+                        yield Delta(text=d.text)
+                    elif d.type == "input_json_delta":
+                        yield Delta(text=d.partial_json)
+                elif kind == "message_start":
+                    usage = _start_usage(event.message.usage)
+                    yield Delta(usage=usage)
+                elif kind == "message_delta":
+                    # output_tokens in message_delta is cumulative; input figures came with message_start.
+                    u = event.usage
+                    usage = Usage(
+                        input=u.input_tokens if u.input_tokens is not None else usage.input,
+                        output=u.output_tokens,
+                        cache_read=usage.cache_read,
+                        cache_write_5m=usage.cache_write_5m,
+                        cache_write_1h=usage.cache_write_1h,
+                    )
+                    yield Delta(usage=usage, final_usage=True)
+        finally:
+            await stream.close()
+
+    def classify(self, exc: BaseException) -> ErrorInfo | None:
+        if isinstance(exc, anthropic.APITimeoutError):
+            return ErrorInfo("timeout", True, message="request timed out")
+        if isinstance(exc, anthropic.APIConnectionError):
+            return ErrorInfo("connection", True, message="could not reach Anthropic")
+        if isinstance(exc, anthropic.APIStatusError):
+            status = exc.status_code
+            body: dict[str, Any] = exc.body if isinstance(exc.body, dict) else {}
+            err: dict[str, Any] = body["error"] if isinstance(body.get("error"), dict) else {}
+            # A mid-stream `event: error` arrives as APIStatusError carrying the 200 of the stream.
+            if status < 400:
+                etype = str(err.get("type", "stream"))
+                kind = "overloaded" if etype == "overloaded_error" else "stream"
+                return ErrorInfo(kind, True, status=status, message=etype)
+            return ErrorInfo(
+                status_kind(status),
+                status in RETRYABLE_STATUS,
+                retry_after_from_headers(exc.response.headers),
+                status,
+                str(err.get("message", "")) or type(exc).__name__,
+            )
+        if isinstance(exc, anthropic.APIError):
+            return ErrorInfo("stream", True, message=str(exc)[:200])
+        if isinstance(exc, json.JSONDecodeError):  # a malformed SSE data line
+            return ErrorInfo("stream", True, message="malformed stream data")
+        if isinstance(exc, (httpx2.TransportError, httpx2.StreamError)):
+            return ErrorInfo("connection", True, message=type(exc).__name__)
+        return None
+
+    async def close(self) -> None:
+        await self._client.close()
+
+
+def _start_usage(u: Any) -> Usage:
+    # Anthropic's input_tokens EXCLUDES cache reads and writes (FACTS.md); total = input + reads + writes.
+    written = u.cache_creation_input_tokens or 0
+    split = getattr(u, "cache_creation", None)
+    w5 = getattr(split, "ephemeral_5m_input_tokens", None) if split is not None else None
+    w1 = getattr(split, "ephemeral_1h_input_tokens", None) if split is not None else None
+    if w5 is None and w1 is None:
+        w5, w1 = written, 0
+    return Usage(
+        input=u.input_tokens or 0,
+        output=u.output_tokens or 0,
+        cache_read=u.cache_read_input_tokens or 0,
+        cache_write_5m=w5 or 0,
+        cache_write_1h=w1 or 0,
+    )

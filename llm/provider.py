@@ -1,0 +1,91 @@
+"""The small interface each provider module implements. Only llm/openai_provider.py imports openai and only
+llm/anthropic_provider.py imports anthropic; everything above them sees Deltas and ErrorInfo."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from llm.routes import RouteEntry
+from llm.types import Request, Usage
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    text: str = ""  # answer text, or the JSON text of a structured answer
+    usage: Usage | None = None  # latest usage figures seen so far
+    final_usage: bool = False  # True when ``usage`` is the provider's final, complete count
+
+
+@dataclass(frozen=True, slots=True)
+class StructuredSpec:
+    name: str
+    json_schema: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorInfo:
+    kind: str  # rate_limited, overloaded, server, timeout, connection, auth, bad_request, stream
+    retryable: bool
+    retry_after_s: float | None = None
+    status: int | None = None
+    message: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    connect_s: float = 10.0
+    first_token_s: float = 45.0  # from sending the request to the first piece of text
+    idle_s: float = 30.0  # longest silence between two pieces of a stream
+
+
+class Provider(Protocol):
+    name: str
+
+    def stream(
+        self, entry: RouteEntry, request: Request, *, structured: StructuredSpec | None = None
+    ) -> AsyncGenerator[Delta, None]: ...
+
+    def classify(self, exc: BaseException) -> ErrorInfo | None:
+        """What an exception raised by ``stream`` means; None when it is not a provider error."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
+
+
+def retry_after_from_headers(headers: Any) -> float | None:
+    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds); None when absent or unparsable."""
+    if headers is None:
+        return None
+    for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value) / divisor
+        except ValueError:
+            continue
+        if seconds >= 0:
+            return seconds
+    return None
+
+
+def status_kind(status: int) -> str:
+    if status == 429:
+        return "rate_limited"
+    if status == 529:
+        return "overloaded"
+    if status in (401, 403):
+        return "auth"
+    if status in (408,):
+        return "timeout"
+    if status >= 500:
+        return "server"
+    return "bad_request"
+
+
+DEFAULT_TIMEOUTS = Timeouts()

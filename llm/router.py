@@ -1,0 +1,391 @@
+"""The LLM port bot/ talks to: picks the route for a task, owns the one retry loop, the timeouts, the fallback
+to the next route entry, the response cache, and writes exactly one ledger record per provider call or cache hit
+— failed and interrupted calls included."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
+from contextlib import aclosing
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from llm.models import PriceTable, capabilities
+from llm.ports import LedgerSink, ResponseCache
+from llm.provider import DEFAULT_TIMEOUTS, Delta, ErrorInfo, Provider, StructuredSpec, Timeouts
+from llm.routes import Route, RouteEntry
+from llm.structured import cache_key, spec_for
+from llm.tokens import count_tokens
+from llm.types import (
+    Attribution,
+    Chunk,
+    LedgerRecord,
+    LLMError,
+    Message,
+    Outcome,
+    Request,
+    StructuredOutputError,
+    Task,
+    Usage,
+)
+
+log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
+
+# Backoff when the server names no delay: min(0.5·2^n, 8 s) minus up to 25 % jitter, as the SDKs do (FACTS.md).
+BACKOFF_BASE_S = 0.5
+BACKOFF_CAP_S = 8.0
+# A Retry-After longer than this is not worth waiting for inside a chat reply: fall back to the next entry.
+MAX_RETRY_AFTER_S = 60.0
+
+USER_MESSAGES = {
+    "rate_limited": "the model provider is rate-limiting the bot right now",
+    "overloaded": "the model provider is overloaded right now",
+    "auth": "the model provider refused the bot's API key (an admin needs to check it)",
+    "timeout": "the model did not answer in time",
+    "unconfigured": "no model is configured (set OPENAI_API_KEY or ANTHROPIC_API_KEY)",
+}
+
+
+class _StreamTimeout(Exception):
+    def __init__(self, first_token: bool) -> None:
+        super().__init__("no first token in time" if first_token else "stream went silent")
+        self.info = ErrorInfo("timeout", retryable=not first_token, message=str(self))
+
+
+@dataclass
+class _Call:
+    """What one attempt against one route entry produced so far."""
+
+    entry: RouteEntry
+    started: float = field(default_factory=time.monotonic)
+    at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    ttft: float | None = None
+    parts: list[str] = field(default_factory=list)
+    usage: Usage | None = None
+    final_usage: bool = False
+
+    @property
+    def text(self) -> str:
+        return "".join(self.parts)
+
+
+class ModelRouter:
+    def __init__(
+        self,
+        *,
+        providers: dict[str, Provider],
+        routes: dict[Task, Route],
+        prices: PriceTable,
+        ledger: LedgerSink,
+        cache: ResponseCache | None = None,
+        timeouts: Timeouts = DEFAULT_TIMEOUTS,
+        max_retries: int = 2,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        observers: list[Callable[[LedgerRecord], None]] | None = None,
+    ) -> None:
+        self._providers = providers
+        self.routes = routes
+        self.prices = prices
+        self._ledger = ledger
+        self._cache = cache
+        self._timeouts = timeouts
+        self._max_retries = max_retries
+        self._sleep = sleep
+        self._observers = observers or []
+        self.unrecorded = 0  # ledger writes that raised (the store buffers; this counts what it could not)
+
+    # ---- the LLM port -------------------------------------------------------------------------------------
+
+    def stream(self, task: Task, request: Request, *, bill_to: Attribution) -> AsyncGenerator[Chunk, None]:
+        """Text chunks as the model writes them, then one final chunk with the usage and no text. A caller that
+        stops early should ``aclose()`` it (or use ``contextlib.aclosing``) so the call is recorded at once."""
+        return self._run(task, request, bill_to, structured=None, cacheable=None)
+
+    async def complete(self, task: Task, request: Request, *, bill_to: Attribution) -> str:
+        return await self._collect(task, request, bill_to, None, None)
+
+    async def structured(self, task: Task, request: Request, schema: type[M], *, bill_to: Attribution) -> M:
+        """A validated instance of ``schema``; one repair attempt on invalid output, then StructuredOutputError."""
+        spec = spec_for(schema)
+
+        def valid(text: str) -> bool:
+            try:
+                schema.model_validate_json(text)
+                return True
+            except ValidationError:
+                return False
+
+        text = await self._collect(task, request, bill_to, spec, valid)
+        try:
+            return schema.model_validate_json(text)
+        except ValidationError as first:
+            problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in first.errors()[:10])
+            last = request.messages[-1]
+            note = (
+                f"\n\nYour previous answer did not match the required structure ({problems}). "
+                f"Previous answer:\n{text[:4000]}\nAnswer again, following the structure exactly."
+            )
+            repair = Request(
+                request.system,
+                request.messages[:-1] + (Message(last.role, last.content + note),),
+                prompt_version=request.prompt_version,
+                max_tokens=request.max_tokens,
+            )
+            text = await self._collect(task, repair, bill_to, spec, valid)
+            try:
+                return schema.model_validate_json(text)
+            except ValidationError as second:
+                raise StructuredOutputError(
+                    f"the model's answer did not match {schema.__name__} after a repair attempt: "
+                    f"{second.error_count()} problem(s)",
+                    kind="invalid_output",
+                ) from second
+
+    def input_budget(self, task: Task) -> int:
+        """Prompt tokens every model of the task's route can take: context window minus the answer."""
+        route = self.routes.get(task)
+        entries = route.entries if route else ()
+        return min((capabilities(e.model).context_window - e.max_tokens for e in entries), default=8_000)
+
+    # ---- internals ----------------------------------------------------------------------------------------
+
+    async def _collect(
+        self,
+        task: Task,
+        request: Request,
+        bill_to: Attribution,
+        structured: StructuredSpec | None,
+        cacheable: Callable[[str], bool] | None,
+    ) -> str:
+        parts = [
+            c.text
+            async for c in self._run(task, request, bill_to, structured=structured, cacheable=cacheable)
+        ]
+        return "".join(parts)
+
+    async def _run(
+        self,
+        task: Task,
+        request: Request,
+        bill_to: Attribution,
+        *,
+        structured: StructuredSpec | None,
+        cacheable: Callable[[str], bool] | None,
+    ) -> AsyncGenerator[Chunk, None]:
+        route = self.routes.get(task)
+        if route is None or not any(e.provider in self._providers for e in route.entries):
+            raise LLMError(USER_MESSAGES["unconfigured"], kind="unconfigured")
+        key = None
+        if self._cache is not None and route.cache_ttl_s > 0:
+            key = cache_key(route, request, scope=bill_to.scope, structured=structured)
+            hit = await self._cache_get(key)
+            if hit is not None:
+                text, entry, saved = hit
+                await self._record_hit(task, entry, bill_to, saved)
+                yield Chunk(text=text)
+                yield Chunk(usage=Usage())
+                return
+
+        last: ErrorInfo | None = None
+        for entry in route.entries:
+            provider = self._providers.get(entry.provider)
+            if provider is None:
+                continue
+            for attempt in range(self._max_retries + 1):
+                call = _Call(entry)
+                try:
+                    deltas = self._timed(provider.stream(entry, request, structured=structured), call)
+                    async with aclosing(deltas):
+                        async for delta in deltas:
+                            if delta.usage is not None:
+                                call.usage, call.final_usage = delta.usage, delta.final_usage
+                            if delta.text:
+                                if call.ttft is None:
+                                    call.ttft = time.monotonic() - call.started
+                                call.parts.append(delta.text)
+                                yield Chunk(text=delta.text)
+                except (asyncio.CancelledError, GeneratorExit):
+                    # The caller went away (user cancelled, reply abandoned): the call still cost money.
+                    await self._record(task, request, bill_to, call, _outcome_of(call), "cancelled")
+                    raise
+                except Exception as exc:
+                    info = exc.info if isinstance(exc, _StreamTimeout) else provider.classify(exc)
+                    if info is None:
+                        await self._record(task, request, bill_to, call, _outcome_of(call), repr(exc)[:200])
+                        raise
+                    await self._record(
+                        task, request, bill_to, call, _outcome_of(call), f"{info.kind}: {info.message}"
+                    )
+                    if call.parts:
+                        # Text is already visible to the user: retrying would repeat it. Keep what arrived.
+                        raise LLMError(_user_message(info), kind=info.kind, partial_text=call.text) from exc
+                    last = info
+                    delay = self._retry_delay(info, attempt)
+                    if delay is None:
+                        break  # not retryable here: fall back to the next route entry
+                    log.info(
+                        "retrying %s/%s in %.2fs after %s", entry.provider, entry.model, delay, info.kind
+                    )
+                    await self._sleep(delay)
+                    continue
+                record = await self._record(task, request, bill_to, call, Outcome.OK)
+                if key is not None and (cacheable is None or cacheable(call.text)):
+                    await self._cache_put(key, route.cache_ttl_s, call.text, entry, record.cost_usd)
+                yield Chunk(usage=record.usage)
+                return
+        info = last or ErrorInfo("unavailable", False)
+        raise LLMError(_user_message(info), kind=info.kind)
+
+    async def _timed(self, deltas: AsyncGenerator[Delta, None], call: _Call) -> AsyncGenerator[Delta, None]:
+        """First-token and idle timeouts around a provider stream — never a whole-request cap."""
+        loop = asyncio.get_running_loop()
+        deadline = call_deadline = loop.time() + self._timeouts.first_token_s
+        async with aclosing(deltas):
+            it = aiter(deltas)
+            while True:
+                try:
+                    async with asyncio.timeout_at(deadline):
+                        delta = await anext(it)
+                except StopAsyncIteration:
+                    return
+                except TimeoutError as exc:
+                    raise _StreamTimeout(first_token=not call.parts) from exc
+                yield delta
+                # Until text arrives the first-token deadline stands (usage-only events don't reset it).
+                deadline = loop.time() + self._timeouts.idle_s if call.parts else call_deadline
+
+    def _retry_delay(self, info: ErrorInfo, attempt: int) -> float | None:
+        if not info.retryable or attempt >= self._max_retries:
+            return None
+        if info.retry_after_s is not None:
+            return info.retry_after_s if info.retry_after_s <= MAX_RETRY_AFTER_S else None
+        return min(BACKOFF_BASE_S * 2**attempt, BACKOFF_CAP_S) * (1 - 0.25 * random.random())
+
+    def _usage_of(self, call: _Call, request: Request, outcome: Outcome) -> Usage:
+        if call.usage is not None and call.final_usage:
+            return call.usage
+        if outcome is Outcome.ERROR and call.usage is None:
+            # Refused before the model ran (429, 5xx, auth, timeout before any byte): nothing was billed.
+            return Usage()
+        # The provider's count is missing or incomplete (cut stream, server without usage): estimate, flagged.
+        partial = call.usage
+        prompt = (
+            partial.total_input
+            if partial
+            else count_tokens(request.system + "".join(m.content for m in request.messages))
+        )
+        return Usage(
+            input=partial.input if partial else prompt,
+            output=count_tokens(call.text),
+            cache_read=partial.cache_read if partial else 0,
+            cache_write_5m=partial.cache_write_5m if partial else 0,
+            cache_write_1h=partial.cache_write_1h if partial else 0,
+            estimated=True,
+        )
+
+    async def _record(
+        self,
+        task: Task,
+        request: Request,
+        bill_to: Attribution,
+        call: _Call,
+        outcome: Outcome,
+        error: str = "",
+    ) -> LedgerRecord:
+        usage = self._usage_of(call, request, outcome)
+        model = call.entry.model
+        record = LedgerRecord(
+            at=call.at,
+            provider=call.entry.provider,
+            model=model,
+            task=task.value,
+            platform=bill_to.platform,
+            workspace=bill_to.workspace,
+            channel=bill_to.channel,
+            user=bill_to.user,
+            feature=bill_to.feature,
+            usage=usage,
+            cost_usd=self.prices.cost(model, usage),
+            latency_s=time.monotonic() - call.started,
+            ttft_s=call.ttft,
+            outcome=outcome,
+            error=error,
+            saved_usd=self.prices.caching_saved(model, usage),
+        )
+        await self._write(record)
+        return record
+
+    async def _record_hit(self, task: Task, entry: RouteEntry, bill_to: Attribution, saved: Decimal) -> None:
+        await self._write(
+            LedgerRecord(
+                at=datetime.now(UTC),
+                provider=entry.provider,
+                model=entry.model,
+                task=task.value,
+                platform=bill_to.platform,
+                workspace=bill_to.workspace,
+                channel=bill_to.channel,
+                user=bill_to.user,
+                feature=bill_to.feature,
+                usage=Usage(),
+                cost_usd=Decimal(0),
+                latency_s=0.0,
+                ttft_s=0.0,
+                outcome=Outcome.CACHED,
+                cache_hit=True,
+                saved_usd=saved,
+            )
+        )
+
+    async def _write(self, record: LedgerRecord) -> None:
+        for observe in self._observers:
+            observe(record)
+        try:
+            await self._ledger.add(record)
+        except Exception:
+            self.unrecorded += 1
+            log.exception("ledger write failed for a %s call to %s", record.task, record.model)
+
+    async def _cache_get(self, key: str) -> tuple[str, RouteEntry, Decimal] | None:
+        assert self._cache is not None
+        try:
+            raw = await self._cache.get(key)
+            if raw is None:
+                return None
+            data = json.loads(raw)
+            entry = RouteEntry(data["provider"], data["model"], 0)
+            return data["text"], entry, Decimal(data["cost"])
+        except Exception:
+            log.warning("response cache read failed; calling the model", exc_info=True)
+            return None
+
+    async def _cache_put(self, key: str, ttl_s: float, text: str, entry: RouteEntry, cost: Decimal) -> None:
+        assert self._cache is not None
+        value = json.dumps(
+            {"text": text, "provider": entry.provider, "model": entry.model, "cost": str(cost)}
+        )
+        try:
+            await self._cache.put(key, value, ttl_s=ttl_s)
+        except Exception:
+            log.warning("response cache write failed", exc_info=True)
+
+    async def close(self) -> None:
+        for provider in self._providers.values():
+            await provider.close()
+
+
+def _outcome_of(call: _Call) -> Outcome:
+    return Outcome.INTERRUPTED if call.parts else Outcome.ERROR
+
+
+def _user_message(info: ErrorInfo) -> str:
+    return USER_MESSAGES.get(info.kind, f"the model provider failed ({info.kind})")

@@ -1,0 +1,87 @@
+"""Which model serves which task: a route is an ordered list of entries, the later ones being fallbacks
+used when an earlier one fails before any text arrived."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llm.types import Task
+
+# Deterministic tasks are answered from the response cache for this long unless a setting says otherwise.
+DEFAULT_CACHE_TTL_S = 3600.0
+
+DEFAULT_MAX_TOKENS: dict[Task, int] = {
+    Task.SUMMARIZE: 1200,
+    Task.COMBINE: 1500,
+    Task.CLASSIFY: 4000,  # a batch of category labels
+    Task.FAQ: 2500,
+    Task.PROBE: 5,
+}
+
+# (cheap, strong) models per provider; a task picks one of the two.
+_TIERS = {
+    "openai": {"cheap": "gpt-4o-mini", "mid": "gpt-4.1-mini", "strong": "gpt-4.1"},
+    "anthropic": {"cheap": "claude-haiku-4-5", "mid": "claude-haiku-4-5", "strong": "claude-sonnet-4-5"},
+}
+_TASK_TIER = {
+    Task.SUMMARIZE: "mid",
+    Task.COMBINE: "mid",
+    Task.CLASSIFY: "cheap",
+    Task.FAQ: "strong",
+    Task.PROBE: "cheap",
+}
+# Strong writing favours Anthropic, cheap bulk work favours OpenAI; with one key, that provider does everything.
+_PREFERRED = {Task.FAQ: ("anthropic", "openai")}
+
+
+@dataclass(frozen=True, slots=True)
+class RouteEntry:
+    provider: str  # openai | anthropic
+    model: str
+    max_tokens: int
+    temperature: float | None = 0.0
+
+    @classmethod
+    def parse(cls, spec: str, *, max_tokens: int, temperature: float | None) -> RouteEntry:
+        """'openai:gpt-4o-mini' → RouteEntry."""
+        provider, sep, model = spec.partition(":")
+        if not sep or provider not in ("openai", "anthropic") or not model:
+            raise ValueError(f"route entry {spec!r} must look like 'openai:MODEL' or 'anthropic:MODEL'")
+        return cls(provider, model, max_tokens, temperature)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    task: Task
+    entries: tuple[RouteEntry, ...]
+    cache_ttl_s: float = DEFAULT_CACHE_TTL_S  # 0 disables the response cache for the task
+
+
+def build_routes(
+    *,
+    providers: list[str],
+    overrides: dict[str, list[str]] | None = None,
+    max_tokens: dict[str, int] | None = None,
+    temperature: dict[str, float | None] | None = None,
+    cache_ttl_s: dict[str, float] | None = None,
+) -> dict[Task, Route]:
+    """Routes for every task from the providers that have keys, with per-task overrides from settings."""
+    overrides, max_tokens, temperature, cache_ttl_s = (
+        overrides or {},
+        max_tokens or {},
+        temperature or {},
+        cache_ttl_s or {},
+    )
+    routes: dict[Task, Route] = {}
+    for task in Task:
+        mt = max_tokens.get(task.value, DEFAULT_MAX_TOKENS[task])
+        temp = temperature.get(task.value, 0.0)
+        if task.value in overrides:
+            specs = overrides[task.value]
+        else:
+            order = _PREFERRED.get(task, ("openai", "anthropic"))
+            specs = [f"{p}:{_TIERS[p][_TASK_TIER[task]]}" for p in order if p in providers]
+        entries = tuple(RouteEntry.parse(s, max_tokens=mt, temperature=temp) for s in specs)
+        default_ttl = 0.0 if task is Task.PROBE else DEFAULT_CACHE_TTL_S
+        routes[task] = Route(task, entries, cache_ttl_s.get(task.value, default_ttl))
+    return routes

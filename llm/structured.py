@@ -1,0 +1,51 @@
+"""Pydantic models → the JSON schemas providers accept for structured output, and the response-cache key."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+from pydantic import BaseModel
+
+from llm.provider import StructuredSpec
+from llm.routes import Route
+from llm.types import Request
+
+
+def strict_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """OpenAI strict mode wants every object closed and every property required; Anthropic accepts the same."""
+
+    def close(node: Any) -> Any:
+        if isinstance(node, dict):
+            node = {k: close(v) for k, v in node.items() if k not in ("default", "title")}
+            if node.get("type") == "object" and "properties" in node:
+                node["additionalProperties"] = False
+                node["required"] = list(node["properties"])
+            return node
+        if isinstance(node, list):
+            return [close(v) for v in node]
+        return node
+
+    schema: dict[str, Any] = close(model.model_json_schema())
+    return schema
+
+
+def spec_for(model: type[BaseModel]) -> StructuredSpec:
+    return StructuredSpec(name=model.__name__.lower()[:64], json_schema=strict_schema(model))
+
+
+def cache_key(route: Route, request: Request, *, scope: str, structured: StructuredSpec | None) -> str:
+    """Canonical hash of everything that shapes the answer, scoped so an answer never crosses channels."""
+    canonical = {
+        "task": route.task.value,
+        "entries": [[e.provider, e.model, e.max_tokens, e.temperature] for e in route.entries],
+        "prompt_version": request.prompt_version,
+        "system": request.system,
+        "messages": [[m.role, m.content] for m in request.messages],
+        "max_tokens": request.max_tokens,
+        "schema": [structured.name, structured.json_schema] if structured else None,
+        "scope": scope,
+    }
+    blob = json.dumps(canonical, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return "rc:" + hashlib.sha256(blob.encode()).hexdigest()
