@@ -6,6 +6,9 @@ Slack's mrkdwn is not markdown: ``*x*`` is bold, ``_x_`` italic, ``~x~`` strike,
 or from users is what makes ``<!channel>``-style pings impossible: only the angle brackets this module writes
 itself (links) reach Slack as control sequences. The core's ``defang_mass_mentions`` runs first as a second wall.
 
+A single ``*x*`` is left alone: markdown means italic, but the core's own texts (FAQ, spend) use it for bold as
+Slack does, and showing a model's rare italic as bold loses nothing a reader needs.
+
 The conversion is applied to the whole text on every edit, so it must be a pure function of the text so far:
 a half-streamed ``**bol`` simply shows as typed until its closing ``**`` arrives.
 """
@@ -30,7 +33,6 @@ _FENCE = re.compile(r"^( {0,3})(`{3,}|~{3,})[^\n]*$", re.MULTILINE)
 _INLINE_CODE = re.compile(r"`[^`\n]+`")
 _LINK = re.compile(r"!?\[([^\]\n]{0,200})\]\(\s*((?:https?://|mailto:)[^)\s]+)(?:\s+\"[^\"]*\")?\s*\)")
 _BOLD = re.compile(r"(\*\*|__)(?=\S)(.+?)(?<=\S)\1")
-_ITALIC_STAR = re.compile(r"(?<![*\w])\*(?=[^\s*])([^*\n]+?)(?<=[^\s*])\*(?![*\w])")
 _STRIKE = re.compile(r"~~(?=\S)(.+?)(?<=\S)~~")
 _HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
 _BULLET = re.compile(r"^([ \t]*)[-*+][ \t]+", re.MULTILINE)
@@ -55,7 +57,7 @@ def to_mrkdwn(markdown: str) -> str:
     # language tag, so the tag is dropped.
     for start, end, body in _code_blocks(text):
         out.append(_convert_prose(text[pos:start]))
-        out.append("```" + escape(body) + ("```" if end <= len(text) else ""))
+        out.append("```\n" + escape(body) + ("```" if end <= len(text) else ""))
         pos = min(end, len(text))
     out.append(_convert_prose(text[pos:]))
     return "".join(out)
@@ -71,7 +73,7 @@ def _code_blocks(text: str) -> list[tuple[int, int, str]]:
             return blocks
         fence = opening.group(2)
         body_start = opening.end() + 1 if opening.end() < len(text) else opening.end()
-        closing = re.compile(r"^ {0,3}" + re.escape(fence[0]) + "{%d,}[ \\t]*$" % len(fence), re.MULTILINE)
+        closing = re.compile(r"^ {0,3}" + re.escape(fence[0]) + f"{{{len(fence)},}}[ \\t]*$", re.MULTILINE)
         close = closing.search(text, body_start)
         if close is None:
             blocks.append((opening.start(), len(text) + 1, text[body_start:]))
@@ -97,7 +99,6 @@ def _convert_prose(text: str) -> str:
     text = _HEADING.sub(lambda m: hold("*" + _strip_emphasis(m.group(1)) + "*"), text)
     text = _BOLD.sub(lambda m: hold("*" + m.group(2) + "*"), text)
     text = _BULLET.sub(lambda m: m.group(1) + "• ", text)
-    text = _ITALIC_STAR.sub(lambda m: "_" + m.group(1) + "_", text)
     text = _STRIKE.sub(lambda m: "~" + m.group(1) + "~", text)
     # Held pieces may contain other held pieces (a bold heading holding a link): restore until none is left.
     pattern = re.compile(re.escape(_HOLD) + r"(\d+)" + re.escape(_HOLD_END))

@@ -15,6 +15,7 @@ from bot.faq import FaqBusy, FaqResult, FaqWriter
 from bot.inquiries import is_inquiry, to_inquiry
 from bot.live_reply import EditPacer, LiveReply
 from bot.ports import ChatPlatform
+from bot.safety import defang_mass_mentions
 from bot.settings import Settings
 from bot.spend import SpendReport, build_report, parse_period
 from bot.stores.base import Store
@@ -44,13 +45,11 @@ class Assistant:
         settings: Settings,
         store: Store,
         llm: ModelRouter,
-        pacer: EditPacer | None = None,
         alert_sink: ChatPlatform | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.llm = llm
-        self.pacer = pacer
         self.alert_sink = alert_sink  # the platform that owns settings.admin_channel
         self.summarizer = ThreadSummarizer(llm=llm, store=store)
         self.faq_writer = FaqWriter(llm=llm, store=store)
@@ -76,7 +75,9 @@ class Assistant:
 
     async def purge_expired(self) -> int:
         cutoff = datetime.now(UTC) - timedelta(days=self.settings.retention_days)
-        return await self.store.messages.purge_before(cutoff) + await self.store.inquiries.purge_before(cutoff)
+        return await self.store.messages.purge_before(cutoff) + await self.store.inquiries.purge_before(
+            cutoff
+        )
 
     # ---- mention → summary ----------------------------------------------------------------------------
 
@@ -84,24 +85,24 @@ class Assistant:
         ref = mention.message.ref
         channel = ref.channel
         reply_thread = ref.thread_id or ref.message_id
-        bill_to = Attribution(channel.platform, channel.workspace, channel.channel, mention.message.author, "summary")
+        bill_to = Attribution(
+            channel.platform, channel.workspace, channel.channel, mention.message.author, "summary"
+        )
         budget = await self._budget(channel)
-        reply = LiveReply(platform, channel, thread_id=reply_thread, pacer=self.pacer)
         if budget.exhausted:
-            await reply.start(placeholder=budget.refusal())
-            refs = await reply.finish()
-            return ReplyOutcome(refs, budget.refusal(), ok=False)
+            return await _say(platform, channel, budget.refusal(), thread_id=reply_thread)
+        reply = LiveReply(platform, channel, thread_id=reply_thread, pacer=_pacer(platform))
         await reply.start()
         try:
             result = await self.summarizer.summarize(
                 mention, platform, bill_to=bill_to, on_text=reply.append, on_status=reply.set_status
             )
         except LLMError as exc:
-            refs = await reply.fail(f"Stopped: {exc}. Mention me again to retry.")
+            refs = await reply.fail(f"{exc}. Mention me again to retry.")
             return ReplyOutcome(refs, reply.text, ok=False)
         except Exception:
             log.exception("summary failed in %s", channel.key)
-            refs = await reply.fail("Stopped: something went wrong on my side. Mention me again to retry.")
+            refs = await reply.fail("something went wrong on my side. Mention me again to retry.")
             return ReplyOutcome(refs, reply.text, ok=False)
         await self._after_spend(channel, reply)
         refs = await reply.finish()
@@ -112,28 +113,28 @@ class Assistant:
     async def faq(self, command: Command, platform: ChatPlatform) -> ReplyOutcome:
         channel = command.channel
         days = _days(command.args, default=FAQ_DEFAULT_DAYS)
-        reply = LiveReply(platform, channel, thread_id=None, pacer=self.pacer)
         if days is None:
-            text = f"Usage: /faq [days] — days is a whole number from 1 to {FAQ_MAX_DAYS} (default {FAQ_DEFAULT_DAYS})."
-            await reply.start(placeholder=text)
-            return ReplyOutcome(await reply.finish(), text, ok=False)
+            usage = f"Usage: /faq [days] — days is a whole number from 1 to {FAQ_MAX_DAYS} (default {FAQ_DEFAULT_DAYS})."
+            return await _say(platform, channel, usage)
         budget = await self._budget(channel)
         if budget.exhausted:
-            await reply.start(placeholder=budget.refusal())
-            return ReplyOutcome(await reply.finish(), budget.refusal(), ok=False)
+            return await _say(platform, channel, budget.refusal())
+        reply = LiveReply(platform, channel, pacer=_pacer(platform))
         bill_to = Attribution(channel.platform, channel.workspace, channel.channel, command.user, "faq")
         await reply.start(placeholder=f"Writing an FAQ from the last {days} days of questions…")
         try:
-            result: FaqResult = await self.faq_writer.run(channel, days=days, bill_to=bill_to, progress=reply.set_status)
+            result: FaqResult = await self.faq_writer.run(
+                channel, days=days, bill_to=bill_to, progress=reply.set_status
+            )
         except FaqBusy as busy:
             refs = await reply.fail(str(busy))
             return ReplyOutcome(refs, reply.text, ok=False)
         except LLMError as exc:
-            refs = await reply.fail(f"Stopped: {exc}. Run /faq again to retry.")
+            refs = await reply.fail(f"{exc}. Run /faq again to retry.")
             return ReplyOutcome(refs, reply.text, ok=False)
         except Exception:
             log.exception("faq failed in %s", channel.key)
-            refs = await reply.fail("Stopped: something went wrong on my side. Run /faq again to retry.")
+            refs = await reply.fail("something went wrong on my side. Run /faq again to retry.")
             return ReplyOutcome(refs, reply.text, ok=False)
         reply.set_status("")
         reply.append(result.to_text())
@@ -158,7 +159,9 @@ class Assistant:
             return "Only admins can see the spend of all channels; here is how to ask for this channel: /llmcost 7d"
         channel = None if everything else command.channel
         budget = None if channel is None else self.settings.budget_for(channel.channel)
-        return await build_report(self.store.ledger, period=period, days=days, channel=channel, budget_usd=budget)
+        return await build_report(
+            self.store.ledger, period=period, days=days, channel=channel, budget_usd=budget
+        )
 
     # ---- budgets and alerts ---------------------------------------------------------------------------
 
@@ -183,6 +186,19 @@ class Assistant:
                     log.exception("could not post a spend alert to %s", admin.key)
         for alert in alerts:
             log.warning("%s", alert)
+
+
+def _pacer(platform: ChatPlatform) -> EditPacer | None:
+    """A platform may share one edit budget across all its live replies (Slack: chat.update per workspace)."""
+    return getattr(platform, "pacer", None)
+
+
+async def _say(
+    platform: ChatPlatform, channel: ChannelRef, text: str, *, thread_id: str | None = None
+) -> ReplyOutcome:
+    """A one-off message (refusals, usage lines): no live reply, no model call."""
+    ref = await platform.post(channel, defang_mass_mentions(text), thread_id=thread_id)
+    return ReplyOutcome([ref], text, ok=False)
 
 
 def _days(args: str, *, default: int) -> int | None:

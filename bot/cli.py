@@ -103,12 +103,11 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
 
 async def _console(settings: Settings, args: argparse.Namespace) -> int:
     from adapters.console import run_console
-
     from bot.app import build_app
 
     app = await build_app(settings)
     try:
-        return await run_console(app, replay=args.replay, show_edits=args.show_edits)
+        return await run_console(app, replay_file=args.replay, show_edits=args.show_edits)
     finally:
         await app.close()
 

@@ -41,6 +41,9 @@ DECAY_FACTOR = 0.7
 # When the platform refuses a message as too long, the part limit shrinks to this share of the refused length.
 SHRINK_FACTOR = 0.75
 MIN_PART_CHARS = 16
+# A shared in-process pacer forgets lanes idle this long once it holds many (one lane per message ever edited).
+PACER_MAX_LANES = 1000
+PACER_IDLE_S = 600.0
 # Unexpected platform errors in a row before a reply gives up (bounded so a broken adapter cannot loop forever).
 MAX_UNEXPECTED_ERRORS = 5
 UNEXPECTED_ERROR_PAUSE_S = 1.0
@@ -81,6 +84,9 @@ class IntervalPacer:
     def _lane(self, key: str) -> _Lane:
         lane = self._lanes.get(key)
         if lane is None:
+            if len(self._lanes) >= PACER_MAX_LANES:
+                idle_since = self._clock() - PACER_IDLE_S
+                self._lanes = {k: v for k, v in self._lanes.items() if v.next_at > idle_since}
             lane = self._lanes[key] = _Lane(next_at=float("-inf"), interval=self.min_interval_s)
         return lane
 
@@ -134,12 +140,15 @@ class _Want:
 
 
 class LiveReply:
-    """Usage::
+    """A reply that grows in place; ``async with`` posts the placeholder, then finishes or fails it.
 
-        async with LiveReply(platform, channel, thread_id=thread) as reply:   # posts "…writing"
+    Example::
+
+        async with LiveReply(platform, channel, thread_id=thread) as reply:  # posts "…writing"
             async for chunk in llm.stream(...):
                 reply.append(chunk.text)
-        # normal exit: finish(); exception: fail(GENERIC_FAILURE), then the exception propagates
+
+    On normal exit the block calls finish(); on an exception, fail(GENERIC_FAILURE), and the exception propagates.
     """
 
     def __init__(
@@ -259,7 +268,7 @@ class LiveReply:
             offset += len(part)
             wants.append(_Want(part, offset))
         if final:
-            return wants or [_Want(EMPTY_REPLY, 0)]
+            return wants or [_Want(EMPTY_REPLY[: safe_prefix_len(EMPTY_REPLY, self._limit)], 0)]
         tail = self._splitter.tail(text)
         if wants and not tail:
             return wants
@@ -267,7 +276,9 @@ class LiveReply:
         suffix = suffix[: safe_prefix_len(suffix, self._limit // 3)]
         budget = self._limit - len(self._marker) - len(suffix)
         body = tail[: safe_prefix_len(tail, budget) or budget]
-        shown = body + self._marker if body else self._placeholder[: safe_prefix_len(self._placeholder, budget)]
+        shown = (
+            body + self._marker if body else self._placeholder[: safe_prefix_len(self._placeholder, budget)]
+        )
         wants.append(_Want(shown + suffix, offset + len(body)))
         return wants
 

@@ -18,9 +18,10 @@ When no good cut fits, the text is cut at the last grapheme boundary that is out
 last grapheme boundary at all; only a single grapheme cluster longer than the limit is cut inside itself.
 
 Streaming: :class:`StreamSplitter` freezes parts as text grows. A part is decided only once the text reaches
-``LOOKAHEAD_CHARS`` past its limit; every protected span we recognise is either shorter than that or runs to the
-end of the known text (an unclosed fence, a URL still arriving), so later text can no longer change the decision:
-the parts frozen from a prefix are always the first parts of ``split_message`` of the whole text.
+a line break past its limit, or ``LOOKAHEAD_CHARS`` past it; every protected span we recognise is either shorter
+than that and within one line, or runs to the end of the known text (an unclosed fence, a URL still arriving), so
+later text can no longer change the decision: the parts frozen from a prefix are always the first parts of
+``split_message`` of the whole text.
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ MAX_SPAN_CHARS = 240
 # How far past a part's limit the text must reach before the part is frozen while streaming. Must exceed
 # MAX_SPAN_CHARS plus the few characters of context safety.defang_mass_mentions looks at.
 LOOKAHEAD_CHARS = 300
+# The last characters of streamed text may still change when more arrives (safety.defang_mass_mentions looks at
+# most ~10 characters ahead); nothing in them counts as settled.
+SETTLE_CHARS = 16
 # A preferred kind of cut (paragraph, line, ...) is taken only if it fills at least this share of the limit;
 # otherwise a weaker cut later in the text wins, so messages are not left half empty.
 MIN_FILL = 0.5
@@ -45,9 +49,13 @@ _FENCE_OPEN = re.compile(r"^ {0,3}(`{3,}|~{3,})", re.MULTILINE)
 _FENCE_CLOSE = re.compile(r" {0,3}(`{3,}|~{3,})[ \t]*$", re.MULTILINE)
 _INNER = str(MAX_SPAN_CHARS - 4)  # keeps every bounded match, delimiters included, within MAX_SPAN_CHARS
 _HARD_SPANS = re.compile(
-    r"`[^`\n]{1," + _INNER + r"}`"  # inline code
+    r"`[^`\n]{1,"
+    + _INNER
+    + r"}`"  # inline code
     + r"|!?\[[^\]\n]{0,80}\]\([^)\s]{1,150}\)"  # markdown link / image (80 + 150 + 5 <= MAX_SPAN_CHARS)
-    + r"|<[^<>\n]{1," + _INNER + r"}>"  # Slack link, mention, Discord token
+    + r"|<[^<>\n]{1,"
+    + _INNER
+    + r"}>"  # Slack link, mention, Discord token
 )
 # A URL runs to the next whitespace: unbounded, so while streaming it simply extends to the end of known text.
 _URL = re.compile(r"(?:https?|ftp|mailto):[^\s<>]+|www\.[^\s<>]+", re.IGNORECASE)
@@ -298,7 +306,7 @@ class StreamSplitter:
                 break
             if remaining <= self.limit and final:
                 end = len(text)
-            elif remaining > self.limit and (final or remaining > self.limit + LOOKAHEAD_CHARS):
+            elif remaining > self.limit and (final or self._settled(text)):
                 layout = layout or _Layout(text)
                 end = layout.cut(self.offset, self.limit)
             else:
@@ -307,6 +315,15 @@ class StreamSplitter:
             self.offset = end
         self.parts.extend(new)
         return new
+
+    def _settled(self, text: str) -> bool:
+        """Whether later text can no longer change the cut of the open part.
+
+        Every bounded span ends before a line break, so a settled line break past the part's limit decides it as
+        surely as LOOKAHEAD_CHARS of text does (fenced blocks are decided by their opening line either way).
+        """
+        stop = self.offset + self.limit
+        return len(text) - stop > LOOKAHEAD_CHARS or text.find("\n", stop, len(text) - SETTLE_CHARS) >= 0
 
     def tail(self, text: str) -> str:
         return text[self.offset :]

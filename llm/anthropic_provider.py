@@ -17,6 +17,7 @@ from llm.provider import (
     ErrorInfo,
     StructuredSpec,
     Timeouts,
+    http_timeout,
     retry_after_from_headers,
     status_kind,
 )
@@ -36,17 +37,12 @@ class AnthropicProvider:
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         cache_ttl: str = "5m",
     ) -> None:
-        # max_retries=0: the router owns the one retry loop. Read timeout = idle gap, never a whole-request cap.
+        # max_retries=0: the router owns the one retry loop (STYLE.md rule 7).
         self._client = anthropic.AsyncAnthropic(
             api_key=api_key,
             base_url=base_url,
             max_retries=0,
-            timeout=httpx2.Timeout(
-                connect=timeouts.connect_s,
-                read=timeouts.idle_s,
-                write=timeouts.idle_s,
-                pool=timeouts.connect_s,
-            ),
+            timeout=http_timeout(timeouts),
         )
         self._cache_control: dict[str, str] = {"type": "ephemeral"}
         if cache_ttl == "1h":
@@ -151,6 +147,8 @@ class AnthropicProvider:
             return ErrorInfo("stream", True, message=str(exc)[:200])
         if isinstance(exc, json.JSONDecodeError):  # a malformed SSE data line
             return ErrorInfo("stream", True, message="malformed stream data")
+        if isinstance(exc, httpx2.TimeoutException):  # raised bare while iterating a stream
+            return ErrorInfo("timeout", True, message=type(exc).__name__)
         if isinstance(exc, (httpx2.TransportError, httpx2.StreamError)):
             return ErrorInfo("connection", True, message=type(exc).__name__)
         return None

@@ -17,6 +17,7 @@ from llm.provider import (
     ErrorInfo,
     StructuredSpec,
     Timeouts,
+    http_timeout,
     retry_after_from_headers,
     status_kind,
 )
@@ -30,18 +31,12 @@ class OpenAIProvider:
     def __init__(
         self, *, api_key: str, base_url: str | None = None, timeouts: Timeouts = DEFAULT_TIMEOUTS
     ) -> None:
-        # max_retries=0: the router owns the one retry loop (STYLE.md rule 7). The read timeout is the idle gap
-        # between chunks, not a whole-request cap, so a long answer that keeps arriving is never cut off.
+        # max_retries=0: the router owns the one retry loop (STYLE.md rule 7).
         self._client = openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url,
             max_retries=0,
-            timeout=httpx2.Timeout(
-                connect=timeouts.connect_s,
-                read=timeouts.idle_s,
-                write=timeouts.idle_s,
-                pool=timeouts.connect_s,
-            ),
+            timeout=http_timeout(timeouts),
         )
 
     def _params(
@@ -110,6 +105,8 @@ class OpenAIProvider:
             return ErrorInfo("stream", True, message=_short(exc))
         if isinstance(exc, json.JSONDecodeError):  # a malformed SSE data line
             return ErrorInfo("stream", True, message="malformed stream data")
+        if isinstance(exc, httpx2.TimeoutException):  # raised bare while iterating a stream
+            return ErrorInfo("timeout", True, message=type(exc).__name__)
         if isinstance(exc, (httpx2.TransportError, httpx2.StreamError)):
             return ErrorInfo("connection", True, message=type(exc).__name__)
         return None

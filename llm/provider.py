@@ -7,11 +7,13 @@ from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import httpx2
+
 from llm.routes import RouteEntry
 from llm.types import Request, Usage
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: one is built per streamed token, and frozen __init__ costs more
 class Delta:
     text: str = ""  # answer text, or the JSON text of a structured answer
     usage: Usage | None = None  # latest usage figures seen so far
@@ -89,3 +91,11 @@ def status_kind(status: int) -> str:
 
 
 DEFAULT_TIMEOUTS = Timeouts()
+
+
+def http_timeout(timeouts: Timeouts) -> httpx2.Timeout:
+    """The SDK client's timeouts: per socket operation, never a whole-request cap that would cut off a long
+    answer still arriving. The read timeout is only a backstop behind the router's idle watchdog."""
+    return httpx2.Timeout(
+        connect=timeouts.connect_s, read=timeouts.idle_s * 2, write=timeouts.idle_s, pool=timeouts.connect_s
+    )

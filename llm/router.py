@@ -61,6 +61,35 @@ class _StreamTimeout(Exception):
         self.info = ErrorInfo("timeout", retryable=not first_token, message=str(self))
 
 
+class _Watchdog:
+    """Cancels the streaming task when it has waited on the provider past ``deadline``.
+
+    Only a wait *inside* the provider stream counts (``waiting``); time the caller spends between chunks does not.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[object], deadline: float, idle_s: float):
+        self.deadline = deadline
+        self.waiting = False
+        self.fired = False
+        self._loop = loop
+        self._task = task
+        self._idle_s = idle_s
+        self._handle = loop.call_at(deadline, self._check)
+
+    def _check(self) -> None:
+        now = self._loop.time()
+        if now < self.deadline:
+            self._handle = self._loop.call_at(self.deadline, self._check)
+        elif self.waiting:
+            self.fired = True
+            self._task.cancel()
+        else:  # the caller is busy with a chunk; the deadline moves on when it asks for the next one
+            self._handle = self._loop.call_at(now + self._idle_s, self._check)
+
+    def stop(self) -> None:
+        self._handle.cancel()
+
+
 @dataclass
 class _Call:
     """What one attempt against one route entry produced so far."""
@@ -246,22 +275,35 @@ class ModelRouter:
         raise LLMError(_user_message(info), kind=info.kind)
 
     async def _timed(self, deltas: AsyncGenerator[Delta, None], call: _Call) -> AsyncGenerator[Delta, None]:
-        """First-token and idle timeouts around a provider stream — never a whole-request cap."""
+        """First-token and idle timeouts around a provider stream — never a whole-request cap.
+
+        One watchdog timer per call instead of a timeout context per chunk: a chunk only moves the deadline."""
         loop = asyncio.get_running_loop()
-        deadline = call_deadline = loop.time() + self._timeouts.first_token_s
-        async with aclosing(deltas):
-            it = aiter(deltas)
-            while True:
-                try:
-                    async with asyncio.timeout_at(deadline):
+        task = asyncio.current_task()
+        assert task is not None
+        watch = _Watchdog(loop, task, loop.time() + self._timeouts.first_token_s, self._timeouts.idle_s)
+        try:
+            async with aclosing(deltas):
+                it = aiter(deltas)
+                while True:
+                    watch.waiting = True
+                    try:
                         delta = await anext(it)
-                except StopAsyncIteration:
-                    return
-                except TimeoutError as exc:
-                    raise _StreamTimeout(first_token=not call.parts) from exc
-                yield delta
-                # Until text arrives the first-token deadline stands (usage-only events don't reset it).
-                deadline = loop.time() + self._timeouts.idle_s if call.parts else call_deadline
+                    except StopAsyncIteration:
+                        return
+                    except asyncio.CancelledError:
+                        if not watch.fired:
+                            raise
+                        task.uncancel()
+                        raise _StreamTimeout(first_token=not call.parts) from None
+                    finally:
+                        watch.waiting = False
+                    yield delta
+                    # Until text arrives the first-token deadline stands (usage-only events don't move it).
+                    if call.parts:
+                        watch.deadline = loop.time() + self._timeouts.idle_s
+        finally:
+            watch.stop()
 
     def _retry_delay(self, info: ErrorInfo, attempt: int) -> float | None:
         if not info.retryable or attempt >= self._max_retries:

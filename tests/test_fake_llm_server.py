@@ -363,6 +363,11 @@ async def test_malformed_sse(server: FakeLLMServer, oai: openai.AsyncOpenAI, ant
     async with ant.messages.stream(model=MODEL_A, max_tokens=100, messages=HELLO) as stream:
         message = await stream.get_final_message()
     assert message.content[0].text == server.served[-1].text  # type: ignore[union-attr]
+    # Non-streamed: a truncated JSON body, which the SDK fails to decode; the server knows it reported nothing.
+    server.enqueue_fault(Fault.malformed_sse())
+    with pytest.raises(ValueError):
+        await oai.chat.completions.create(model=MODEL_O, messages=HELLO)
+    assert server.served[-1].reported is None and server.served[-1].billed is not None
 
 
 async def test_stalls(server: FakeLLMServer) -> None:

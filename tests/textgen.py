@@ -6,6 +6,7 @@ inline code and URLs (kind "token") and fenced code blocks (kind "code").
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 from hypothesis import strategies as st
@@ -24,7 +25,7 @@ CLUSTERS = [
     "🏴\U000e0067\U000e0062\U000e0065\U000e006e\U000e0067\U000e007f",
     "1\ufe0f\u20e3",
     "❤\ufe0f",
-    "한국어",
+    "\u1112\u1161\u11ab",
     "\u1100\u1161\u11a8",
     "क्ष",
     "क़्क",
@@ -32,7 +33,18 @@ CLUSTERS = [
     "\r\n",
 ]
 # Right-to-left and zero-width text, Korean, and a few plain words.
-WORDS = ["hello", "world", "deploy", "안녕하세요", "مرحبا", "שלום", "zero\u200bwidth", "\u200c", "\ufeff", "x"]
+WORDS = [
+    "hello",
+    "world",
+    "deploy",
+    "안녕하세요",
+    "مرحبا",
+    "שלום",
+    "zero\u200bwidth",
+    "\u200c",
+    "\ufeff",
+    "x",
+]
 _PLAIN_ALPHABET = st.characters(
     exclude_categories=("Cs", "Cn"),  # Cn: unknown to this Python's unicodedata, so no grapheme data for it
     exclude_characters="`<>[]()*_~|!:\n\r▍",  # markup is drawn as whole tokens below, the marker never appears
@@ -52,8 +64,25 @@ def _token(draw: st.DrawFn) -> tuple[str, str]:
     """(kind, text); kind "" means free text."""
     kind = draw(
         st.sampled_from(
-            ["word", "word", "word", "cluster", "plain", "long", "sep", "sep", "sep", "link", "slack", "mention",
-             "code_span", "url", "bold", "block", "mass"]
+            [
+                "word",
+                "word",
+                "word",
+                "cluster",
+                "plain",
+                "long",
+                "sep",
+                "sep",
+                "sep",
+                "link",
+                "slack",
+                "mention",
+                "code_span",
+                "url",
+                "bold",
+                "block",
+                "mass",
+            ]
         )
     )
     word = st.lists(st.sampled_from(list("abcdefghij") + WORDS), min_size=1, max_size=4).map("".join)
@@ -72,7 +101,9 @@ def _token(draw: st.DrawFn) -> tuple[str, str]:
     if kind == "slack":
         return "token", f"<https://example.com/{draw(word)}|{draw(word)} {draw(word)}>"
     if kind == "mention":
-        return "token", draw(st.sampled_from(["<@U123ABC>", "<!here>", "<@&4242>", "<#C123|general>", "<@42>"]))
+        return "token", draw(
+            st.sampled_from(["<@U123ABC>", "<!here>", "<@&4242>", "<#C123|general>", "<@42>"])
+        )
     if kind == "code_span":
         return "token", f"`{draw(word)} = {draw(word)}`"
     if kind == "url":
@@ -80,7 +111,9 @@ def _token(draw: st.DrawFn) -> tuple[str, str]:
     if kind == "bold":
         return "", f"**{draw(word)} {draw(word)}**"
     if kind == "mass":
-        return "", draw(st.sampled_from(["@everyone", "@here", "@channel", "<!channel>", "<!subteam^S1|@team>"]))
+        return "", draw(
+            st.sampled_from(["@everyone", "@here", "@channel", "<!channel>", "<!subteam^S1|@team>"])
+        )
     lines = draw(st.lists(st.text(_CODE_ALPHABET, max_size=30), min_size=0, max_size=8))
     return "code", "```py\n" + "".join(line + "\n" for line in lines) + "```\n"
 
@@ -108,9 +141,14 @@ def texts(*, max_tokens: int = 60) -> st.SearchStrategy[str]:
     return marked_texts(max_tokens=max_tokens).map(lambda m: m.text)
 
 
+def _cut_at(text: str, cuts: list[int]) -> list[str]:
+    bounds = [0, *sorted(set(cuts)), len(text)]
+    return [text[a:b] for a, b in itertools.pairwise(bounds)]
+
+
 def chunkings(text: str) -> st.SearchStrategy[list[str]]:
     """Ways to cut ``text`` into stream chunks anywhere, including inside grapheme clusters."""
-    if not text:
-        return st.just([])
-    cuts = st.lists(st.integers(1, len(text) - 1), max_size=min(40, len(text))) if len(text) > 1 else st.just([])
-    return cuts.map(lambda cs: [text[a:b] for a, b in zip([0, *sorted(set(cs))], [*sorted(set(cs)), len(text)])])
+    if len(text) < 2:
+        return st.just([text] if text else [])
+    cuts = st.lists(st.integers(1, len(text) - 1), max_size=min(40, len(text)))
+    return cuts.map(lambda cs: _cut_at(text, cs))

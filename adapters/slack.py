@@ -1,0 +1,355 @@
+"""Slack, through slack-bolt's AsyncApp: events, slash commands and the "Summarize thread" shortcut → the core.
+
+Every listener acknowledges first (Bolt acks events itself before running the listener; commands and shortcuts
+call ``ack()`` first) and hands the work to a background task, so Slack's 3-second deadline never depends on the
+model. Each event id is claimed in the shared store before any work, so a retried or duplicated delivery — on this
+replica or another — never produces a second reply.
+
+Runs in Socket Mode when SLACK_APP_TOKEN is set, else serves Slack's HTTP requests at /slack/events (and GET
+/healthz for load balancers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from datetime import UTC, datetime
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack_pacing import CHAT_UPDATE_BURST, CHAT_UPDATE_PER_MINUTE
+from adapters.slack_platform import (
+    HISTORY_PAGE_LIMIT,
+    HISTORY_PER_MINUTE,
+    SlackPlatform,
+    readable,
+)
+from adapters.slack_render import escape, spend_blocks
+from bot.app import App
+from bot.summarize import wants_fresh
+from bot.types import ChannelRef, ChatMessage, Command, Mention, MessageRef
+
+log = logging.getLogger(__name__)
+
+EVENTS_PATH = "/slack/events"
+HEALTH_PATH = "/healthz"
+DEFAULT_API_URL = "https://slack.com/api/"
+# Slack re-delivers an event up to 3 times over about an hour (https://docs.slack.dev/apis/events-api/#retries):
+# a claim must outlive the last retry.
+CLAIM_TTL_S = 3600.0
+SHORTCUT_CALLBACK_ID = "summarize_thread"
+# Message subtypes that are something a person said (https://docs.slack.dev/reference/events/message).
+SPOKEN_SUBTYPES = frozenset({None, "thread_broadcast", "file_share", "me_message"})
+
+SORRY = "Sorry — something went wrong on my side. Please try again in a minute."
+NOT_IN_CHANNEL = "I can't post in this channel. Invite me with `/invite @supportbot`, then try again."
+
+
+class SlackAdapter:
+    """Translates Slack requests into calls on ``app.assistant`` and renders what comes back."""
+
+    def __init__(
+        self,
+        app: App,
+        *,
+        client: AsyncWebClient | None = None,
+        history_per_minute: float | None = None,
+        history_page_limit: int | None = None,
+        edits_per_minute: float | None = None,
+        edit_burst: int | None = None,
+        allow_bots: bool | None = None,
+    ) -> None:
+        settings = app.settings
+        self.app = app
+        self.assistant = app.assistant
+        self.client = client or AsyncWebClient(
+            token=settings.secret("slack_bot_token"), base_url=settings.slack_api_url or DEFAULT_API_URL
+        )
+        # Pacing knobs: settings when the core has them (slack_history_per_minute, …), else Slack's documented
+        # figures; tests pass their own so a "minute" is short.
+        self._history_per_minute = _pick(history_per_minute, settings, "slack_history_per_minute", HISTORY_PER_MINUTE)
+        self._history_page_limit = int(
+            _pick(history_page_limit, settings, "slack_history_page_limit", HISTORY_PAGE_LIMIT)
+        )
+        self._edits_per_minute = _pick(edits_per_minute, settings, "slack_edits_per_minute", CHAT_UPDATE_PER_MINUTE)
+        self._edit_burst = int(_pick(edit_burst, settings, "slack_edit_burst", CHAT_UPDATE_BURST))
+        self.allow_bots = bool(_pick(allow_bots, settings, "slack_allow_bots", False))
+        self._platforms: dict[str, SlackPlatform] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.bolt = AsyncApp(
+            client=self.client,
+            signing_secret=settings.secret("slack_signing_secret"),
+            # Socket Mode requests are not signed; HTTP requests are, and Bolt refuses bad or stale signatures (401).
+            request_verification_enabled=settings.slack_signing_secret is not None,
+            raise_error_for_unhandled_request=False,
+            # Listeners only claim and hand work to a tracked task, so running them before the response costs
+            # milliseconds, and the work is always visible to idle() and to shutdown.
+            process_before_response=True,
+        )
+        self._register()
+
+    # ---- platforms per workspace ----------------------------------------------------------------------------
+
+    def platform(self, team_id: str) -> SlackPlatform:
+        found = self._platforms.get(team_id)
+        if found is None:
+            found = self._platforms[team_id] = SlackPlatform(
+                self.client,
+                team_id=team_id,
+                log_store=self.app.store.messages,
+                native_streaming=self.app.settings.slack_native_streaming,
+                edits_per_minute=self._edits_per_minute,
+                edit_burst=self._edit_burst,
+                history_per_minute=self._history_per_minute,
+                history_page_limit=self._history_page_limit,
+            )
+        return found
+
+    # ---- background work ------------------------------------------------------------------------------------
+
+    def _spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def idle(self) -> None:
+        """Wait until every piece of background work started so far (and any it started) is done."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def _claim(self, body: dict[str, Any]) -> bool:
+        event_id = body.get("event_id")
+        if not event_id:
+            return True
+        team = body.get("team_id") or ""
+        return await self.app.store.claims.claim(f"slack:{team}:{event_id}", ttl_s=CLAIM_TTL_S)
+
+    # ---- listeners ------------------------------------------------------------------------------------------
+
+    def _register(self) -> None:
+        bolt = self.bolt
+        bolt.event("app_mention")(self._on_mention)
+        bolt.event("message")(self._on_message)
+        bolt.command("/faq")(self._on_faq)
+        bolt.command("/llmcost")(self._on_llmcost)
+        bolt.shortcut(SHORTCUT_CALLBACK_ID)(self._on_shortcut)
+        bolt.error(self._on_error)
+
+    async def _on_error(self, error: Exception, body: dict[str, Any], respond: Any = None) -> None:
+        # Bolt calls this for exceptions in listeners or middleware: log, and tell the person when we can.
+        log.error("slack listener failed: %s", error, exc_info=error)
+        if respond is not None and body.get("response_url"):
+            try:
+                await respond(text=SORRY, response_type="ephemeral")
+            except Exception:
+                log.exception("could not tell the user about the failure")
+
+    async def _on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
+        if not await self._claim(body):
+            log.info("duplicate delivery of %s ignored", body.get("event_id"))
+            return
+        team = _team(body, event)
+        self._spawn(self._mentioned(team, event), name=f"summary-{event.get('ts')}")
+
+    async def _mentioned(self, team: str, event: dict[str, Any]) -> None:
+        channel = ChannelRef("slack", team, str(event["channel"]))
+        platform = self.platform(team)
+        try:
+            message = await platform.to_chat_message(channel, event)
+        except Exception:
+            log.exception("could not read a mention in %s", channel.key)
+            return
+        await self._summarize(Mention(message, fresh=wants_fresh(message.text)), platform, user=message.author)
+
+    async def _summarize(self, mention: Mention, platform: SlackPlatform, *, user: str) -> None:
+        ref = mention.message.ref
+        platform.expect_reply(ref.channel, ref.thread_id or ref.message_id, user=user)
+        try:
+            outcome = await self.assistant.summarize(mention, platform)
+        except Exception:
+            log.exception("summary failed in %s", ref.channel.key)
+            await self._tell(platform, ref.channel, user, SORRY, thread_id=ref.thread_id or ref.message_id)
+            return
+        if not outcome.refs:
+            await self._tell(platform, ref.channel, user, NOT_IN_CHANNEL, thread_id=None)
+
+    async def _tell(
+        self, platform: SlackPlatform, channel: ChannelRef, user: str, text: str, *, thread_id: str | None
+    ) -> None:
+        """A last-resort note to one person (when the reply itself could not be posted)."""
+        try:
+            await platform.client.chat_postEphemeral(
+                channel=channel.channel, user=user, text=escape(text), thread_ts=thread_id
+            )
+        except Exception:
+            log.warning("could not tell %s in %s: %s", user, channel.key, text)
+
+    async def _on_message(self, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext) -> None:
+        ours = {str(x) for x in (context.bot_user_id, context.bot_id) if x}
+        self._spawn(self._message(body, event, ours, context.bot_user_id), name=f"message-{event.get('ts')}")
+
+    async def _message(self, body: dict[str, Any], event: dict[str, Any], ours: set[str], bot_user: str | None) -> None:
+        team = _team(body, event)
+        channel = ChannelRef("slack", team, str(event.get("channel", "")))
+        subtype = event.get("subtype")
+        if subtype == "message_changed":
+            changed = event.get("message") or {}
+            previous = event.get("previous_message") or {}
+            if _is_from(changed, ours) or changed.get("text") == previous.get("text"):
+                return  # our own edits, and unfurls/reactions that change nothing a person wrote
+            ref = MessageRef(channel, str(changed.get("ts")), changed.get("thread_ts"))
+            await self.assistant.edited(ref, readable(str(changed.get("text") or ""), {}))
+            return
+        if subtype == "message_deleted":
+            await self.assistant.deleted(MessageRef(channel, str(event.get("deleted_ts"))))
+            return
+        if _is_from(event, ours):
+            return
+        is_bot = bool(event.get("bot_id")) or subtype == "bot_message"
+        if (is_bot and not self.allow_bots) or (subtype not in SPOKEN_SUBTYPES and subtype != "bot_message"):
+            return
+        message = await self.platform(team).to_chat_message(channel, event)
+        mentions_bot = bool(bot_user) and f"<@{bot_user}>" in str(event.get("text") or "")
+        await self.assistant.record(message, mentions_bot=mentions_bot)
+
+    def _command(self, command: dict[str, Any], name: str) -> Command:
+        user = str(command.get("user_id", ""))
+        return Command(
+            name=name,
+            args=str(command.get("text") or ""),
+            channel=ChannelRef("slack", str(command.get("team_id", "")), str(command.get("channel_id", ""))),
+            user=user,
+            user_name=str(command.get("user_name") or ""),
+            is_admin=self.assistant.is_admin(user),
+        )
+
+    async def _on_faq(self, ack: Callable[..., Awaitable[Any]], command: dict[str, Any], respond: Any) -> None:
+        await ack()
+        cmd = self._command(command, "faq")
+        self._spawn(self._faq(cmd, respond), name=f"faq-{cmd.channel.channel}")
+
+    async def _faq(self, cmd: Command, respond: Any) -> None:
+        try:
+            outcome = await self.assistant.faq(cmd, self.platform(cmd.channel.workspace))
+            if not outcome.refs:
+                await respond(text=NOT_IN_CHANNEL, response_type="ephemeral")
+        except Exception:
+            log.exception("/faq failed in %s", cmd.channel.key)
+            await _safe_respond(respond, SORRY)
+
+    async def _on_llmcost(self, ack: Callable[..., Awaitable[Any]], command: dict[str, Any], respond: Any) -> None:
+        await ack()
+        self._spawn(self._llmcost(self._command(command, "llmcost"), respond), name="llmcost")
+
+    async def _llmcost(self, cmd: Command, respond: Any) -> None:
+        try:
+            result = await self.assistant.spend(cmd)
+            if isinstance(result, str):
+                await respond(text=escape(result), response_type="ephemeral")
+                return
+            share = bool({"share", "public"} & set(cmd.args.lower().split()))
+            await respond(
+                text=escape(result.to_text()),
+                blocks=spend_blocks(result),
+                response_type="in_channel" if share else "ephemeral",
+            )
+        except Exception:
+            log.exception("/llmcost failed in %s", cmd.channel.key)
+            await _safe_respond(respond, SORRY)
+
+    async def _on_shortcut(self, ack: Callable[..., Awaitable[Any]], body: dict[str, Any], respond: Any) -> None:
+        await ack()
+        team = str((body.get("team") or {}).get("id") or body.get("team_id") or "")
+        channel = ChannelRef("slack", team, str((body.get("channel") or {}).get("id", "")))
+        msg = body.get("message") or {}
+        user = str((body.get("user") or {}).get("id", ""))
+        ts = str(msg.get("ts") or body.get("message_ts") or "")
+        thread = str(msg.get("thread_ts") or ts)
+        platform = self.platform(team)
+        # The person who invoked the shortcut asked, as if they had mentioned the bot in that thread.
+        asker = ChatMessage(
+            ref=MessageRef(channel, ts, thread),
+            author=user,
+            author_name=await platform.display_name(user) if user else "",
+            text="",
+            sent_at=datetime.now(UTC),
+        )
+        self._spawn(self._summarize(Mention(asker), platform, user=user), name=f"shortcut-{ts}")
+
+    # ---- serving --------------------------------------------------------------------------------------------
+
+    def web_app(self) -> web.Application:
+        web_app = web.Application()
+        web_app.router.add_post(EVENTS_PATH, self._handle_http)
+        web_app.router.add_get(HEALTH_PATH, self._healthz)
+        return web_app
+
+    async def _handle_http(self, request: web.Request) -> web.Response:
+        bolt_response = await self.bolt.async_dispatch(await to_bolt_request(request))
+        return await to_aiohttp_response(bolt_response)
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "platform": "slack", "busy": len(self._tasks)})
+
+    async def serve_http(self, *, host: str, port: int) -> web.AppRunner:
+        """Start serving; returns the runner (its ``addresses`` tell the port when ``port`` is 0)."""
+        runner = web.AppRunner(self.web_app(), handle_signals=False, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, host, port).start()
+        return runner
+
+    async def close(self) -> None:
+        await self.idle()
+
+
+async def run_slack(app: App, *, port: int, host: str = "0.0.0.0") -> None:
+    """`supportbot run --platform slack`: Socket Mode with SLACK_APP_TOKEN, else HTTP on ``port``."""
+    adapter = SlackAdapter(app)
+    app_token = app.settings.secret("slack_app_token")
+    try:
+        if app_token:
+            handler = AsyncSocketModeHandler(adapter.bolt, app_token=app_token)
+            log.info("slack: Socket Mode")
+            try:
+                await handler.start_async()
+            finally:
+                await handler.close_async()
+        else:
+            runner = await adapter.serve_http(host=host, port=port)
+            log.info("slack: serving %s on %s:%d", EVENTS_PATH, host, port)
+            try:
+                await asyncio.Event().wait()
+            finally:
+                await runner.cleanup()
+    finally:
+        await adapter.close()
+
+
+def _team(body: dict[str, Any], event: dict[str, Any]) -> str:
+    # The installation's workspace, not the author's: in a shared channel event["team"] is the author's team.
+    return str(body.get("team_id") or event.get("team") or "")
+
+
+def _is_from(message: dict[str, Any], ours: set[str]) -> bool:
+    return bool(ours) and (message.get("user") in ours or message.get("bot_id") in ours)
+
+
+async def _safe_respond(respond: Any, text: str) -> None:
+    try:
+        await respond(text=text, response_type="ephemeral")
+    except Exception:
+        log.exception("could not answer through response_url")
+
+
+def _pick(explicit: float | int | bool | None, settings: Any, name: str, default: float) -> float:
+    if explicit is not None:
+        return float(explicit)
+    value = getattr(settings, name, None)
+    return float(value) if value is not None else default

@@ -1,0 +1,112 @@
+"""Slack's rate budgets as token buckets the bot spends *before* calling, so it rarely meets a 429.
+
+Slack limits are per method and per workspace (https://docs.slack.dev/apis/web-api/rate-limits, FACTS.md):
+every live reply in a workspace draws ``chat.update`` from one Tier 3 budget, so the budget must be shared by all
+of them — and, once the bot runs as several replicas, by all replicas. ``WorkspaceBudget`` is the seam for that:
+``InMemoryBudget`` serves one process; a Redis-backed budget (same protocol, a Lua token bucket keyed by workspace)
+can replace it without touching the live-reply engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+# chat.update is Tier 3: "50+ per minute" per workspace (https://docs.slack.dev/reference/methods/chat.update).
+# The bot aims a little under it so a clock skew or another tool of the same app does not tip it over.
+CHAT_UPDATE_PER_MINUTE = 45.0
+# Slack allows "some bursting" without a number (FACTS.md, unverified): a small burst keeps the first edits of a
+# reply quick without relying on a large undocumented allowance.
+CHAT_UPDATE_BURST = 4
+# chat.postMessage: about one message per second per channel, short bursts allowed (FACTS.md).
+POST_PER_CHANNEL_PER_MINUTE = 60.0
+POST_PER_CHANNEL_BURST = 3
+
+
+class WorkspaceBudget(Protocol):
+    """A rate budget shared by everyone spending under the same ``scope`` (a workspace, a channel)."""
+
+    async def take(self, scope: str) -> None:
+        """Wait until one call is allowed under ``scope``, and spend it."""
+        ...
+
+    async def pause(self, scope: str, seconds: float) -> None:
+        """Slack said 429: spend nothing under ``scope`` for ``seconds`` (its Retry-After)."""
+        ...
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+    paused_until: float = float("-inf")
+
+
+class InMemoryBudget:
+    """Token buckets per scope for one process. A waiter reserves its token (the count may go negative) before
+    sleeping, so callers are served first come, first served and a crowd never stampedes after a pause."""
+
+    def __init__(
+        self,
+        *,
+        per_minute: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if per_minute <= 0 or burst < 1:
+            raise ValueError("per_minute must be > 0 and burst >= 1")
+        self.per_second = per_minute / 60.0
+        self.burst = burst
+        self._clock, self._sleep = clock, sleep
+        self._buckets: dict[str, _Bucket] = {}
+
+    def _bucket(self, scope: str) -> _Bucket:
+        now = self._clock()
+        bucket = self._buckets.get(scope)
+        if bucket is None:
+            bucket = self._buckets[scope] = _Bucket(tokens=float(self.burst), updated=now)
+        if now > bucket.updated:  # after a pause, `updated` lies in the future: nothing refills until then
+            bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.updated) * self.per_second)
+            bucket.updated = now
+        return bucket
+
+    async def take(self, scope: str) -> None:
+        bucket = self._bucket(scope)
+        bucket.tokens -= 1.0
+        wait = max(0.0, bucket.updated - self._clock()) + max(0.0, -bucket.tokens) / self.per_second
+        if wait > 0:
+            await self._sleep(wait)
+        # A 429 that arrived while we slept moves the pause further: honour it too.
+        while (left := self._buckets[scope].paused_until - self._clock()) > 0:
+            await self._sleep(left)
+
+    async def pause(self, scope: str, seconds: float) -> None:
+        bucket = self._bucket(scope)
+        bucket.paused_until = max(bucket.paused_until, self._clock() + seconds)
+        # Whatever Slack counted that we did not: start from empty after the pause, not from a burst.
+        bucket.tokens = min(bucket.tokens, 0.0)
+        bucket.updated = max(bucket.updated, bucket.paused_until)
+
+
+def workspace_of(key: str) -> str:
+    """LiveReply's pacing key is "{platform}:{workspace}:{channel}/{message_id}"; the budget is per workspace."""
+    head = key.split("/", 1)[0]
+    parts = head.split(":")
+    return ":".join(parts[:2]) if len(parts) >= 3 else head
+
+
+class WorkspaceEditPacer:
+    """bot.live_reply.EditPacer for Slack: every edit of every live reply in a workspace draws from one budget."""
+
+    def __init__(self, budget: WorkspaceBudget) -> None:
+        self.budget = budget
+
+    async def wait_turn(self, key: str) -> None:
+        await self.budget.take(workspace_of(key))
+
+    async def penalize(self, key: str, retry_after_s: float) -> None:
+        await self.budget.pause(workspace_of(key), retry_after_s)

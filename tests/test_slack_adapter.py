@@ -1,0 +1,455 @@
+"""The Slack adapter end to end: the real slack-bolt AsyncApp over real HTTP with signed requests, the real
+AsyncWebClient against the fake Slack, and the real OpenAI SDK against the fake model server.
+
+The fake Slack runs with time_scale=0.001 (a "minute" lasts 60 ms) and the adapter's budgets are scaled the same
+way, so the restricted history tier (1 call per minute, 15 per page) is exercised without waiting minutes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack import SlackAdapter
+from adapters.slack_pacing import InMemoryBudget, WorkspaceEditPacer, workspace_of
+from adapters.slack_platform import SlackPlatform, readable
+from adapters.slack_render import spend_blocks, text_blocks, to_mrkdwn
+from bot.app import App, build_app
+from bot.safety import has_mass_mention
+from bot.settings import Settings
+from bot.types import ChannelRef, MessageGone, MessageRef, MessageTooLong, PlatformRateLimited
+from tests.fakes import slack_payloads as payloads
+from tests.fakes.llm_server import FakeLLMServer, FakeReply, ReceivedRequest, default_responder
+from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_records import Fault
+from tests.fakes.slack_signing import SlackDelivery
+
+SECRET = "test-signing-secret"
+TIME_SCALE = 0.001  # the fake's minute is 60 ms ...
+PER_MINUTE = 1 / TIME_SCALE  # ... so "N per minute" for our budgets becomes N * 1000
+TEAM = "T0FAKE"
+
+MODEL_TEXT = (
+    "## Summary\n"
+    "The team chased a **login bug** in the *mobile* app; see [the runbook](https://example.com/run?a=1&b=2).\n\n"
+    "- Ada found the cause: a stale token & a race.\n"
+    "- Grace will ship the fix, then notify <!channel> and @here.\n\n"
+    "Still open: whether `x < y` holds for <!subteam^S123|@oncall>. "
+    + " ".join(f"word{i}" for i in range(90))
+    + "."
+)
+
+
+def responder(request: ReceivedRequest) -> FakeReply:
+    if request.structured:
+        return default_responder(request)
+    return FakeReply(MODEL_TEXT)
+
+
+@dataclass
+class Harness:
+    slack: FakeSlack
+    llm: FakeLLMServer
+    app: App
+    adapter: SlackAdapter
+    delivery: SlackDelivery
+
+    async def event(self, event: dict[str, Any], **kwargs: Any) -> Any:
+        return await self.delivery.send_event(payloads.event_callback(event), **kwargs)
+
+    def bot_replies(self, channel: str = "C1") -> list[Any]:
+        return self.slack.bot_messages(channel)
+
+
+async def _harness(tmp_path: Path, *, streaming: bool = False) -> AsyncIterator[Harness]:
+    async with (
+        FakeSlack(time_scale=TIME_SCALE, fractional_retry_after=True, restricted_history=True) as slack,
+        FakeLLMServer(responder=responder, tokens_per_s=150) as llm,
+    ):
+        slack.add_channel("C1", name="support")
+        slack.add_user("U1", name="ada", display_name="Ada L.")
+        slack.add_user("U2", name="grace", display_name="Grace H.")
+        settings = Settings(
+            openai_api_key="x",
+            openai_base_url=llm.openai_base_url,
+            slack_bot_token=slack.bot_token,
+            slack_signing_secret=SECRET,
+            slack_api_url=slack.api_url,
+            slack_native_streaming=streaming,
+            db=str(tmp_path / "bot.db"),
+            admins=["UADMIN"],
+        )
+        app = await build_app(settings)
+        adapter = SlackAdapter(
+            app,
+            history_per_minute=0.5 * PER_MINUTE,  # under the fake's 1 call per "minute", with room for jitter
+            edits_per_minute=45 * PER_MINUTE / 100,  # slower than the fake allows: edits stay visible
+        )
+        runner = await adapter.serve_http(host="127.0.0.1", port=0)
+        port = runner.addresses[0][1]
+        try:
+            async with SlackDelivery(f"http://127.0.0.1:{port}/slack/events", SECRET) as delivery:
+                yield Harness(slack, llm, app, adapter, delivery)
+        finally:
+            await adapter.close()
+            await runner.cleanup()
+            await app.close()
+
+
+@pytest.fixture
+async def h(tmp_path: Path) -> AsyncIterator[Harness]:
+    async for harness in _harness(tmp_path):
+        yield harness
+
+
+@pytest.fixture
+async def hs(tmp_path: Path) -> AsyncIterator[Harness]:
+    async for harness in _harness(tmp_path, streaming=True):
+        yield harness
+
+
+def thread_text(i: int) -> str:
+    return f"line {i:03d} about the widget rollout"
+
+
+async def deliver_thread(h: Harness, *, replies: int) -> str:
+    """A thread the bot sees as it happens: one `message` event per message. Returns the root ts."""
+    root = payloads.new_ts()
+    await h.event(payloads.message(channel="C1", user="U1", text=thread_text(0), ts=root))
+    for i in range(1, replies + 1):
+        user = "U1" if i % 2 else "U2"
+        await h.event(payloads.message(channel="C1", user=user, text=thread_text(i), thread_ts=root))
+    await h.adapter.idle()
+    return root
+
+
+def summary_request(h: Harness) -> ReceivedRequest:
+    found = [r for r in h.llm.received if not r.structured]
+    assert len(found) == 1, f"expected one summary call, got {len(found)}"
+    return found[0]
+
+
+def assert_transcript_complete(request: ReceivedRequest, count: int) -> None:
+    prompt = "\n".join(str(m.get("content")) for m in request.messages)
+    missing = [i for i in range(count) if thread_text(i) not in prompt]
+    assert not missing, f"messages missing from the model's prompt: {missing[:10]}"
+
+
+# ---- mentions --------------------------------------------------------------------------------------------------
+
+
+async def test_mention_in_a_seen_200_message_thread_is_streamed_and_final(h: Harness) -> None:
+    root = await deliver_thread(h, replies=199)
+    assert len(await h.app.store.messages.thread(ChannelRef("slack", TEAM, "C1"), root)) == 200
+
+    result = await h.event(payloads.app_mention(channel="C1", user="U1", text="<@UBOT> summarize", thread_ts=root))
+    assert result.status == 200
+    await h.adapter.idle()
+
+    assert_transcript_complete(summary_request(h), 200)
+    assert h.slack.calls_to("conversations.replies") == []  # the log had everything
+    (reply,) = h.bot_replies()
+    assert reply.thread_ts == root
+    updates = [v for v in reply.versions if v.kind == "update"]
+    assert len(updates) >= 3, [v.text[:40] for v in reply.versions]
+    assert reply.text == to_mrkdwn(MODEL_TEXT)
+    assert "▍" not in reply.text
+
+
+async def test_mention_in_an_unseen_thread_pages_the_history_it_lacks(h: Harness) -> None:
+    parent = h.slack.seed_thread("C1", replies=199, user="U2", text="line {i:03d} about the widget rollout")
+    await h.event(payloads.app_mention(channel="C1", user="U1", text="<@UBOT> summary?", thread_ts=parent.ts))
+    await h.adapter.idle()
+
+    pages = h.slack.calls_to("conversations.replies")
+    assert len(pages) == 14  # 200 messages, 15 per page on the restricted tier
+    assert h.slack.count_429("conversations.replies") == 0  # paced, not retried
+    assert_transcript_complete(summary_request(h), 200)
+    (reply,) = h.bot_replies()
+    assert reply.text == to_mrkdwn(MODEL_TEXT)
+
+
+async def test_fetch_thread_pages_only_what_the_log_lacks_and_reports_progress(h: Harness) -> None:
+    parent = h.slack.seed_thread("C1", replies=59, user="U2", text="line {i:03d} about the widget rollout")
+    channel = ChannelRef("slack", TEAM, "C1")
+    platform = h.adapter.platform(TEAM)
+    thread = h.slack.thread("C1", parent.ts)
+    for m in thread[30:]:  # the bot joined half-way: it saw the last 30 messages
+        event = payloads.message(channel="C1", user="U2", text=m.text, ts=m.ts, thread_ts=parent.ts)
+        await h.app.assistant.record(await platform.to_chat_message(channel, event))
+
+    said: list[str] = []
+    fetched = await platform.fetch_thread(MessageRef(channel, thread[-1].ts, parent.ts), progress=said.append)
+
+    assert [m.text for m in fetched] == [m.text for m in thread[:30]]
+    assert {m.author_name for m in fetched} == {"Grace H."}  # users.info display name
+    calls = h.slack.calls_to("conversations.replies")
+    assert len(calls) == 2 and all(c.params.get("latest") == thread[30].ts for c in calls)
+    assert said and "Reading the thread" in said[0]
+
+
+async def test_retried_delivery_gives_exactly_one_reply(h: Harness) -> None:
+    root = await deliver_thread(h, replies=3)
+    body = payloads.event_callback(payloads.app_mention(channel="C1", user="U1", text="<@UBOT> sum", thread_ts=root))
+    first, again = await asyncio.gather(h.delivery.send_event(body), h.delivery.send_event(body, retry_num=1))
+    assert first.status == again.status == 200
+    await h.delivery.send_event(body, retry_num=2)
+    await h.adapter.idle()
+    assert len(h.bot_replies()) == 1
+    assert len([r for r in h.llm.received if not r.structured]) == 1
+
+
+async def test_forged_and_stale_signatures_are_refused(h: Harness) -> None:
+    body = payloads.event_callback(payloads.app_mention(channel="C1", user="U1", text="<@UBOT> hi"))
+    assert (await h.delivery.send_event(body, forged=True)).status == 401
+    assert (await h.delivery.send_event(body, stale=True)).status == 401
+    form = payloads.slash_command_form(
+        command="/llmcost", text="", channel_id="C1", user_id="U1", response_url=h.slack.new_response_url(
+            channel="C1", user="U1")
+    )
+    assert (await h.delivery.send_slash_command(form, forged=True)).status == 401
+    await h.adapter.idle()
+    assert h.bot_replies() == [] and h.llm.received == []
+
+
+async def test_model_crowd_pings_never_reach_slack(h: Harness) -> None:
+    root = await deliver_thread(h, replies=2)
+    await h.event(payloads.app_mention(channel="C1", user="U1", text="<@UBOT> sum", thread_ts=root))
+    await h.adapter.idle()
+    (reply,) = h.bot_replies()
+    for version in reply.versions:
+        assert not has_mass_mention(version.text), version.text
+        assert "<!" not in version.text
+    assert "&lt;\u200b!channel&gt;" in reply.text and "@\u200bhere" in reply.text
+    assert "<https://example.com/run?a=1&amp;b=2|the runbook>" in reply.text
+
+
+# ---- native streaming ------------------------------------------------------------------------------------------
+
+
+async def test_native_streaming_streams_and_stops(hs: Harness) -> None:
+    root = await deliver_thread(hs, replies=5)
+    await hs.event(payloads.app_mention(channel="C1", user="U1", text="<@UBOT> sum", thread_ts=root))
+    await hs.adapter.idle()
+    (reply,) = hs.bot_replies()
+    kinds = [v.kind for v in reply.versions]
+    assert kinds[0] == "stream_start" and kinds[-1] == "stream_stop"
+    assert kinds.count("stream_append") >= 2 and "update" not in kinds
+    start = hs.slack.calls_to("chat.startStream")[0].params
+    assert start["recipient_user_id"] == "U1" and start["thread_ts"] == root
+    assert reply.text == MODEL_TEXT.replace("<!", "<\u200b!").replace("@here", "@\u200bhere")
+    assert not has_mass_mention(reply.text)
+
+
+async def test_expired_stream_falls_back_to_chat_update(hs: Harness) -> None:
+    root = await deliver_thread(hs, replies=5)
+    hs.slack.inject("chat.appendStream", Fault.api_error("message_not_in_streaming_state"))
+    await hs.event(payloads.app_mention(channel="C1", user="U1", text="<@UBOT> sum", thread_ts=root))
+    await hs.adapter.idle()
+    (reply,) = hs.bot_replies()
+    kinds = [v.kind for v in reply.versions]
+    assert kinds[0] == "stream_start" and kinds[-1] == "update"
+    assert reply.text == to_mrkdwn(MODEL_TEXT)
+
+
+# ---- message events --------------------------------------------------------------------------------------------
+
+
+async def test_message_events_edit_delete_and_ignore_bots(h: Harness) -> None:
+    channel = ChannelRef("slack", TEAM, "C1")
+    ts = payloads.new_ts()
+    await h.event(payloads.message(channel="C1", user="U1", text="How do I <https://x.io|reset> it?", ts=ts))
+    await h.event(payloads.bot_message(channel="C1", bot_id="BOTHER", text="deploy finished", user="UOTHER"))
+    await h.event(payloads.bot_message(channel="C1", bot_id="BBOT", text="my own reply", user="UBOT"))
+    await h.adapter.idle()
+    recent = await h.app.store.messages.recent(channel, limit=10)
+    assert [(m.author_name, m.text) for m in recent] == [("Ada L.", "How do I reset (https://x.io) it?")]
+
+    await h.event(payloads.message_changed(channel="C1", user="U1", ts=ts, old_text="x", new_text="How now?"))
+    await h.adapter.idle()
+    assert [m.text for m in await h.app.store.messages.recent(channel, limit=10)] == ["How now?"]
+
+    await h.event(payloads.message_deleted(channel="C1", user="U1", deleted_ts=ts, old_text="How now?"))
+    await h.adapter.idle()
+    assert await h.app.store.messages.recent(channel, limit=10) == []
+
+
+# ---- slash commands and the shortcut ---------------------------------------------------------------------------
+
+
+async def test_faq_is_acked_at_once_and_answered_in_channel(h: Harness) -> None:
+    for text in ("How do I reset my password?", "How can I reset my password?", "Why is the export failing?"):
+        await h.event(payloads.message(channel="C1", user="U1", text=text))
+    await h.adapter.idle()
+    form = payloads.slash_command_form(
+        command="/faq", text="30", channel_id="C1", user_id="U1",
+        response_url=h.slack.new_response_url(channel="C1", user="U1"),
+    )
+    result = await h.delivery.send_slash_command(form)
+    assert result.status == 200 and result.ack_seconds < 3.0  # Slack's deadline
+    await h.adapter.idle()
+    (reply,) = h.bot_replies()
+    assert reply.thread_ts is None
+    assert reply.text.startswith("*FAQ*") and "▍" not in reply.text
+
+
+async def test_llmcost_is_ephemeral_unless_shared(h: Harness) -> None:
+    root = await deliver_thread(h, replies=2)
+    await h.event(payloads.app_mention(channel="C1", user="U1", text="<@UBOT> sum", thread_ts=root))
+    await h.adapter.idle()
+    for text, expected in (("7d", "ephemeral"), ("7d share", "in_channel")):
+        form = payloads.slash_command_form(
+            command="/llmcost", text=text, channel_id="C1", user_id="U1",
+            response_url=h.slack.new_response_url(channel="C1", user="U1"),
+        )
+        result = await h.delivery.send_slash_command(form)
+        assert result.status == 200 and result.ack_seconds < 3.0
+        await h.adapter.idle()
+        post = h.slack.response_url_posts[-1]
+        assert post.response_type == expected
+        blocks = post.payload["blocks"]
+        assert blocks[0]["type"] == "header" and "LLM spend" in blocks[0]["text"]["text"]
+        assert any(b.get("fields") for b in blocks)
+        assert "By model" in str(blocks)
+    assert [e.user for e in h.slack.ephemerals] == ["U1"]
+
+
+async def test_llmcost_all_is_refused_to_non_admins(h: Harness) -> None:
+    form = payloads.slash_command_form(
+        command="/llmcost", text="all", channel_id="C1", user_id="U1",
+        response_url=h.slack.new_response_url(channel="C1", user="U1"),
+    )
+    await h.delivery.send_slash_command(form)
+    await h.adapter.idle()
+    post = h.slack.response_url_posts[-1]
+    assert post.response_type == "ephemeral" and "Only admins" in post.payload["text"]
+
+
+async def test_summarize_thread_shortcut_replies_in_that_thread(h: Harness) -> None:
+    root = await deliver_thread(h, replies=4)
+    shortcut = payloads.message_shortcut(
+        callback_id="summarize_thread", channel_id="C1", user_id="U2", message_ts=root, message_text=thread_text(0),
+        response_url=h.slack.new_response_url(channel="C1", user="U2"),
+    )
+    result = await h.delivery.send_interactive(shortcut)
+    assert result.status == 200
+    await h.adapter.idle()
+    (reply,) = h.bot_replies()
+    assert reply.thread_ts == root and reply.text == to_mrkdwn(MODEL_TEXT)
+    assert_transcript_complete(summary_request(h), 5)
+
+
+async def test_healthz(h: Harness) -> None:
+    url = h.delivery.app_url.replace("/slack/events", "/healthz")
+    import aiohttp
+
+    async with aiohttp.ClientSession() as session, session.get(url) as response:
+        assert response.status == 200 and (await response.json())["ok"] is True
+
+
+# ---- the platform alone ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def platform() -> AsyncIterator[tuple[FakeSlack, SlackPlatform]]:
+    async with FakeSlack(fractional_retry_after=True) as slack:
+        slack.add_channel("C1")
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        yield slack, SlackPlatform(client, team_id=TEAM)
+
+
+async def test_errors_become_the_cores_exceptions(platform: tuple[FakeSlack, SlackPlatform]) -> None:
+    slack, p = platform
+    channel = ChannelRef("slack", TEAM, "C1")
+    ref = await p.post(channel, "hello")
+    slack.inject("chat.update", Fault.rate_limited(retry_after=2.5))
+    with pytest.raises(PlatformRateLimited) as limited:
+        await p.edit(ref, "x")
+    assert limited.value.retry_after_s == 2.5
+    slack.inject("chat.update", Fault.api_error("msg_too_long"))
+    with pytest.raises(MessageTooLong):
+        await p.edit(ref, "x")
+    for error in ("message_not_found", "channel_not_found", "not_in_channel", "is_archived"):
+        slack.inject("chat.postMessage", Fault.api_error(error))
+        with pytest.raises(MessageGone):
+            await p.post(channel, "x")
+    with pytest.raises(MessageTooLong):  # too long after conversion: refused before Slack sees it
+        await p.post(channel, "&" * 900)
+
+
+def test_limits_leave_room_for_markup() -> None:
+    p = SlackPlatform(AsyncWebClient(token="x", base_url="http://127.0.0.1:9/"), team_id=TEAM)
+    assert p.limits.markup == "slack_mrkdwn" and p.limits.max_message_chars < 4000
+    assert isinstance(p.pacer, WorkspaceEditPacer)
+
+
+# ---- rendering and pacing units ----------------------------------------------------------------------------
+
+
+def test_markdown_becomes_mrkdwn() -> None:
+    assert to_mrkdwn("**bold** and *also* and _it_ and ~~gone~~") == "*bold* and *also* and _it_ and ~gone~"
+    assert to_mrkdwn("# Title\ntext") == "*Title*\ntext"
+    assert to_mrkdwn("- a\n* b\n1. c") == "• a\n• b\n1. c"
+    assert to_mrkdwn("[docs](https://d.io/x?a=1&b=2)") == "<https://d.io/x?a=1&amp;b=2|docs>"
+    assert to_mrkdwn("```py\na < b **x**\n```\nafter **y**") == "```\na &lt; b **x**\n```\nafter *y*"
+    assert to_mrkdwn("`<!here>` <@U1> <!everyone>") == "`&lt;\u200b!here&gt;` &lt;@U1&gt; &lt;\u200b!everyone&gt;"
+    assert to_mrkdwn("half **bo") == "half **bo"  # a streamed prefix shows as typed until it closes
+
+
+def test_readable_turns_slack_markup_into_plain_text() -> None:
+    text = "<@U1> see <https://x.io|docs> in <#C1|general> &amp; <!here> &lt;3"
+    assert readable(text, {"U1": "Ada"}) == "@Ada see docs (https://x.io) in #general & @here <3"
+
+
+def test_text_blocks_respect_section_limit() -> None:
+    blocks = text_blocks("line\n" * 2000)
+    assert all(len(b["text"]["text"]) <= 3000 for b in blocks) and len(blocks) >= 4
+
+
+def test_spend_blocks_layout() -> None:
+    from datetime import date
+    from decimal import Decimal
+
+    from bot.spend import Line, SpendReport
+
+    report = SpendReport(
+        period="7d", since=date(2026, 1, 1), scope="C1", total_usd=Decimal("1.5"), calls=3, cache_hits=1,
+        by_model=[Line("gpt-4.1-mini", Decimal("1.5"), 3)], by_feature=[Line("summary", Decimal("1.5"), 3)],
+        by_channel=[Line("C1", Decimal("1.5"), 3)],
+        tokens={"input": 10, "cache_read": 0, "cache_write_5m": 0, "cache_write_1h": 0, "output": 5},
+        prompt_cache_saved_usd=Decimal(0), response_cache_saved_usd=Decimal(0),
+        daily=[(date(2026, 1, 1), Decimal("1")), (date(2026, 1, 2), Decimal("0.5"))],
+        budget_usd=Decimal(10), month_spent_usd=Decimal("1.5"),
+    )
+    blocks = spend_blocks(report)
+    assert [b["type"] for b in blocks[:3]] == ["header", "section", "section"]
+    assert "$8.50 left" in str(blocks[1]) and "█" in str(blocks[2])
+    assert "gpt-4.1-mini" in str(blocks) and "By channel" not in str(blocks)  # one channel: no breakdown
+
+
+async def test_workspace_budget_is_shared_and_pauses_on_429() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(round(seconds, 3))
+        now[0] += seconds
+
+    budget = InMemoryBudget(per_minute=60, burst=2, clock=lambda: now[0], sleep=sleep)
+    pacer = WorkspaceEditPacer(budget)
+    assert workspace_of("slack:T1:C1/1.2") == workspace_of("slack:T1:C9/3.4") == "slack:T1"
+    await pacer.wait_turn("slack:T1:C1/1.2")
+    await pacer.wait_turn("slack:T1:C9/3.4")  # another channel, same workspace: same bucket (burst 2)
+    await pacer.wait_turn("slack:T2:C1/1.2")  # another workspace: its own bucket
+    assert slept == []
+    await pacer.wait_turn("slack:T1:C1/1.2")
+    assert slept == [1.0]  # 60/min: one token per second
+    await pacer.penalize("slack:T1:C1/1.2", 5.0)
+    await pacer.wait_turn("slack:T1:C1/1.2")
+    assert sum(slept) >= 6.0  # the pause, then a refill from empty
