@@ -51,7 +51,7 @@ class Assistant:
         self.store = store
         self.llm = llm
         self.alert_sink = alert_sink  # the platform that owns settings.admin_channel
-        self.summarizer = ThreadSummarizer(llm=llm, store=store)
+        self.summarizer = ThreadSummarizer(llm=llm, store=store, max_input_tokens=settings.summary_input_tokens)
         self.faq_writer = FaqWriter(llm=llm, store=store)
 
     # ---- what the bot sees ----------------------------------------------------------------------------

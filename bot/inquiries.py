@@ -9,6 +9,7 @@ import unicodedata
 from bot.types import ChatMessage, Inquiry
 
 MIN_CHARS = 8  # "thanks!" and "ok?" are not inquiries
+MIN_WORDS = 3
 
 _QUESTION_START = re.compile(
     r"^\s*(how|what|why|when|where|who|which|can|could|would|will|should|is|are|am|does|do|did|has|have|"
@@ -24,6 +25,11 @@ _REQUEST = re.compile(
 # Korean and Japanese questions often end without "?" in ~까, ~나요, ~죠, ~요 / か.
 _CJK_QUESTION = re.compile(r"(까|나요|죠|가요|까요|ㅠ|か)\s*[.!…~]*\s*$")
 _WORD = re.compile(r"\w+", re.UNICODE)
+_ACK = frozenset(
+    "thanks thank you thx ty ok okay cool great nice got it that worked works work now solved fixed lol haha np no "
+    "problem yes yep nope sure bye hi hello hey good morning night awesome perfect will do try lgtm all the same "
+    "too me as well so very much a lot welcome sounds makes sense understood see".split()
+)
 _STOP = frozenset(
     "a an the i me my we our you your to of in on for and or is are am be it this that with do does did can "
     "could would should will how what why when where who which please pls any anyone there have has hi hello hey "
@@ -32,16 +38,18 @@ _STOP = frozenset(
 
 
 def is_inquiry(message: ChatMessage, *, bot_mentioned: bool = False) -> bool:
+    """In a support channel a top-level message is a request unless it is chit-chat ("thanks!", "ok cool"); a
+    reply inside a thread is discussion unless it asks something itself."""
     text = message.text.strip()
     if message.is_bot or bot_mentioned or len(text) < MIN_CHARS:
         return False
-    return (
-        "?" in text
-        or "？" in text
-        or bool(_QUESTION_START.search(text))
-        or bool(_REQUEST.search(text))
-        or bool(_CJK_QUESTION.search(text))
-    )
+    if "?" in text or "？" in text or _QUESTION_START.search(text) or _CJK_QUESTION.search(text):
+        return True
+    ref = message.ref
+    if ref.thread_id and ref.thread_id != ref.message_id:
+        return bool(_REQUEST.search(text))
+    words = _WORD.findall(text.lower())
+    return len(words) >= MIN_WORDS and not all(w in _ACK for w in words)
 
 
 def group_key(text: str) -> str:

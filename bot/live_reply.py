@@ -20,7 +20,7 @@ from types import TracebackType
 from typing import Protocol
 
 from bot.ports import ChatPlatform
-from bot.safety import ZERO_WIDTH_SPACE, defang_mass_mentions
+from bot.safety import ZERO_WIDTH_SPACE, defang_mass_mentions, settled_length
 from bot.textsplit import StreamSplitter, safe_prefix_len
 from bot.types import ChannelRef, MessageGone, MessageRef, MessageTooLong, PlatformRateLimited
 
@@ -260,7 +260,10 @@ class LiveReply:
 
     def _plan(self, final: bool) -> list[_Want]:
         """What each message should show now; frozen parts first, then the open tail (unless final)."""
-        text = defang_mass_mentions(self._text)
+        # While streaming, an unfinished crowd-ping token at the end waits for the next text, so what is shown
+        # only ever grows (defanging it later would rewrite visible text).
+        raw = self._text if final else self._text[: settled_length(self._text)]
+        text = defang_mass_mentions(raw)
         self._splitter.update(text, final=final)
         wants: list[_Want] = []
         offset = 0

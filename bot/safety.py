@@ -34,5 +34,40 @@ def defang_mass_mentions(text: str) -> str:
     return _WORD_CROWD.sub("@" + ZERO_WIDTH_SPACE, text)
 
 
+# Every crowd-ping token as it starts (lowercase); a text ending in a proper prefix of one may still become one.
+_TOKEN_STARTS = (
+    "@everyone",
+    "@here",
+    "@channel",
+    "@group",
+    "<!channel",
+    "<!here",
+    "<!everyone",
+    "<!group",
+    "<!subteam^",
+    "<@&",
+)
+_LONGEST_TOKEN = max(len(t) for t in _TOKEN_STARTS)
+
+
+def settled_length(text: str) -> int:
+    """How much of ``text`` (still growing) defangs the same whatever comes next.
+
+    A text ending in "@her" may become "@here", which gains a zero-width space after the "@": showing "@her" now
+    and "@\u200bhere" later would rewrite text already on screen (and break append-only native streams). The
+    returned length leaves out every such unfinished token at the end.
+    """
+    n = len(text)
+    while n:
+        for k in range(min(n, _LONGEST_TOKEN - 1), 0, -1):
+            tail = text[n - k : n].lower()
+            if any(len(tail) < len(t) and t.startswith(tail) for t in _TOKEN_STARTS):
+                n -= k
+                break
+        else:
+            return n
+    return 0
+
+
 def has_mass_mention(text: str) -> bool:
     return MASS_MENTION.search(text) is not None

@@ -222,6 +222,18 @@ async def test_crowd_pings_never_reach_the_platform() -> None:
     assert chat.text(reply.refs[0]) == defang_mass_mentions(text)
 
 
+async def test_shown_text_only_grows_even_when_a_crowd_token_arrives_in_pieces() -> None:
+    chat = fake()
+    async with LiveReply(chat, CHANNEL) as reply:
+        for piece in ["ping @", "her", "e and <", "!chan", "nel> done"]:
+            reply.append(piece)
+            await asyncio.sleep(0.02)  # let an edit land between the pieces
+    versions = [v.removesuffix(WRITING_MARKER) for v in chat.versions(reply.refs[0])[1:]]
+    assert versions[-1] == defang_mass_mentions("ping @here and <!channel> done")
+    assert all(versions[-1].startswith(v) for v in versions)
+    assert not any(has_mass_mention(v) for v in versions)
+
+
 async def test_stats_record_first_text_edits_and_staleness() -> None:
     chat = fake()
     async with LiveReply(chat, CHANNEL) as reply:
@@ -354,3 +366,7 @@ def test_under_random_chunking_and_faults_the_final_messages_are_the_text(
     assert not any(has_mass_mention(v) for v in all_versions(chat))
     assert not chat.overlaps
     assert [c.ref for c in chat.calls if c.kind == "post" and c.ok] == reply.refs
+    if len(finals) == 1 and not failure:
+        # A reply that fits one message only ever grows (what append-only native streams need).
+        bodies = [v.removesuffix(WRITING_MARKER) for v in chat.versions(reply.refs[0])[1:]]
+        assert all(finals[0].startswith(b) for b in bodies)

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.safety import ZERO_WIDTH_SPACE, defang_mass_mentions, has_mass_mention
+from bot.safety import ZERO_WIDTH_SPACE, defang_mass_mentions, has_mass_mention, settled_length
 from tests.textgen import texts
 
 PROPERTY = settings(max_examples=200, deadline=None)
@@ -81,3 +81,32 @@ def test_a_prefix_defangs_to_a_prefix_except_for_its_last_few_characters(text: s
     head, whole = defang_mass_mentions(text[:cut]), defang_mass_mentions(text)
     settled = max(0, len(head) - len("<!subteam^"))
     assert whole.startswith(head[:settled])
+
+
+@pytest.mark.parametrize(
+    ("text", "settled"),
+    [
+        ("hi @her", 3),
+        ("hi @", 3),
+        ("hi <!sub", 3),
+        ("hi <@", 3),
+        ("x @@h", 2),
+        ("hi @here", 8),
+        ("hi @bob", 7),
+        ("", 0),
+    ],
+)
+def test_settled_length_holds_back_unfinished_crowd_tokens(text: str, settled: int) -> None:
+    assert settled_length(text) == settled
+
+
+CROWDY = st.lists(st.sampled_from([*"<!@&^|> ahS", "here", "every", "one", "chan", "nel", "subteam"])).map(
+    "".join
+)
+
+
+@PROPERTY
+@given(head=texts(max_tokens=20) | CROWDY, more=CROWDY)
+def test_the_settled_part_of_a_growing_text_defangs_to_a_prefix_of_the_whole(head: str, more: str) -> None:
+    shown = defang_mass_mentions(head[: settled_length(head)])
+    assert defang_mass_mentions(head + more).startswith(shown)

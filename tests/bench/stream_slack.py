@@ -1,0 +1,365 @@
+"""The Slack half of ``python -m tests.bench.stream --platform slack``.
+
+Three processes per run, so the bot's CPU and memory are its own: the fakes (FakeSlack at Slack's real tiers —
+chat.update 50/min per workspace, chat.postMessage ~1/s per channel — and the fake model at 0.4 s to first token
+and 50 tokens/s, which also delivers the signed mention events), the bot under test, and this orchestrator.
+
+Variants: ``ours`` is SlackAdapter + LiveReply with the workspace-wide edit budget; ``baseline`` is a plain Bolt
+app that posts a placeholder and awaits ``chat.update`` after every 20 chunks, with slack_sdk's rate-limit retry
+handler (one retry after Retry-After), as popular Slack bots stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing.connection
+import tempfile
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from tests.bench.stream_common import (
+    BASELINE_EVERY_CHUNKS,
+    TOKENS_PER_S,
+    TTFT_S,
+    Child,
+    ReplyTrace,
+    Usage,
+    aggregate,
+    figures,
+    ratios,
+)
+
+SECRET = "bench-signing-secret"
+TEAM = "T0FAKE"
+PLACEHOLDER = "…writing"
+MARKER = " ▍"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    variant: str  # "ours" or "baseline"
+    mentions: int
+    channels: int
+    words: int  # length of the model's answer
+
+
+def model_text(words: int) -> str:
+    # Plain words: the rendered Slack text equals the model text, so "final text == model text" is exact.
+    return "Summary: " + " ".join(f"point{i}" for i in range(words)) + "."
+
+
+def root_ts(k: int) -> str:
+    return f"{1_700_000_000 + k}.000100"
+
+
+def channel_of(k: int, channels: int) -> str:
+    return f"C{k % channels:02d}"
+
+
+# ---- process 1: the fakes --------------------------------------------------------------------------------------
+
+
+def fakes_main(conn: multiprocessing.connection.Connection, spec: RunSpec) -> None:
+    asyncio.run(_fakes(conn, spec))
+
+
+async def _fakes(conn: multiprocessing.connection.Connection, spec: RunSpec) -> None:
+    from tests.fakes import slack_payloads as payloads
+    from tests.fakes.llm_server import FakeLLMServer, FakeReply, ReceivedRequest, default_responder
+    from tests.fakes.slack_api import FakeSlack
+    from tests.fakes.slack_signing import SlackDelivery
+
+    text = model_text(spec.words)
+
+    def responder(request: ReceivedRequest) -> FakeReply:
+        return default_responder(request) if request.structured else FakeReply(text)
+
+    loop = asyncio.get_running_loop()
+    async with FakeSlack() as slack, FakeLLMServer(responder=responder, ttft_s=TTFT_S, tokens_per_s=TOKENS_PER_S) as llm:
+        for c in range(spec.channels):
+            slack.add_channel(channel_of(c, spec.channels))
+        slack.add_user("U1", display_name="Ada")
+        conn.send({"api_url": slack.api_url, "bot_token": slack.bot_token, "llm_url": llm.openai_base_url})
+        while True:
+            request = await loop.run_in_executor(None, conn.recv)
+            if request[0] == "stop":
+                return
+            if request[0] == "deliver":
+                url = request[1]
+                async with SlackDelivery(url, SECRET) as delivery:
+
+                    async def send(k: int, delivery: SlackDelivery = delivery) -> tuple[int, float, int]:
+                        event = payloads.app_mention(
+                            channel=channel_of(k, spec.channels), user="U1", text="<@UBOT> summarize",
+                            thread_ts=root_ts(k),
+                        )
+                        sent = time.monotonic()
+                        result = await delivery.send_event(payloads.event_callback(event))
+                        return k, sent, result.status
+
+                    conn.send(await asyncio.gather(*(send(k) for k in range(spec.mentions))))
+            if request[0] == "collect":
+                conn.send(_collect(slack, llm, spec, text))
+
+
+def _collect(slack: Any, llm: Any, spec: RunSpec, text: str) -> dict[str, Any]:
+    from tests.fakes.llm_wire import split_pieces
+
+    pieces = split_pieces(text)
+    ends = [sum(len(p) for p in pieces[: i + 1]) for i in range(len(pieces))]
+    gap = 1.0 / TOKENS_PER_S
+    starts: dict[int, float] = {}
+    for rec in llm.received:
+        if rec.structured:
+            continue
+        for k in range(spec.mentions):
+            if f"thread-{k:03d} " in rec.user_text and k not in starts:
+                starts[k] = rec.at
+    replies: dict[int, dict[str, Any]] = {}
+    for k in range(spec.mentions):
+        channel = channel_of(k, spec.channels)
+        msgs = [m for m in slack.bot_messages(channel) if m.thread_ts == root_ts(k)]
+        versions = [(v.at, v.text, v.kind) for m in msgs for v in m.versions]
+        replies[k] = {
+            "versions": sorted(versions),
+            "final": "".join(m.text for m in msgs),
+            "piece_ends": ends,
+            "piece_times": [starts.get(k, float("nan")) + TTFT_S + i * gap for i in range(len(pieces))],
+        }
+    return {"replies": replies, "rate_limited": slack.count_429(), "by_method": dict(slack.rate_limited)}
+
+
+# ---- process 2: the bot ----------------------------------------------------------------------------------------
+
+
+def bot_main(conn: multiprocessing.connection.Connection, arg: tuple[RunSpec, dict[str, str]]) -> None:
+    logging.basicConfig(level=logging.ERROR)
+    try:
+        asyncio.run(_bot(conn, *arg))
+    except BaseException as exc:  # the orchestrator must hear about it rather than time out
+        with contextlib.suppress(Exception):
+            conn.send(RuntimeError(f"bot process failed: {exc!r}"))
+        raise
+
+
+async def _bot(conn: multiprocessing.connection.Connection, spec: RunSpec, urls: dict[str, str]) -> None:
+    from bot.app import build_app
+    from bot.settings import Settings
+    from bot.types import ChannelRef, ChatMessage, MessageRef
+
+    loop = asyncio.get_running_loop()
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(
+            openai_api_key="x",
+            openai_base_url=urls["llm_url"],
+            slack_bot_token=urls["bot_token"],
+            slack_signing_secret=SECRET,
+            slack_api_url=urls["api_url"],
+            db=str(Path(tmp) / "bench.db"),
+        )
+        app = await build_app(settings)
+        # Each mention's thread is already in the bot's log (it saw it as message events).
+        for k in range(spec.mentions):
+            channel = ChannelRef("slack", TEAM, channel_of(k, spec.channels))
+            for j in range(3):
+                ts = f"{1_700_000_000 + k}.{100 + j:06d}"  # j == 0 is root_ts(k)
+                await app.assistant.record(
+                    ChatMessage(
+                        ref=MessageRef(channel, ts, root_ts(k)),
+                        author="U1",
+                        author_name="Ada",
+                        text=f"thread-{k:03d} message {j}: the export keeps failing",
+                        sent_at=datetime.fromtimestamp(float(ts), UTC),
+                    )
+                )
+        server = _Ours(app) if spec.variant == "ours" else _Baseline(app, urls)
+        runner = await server.serve()
+        port = runner.addresses[0][1]
+        usage = Usage()
+        usage.start()
+        conn.send(f"http://127.0.0.1:{port}/slack/events")
+        request = await loop.run_in_executor(None, conn.recv)
+        assert request[0] == "drain"
+        await server.idle()
+        cpu_s, rss_mb = usage.stop()
+        conn.send({"cpu_s": cpu_s, "peak_rss_mb": rss_mb})
+        await loop.run_in_executor(None, conn.recv)  # "stop"
+        await runner.cleanup()
+        await app.close()
+
+
+class _Ours:
+    def __init__(self, app: Any) -> None:
+        from adapters.slack import SlackAdapter
+
+        self.adapter = SlackAdapter(app)
+
+    async def serve(self) -> Any:
+        return await self.adapter.serve_http(host="127.0.0.1", port=0)
+
+    async def idle(self) -> None:
+        await self.adapter.idle()
+
+
+class _Baseline:
+    """How popular Slack bots stream: a placeholder, then `await chat.update` every 20 chunks, no pacing."""
+
+    def __init__(self, app: Any, urls: dict[str, str]) -> None:
+        from aiohttp import web
+        from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+        from slack_bolt.app.async_app import AsyncApp
+        from slack_sdk.http_retry.builtin_async_handlers import (
+            AsyncConnectionErrorRetryHandler,
+            AsyncRateLimitErrorRetryHandler,
+        )
+        from slack_sdk.web.async_client import AsyncWebClient
+
+        self.app = app
+        self.client = AsyncWebClient(
+            token=urls["bot_token"],
+            base_url=urls["api_url"],
+            retry_handlers=[AsyncConnectionErrorRetryHandler(), AsyncRateLimitErrorRetryHandler(max_retry_count=1)],
+        )
+        self.bolt = AsyncApp(client=self.client, signing_secret=SECRET, process_before_response=True)
+        self.tasks: set[asyncio.Task[None]] = set()
+
+        async def on_mention(event: dict[str, Any]) -> None:
+            task = asyncio.create_task(self.reply(event))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+        self.bolt.event("app_mention")(on_mention)
+
+        async def handle(request: web.Request) -> web.Response:
+            return await to_aiohttp_response(await self.bolt.async_dispatch(await to_bolt_request(request)))
+
+        self.web_app = web.Application()
+        self.web_app.router.add_post("/slack/events", handle)
+
+    async def serve(self) -> Any:
+        from aiohttp import web
+
+        runner = web.AppRunner(self.web_app, access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        return runner
+
+    async def idle(self) -> None:
+        while self.tasks:
+            await asyncio.gather(*list(self.tasks), return_exceptions=True)
+
+    async def reply(self, event: dict[str, Any]) -> None:
+        from slack_sdk.errors import SlackApiError
+
+        from adapters.slack_platform import SlackPlatform
+        from bot.types import ChannelRef, ChatMessage, Mention, MessageRef
+        from llm.types import Attribution
+
+        channel = ChannelRef("slack", TEAM, event["channel"])
+        thread = event["thread_ts"]
+        try:
+            posted = await self.client.chat_postMessage(channel=event["channel"], thread_ts=thread, text=PLACEHOLDER)
+        except SlackApiError:
+            return  # the reply is lost: what a naive bot does after its one retry
+        ts = posted["ts"]
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+        mention = Mention(
+            ChatMessage(MessageRef(channel, event["ts"], thread), "U1", "Ada", event["text"], datetime.now(UTC))
+        )
+        platform = SlackPlatform(self.client, team_id=TEAM)  # only read from (the thread is in the log)
+
+        async def produce() -> None:
+            try:
+                await self.app.assistant.summarizer.summarize(
+                    mention, platform, bill_to=Attribution("slack", TEAM, channel.channel, "U1", "summary"),
+                    on_text=queue.put_nowait, on_status=lambda _: None,
+                )
+            finally:
+                queue.put_nowait(None)
+
+        producer = asyncio.create_task(produce())
+        text, chunks = "", 0
+        while (chunk := await queue.get()) is not None:
+            text += chunk
+            chunks += 1
+            if chunks % BASELINE_EVERY_CHUNKS == 0:
+                with contextlib.suppress(SlackApiError):
+                    await self.client.chat_update(channel=event["channel"], ts=ts, text=text)
+        await producer
+        with contextlib.suppress(SlackApiError):
+            await self.client.chat_update(channel=event["channel"], ts=ts, text=text)
+
+
+# ---- process 3: the orchestrator -------------------------------------------------------------------------------
+
+
+def run_one(spec: RunSpec) -> dict[str, Any]:
+    fakes = Child(fakes_main, spec)
+    bot: Child | None = None
+    try:
+        urls = fakes.recv()
+        bot = Child(bot_main, (spec, urls))
+        bot_url = bot.recv()
+        sent = fakes.ask(("deliver", bot_url))
+        resources = bot.ask(("drain",))
+        data = fakes.ask(("collect",))
+    finally:
+        if bot is not None:
+            bot.close()
+        fakes.close()
+    text = model_text(spec.words)
+    event_at = {k: at for k, at, _ in sent}
+    traces = []
+    for k, reply in data["replies"].items():
+        versions = [(at, body.removesuffix(MARKER)) for at, body, _ in reply["versions"]]
+        traces.append(
+            ReplyTrace(
+                event_at=event_at[k],
+                model_text=text,
+                piece_ends=reply["piece_ends"],
+                piece_times=reply["piece_times"],
+                versions=versions,
+                edits=sum(1 for _, _, kind in reply["versions"] if kind in ("update", "stream_append")),
+                final_text=reply["final"],
+                first_version_at=reply["versions"][0][0] if reply["versions"] else None,
+            )
+        )
+    result = aggregate(
+        [figures(t) for t in traces],
+        rate_limited=data["rate_limited"],
+        cpu_s=resources["cpu_s"],
+        peak_rss_mb=resources["peak_rss_mb"],
+    )
+    result["rate_limited_by_method"] = data["by_method"]
+    return result
+
+
+def run(*, quick: bool) -> dict[str, Any]:
+    started = time.monotonic()
+    words = 60 if quick else 110
+    scenarios = [("N=1", 1, 1), ("N=5 over 5 channels", 5, 5)] if quick else [("N=1", 1, 1), ("N=20 over 5 channels", 20, 5)]
+    out: dict[str, Any] = {
+        "platform": "slack",
+        "setup": {
+            "model_ttft_s": TTFT_S,
+            "model_tokens_per_s": TOKENS_PER_S,
+            "model_pieces_per_reply": len(__import__("tests.fakes.llm_wire", fromlist=["split_pieces"]).split_pieces(
+                model_text(words))),
+            "slack_chat_update_per_min_per_workspace": 50,
+            "slack_post_per_channel_per_s": 1,
+            "baseline": f"chat.update after every {BASELINE_EVERY_CHUNKS} chunks, unpaced, SDK 429 retry x1",
+            "quick": quick,
+        },
+        "runs": {},
+    }
+    for name, n, channels in scenarios:
+        ours = run_one(RunSpec("ours", n, channels, words))
+        baseline = run_one(RunSpec("baseline", n, channels, words))
+        out["runs"][name] = {"ours": ours, "baseline": baseline, "ours_over_baseline": ratios(ours, baseline)}
+    out["wall_s"] = round(time.monotonic() - started, 1)
+    return out
