@@ -78,70 +78,80 @@ async def _raw_anthropic(client: anthropic.AsyncAnthropic, model: str, prompt: s
 
 
 async def _measure(urls: tuple[str, str], calls: int, db_path: str) -> dict[str, Any]:
-    openai_url, anthropic_url = urls
     store = await SqliteStore(db_path).open()
-    results: dict[str, Any] = {}
-    for provider, model in (("openai", "gpt-4o-mini"), ("anthropic", "claude-haiku-4-5")):
-        route = {Task.SUMMARIZE: Route(Task.SUMMARIZE, (RouteEntry(provider, model, 1000, None),), cache_ttl_s=3600)}
-        router = create_router(
-            openai_api_key="sk-bench",
-            openai_base_url=openai_url,
-            anthropic_api_key="sk-bench",
-            anthropic_base_url=anthropic_url,
-            routes=route,
-            prices=PriceTable(),
-            ledger=store.ledger,
-            cache=store.kv,
-            timeouts=Timeouts(connect_s=5, first_token_s=30, idle_s=30),
-            max_retries=0,
-        )
-        raw_client: Any = (
-            openai.AsyncOpenAI(api_key="sk-bench", base_url=openai_url, max_retries=0)
-            if provider == "openai"
-            else anthropic.AsyncAnthropic(api_key="sk-bench", base_url=anthropic_url, max_retries=0)
-        )
-        raw_call = _raw_openai if provider == "openai" else _raw_anthropic
-
-        async def ours(prompt: str) -> int:
-            n = 0
-            async for c in router.stream(Task.SUMMARIZE, Request.of("Summarize.", prompt), bill_to=WHO):
-                n += bool(c.text)
-            return n
-
-        samples: dict[str, list[float]] = {"raw": [], "ours": []}
-        cpu: dict[str, float] = {"raw": 0.0, "ours": 0.0}
-        tokens = 0
-        # Warm-up: connections, imports, tiktoken, SQLite pages.
-        await raw_call(raw_client, model, "warm up")
-        await ours("warm up")
-        for i in range(calls):
-            # Unique prompts: every router call misses the response cache, so the lookup cost is always paid.
-            for name, fn in (("raw", lambda p: raw_call(raw_client, model, p)), ("ours", ours))[:: 1 if i % 2 else -1]:
-                prompt = f"thread {i} {name}: the build fails on arm64 after the upgrade"
-                c0, t0 = time.process_time(), time.perf_counter()
-                n = await fn(prompt)
-                samples[name].append(time.perf_counter() - t0)
-                cpu[name] += time.process_time() - c0
-                tokens += n if name == "ours" else 0
-        per_token = tokens / calls
-        raw_ms = statistics.median(samples["raw"]) * 1000
-        ours_ms = statistics.median(samples["ours"]) * 1000
-        results[provider] = {
-            "calls": calls,
-            "tokens_per_call": round(per_token, 1),
-            "raw_ms_per_call_p50": round(raw_ms, 3),
-            "ours_ms_per_call_p50": round(ours_ms, 3),
-            "wall_ratio_p50": round(ours_ms / raw_ms, 4),
-            "raw_cpu_ms_per_call": round(cpu["raw"] / calls * 1000, 3),
-            "ours_cpu_ms_per_call": round(cpu["ours"] / calls * 1000, 3),
-            "cpu_ratio": round(cpu["ours"] / cpu["raw"], 4),
-            "overhead_ms_per_call": round(ours_ms - raw_ms, 3),
-            "overhead_us_per_token": round((ours_ms - raw_ms) * 1000 / per_token, 3) if per_token else None,
-        }
-        await router.close()
-        await raw_client.close()
+    results = {
+        provider: await _measure_provider(provider, model, urls, calls, store)
+        for provider, model in (("openai", "gpt-4o-mini"), ("anthropic", "claude-haiku-4-5"))
+    }
     await store.close()
     return results
+
+
+async def _measure_provider(
+    provider: str, model: str, urls: tuple[str, str], calls: int, store: SqliteStore
+) -> dict[str, Any]:
+    openai_url, anthropic_url = urls
+    route = {Task.SUMMARIZE: Route(Task.SUMMARIZE, (RouteEntry(provider, model, 1000, None),), cache_ttl_s=3600)}
+    router = create_router(
+        openai_api_key="sk-bench",
+        openai_base_url=openai_url,
+        anthropic_api_key="sk-bench",
+        anthropic_base_url=anthropic_url,
+        routes=route,
+        prices=PriceTable(),
+        ledger=store.ledger,
+        cache=store.kv,
+        timeouts=Timeouts(connect_s=5, first_token_s=30, idle_s=30),
+        max_retries=0,
+    )
+    raw_client: Any = (
+        openai.AsyncOpenAI(api_key="sk-bench", base_url=openai_url, max_retries=0)
+        if provider == "openai"
+        else anthropic.AsyncAnthropic(api_key="sk-bench", base_url=anthropic_url, max_retries=0)
+    )
+    raw_call = _raw_openai if provider == "openai" else _raw_anthropic
+
+    async def raw(prompt: str) -> int:
+        return await raw_call(raw_client, model, prompt)
+
+    async def ours(prompt: str) -> int:
+        n = 0
+        async for c in router.stream(Task.SUMMARIZE, Request.of("Summarize.", prompt), bill_to=WHO):
+            n += bool(c.text)
+        return n
+
+    samples: dict[str, list[float]] = {"raw": [], "ours": []}
+    cpu: dict[str, float] = {"raw": 0.0, "ours": 0.0}
+    tokens = 0
+    # Warm-up: connections, imports, tiktoken, SQLite pages.
+    await raw("warm up")
+    await ours("warm up")
+    for i in range(calls):
+        # Unique prompts: every router call misses the response cache, so the lookup cost is always paid.
+        for name, fn in (("raw", raw), ("ours", ours))[:: 1 if i % 2 else -1]:
+            prompt = f"thread {i} {name}: the build fails on arm64 after the upgrade"
+            c0, t0 = time.process_time(), time.perf_counter()
+            n = await fn(prompt)
+            samples[name].append(time.perf_counter() - t0)
+            cpu[name] += time.process_time() - c0
+            tokens += n if name == "ours" else 0
+    await router.close()
+    await raw_client.close()
+    per_token = tokens / calls
+    raw_ms = statistics.median(samples["raw"]) * 1000
+    ours_ms = statistics.median(samples["ours"]) * 1000
+    return {
+        "calls": calls,
+        "tokens_per_call": round(per_token, 1),
+        "raw_ms_per_call_p50": round(raw_ms, 3),
+        "ours_ms_per_call_p50": round(ours_ms, 3),
+        "wall_ratio_p50": round(ours_ms / raw_ms, 4),
+        "raw_cpu_ms_per_call": round(cpu["raw"] / calls * 1000, 3),
+        "ours_cpu_ms_per_call": round(cpu["ours"] / calls * 1000, 3),
+        "cpu_ratio": round(cpu["ours"] / cpu["raw"], 4),
+        "overhead_ms_per_call": round(ours_ms - raw_ms, 3),
+        "overhead_us_per_token": round((ours_ms - raw_ms) * 1000 / per_token, 3) if per_token else None,
+    }
 
 
 def _run_regime(calls: int, words: int, tokens_per_s: float | None, ttft_s: float) -> dict[str, Any]:
