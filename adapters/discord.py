@@ -47,16 +47,17 @@ PLATFORM = "discord"
 # notifications, search, replies' previews and screen readers show, it renders the model's markdown in full, and it
 # still shows for people who turned off "show embeds". Longer answers continue in further messages (LiveReply).
 CONTENT_LIMIT = 2000
-# A floor between two edits of one message. Discord's edit bucket is per channel (FACTS.md: all edits in one
-# channel share a bucket, observed 5 per 5 s); discord.py reads the real bucket from X-RateLimit-* headers and
-# sleeps when it is spent, so this only keeps one reply from spending the channel's whole bucket by itself.
-MIN_EDIT_INTERVAL_S = 1.0
-# Spacing of edits within one channel, shared fairly by the replies streaming there. It matches the observed
-# 5-per-5-s bucket so discord.py rarely has to hold an edit back: an edit held inside discord.py carries text
-# that goes stale while it waits, whereas an edit that waits here picks up the latest text when its turn comes.
-# If the real bucket is smaller, discord.py's own waiting takes over and 429s widen the spacing (penalize).
-CHANNEL_EDIT_SPACING_S = 1.0
-MAX_CHANNEL_EDIT_SPACING_S = 10.0
+# Edits of one message at most this often: enough to read along, and five such edits fill a channel's observed
+# edit bucket (FACTS.md: all edits in one channel share a bucket; 5 per 5 s observed). LiveReply's own floor counts
+# from the post as well, but on Discord posts and edits use different buckets, so the floor is kept here, between
+# edits, and the limit given to LiveReply is small.
+MESSAGE_EDIT_SPACING_S = 1.0
+LIVE_REPLY_FLOOR_S = 0.1
+# Used only while discord.py has not yet learned a channel's edit bucket from X-RateLimit-* headers.
+UNKNOWN_BUCKET_SPACING_S = 1.0
+MAX_MESSAGE_EDIT_SPACING_S = 10.0
+BUCKET_POLL_S = 0.05  # re-check of a spent bucket whose reset time discord.py does not know yet
+PACER_FORGET_S = 600.0  # a message not edited for this long is forgotten by the pacer
 # History pages hold at most 100 messages (FACTS.md); outside threads the last 200 messages are fetched.
 HISTORY_PAGE = 100
 RECENT_FETCH = 200
@@ -78,53 +79,97 @@ FLAG_MESSAGE_CONTENT_LIMITED = 1 << 19
 # ---- pacing ----------------------------------------------------------------------------------------------------
 
 
+EditBudget = Callable[[int], "tuple[int, float] | None"]
+
+
 @dataclass
-class _ChannelLane:
+class _Lane:
     lock: asyncio.Lock
+    last_turn_at: float = float("-inf")
+    blocked_until: float = float("-inf")
+
+
+@dataclass
+class _MessagePace:
     next_at: float
     spacing: float
-    penalized: bool = False
+    seen_at: float
 
 
 class ChannelEditPacer:
-    """EditPacer that spaces edits per Discord channel and serves the channel's replies in turn (FIFO), so four
-    replies in one channel share its bucket instead of queueing stale texts inside discord.py."""
+    """EditPacer that lets an edit go out only when discord.py's bucket for the channel has room for it.
+
+    discord.py honours Discord's buckets by holding a request until its bucket resets; a held edit carries the text
+    of the moment it was made, which is stale by the time it lands. Asking first (``budget``: edits left in the
+    channel's window and seconds until it resets, as discord.py learned them from the headers) makes the edit wait
+    *here*, and LiveReply then sends the latest text when the turn comes. The replies of a channel take turns in
+    order (asyncio.Lock is FIFO), and each message is edited at most every MESSAGE_EDIT_SPACING_S."""
 
     def __init__(
         self,
         *,
-        spacing_s: float = CHANNEL_EDIT_SPACING_S,
-        max_spacing_s: float = MAX_CHANNEL_EDIT_SPACING_S,
+        budget: EditBudget | None = None,
+        lane_of: Callable[[str], int] | None = None,
+        message_spacing_s: float = MESSAGE_EDIT_SPACING_S,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        self.spacing_s = spacing_s
-        self.max_spacing_s = max(max_spacing_s, spacing_s)
+        self._budget = budget or (lambda channel_id: None)
+        self._lane_of = lane_of or _channel_of_key
+        self.message_spacing_s = message_spacing_s
         self._clock, self._sleep = clock, sleep
-        self._lanes: dict[str, _ChannelLane] = {}
+        self._lanes: dict[int, _Lane] = {}
+        self._messages: dict[str, _MessagePace] = {}
 
-    def _lane(self, key: str) -> _ChannelLane:
-        channel = key.rpartition("/")[0]  # keys are "{channel.key}/{message_id}"
-        lane = self._lanes.get(channel)
+    def _message(self, key: str) -> _MessagePace:
+        now = self._clock()
+        pace = self._messages.get(key)
+        if pace is None:
+            if len(self._messages) > 1000:
+                self._messages = {k: v for k, v in self._messages.items() if now - v.seen_at < PACER_FORGET_S}
+            pace = self._messages[key] = _MessagePace(float("-inf"), self.message_spacing_s, now)
+        pace.seen_at = now
+        return pace
+
+    def _lane(self, key: str) -> tuple[int, _Lane]:
+        channel_id = self._lane_of(key)
+        lane = self._lanes.get(channel_id)
         if lane is None:
-            lane = self._lanes[channel] = _ChannelLane(asyncio.Lock(), float("-inf"), self.spacing_s)
-        return lane
+            lane = self._lanes[channel_id] = _Lane(asyncio.Lock())
+        return channel_id, lane
 
     async def wait_turn(self, key: str) -> None:
-        lane = self._lane(key)
-        async with lane.lock:  # asyncio.Lock wakes waiters in order: replies take turns
-            while (delay := lane.next_at - self._clock()) > 0:
+        pace = self._message(key)
+        while (delay := pace.next_at - self._clock()) > 0:  # outside the lane: others may go meanwhile
+            await self._sleep(delay)
+        channel_id, lane = self._lane(key)
+        async with lane.lock:
+            while (delay := self._channel_delay(channel_id, lane)) > 0:
                 await self._sleep(delay)
-            if not lane.penalized:
-                lane.spacing = max(self.spacing_s, lane.spacing * 0.7)
-            lane.penalized = False
-            lane.next_at = self._clock() + lane.spacing
+            lane.last_turn_at = self._clock()
+        pace.spacing = max(self.message_spacing_s, pace.spacing * 0.7)  # back to normal after a penalty
+        pace.next_at = self._clock() + pace.spacing
+
+    def _channel_delay(self, channel_id: int, lane: _Lane) -> float:
+        now = self._clock()
+        if lane.blocked_until > now:
+            return lane.blocked_until - now
+        budget = self._budget(channel_id)
+        if budget is None:
+            return lane.last_turn_at + UNKNOWN_BUCKET_SPACING_S - now
+        left, reset_in = budget
+        return 0.0 if left > 0 else max(reset_in, BUCKET_POLL_S)
 
     async def penalize(self, key: str, retry_after_s: float) -> None:
-        lane = self._lane(key)
-        lane.spacing = min(self.max_spacing_s, lane.spacing * 2)
-        lane.penalized = True
-        lane.next_at = max(lane.next_at, self._clock() + retry_after_s)
+        pace = self._message(key)
+        pace.spacing = min(MAX_MESSAGE_EDIT_SPACING_S, pace.spacing * 2)
+        _, lane = self._lane(key)
+        lane.blocked_until = max(lane.blocked_until, self._clock() + retry_after_s)
+
+
+def _channel_of_key(key: str) -> int:
+    """Keys are "{channel.key}/{message_id}" with channel.key "discord:{guild}:{channel}"."""
+    return int(key.rpartition("/")[0].rpartition(":")[2])
 
 
 # ---- translation at the edge -----------------------------------------------------------------------------------
@@ -179,15 +224,44 @@ class DiscordPlatform:
     quoted user text must never ping anyone (FACTS.md)."""
 
     limits = PlatformLimits(
-        max_message_chars=CONTENT_LIMIT, min_edit_interval_s=MIN_EDIT_INTERVAL_S, markup="discord_markdown"
+        max_message_chars=CONTENT_LIMIT, min_edit_interval_s=LIVE_REPLY_FLOOR_S, markup="discord_markdown"
     )
 
-    def __init__(self, client: discord.Client, *, pacer: ChannelEditPacer | None = None) -> None:
+    def __init__(self, client: discord.Client) -> None:
         self.client = client
-        self.pacer = pacer or ChannelEditPacer()  # LiveReply takes it from here (bot/assistant.py: _pacer)
+        # LiveReply takes the pacer from the platform (bot/assistant.py: _pacer).
+        self.pacer = ChannelEditPacer(budget=self.edit_budget, lane_of=self._lane_of)
         self._is_thread: dict[int, bool] = {}
         # Where each message we posted lives (a thread or a channel), so an edit needs no lookup.
         self._where: OrderedDict[int, int] = OrderedDict()
+
+    def _lane_of(self, key: str) -> int:
+        """The Discord channel whose edit bucket an edit of this message uses (a thread has its own)."""
+        message_id = key.rpartition("/")[2]
+        where = self._where.get(int(message_id)) if message_id.isdigit() else None
+        return where if where is not None else _channel_of_key(key)
+
+    def edit_budget(self, channel_id: int) -> tuple[int, float] | None:
+        """(edits left, seconds until the window resets) of the channel's edit bucket as discord.py knows it, or
+        None before it has seen the bucket's headers. discord.py keeps this in HTTPClient._buckets (private): read
+        defensively, and any surprise just means "unknown"."""
+        try:
+            http: Any = self.client.http
+            route = discord.http.Route(
+                "PATCH", "/channels/{channel_id}/messages/{message_id}", channel_id=channel_id, message_id=0
+            )
+            bucket_hash = http._bucket_hashes.get(route.key)
+            bucket = http._buckets.get(f"{bucket_hash}:{route.major_parameters}") if bucket_hash else None
+            if bucket is None:
+                return None
+            now = asyncio.get_running_loop().time()
+            if bucket.expires is None:
+                return int(bucket.remaining), 0.0
+            if now > bucket.expires:
+                return int(bucket.limit), 0.0  # the window is over: discord.py resets it on the next request
+            return int(bucket.remaining), float(bucket.expires - now)
+        except (AttributeError, TypeError, ValueError, RuntimeError):
+            return None
 
     def note_thread(self, thread_id: int) -> None:
         self._is_thread[thread_id] = True
@@ -368,7 +442,6 @@ class DiscordAdapter:
         self.assistant = app.assistant
         self.shard_ids, self.shard_count = shard_ids, shard_count
         self._client_options = client_options or {}
-        self.pacer = ChannelEditPacer()  # kept across reconnects: the channels' buckets outlive a client
         self.content_intent = True
         self.ready = asyncio.Event()
         self._blank_in_a_row = 0
@@ -389,7 +462,7 @@ class DiscordAdapter:
         else:
             client = discord.Client(**options)
         tree: app_commands.CommandTree[Any] = app_commands.CommandTree(client)
-        platform = DiscordPlatform(client, pacer=self.pacer)
+        platform = DiscordPlatform(client)
         self._register(client, tree)
         return client, tree, platform
 

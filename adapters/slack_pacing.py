@@ -79,7 +79,13 @@ class InMemoryBudget:
         bucket.tokens -= 1.0
         wait = max(0.0, bucket.updated - self._clock()) + max(0.0, -bucket.tokens) / self.per_second
         if wait > 0:
-            await self._sleep(wait)
+            try:
+                await self._sleep(wait)
+            except asyncio.CancelledError:
+                # A live reply stops waiting when its text is complete (it will ask again for the final edit):
+                # its reserved call goes back, or every finished reply would waste one call of the budget.
+                self._buckets[scope].tokens += 1.0
+                raise
         # A 429 that arrived while we slept moves the pause further: honour it too.
         while (left := self._buckets[scope].paused_until - self._clock()) > 0:
             await self._sleep(left)

@@ -1,20 +1,24 @@
 """/faq: the channel's collected inquiries → FAQ entries.
 
-Cheap route sorts the questions into categories in batches (many questions per call, structured output); the
-strong route writes the FAQs per category with one shared, cached system prompt.
+Where the money goes and how this pipeline saves it:
+- near-duplicates are sorted once (one representative per group, counted by group size);
+- the cheap route sorts questions in batches of up to 200 with structured output, answering with groups of
+  question *numbers* per category rather than a label per question (output tokens cost 4–5× input);
+- the strong route writes entries for several categories per call, as many entries as a category's volume
+  deserves, with one system prompt shared by every call of the run (the cached prefix).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel
 
 from bot import prompts
 from bot.stores.base import Store
@@ -23,10 +27,12 @@ from llm.router import ModelRouter
 from llm.tokens import count_tokens
 from llm.types import Attribution, Request, Task
 
-BATCH_TOKENS = 6_000  # questions per classification call, by tokens (and at most BATCH_MAX questions)
-BATCH_MAX = 200
-MAX_CATEGORIES = 12  # FAQ calls per run at most; smaller categories are left to a later run
-QUESTIONS_PER_CATEGORY = 40  # questions shown to the writer per category (the rest are counted)
+BATCH_TOKENS = 6_000  # questions per classification call, by tokens …
+BATCH_MAX = 200  # … and by count: the answer must list every number
+MAX_CATEGORIES = 100  # categories written per run; smaller ones beyond it are listed as "also asked"
+QUESTIONS_SHOWN = 25  # most-asked distinct questions shown to the writer per category
+PACK_TOKENS = 3_000  # question text per writing call (several small categories share one call) …
+PACK_MAX = 6  # … and categories per writing call
 PARALLEL_CALLS = 4
 RESULT_TTL_S = 30 * 86400
 LOCK_TTL_S = 15 * 60
@@ -34,17 +40,24 @@ LOCK_TTL_S = 15 * 60
 Priority = Literal["high", "medium", "low"]
 
 
-class Label(BaseModel):
-    n: int = Field(description="the question's number")
+def entries_for(count: int) -> int:
+    """FAQ entries a category deserves by how often it was asked: a question asked twice is not a FAQ topic
+    worth three entries."""
+    return 3 if count >= 15 else 2 if count >= 5 else 1
+
+
+class Group(BaseModel):
     category: str
     priority: Priority
+    questions: list[int]
 
 
-class Labels(BaseModel):
-    items: list[Label]
+class Sorting(BaseModel):
+    groups: list[Group]
 
 
 class Entry(BaseModel):
+    category: str
     question: str
     answer: str
     priority: Priority
@@ -69,20 +82,25 @@ class FaqResult:
     faqs: list[Faq]
     inquiries: int
     unique: int
-    categories: int
+    categories: int  # categories written
+    also_asked: list[tuple[str, int]]  # categories beyond MAX_CATEGORIES, with their counts
     made_at: str
 
     def to_text(self) -> str:
         if not self.faqs:
             return "No questions were collected in this channel for that period, so there is no FAQ to write yet."
         order = {"high": 0, "medium": 1, "low": 2}
-        lines = [f"*FAQ* — from {self.inquiries:,} questions ({self.unique:,} distinct) in {self.categories} categories"]
+        lines = [
+            f"*FAQ* — from {self.inquiries:,} questions ({self.unique:,} distinct) in {self.categories} categories"
+        ]
         category = None
         for f in sorted(self.faqs, key=lambda f: (f.category, order.get(f.priority, 3), -f.covers)):
             if f.category != category:
                 category = f.category
                 lines.append(f"\n*{category}*")
             lines.append(f"• *{f.question}* ({f.priority}, {f.covers} asked)\n  {f.answer}")
+        if self.also_asked:
+            lines.append("\nAlso asked: " + ", ".join(f"{name} ({n})" for name, n in self.also_asked))
         return "\n".join(lines)
 
 
@@ -90,13 +108,24 @@ class FaqBusy(Exception):
     """Another /faq run holds this channel's lock."""
 
 
-def batches(items: list[tuple[int, str]]) -> list[list[tuple[int, str]]]:
+@dataclass
+class _Category:
+    name: str
+    priority: str
+    questions: list[tuple[str, int]]  # (representative text, times asked), most asked first
+
+    @property
+    def count(self) -> int:
+        return sum(n for _, n in self.questions)
+
+
+def batches(items: list[tuple[int, str]], *, max_tokens: int, max_items: int) -> list[list[tuple[int, str]]]:
     out: list[list[tuple[int, str]]] = []
     current: list[tuple[int, str]] = []
     used = 0
     for n, text in items:
         cost = count_tokens(text) + 4
-        if current and (used + cost > BATCH_TOKENS or len(current) >= BATCH_MAX):
+        if current and (used + cost > max_tokens or len(current) >= max_items):
             out.append(current)
             current, used = [], 0
         current.append((n, text))
@@ -116,94 +145,125 @@ class FaqWriter:
     ) -> FaqResult:
         token = await self._store.locks.acquire(f"faq:{channel.key}", ttl_s=LOCK_TTL_S)
         if token is None:
-            raise FaqBusy("An FAQ run is already under way in this channel; its result will be posted here.")
+            raise FaqBusy("an FAQ run is already under way in this channel; its result will be posted here")
         try:
             since = datetime.now(UTC) - timedelta(days=days)
-            result = await self._make(await self._store.inquiries.list(channel, since=since), bill_to, progress)
+            result = await self.make(await self._store.inquiries.list(channel, since=since), bill_to, progress)
             await self._store.kv.put(f"faq:{channel.key}", json.dumps(asdict(result)), ttl_s=RESULT_TTL_S)
             return result
         finally:
             await self._store.locks.release(f"faq:{channel.key}", token)
 
-    async def _make(
-        self, inquiries: list[Inquiry], bill_to: Attribution, progress: Callable[[str], None]
-    ) -> FaqResult:
+    async def make(self, inquiries: list[Inquiry], bill_to: Attribution, progress: Callable[[str], None]) -> FaqResult:
         now = datetime.now(UTC).isoformat()
-        # Near-duplicates are sorted once: one representative per group, counted by group size.
         groups: dict[str, list[Inquiry]] = defaultdict(list)
         for inq in inquiries:
             groups[inq.group or inq.message_id].append(inq)
         reps = [(i + 1, g[0].text[:500]) for i, g in enumerate(groups.values())]
         sizes = {i + 1: len(g) for i, g in enumerate(groups.values())}
         if not reps:
-            return FaqResult([], 0, 0, 0, now)
-        labels = await self._classify(reps, bill_to, progress, total=len(inquiries), sizes=sizes)
-        by_category: dict[str, list[tuple[str, int]]] = defaultdict(list)
-        priorities: dict[str, Counter[str]] = defaultdict(Counter)
-        for n, text in reps:
-            category, priority = labels.get(n, ("Other", "low"))
-            by_category[category].append((text, sizes[n]))
-            priorities[category][priority] += sizes[n]
-        ranked = sorted(by_category.items(), key=lambda kv: -sum(s for _, s in kv[1]))[:MAX_CATEGORIES]
-        progress(f"sorted {len(inquiries):,} questions into {len(by_category)} categories; writing FAQs…")
-        done = 0
-        gate = asyncio.Semaphore(PARALLEL_CALLS)
+            return FaqResult([], 0, 0, 0, [], now)
+        categories = await self._sort(reps, sizes, bill_to, progress, total=len(inquiries))
+        written, rest = categories[:MAX_CATEGORIES], categories[MAX_CATEGORIES:]
+        progress(f"sorted {len(inquiries):,} questions into {len(categories)} categories; writing the FAQ…")
+        faqs = await self._write(written, categories, bill_to, progress)
+        return FaqResult(faqs, len(inquiries), len(reps), len(written), [(c.name, c.count) for c in rest], now)
 
-        async def write(category: str, questions: list[tuple[str, int]]) -> list[Faq]:
-            nonlocal done
-            questions = sorted(questions, key=lambda q: -q[1])
-            shown = "\n".join(f"- ({count}×) {text}" for text, count in questions[:QUESTIONS_PER_CATEGORY])
-            total = sum(c for _, c in questions)
-            user = f"Category: {category}\nQuestions asked: {total}\n{prompts.transcript([shown])}"
-            async with gate:
-                answer = await self._llm.structured(
-                    Task.FAQ, Request.of(prompts.FAQ_SYSTEM, user, prompt_version=prompts.FAQ_VERSION), Entries,
-                    bill_to=bill_to,
-                )
-            done += 1
-            progress(f"wrote FAQs for {done} of {len(ranked)} categories…")
-            return [Faq(e.question, e.answer, category, e.priority, min(e.covers, total)) for e in answer.entries]
-
-        written = await asyncio.gather(*(write(c, q) for c, q in ranked))
-        return FaqResult([f for group in written for f in group], len(inquiries), len(reps), len(ranked), now)
-
-    async def _classify(
+    async def _sort(
         self,
         reps: list[tuple[int, str]],
+        sizes: dict[int, int],
         bill_to: Attribution,
         progress: Callable[[str], None],
         *,
         total: int,
-        sizes: dict[int, int],
-    ) -> dict[int, tuple[str, str]]:
-        labels: dict[int, tuple[str, str]] = {}
-        sorted_count = 0
+    ) -> list[_Category]:
+        texts = dict(reps)
+        placed: dict[int, tuple[str, str]] = {}
         known: list[str] = []
+        done = 0
 
-        async def classify(batch: list[tuple[int, str]]) -> None:
-            nonlocal sorted_count
+        async def sort(batch: list[tuple[int, str]]) -> None:
+            nonlocal done
             listing = "\n".join(f"{n}. {text}" for n, text in batch)
             hint = f"Labels in use: {', '.join(known)}\n" if known else ""
             request = Request.of(
                 prompts.CLASSIFY_SYSTEM, hint + prompts.transcript([listing]), prompt_version=prompts.FAQ_VERSION
             )
-            result = await self._llm.structured(Task.CLASSIFY, request, Labels, bill_to=bill_to)
+            result = await self._llm.structured(Task.CLASSIFY, request, Sorting, bill_to=bill_to)
             wanted = {n for n, _ in batch}
-            for item in result.items:
-                if item.n in wanted:
-                    labels[item.n] = (item.category.strip() or "Other", item.priority)
-            sorted_count += sum(sizes[n] for n in wanted)
-            progress(f"sorted {min(sorted_count, total):,} of {total:,} questions…")
+            for group in result.groups:
+                for n in group.questions:
+                    if n in wanted and n not in placed:
+                        placed[n] = (group.category.strip() or "Other", group.priority)
+            for n in wanted - placed.keys():  # a number the model left out still counts, as "Other"
+                placed[n] = ("Other", "low")
+            done += sum(sizes[n] for n in wanted)
+            progress(f"sorted {min(done, total):,} of {total:,} questions…")
 
-        work = batches(reps)
+        work = batches(reps, max_tokens=BATCH_TOKENS, max_items=BATCH_MAX)
         # The first batch alone sets the label vocabulary; the rest run in parallel and reuse it.
-        await classify(work[0])
-        known.extend(sorted({c for c, _ in labels.values()}))
+        await sort(work[0])
+        known.extend(sorted({c for c, _ in placed.values()}))
         gate = asyncio.Semaphore(PARALLEL_CALLS)
 
         async def gated(batch: list[tuple[int, str]]) -> None:
             async with gate:
-                await classify(batch)
+                await sort(batch)
 
         await asyncio.gather(*(gated(b) for b in work[1:]))
-        return labels
+        by_name: dict[str, _Category] = {}
+        for n, (name, priority) in placed.items():
+            cat = by_name.setdefault(name.lower(), _Category(name, priority, []))
+            cat.questions.append((texts[n], sizes[n]))
+        for cat in by_name.values():
+            cat.questions.sort(key=lambda q: -q[1])
+        return sorted(by_name.values(), key=lambda c: (-c.count, c.name))
+
+    async def _write(
+        self,
+        written: list[_Category],
+        everything: list[_Category],
+        bill_to: Attribution,
+        progress: Callable[[str], None],
+    ) -> list[Faq]:
+        system = prompts.faq_context([(c.name, c.count) for c in everything])
+        packs: list[list[_Category]] = []
+        used = 0
+        for cat in written:
+            cost = sum(count_tokens(t) + 6 for t, _ in cat.questions[:QUESTIONS_SHOWN])
+            if packs and used + cost <= PACK_TOKENS and len(packs[-1]) < PACK_MAX:
+                packs[-1].append(cat)
+                used += cost
+            else:
+                packs.append([cat])
+                used = cost
+        done = 0
+        gate = asyncio.Semaphore(PARALLEL_CALLS)
+
+        async def write(pack: list[_Category]) -> list[Faq]:
+            nonlocal done
+            sections = []
+            for cat in pack:
+                shown = "\n".join(f"- ({n}×) {t}" for t, n in cat.questions[:QUESTIONS_SHOWN])
+                sections.append(
+                    f"Category: {cat.name} — asked {cat.count} times — write {entries_for(cat.count)} "
+                    f"entr{'y' if entries_for(cat.count) == 1 else 'ies'}\n{shown}"
+                )
+            request = Request.of(
+                system, prompts.transcript(["\n\n".join(sections)]), prompt_version=prompts.FAQ_VERSION
+            )
+            async with gate:
+                answer = await self._llm.structured(Task.FAQ, request, Entries, bill_to=bill_to)
+            done += len(pack)
+            progress(f"wrote FAQ entries for {done} of {len(written)} categories…")
+            names = {c.name.lower(): c for c in pack}
+            faqs = []
+            for e in answer.entries:
+                found = names.get(e.category.strip().lower())
+                if found is not None:  # an entry for a category not asked for is dropped, not misfiled
+                    faqs.append(Faq(e.question, e.answer, found.name, e.priority, max(0, min(e.covers, found.count))))
+            return faqs
+
+        results = await asyncio.gather(*(write(p) for p in packs))
+        return [f for group in results for f in group]

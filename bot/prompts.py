@@ -44,19 +44,27 @@ UPDATE_NOTE = (
 )
 
 CLASSIFY_SYSTEM = f"""You sort customer questions from a support channel into categories.
-For each numbered question, give a short category label (2–4 words, Title Case) that groups it with questions
-about the same topic, and a priority: high (money, access or security at risk), medium (blocked task), low.
-Reuse the labels already listed when they fit; create a new label only for a topic none of them covers.
-Return every question number exactly once.
+Answer with groups. Each group has a category label (2–4 words, Title Case) naming one topic, a priority for the
+topic — high (money, access or security at risk), medium (a blocked task) or low — and the numbers of the
+questions that belong to it. Reuse a label from "Labels in use" whenever it fits; create a new label only for a
+topic none of them covers. Every question number appears in exactly one group.
 {_DATA_RULE}"""
 
-FAQ_SYSTEM = f"""You write FAQ entries for a support team from real questions their users asked.
-For the category given, write up to 3 FAQ entries covering the most common questions in it. Each entry has a
-question phrased the way users ask it, an answer of 2–3 sentences that a support agent would give, the priority
-(high, medium or low) and how many of the listed questions it covers (covers). Do not invent product facts that the
-questions do not suggest; when the answer depends on the user's account, say where to look or whom to ask.
-Write in the language of the questions.
+FAQ_SYSTEM = f"""You write FAQ entries for a support team from the questions their users really asked.
+You get one or more categories, each with its questions (most asked first, with how often each was asked) and how
+many entries to write for it. For each entry give: the category exactly as given; a question phrased the way users
+ask it; an answer of 2–3 sentences that a support agent would give; the priority (high, medium or low); and how many
+of the listed questions it answers (covers). Cover the most-asked questions first and do not write two entries for
+the same question. Do not invent product facts the questions do not suggest; when the answer depends on the user's
+account, say where to look or whom to ask. Write in the language of the questions.
 {_DATA_RULE}"""
+
+
+def faq_context(categories: list[tuple[str, int]]) -> str:
+    """The part of the FAQ writer's system prompt shared by every call of one run (so it is cached once): the
+    whole map of topics, which also keeps entries of neighbouring categories from overlapping."""
+    listing = "\n".join(f"- {name} ({count} asked)" for name, count in categories)
+    return f"{FAQ_SYSTEM}\n\nAll categories in this channel's questions, for context:\n{listing}"
 
 
 def transcript(lines: list[str]) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import SlackAdapter
@@ -76,10 +77,10 @@ async def _harness(tmp_path: Path, *, streaming: bool = False) -> AsyncIterator[
         slack.add_user("U1", name="ada", display_name="Ada L.")
         slack.add_user("U2", name="grace", display_name="Grace H.")
         settings = Settings(
-            openai_api_key="x",
+            openai_api_key=SecretStr("x"),
             openai_base_url=llm.openai_base_url,
-            slack_bot_token=slack.bot_token,
-            slack_signing_secret=SECRET,
+            slack_bot_token=SecretStr(slack.bot_token),
+            slack_signing_secret=SecretStr(SECRET),
             slack_api_url=slack.api_url,
             slack_native_streaming=streaming,
             db=str(tmp_path / "bot.db"),

@@ -37,6 +37,7 @@ class ReplyTrace:
     edits: int  # edit calls that landed (updates / appends)
     final_text: str  # the visible model text at the end
     first_version_at: float | None  # the placeholder (or first message) appeared
+    end_at: float  # when the run was measured: pieces never shown count as stale until then (a lower bound)
 
 
 @dataclass
@@ -45,6 +46,8 @@ class ReplyFigures:
     to_first_text_s: float | None
     staleness_s: list[float] = field(default_factory=list)  # per model piece that became visible
     never_visible: int = 0  # model pieces that were never shown
+    staleness_counting_lost_s: list[float] = field(default_factory=list)  # lost pieces: stale until end_at
+    first_text_after_first_token_s: float | None = None
     edits: int = 0
     final_ok: bool = False
 
@@ -61,6 +64,7 @@ def figures(trace: ReplyTrace) -> ReplyFigures:
     shown = [(at, common_prefix_len(text, trace.model_text)) for at, text in trace.versions]
     first_text = next((at for at, n in shown if n > 0), None)
     staleness: list[float] = []
+    counting_lost: list[float] = []
     never = 0
     j = 0
     for end, left_at in zip(trace.piece_ends, trace.piece_times, strict=True):
@@ -68,14 +72,20 @@ def figures(trace: ReplyTrace) -> ReplyFigures:
             j += 1
         if j == len(shown):
             never += 1
+            counting_lost.append(max(0.0, trace.end_at - left_at))
         else:
             # A version can land before the scheduled send time only by clock noise; clamp at 0.
             staleness.append(max(0.0, shown[j][0] - left_at))
+            counting_lost.append(staleness[-1])
     return ReplyFigures(
         to_placeholder_s=None if trace.first_version_at is None else trace.first_version_at - trace.event_at,
         to_first_text_s=None if first_text is None else first_text - trace.event_at,
         staleness_s=staleness,
         never_visible=never,
+        staleness_counting_lost_s=counting_lost,
+        first_text_after_first_token_s=(
+            None if first_text is None or not trace.piece_times else first_text - trace.piece_times[0]
+        ),
         edits=trace.edits,
         final_ok=trace.final_text == trace.model_text,
     )
@@ -98,11 +108,18 @@ def aggregate(replies: list[ReplyFigures], *, rate_limited: int, cpu_s: float, p
     placeholder = [f.to_placeholder_s for f in replies if f.to_placeholder_s is not None]
     first_text = [f.to_first_text_s for f in replies if f.to_first_text_s is not None]
     stale = [s for f in replies for s in f.staleness_s]
+    stale_all = [s for f in replies for s in f.staleness_counting_lost_s]
+    after_token = [f.first_text_after_first_token_s for f in replies if f.first_text_after_first_token_s is not None]
     return {
         "replies": len(replies),
         "to_placeholder_s": {"p50": _r(percentile(placeholder, 50)), "p95": _r(percentile(placeholder, 95))},
         "to_first_text_s": {"p50": _r(percentile(first_text, 50)), "p95": _r(percentile(first_text, 95))},
+        "first_text_after_first_token_s": {
+            "p50": _r(percentile(after_token, 50)),
+            "p95": _r(percentile(after_token, 95)),
+        },
         "staleness_s": {"p50": _r(percentile(stale, 50)), "p95": _r(percentile(stale, 95))},
+        "staleness_counting_lost_s": {"p50": _r(percentile(stale_all, 50)), "p95": _r(percentile(stale_all, 95))},
         "pieces_never_visible": sum(f.never_visible for f in replies),
         "edits_per_reply": _r(sum(f.edits for f in replies) / len(replies), 2) if replies else None,
         "rate_limited_429": rate_limited,
@@ -127,6 +144,7 @@ def ratios(ours: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float | 
         "to_first_text_s.p95",
         "staleness_s.p50",
         "staleness_s.p95",
+        "staleness_counting_lost_s.p95",
         "edits_per_reply",
         "rate_limited_429",
         "bot_cpu_s",

@@ -21,6 +21,7 @@ import argparse
 import asyncio
 import bisect
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -45,6 +46,11 @@ from bot.types import ChannelRef, MessageRef, PlatformRateLimited
 from tests.fakes.discord_api import FakeDiscord, RateLimitConfig, discord_py_pointed_at
 from tests.fakes.discord_ratelimit import BucketRule
 from tests.fakes.llm_server import FakeLLMServer, FakeReply, ReceivedRequest
+
+# Offline token counting, as in tests/conftest.py: without it tiktoken tries the network before each first count.
+_TIKTOKEN_CACHE = Path(__file__).parents[2] / ".." / "shared" / "tiktoken"
+if "TIKTOKEN_CACHE_DIR" not in os.environ and _TIKTOKEN_CACHE.is_dir():
+    os.environ["TIKTOKEN_CACHE_DIR"] = str(_TIKTOKEN_CACHE.resolve())
 
 CHANNELS = 5
 EDIT_BUCKET = BucketRule(5, 5.0)  # the figure: 5 edits per 5 s per channel
