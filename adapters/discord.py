@@ -232,6 +232,10 @@ class DiscordPlatform:
         # LiveReply takes the pacer from the platform (bot/assistant.py: _pacer).
         self.pacer = ChannelEditPacer(budget=self.edit_budget, lane_of=self._lane_of)
         self._is_thread: dict[int, bool] = {}
+        # One request per channel and route in flight: discord.py 2.7 counts requests in flight twice when one
+        # finishes (Ratelimit.__aexit__: remaining - outgoing), so a burst of 4 on a 5-per-5-s bucket makes it hold a
+        # request that already succeeded until the window resets. Serialized, the bucket's whole budget is usable.
+        self._in_flight: dict[tuple[str, int], asyncio.Lock] = {}
         # Where each message we posted lives (a thread or a channel), so an edit needs no lookup.
         self._where: OrderedDict[int, int] = OrderedDict()
 
@@ -256,10 +260,10 @@ class DiscordPlatform:
                 return None
             now = asyncio.get_running_loop().time()
             if bucket.expires is None:
-                return int(bucket.remaining), 0.0
+                return int(bucket.remaining - bucket.outgoing), 0.0
             if now > bucket.expires:
                 return int(bucket.limit), 0.0  # the window is over: discord.py resets it on the next request
-            return int(bucket.remaining), float(bucket.expires - now)
+            return int(bucket.remaining - bucket.outgoing), float(bucket.expires - now)
         except (AttributeError, TypeError, ValueError, RuntimeError):
             return None
 
@@ -321,10 +325,13 @@ class DiscordPlatform:
             else None
         )
         try:
-            if reference is None:
-                sent = await target.send(text, allowed_mentions=NO_PINGS)
-            else:
-                sent = await target.send(text, allowed_mentions=NO_PINGS, reference=reference, mention_author=False)
+            async with self._one_at_a_time("create", where):
+                if reference is None:
+                    sent = await target.send(text, allowed_mentions=NO_PINGS)
+                else:
+                    sent = await target.send(
+                        text, allowed_mentions=NO_PINGS, reference=reference, mention_author=False
+                    )
         except discord.RateLimited as exc:
             raise PlatformRateLimited(exc.retry_after) from exc
         except discord.HTTPException as exc:
@@ -337,11 +344,20 @@ class DiscordPlatform:
     async def edit_in(self, where: int, message_id: int, text: str) -> None:
         message = self.client.get_partial_messageable(where).get_partial_message(message_id)
         try:
-            await message.edit(content=text, allowed_mentions=NO_PINGS)
+            async with self._one_at_a_time("edit", where):
+                await message.edit(content=text, allowed_mentions=NO_PINGS)
         except discord.RateLimited as exc:
             raise PlatformRateLimited(exc.retry_after) from exc
         except discord.HTTPException as exc:
             raise _translate(exc) from exc
+
+    def _one_at_a_time(self, route: str, where: int) -> asyncio.Lock:
+        lock = self._in_flight.get((route, where))
+        if lock is None:
+            if len(self._in_flight) > 10_000:
+                self._in_flight = {k: v for k, v in self._in_flight.items() if v.locked()}
+            lock = self._in_flight[(route, where)] = asyncio.Lock()
+        return lock
 
     async def reply_chain(self, channel: ChannelRef, message_id: int) -> list[ChatMessage]:
         """The messages replied to from ``message_id`` up to the chain's first, oldest first, each tagged with the

@@ -21,6 +21,7 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
+from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
@@ -50,6 +51,37 @@ SPOKEN_SUBTYPES = frozenset({None, "thread_broadcast", "file_share", "me_message
 
 SORRY = "Sorry — something went wrong on my side. Please try again in a minute."
 NOT_IN_CHANNEL = "I can't post in this channel. Invite me with `/invite @supportbot`, then try again."
+
+
+class BotIdentity:
+    """Bolt's authorize step for a single-workspace token: one auth.test, shared by every request.
+
+    Bolt's default calls auth.test lazily and without a lock, so a burst of first events sends a burst of auth.test
+    calls (Tier 4) and the ones answered 429 lose their events; here one call is made and the rest wait for it.
+    """
+
+    def __init__(self, client: AsyncWebClient) -> None:
+        self._client = client
+        self._result: AuthorizeResult | None = None
+        self._lock = asyncio.Lock()
+
+        # A plain function, not a bound method: Bolt passes arguments by the names in the signature ("self" too).
+        async def authorize(
+            enterprise_id: str | None = None, team_id: str | None = None, user_id: str | None = None
+        ) -> AuthorizeResult:
+            return await self.identify()
+
+        self.authorize = authorize
+
+    async def identify(self) -> AuthorizeResult:
+        if self._result is None:
+            async with self._lock:
+                if self._result is None:
+                    response = await self._client.auth_test()
+                    self._result = AuthorizeResult.from_auth_test_response(
+                        bot_token=self._client.token, auth_test_response=response
+                    )
+        return self._result
 
 
 class SlackAdapter:
@@ -83,8 +115,10 @@ class SlackAdapter:
         self.allow_bots = bool(_pick(allow_bots, settings, "slack_allow_bots", False))
         self._platforms: dict[str, SlackPlatform] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self.identity = BotIdentity(self.client)
         self.bolt = AsyncApp(
             client=self.client,
+            authorize=self.identity.authorize,
             signing_secret=settings.secret("slack_signing_secret"),
             # Socket Mode requests are not signed; HTTP requests are, and Bolt refuses bad or stale signatures (401).
             request_verification_enabled=settings.slack_signing_secret is not None,
@@ -300,6 +334,7 @@ class SlackAdapter:
 
     async def serve_http(self, *, host: str, port: int) -> web.AppRunner:
         """Start serving; returns the runner (its ``addresses`` tell the port when ``port`` is 0)."""
+        await self.identity.identify()  # fail fast on a bad token, and no auth.test burst on the first events
         runner = web.AppRunner(self.web_app(), handle_signals=False, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, host, port).start()

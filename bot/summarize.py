@@ -47,8 +47,17 @@ class SummaryResult:
     parts: int  # model calls that read the transcript (1 unless the thread was split)
 
 
-def format_line(m: ChatMessage) -> str:
-    return f"[{m.sent_at:%Y-%m-%d %H:%M}] {m.author_name or m.author}: {m.text}"
+def format_lines(messages: list[ChatMessage]) -> list[str]:
+    """One line per message, "name: text"; the time is written only when it changes (to the minute), and the
+    date only when the day changes: timestamps on every line would cost more tokens than short messages do."""
+    lines = []
+    last_day = last_minute = ""
+    for m in messages:
+        day, minute = f"{m.sent_at:%Y-%m-%d}", f"{m.sent_at:%H:%M}"
+        stamp = f"[{day} {minute}] " if day != last_day else f"[{minute}] " if minute != last_minute else ""
+        last_day, last_minute = day, minute
+        lines.append(f"{stamp}{m.author_name or m.author}: {m.text}")
+    return lines
 
 
 def pack(lines: list[str], budget: int) -> list[list[str]]:
@@ -138,7 +147,7 @@ class ThreadSummarizer:
                 text = state.summary + "\n\n_No new messages since my last summary._"
                 on_text(text)
                 return SummaryResult(text, scope, 0, True, 0)
-            lines = [format_line(m) for m in new]
+            lines = format_lines(new)
             update = f"{prompts.UPDATE_NOTE}\n\nPrevious summary:\n{state.summary}\n\nNew messages:\n"
             if count_tokens(update) + sum(count_tokens(x) + 1 for x in lines) <= budget:
                 request = Request.of(
@@ -155,7 +164,7 @@ class ThreadSummarizer:
             text = "There is nothing to summarize here yet."
             on_text(text)
             return SummaryResult(text, scope, 0, False, 0)
-        lines = [format_line(m) for m in messages]
+        lines = format_lines(messages)
         if sum(count_tokens(x) + 1 for x in lines) <= budget:
             request = Request.of(
                 prompts.SUMMARY_SYSTEM, prompts.transcript(lines), prompt_version=prompts.SUMMARY_VERSION

@@ -17,7 +17,8 @@ from bot.app import App, build_app
 from bot.settings import load_settings
 from bot.types import ChannelRef
 from llm.types import LedgerRecord, Outcome, Usage
-from tests.fakes.llm_server import FakeLLMServer, FakeReply, ReceivedRequest
+from tests.fakes.faq_model import faq_responder
+from tests.fakes.llm_server import FakeLLMServer
 from tests.transcripts import banking_inquiries, irc_messages, korean_questions, transcript_lines, write_jsonl
 
 
@@ -135,34 +136,9 @@ async def test_korean_thread_is_budgeted_in_tokens(tmp_path, server) -> None:
     await app.close()
 
 
-def classify_from_labels(truth: dict[str, str]):
-    """A fake model that sorts from the dataset's own labels and writes the entries it is asked for."""
-
-    def responder(req: ReceivedRequest) -> FakeReply:
-        if req.schema_name == "sorting":
-            groups: dict[str, list[int]] = {}
-            for line in req.user_text.splitlines():
-                m = re.match(r"^(\d+)\. (.*)$", line)
-                if m:
-                    label = truth.get(m.group(2), "other").replace("_", " ").title()
-                    groups.setdefault(label, []).append(int(m.group(1)))
-            body = [{"category": c, "priority": "medium", "questions": ns} for c, ns in groups.items()]
-            return FakeReply(json.dumps({"groups": body}))
-        if req.schema_name == "entries":
-            entries = []
-            for m in re.finditer(r"Category: (.+?) — asked (\d+) times — write (\d+)", req.user_text):
-                for k in range(int(m.group(3))):
-                    entries.append({"category": m.group(1), "question": f"How do I handle {m.group(1)} #{k}?",
-                                    "answer": "Do this. Then that.", "priority": "high", "covers": 2})
-            return FakeReply(json.dumps({"entries": entries}))
-        return FakeReply("Summary.")
-
-    return responder
-
-
 async def test_faq_sorts_in_batches_then_writes_per_category(tmp_path, server) -> None:
     rows = banking_inquiries(limit=300)
-    server.responder = classify_from_labels({text[:500]: cat for text, cat in rows})
+    server.responder = faq_responder({text[:500]: cat for text, cat in rows})
     app = await make_app(tmp_path, server, routes={"classify": ["openai:gpt-4o-mini"], "faq": ["openai:gpt-4.1"]})
     now = datetime.now(UTC).timestamp()
     items = [
@@ -192,7 +168,7 @@ def app_channel(name: str) -> ChannelRef:
 
 async def test_faq_progress_is_shown_while_it_works(tmp_path, server) -> None:
     rows = banking_inquiries(limit=450)  # three classification batches
-    server.responder = classify_from_labels({t[:500]: c for t, c in rows})
+    server.responder = faq_responder({t[:500]: c for t, c in rows})
     server.ttft_s = 0.3  # a model that takes a moment, so progress edits have time to land
     app = await make_app(tmp_path, server)
     now = datetime.now(UTC).timestamp()

@@ -454,3 +454,43 @@ async def test_workspace_budget_is_shared_and_pauses_on_429() -> None:
     await pacer.penalize("slack:T1:C1/1.2", 5.0)
     await pacer.wait_turn("slack:T1:C1/1.2")
     assert sum(slept) >= 6.0  # the pause, then a refill from empty
+
+
+# ---- Socket Mode -----------------------------------------------------------------------------------------------
+
+
+async def test_socket_mode_mention_is_acked_and_answered(tmp_path: Path) -> None:
+    from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
+
+    async with FakeSlack() as slack, FakeLLMServer(responder=responder) as llm:
+        slack.add_channel("C1")
+        slack.add_user("U1", display_name="Ada L.")
+        settings = Settings(
+            openai_api_key=SecretStr("x"), openai_base_url=llm.openai_base_url,
+            slack_bot_token=SecretStr(slack.bot_token), slack_app_token=SecretStr(slack.app_token),
+            slack_api_url=slack.api_url, db=str(tmp_path / "bot.db"),
+        )
+        app = await build_app(settings)
+        adapter = SlackAdapter(app)
+        handler = AsyncSocketModeHandler(adapter.bolt, app_token=slack.app_token)
+        await handler.connect_async()
+        try:
+            await slack.socket.wait_connected()
+            root = payloads.new_ts()
+            for i in range(3):
+                body = payloads.event_callback(payloads.message(channel="C1", user="U1", text=thread_text(i),
+                                                                ts=root if i == 0 else None,
+                                                                thread_ts=None if i == 0 else root))
+                await slack.wait_for_ack(await slack.push_events_api(body))
+            mention = payloads.event_callback(payloads.app_mention(channel="C1", user="U1", text="<@UBOT> sum",
+                                                                   thread_ts=root))
+            await slack.wait_for_ack(await slack.push_events_api(mention))
+            # Socket Mode re-delivers too (retry_attempt): still one reply.
+            await slack.wait_for_ack(await slack.push_events_api(mention, retry_attempt=1, retry_reason="timeout"))
+            await adapter.idle()
+            (reply,) = slack.bot_messages("C1")
+            assert reply.thread_ts == root and reply.text == to_mrkdwn(MODEL_TEXT)
+        finally:
+            await handler.close_async()
+            await adapter.close()
+            await app.close()

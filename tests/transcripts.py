@@ -14,14 +14,19 @@ KOREAN_SAMPLE = FIXTURES / "korean" / "ChatbotData-300.csv"
 _IRC_LINE = re.compile(r"^\[(\d\d):(\d\d)\] <([^>]+)> (.*)$")
 
 
-def irc_messages(path: Path = UBUNTU_RAW) -> list[tuple[str, str]]:
-    """(nick, text) for every spoken line of an IRC log (joins, parts and /me actions left out)."""
-    out = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+def irc_lines(path: Path = UBUNTU_RAW) -> list[tuple[str, str] | None]:
+    """Per line of an IRC log, (nick, text) when someone spoke, else None (joins, parts, /me): the annotations
+    refer to lines by number."""
+    out: list[tuple[str, str] | None] = []
+    for line in path.read_text(encoding="utf-8", errors="replace").split("\n"):
         m = _IRC_LINE.match(line)
-        if m and m.group(4).strip():
-            out.append((m.group(3), m.group(4).strip()))
+        out.append((m.group(3), m.group(4).strip()) if m and m.group(4).strip() else None)
     return out
+
+
+def irc_messages(path: Path = UBUNTU_RAW) -> list[tuple[str, str]]:
+    """(nick, text) for every spoken line of an IRC log."""
+    return [m for m in irc_lines(path) if m is not None]
 
 
 def transcript_lines(
@@ -31,7 +36,12 @@ def transcript_lines(
     root = f"{start_ts:.6f}"
     lines: list[dict[str, object]] = []
     for i, (user, text) in enumerate(messages):
-        item: dict[str, object] = {"channel": channel, "user": user, "text": text, "ts": f"{start_ts + i:.6f}"}
+        item: dict[str, object] = {
+            "channel": channel,
+            "user": user,
+            "text": text,
+            "ts": f"{start_ts + i:.6f}",
+        }
         if i:
             item["thread"] = root
         lines.append(item)

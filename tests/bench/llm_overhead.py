@@ -39,7 +39,9 @@ def _serve(conn: Connection, words: int, tokens_per_s: float | None, ttft_s: flo
     text = " ".join(f"word{i % 50}" for i in range(words))
 
     async def main() -> None:
-        async with FakeLLMServer(responder=lambda req: FakeReply(text), tokens_per_s=tokens_per_s, ttft_s=ttft_s) as s:
+        async with FakeLLMServer(
+            responder=lambda req: FakeReply(text), tokens_per_s=tokens_per_s, ttft_s=ttft_s
+        ) as s:
             conn.send((s.openai_base_url, s.anthropic_base_url))
             await asyncio.Event().wait()
 
@@ -91,7 +93,9 @@ async def _measure_provider(
     provider: str, model: str, urls: tuple[str, str], calls: int, store: SqliteStore
 ) -> dict[str, Any]:
     openai_url, anthropic_url = urls
-    route = {Task.SUMMARIZE: Route(Task.SUMMARIZE, (RouteEntry(provider, model, 1000, None),), cache_ttl_s=3600)}
+    route = {
+        Task.SUMMARIZE: Route(Task.SUMMARIZE, (RouteEntry(provider, model, 1000, None),), cache_ttl_s=3600)
+    }
     router = create_router(
         openai_api_key="sk-bench",
         openai_base_url=openai_url,
@@ -156,7 +160,9 @@ async def _measure_provider(
 
 def _run_regime(calls: int, words: int, tokens_per_s: float | None, ttft_s: float) -> dict[str, Any]:
     parent, child = mp.Pipe()
-    proc = mp.get_context("spawn").Process(target=_serve, args=(child, words, tokens_per_s, ttft_s), daemon=True)
+    proc = mp.get_context("spawn").Process(
+        target=_serve, args=(child, words, tokens_per_s, ttft_s), daemon=True
+    )
     proc.start()
     try:
         if not parent.poll(30):

@@ -104,12 +104,16 @@ def _r(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def aggregate(replies: list[ReplyFigures], *, rate_limited: int, cpu_s: float, peak_rss_mb: float) -> dict[str, Any]:
+def aggregate(
+    replies: list[ReplyFigures], *, rate_limited: int, cpu_s: float, peak_rss_mb: float
+) -> dict[str, Any]:
     placeholder = [f.to_placeholder_s for f in replies if f.to_placeholder_s is not None]
     first_text = [f.to_first_text_s for f in replies if f.to_first_text_s is not None]
     stale = [s for f in replies for s in f.staleness_s]
     stale_all = [s for f in replies for s in f.staleness_counting_lost_s]
-    after_token = [f.first_text_after_first_token_s for f in replies if f.first_text_after_first_token_s is not None]
+    after_token = [
+        f.first_text_after_first_token_s for f in replies if f.first_text_after_first_token_s is not None
+    ]
     return {
         "replies": len(replies),
         "to_placeholder_s": {"p50": _r(percentile(placeholder, 50)), "p95": _r(percentile(placeholder, 95))},
@@ -119,7 +123,10 @@ def aggregate(replies: list[ReplyFigures], *, rate_limited: int, cpu_s: float, p
             "p95": _r(percentile(after_token, 95)),
         },
         "staleness_s": {"p50": _r(percentile(stale, 50)), "p95": _r(percentile(stale, 95))},
-        "staleness_counting_lost_s": {"p50": _r(percentile(stale_all, 50)), "p95": _r(percentile(stale_all, 95))},
+        "staleness_counting_lost_s": {
+            "p50": _r(percentile(stale_all, 50)),
+            "p95": _r(percentile(stale_all, 95)),
+        },
         "pieces_never_visible": sum(f.never_visible for f in replies),
         "edits_per_reply": _r(sum(f.edits for f in replies) / len(replies), 2) if replies else None,
         "rate_limited_429": rate_limited,
@@ -183,7 +190,9 @@ class Usage:
 class Child:
     """A function run in a fresh ("spawn") process, talking over a pipe: send() a request, recv() the answer."""
 
-    def __init__(self, target: Callable[[multiprocessing.connection.Connection, Any], None], arg: Any) -> None:
+    def __init__(
+        self, target: Callable[[multiprocessing.connection.Connection, Any], None], arg: Any
+    ) -> None:
         ctx = multiprocessing.get_context("spawn")
         self._conn, child_end = ctx.Pipe()
         self._proc = ctx.Process(target=target, args=(child_end, arg), daemon=True)

@@ -43,6 +43,7 @@ from bot.ports import ChatPlatform
 from bot.safety import defang_mass_mentions
 from bot.settings import Settings
 from bot.types import ChannelRef, MessageRef, PlatformRateLimited
+from llm.tokens import count_tokens
 from tests.fakes.discord_api import FakeDiscord, RateLimitConfig, discord_py_pointed_at
 from tests.fakes.discord_ratelimit import BucketRule
 from tests.fakes.llm_server import FakeLLMServer, FakeReply, ReceivedRequest
@@ -77,8 +78,14 @@ class _GlobalPace:
 class BaselineReply:
     """The subset of LiveReply the Assistant uses, streaming the way llmcord does (see module docstring)."""
 
-    def __init__(self, platform: ChatPlatform, channel: ChannelRef, *, thread_id: str | None = None,
-                 pacer: object = None) -> None:
+    def __init__(
+        self,
+        platform: ChatPlatform,
+        channel: ChannelRef,
+        *,
+        thread_id: str | None = None,
+        pacer: object = None,
+    ) -> None:
         self._platform, self._channel, self._thread_id = platform, channel, thread_id
         self._text = ""
         self._ref: MessageRef | None = None
@@ -138,8 +145,9 @@ class BaselineReply:
     async def _write(self, text: str, visible: int, *, raise_429: bool = False) -> None:
         try:
             if self._ref is None:
-                self._ref = await self._platform.post(self._channel, defang_mass_mentions(text),
-                                                      thread_id=self._thread_id)
+                self._ref = await self._platform.post(
+                    self._channel, defang_mass_mentions(text), thread_id=self._thread_id
+                )
                 self.stats.posted_at = time.monotonic()
                 self.stats.parts = 1
             else:
@@ -209,14 +217,20 @@ async def run_scenario(scenario: Scenario, workdir: Path) -> dict[str, Any]:
 
     _GlobalPace.last_edit_at = float("-inf")
     limits = RateLimitConfig(edit_message=EDIT_BUCKET)
-    async with FakeDiscord(rate_limits=limits) as fake, \
-            FakeLLMServer(responder=responder, ttft_s=TTFT_S, tokens_per_s=TOKENS_PER_S) as llm:
+    async with (
+        FakeDiscord(rate_limits=limits) as fake,
+        FakeLLMServer(responder=responder, ttft_s=TTFT_S, tokens_per_s=TOKENS_PER_S) as llm,
+    ):
         guild = fake.add_guild(name="bench")
         channels = [fake.add_text_channel(guild, name=f"help-{i}") for i in range(CHANNELS)]
         users = [fake.add_member(guild, username=f"user{i}") for i in range(scenario.replies)]
-        settings = Settings(openai_api_key=SecretStr("x"), openai_base_url=llm.openai_base_url,
-                            anthropic_api_key=None, db=str(workdir / f"{scenario.mode}-{scenario.replies}.db"),
-                            discord_token=SecretStr(fake.token))
+        settings = Settings(
+            openai_api_key=SecretStr("x"),
+            openai_base_url=llm.openai_base_url,
+            anthropic_api_key=None,
+            db=str(workdir / f"{scenario.mode}-{scenario.replies}.db"),
+            discord_token=SecretStr(fake.token),
+        )
         app = await build_app(settings)
         adapter = DiscordAdapter(app, client_options={"guild_ready_timeout": GUILD_READY_TIMEOUT})
         with discord_py_pointed_at(fake), live_reply_class(factory):
@@ -230,8 +244,11 @@ async def run_scenario(scenario: Scenario, workdir: Path) -> dict[str, Any]:
                     events: dict[str, float] = {}
                     for i in range(scenario.replies):
                         events_at = time.monotonic()
-                        msg = await fake.user_message(channels[i % CHANNELS], author_id=users[i],
-                                                      content=f"<@{fake.bot_user_id}> summary please")
+                        msg = await fake.user_message(
+                            channels[i % CHANNELS],
+                            author_id=users[i],
+                            content=f"<@{fake.bot_user_id}> fresh summary please",
+                        )
                         events[str(msg["id"])] = events_at
                     while len(made) < scenario.replies or any(r.stats.finished_at is None for r in made):
                         await asyncio.sleep(0.05)
@@ -276,22 +293,30 @@ async def run(*, quick: bool = False) -> dict[str, Any]:
         "platform": "discord",
         "quick": quick,
         "setup": {
-            "channels": CHANNELS, "edit_bucket": f"{EDIT_BUCKET.limit} per {EDIT_BUCKET.window_s:g} s per channel",
-            "model_ttft_s": TTFT_S, "model_tokens_per_s": TOKENS_PER_S, "model_pieces": words + 2,
+            "channels": CHANNELS,
+            "edit_bucket": f"{EDIT_BUCKET.limit} per {EDIT_BUCKET.window_s:g} s per channel",
+            "model_ttft_s": TTFT_S,
+            "model_tokens_per_s": TOKENS_PER_S,
+            "model_pieces": words + 2,
             "baseline": "llmcord: edit at most once per second per reply, one global last-edit time",
         },
-        "ours": {}, "baseline": {}, "ratios_ours_over_baseline": {},
+        "ours": {},
+        "baseline": {},
+        "ratios_ours_over_baseline": {},
     }
+    count_tokens("warm up")  # loads the tokenizer once, outside every measured run
     with tempfile.TemporaryDirectory() as tmp:
         for n in (1, 20):
             for mode in ("ours", "baseline"):
                 out[mode][f"n{n}"] = await run_scenario(Scenario(mode, n, words), Path(tmp))
             ours, base = out["ours"][f"n{n}"], out["baseline"][f"n{n}"]
             out["ratios_ours_over_baseline"][f"n{n}"] = {
-                "event_to_placeholder_p50": _ratio(ours["event_to_placeholder_s"]["p50"],
-                                                   base["event_to_placeholder_s"]["p50"]),
-                "event_to_first_text_p50": _ratio(ours["event_to_first_text_s"]["p50"],
-                                                  base["event_to_first_text_s"]["p50"]),
+                "event_to_placeholder_p50": _ratio(
+                    ours["event_to_placeholder_s"]["p50"], base["event_to_placeholder_s"]["p50"]
+                ),
+                "event_to_first_text_p50": _ratio(
+                    ours["event_to_first_text_s"]["p50"], base["event_to_first_text_s"]["p50"]
+                ),
                 "staleness_p50": _ratio(ours["staleness_s"]["p50"], base["staleness_s"]["p50"]),
                 "staleness_p95": _ratio(ours["staleness_s"]["p95"], base["staleness_s"]["p95"]),
                 "edits_per_reply": _ratio(ours["edits_per_reply"], base["edits_per_reply"]),

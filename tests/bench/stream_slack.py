@@ -80,7 +80,10 @@ async def _fakes(conn: multiprocessing.connection.Connection, spec: RunSpec) -> 
         return default_responder(request) if request.structured else FakeReply(text)
 
     loop = asyncio.get_running_loop()
-    async with FakeSlack() as slack, FakeLLMServer(responder=responder, ttft_s=TTFT_S, tokens_per_s=TOKENS_PER_S) as llm:
+    async with (
+        FakeSlack() as slack,
+        FakeLLMServer(responder=responder, ttft_s=TTFT_S, tokens_per_s=TOKENS_PER_S) as llm,
+    ):
         for c in range(spec.channels):
             slack.add_channel(channel_of(c, spec.channels))
         slack.add_user("U1", display_name="Ada")
@@ -95,7 +98,9 @@ async def _fakes(conn: multiprocessing.connection.Connection, spec: RunSpec) -> 
 
                     async def send(k: int, delivery: SlackDelivery = delivery) -> tuple[int, float, int]:
                         event = payloads.app_mention(
-                            channel=channel_of(k, spec.channels), user="U1", text="<@UBOT> summarize",
+                            channel=channel_of(k, spec.channels),
+                            user="U1",
+                            text="<@UBOT> summarize",
                             thread_ts=root_ts(k),
                         )
                         sent = time.monotonic()
@@ -128,8 +133,9 @@ def _collect(slack: Any, llm: Any, spec: RunSpec, text: str) -> dict[str, Any]:
         replies[k] = {
             "versions": sorted(versions),
             "final": "".join(m.text for m in msgs),
-            "piece_ends": ends,
-            "piece_times": [starts.get(k, float("nan")) + TTFT_S + i * gap for i in range(len(pieces))],
+            # A reply whose model call never happened has no pieces to time; it still counts as lost.
+            "piece_ends": ends if k in starts else [],
+            "piece_times": [starts[k] + TTFT_S + i * gap for i in range(len(pieces))] if k in starts else [],
         }
     return {
         "replies": replies,
@@ -230,9 +236,21 @@ class _Baseline:
         self.client = AsyncWebClient(
             token=urls["bot_token"],
             base_url=urls["api_url"],
-            retry_handlers=[AsyncConnectionErrorRetryHandler(), AsyncRateLimitErrorRetryHandler(max_retry_count=1)],
+            retry_handlers=[
+                AsyncConnectionErrorRetryHandler(),
+                AsyncRateLimitErrorRetryHandler(max_retry_count=1),
+            ],
         )
-        self.bolt = AsyncApp(client=self.client, signing_secret=SECRET, process_before_response=True)
+        from adapters.slack import BotIdentity
+
+        # The same one-auth.test authorize as ours: the comparison is about streaming, not about Bolt's lazy
+        # auth.test burst (which makes a default Bolt app lose events under a burst of first mentions).
+        self.bolt = AsyncApp(
+            client=self.client,
+            authorize=BotIdentity(self.client).authorize,
+            signing_secret=SECRET,
+            process_before_response=True,
+        )
         self.tasks: set[asyncio.Task[None]] = set()
 
         async def on_mention(event: dict[str, Any]) -> None:
@@ -270,21 +288,28 @@ class _Baseline:
         channel = ChannelRef("slack", TEAM, event["channel"])
         thread = event["thread_ts"]
         try:
-            posted = await self.client.chat_postMessage(channel=event["channel"], thread_ts=thread, text=PLACEHOLDER)
+            posted = await self.client.chat_postMessage(
+                channel=event["channel"], thread_ts=thread, text=PLACEHOLDER
+            )
         except SlackApiError:
             return  # the reply is lost: what a naive bot does after its one retry
         ts = posted["ts"]
         queue: asyncio.Queue[str | None] = asyncio.Queue()
         mention = Mention(
-            ChatMessage(MessageRef(channel, event["ts"], thread), "U1", "Ada", event["text"], datetime.now(UTC))
+            ChatMessage(
+                MessageRef(channel, event["ts"], thread), "U1", "Ada", event["text"], datetime.now(UTC)
+            )
         )
         platform = SlackPlatform(self.client, team_id=TEAM)  # only read from (the thread is in the log)
 
         async def produce() -> None:
             try:
                 await self.app.assistant.summarizer.summarize(
-                    mention, platform, bill_to=Attribution("slack", TEAM, channel.channel, "U1", "summary"),
-                    on_text=queue.put_nowait, on_status=lambda _: None,
+                    mention,
+                    platform,
+                    bill_to=Attribution("slack", TEAM, channel.channel, "U1", "summary"),
+                    on_text=queue.put_nowait,
+                    on_status=lambda _: None,
                 )
             finally:
                 queue.put_nowait(None)
