@@ -62,7 +62,6 @@ class Settings(BaseSettings):
     # Transcript tokens one summary call may carry (capped by the model's context window); longer threads are
     # summarized in parts. Smaller parts cost a little more in total but stay fast and within rate limits.
     summary_input_tokens: int = Field(default=24_000, ge=500)
-    user_rate_per_hour: int = Field(default=30, ge=1)  # model-backed requests one user may make per hour
 
     # Slack
     slack_bot_token: SecretStr | None = _env("SLACK_BOT_TOKEN", "slack_bot_token")
