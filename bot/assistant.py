@@ -7,6 +7,7 @@ spend, budgets, inquiries) and this class wires them to the live reply, budgets,
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -88,9 +89,9 @@ class Assistant:
         bill_to = Attribution(
             channel.platform, channel.workspace, channel.channel, mention.message.author, "summary"
         )
-        budget = await self._budget(channel)
-        if budget.exhausted:
-            return await _say(platform, channel, budget.refusal(), thread_id=reply_thread)
+        refusal = await self._refusal(channel, mention.message.author)
+        if refusal:
+            return await _say(platform, channel, refusal, thread_id=reply_thread)
         reply = LiveReply(platform, channel, thread_id=reply_thread, pacer=_pacer(platform))
         await reply.start()
         try:
@@ -116,9 +117,9 @@ class Assistant:
         if days is None:
             usage = f"Usage: /faq [days] — days is a whole number from 1 to {FAQ_MAX_DAYS} (default {FAQ_DEFAULT_DAYS})."
             return await _say(platform, channel, usage)
-        budget = await self._budget(channel)
-        if budget.exhausted:
-            return await _say(platform, channel, budget.refusal())
+        refusal = await self._refusal(channel, command.user)
+        if refusal:
+            return await _say(platform, channel, refusal)
         reply = LiveReply(platform, channel, pacer=_pacer(platform))
         bill_to = Attribution(channel.platform, channel.workspace, channel.channel, command.user, "faq")
         await reply.start(placeholder=f"Writing an FAQ from the last {days} days of questions…")
@@ -164,6 +165,20 @@ class Assistant:
         )
 
     # ---- budgets and alerts ---------------------------------------------------------------------------
+
+    async def _refusal(self, channel: ChannelRef, user: str) -> str:
+        """Why a model-backed request must not run (spent budget, one person's hourly limit), or ""."""
+        budget = await self._budget(channel)
+        if budget.exhausted:
+            return budget.refusal()
+        if self.is_admin(user):
+            return ""
+        limit = self.settings.user_requests_per_hour
+        window = int(time.time() // 3600)
+        key = f"rate:{channel.platform}:{channel.workspace}:{user}:{window}"
+        if await self.store.kv.incr(key, ttl_s=3600) > limit:
+            return f"You have asked me {limit} times this hour, the most one person can. Please try again later."
+        return ""
 
     async def _budget(self, channel: ChannelRef) -> BudgetState:
         return await budget_state(self.store, channel, self.settings.budget_for(channel.channel))

@@ -249,3 +249,16 @@ async def test_malformed_transcript_lines_are_reported_not_fatal(tmp_path, serve
     assert await replay(app, str(path), show_edits=False, out=out) == 0
     assert "line 2: skipped" in out.getvalue() and "line 3: skipped" in out.getvalue()
     await app.close()
+
+
+async def test_one_person_cannot_run_up_the_bill(tmp_path, server) -> None:
+    app = await make_app(tmp_path, server, user_requests_per_hour=2, admins=["boss"])
+    thread = "1700000000.000000"
+    items = transcript_lines(irc_messages()[:5]) + [
+        {"channel": "support", "user": who, "text": f"@bot summarize fresh {i}", "thread": thread}
+        for i, who in enumerate(["mallory", "mallory", "mallory", "boss", "boss", "boss"])
+    ]
+    out = await run(app, tmp_path, items)
+    assert out.count("the most one person can") == 1
+    assert len(server.received) == 5  # mallory twice, the boss (an admin) three times
+    await app.close()

@@ -494,3 +494,21 @@ async def test_socket_mode_mention_is_acked_and_answered(tmp_path: Path) -> None
             await handler.close_async()
             await adapter.close()
             await app.close()
+
+
+# ---- the bench's arithmetic ------------------------------------------------------------------------------------
+
+
+def test_bench_figures_staleness_and_lost_pieces() -> None:
+    from tests.bench.stream_common import ReplyTrace, aggregate, figures
+
+    trace = ReplyTrace(
+        event_at=0.0, model_text="aa bb cc", piece_ends=[2, 5, 8], piece_times=[1.0, 1.1, 1.2],
+        versions=[(0.1, "…writing"), (1.5, "aa b"), (2.0, "aa bb")], edits=2, final_text="aa bb",
+        first_version_at=0.1,
+    )
+    f = figures(trace)
+    assert f.to_placeholder_s == 0.1 and f.to_first_text_s == 1.5 and f.first_text_after_first_token_s == 0.5
+    assert [round(s, 3) for s in f.staleness_s] == [0.5, 0.9] and f.never_visible == 1 and not f.final_ok
+    summary = aggregate([f], rate_limited=0, cpu_s=0.1, peak_rss_mb=50.0)
+    assert summary["staleness_counting_lost_s"]["p95"] == "never" and summary["final_text_wrong_or_lost"] == 1

@@ -504,3 +504,11 @@ async def test_open_store_picks_redis_when_a_url_is_given(tmp_path: Path, redis_
     finally:
         await sqlite.close()
         await redis.close()
+
+
+async def test_kv_incr_counts_atomically_within_a_window(store: Store, other: Store) -> None:
+    counts = await asyncio.gather(*(s.kv.incr("rate:u1", ttl_s=60) for s in [store, other] * 25))
+    assert sorted(counts) == list(range(1, 51))  # every increment seen once, by either store
+    assert await store.kv.incr("rate:u2", ttl_s=0.05) == 1
+    await asyncio.sleep(0.1)
+    assert await store.kv.incr("rate:u2", ttl_s=0.05) == 1  # the window expired: a new one starts

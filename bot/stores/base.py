@@ -99,6 +99,11 @@ class KeyValue(Protocol):
     async def put(self, key: str, value: str, *, ttl_s: float) -> None: ...
     async def delete(self, key: str) -> None: ...
 
+    async def incr(self, key: str, *, ttl_s: float) -> int:
+        """Atomically add 1 to a counter and return it; the counter expires ``ttl_s`` after it was created
+        (a fixed window, shared by every replica)."""
+        ...
+
 
 class Locks(Protocol):
     async def acquire(self, name: str, *, ttl_s: float) -> str | None:

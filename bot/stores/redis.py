@@ -434,6 +434,13 @@ class RedisKeyValue:
     async def delete(self, key: str) -> None:
         await self._r.delete(self._prefix + key)
 
+    async def incr(self, key: str, *, ttl_s: float) -> int:
+        async with self._r.pipeline(transaction=True) as pipe:
+            pipe.incr(self._prefix + key)
+            pipe.pexpire(self._prefix + key, _ms(ttl_s), nx=True)  # the window starts with the first count
+            count, _ = await pipe.execute()
+        return int(count)
+
 
 class RedisLocks:
     def __init__(self, r: Redis, prefix: str) -> None:

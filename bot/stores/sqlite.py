@@ -311,6 +311,18 @@ class SqliteKeyValue:
     async def delete(self, key: str) -> None:
         await self._db.write(lambda c: c.execute("DELETE FROM kv WHERE key = ?", (key,)))
 
+    async def incr(self, key: str, *, ttl_s: float) -> int:
+        def incr(conn: sqlite3.Connection) -> int:
+            now = time.time()
+            row = conn.execute("SELECT value FROM kv WHERE key = ? AND expires > ?", (key, now)).fetchone()
+            if row is None:
+                conn.execute("INSERT OR REPLACE INTO kv VALUES (?, '1', ?)", (key, now + ttl_s))
+                return 1
+            conn.execute("UPDATE kv SET value = CAST(value AS INTEGER) + 1 WHERE key = ?", (key,))
+            return int(row[0]) + 1
+
+        return await self._db.write(incr)
+
 
 class SqliteLocks:
     def __init__(self, db: _Db) -> None:

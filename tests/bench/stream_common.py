@@ -23,6 +23,8 @@ TTFT_S = 0.4
 TOKENS_PER_S = 50.0
 # The naive strategy other Slack bots use: edit after every 20 chunks, no pacing.
 BASELINE_EVERY_CHUNKS = 20
+# A piece that never became visible is infinitely stale; JSON has no infinity, so percentiles print "never".
+NEVER = float("inf")
 
 
 @dataclass
@@ -37,7 +39,6 @@ class ReplyTrace:
     edits: int  # edit calls that landed (updates / appends)
     final_text: str  # the visible model text at the end
     first_version_at: float | None  # the placeholder (or first message) appeared
-    end_at: float  # when the run was measured: pieces never shown count as stale until then (a lower bound)
 
 
 @dataclass
@@ -46,7 +47,7 @@ class ReplyFigures:
     to_first_text_s: float | None
     staleness_s: list[float] = field(default_factory=list)  # per model piece that became visible
     never_visible: int = 0  # model pieces that were never shown
-    staleness_counting_lost_s: list[float] = field(default_factory=list)  # lost pieces: stale until end_at
+    staleness_counting_lost_s: list[float] = field(default_factory=list)  # lost pieces count as NEVER
     first_text_after_first_token_s: float | None = None
     edits: int = 0
     final_ok: bool = False
@@ -72,7 +73,7 @@ def figures(trace: ReplyTrace) -> ReplyFigures:
             j += 1
         if j == len(shown):
             never += 1
-            counting_lost.append(max(0.0, trace.end_at - left_at))
+            counting_lost.append(NEVER)
         else:
             # A version can land before the scheduled send time only by clock noise; clamp at 0.
             staleness.append(max(0.0, shown[j][0] - left_at))
@@ -100,7 +101,9 @@ def percentile(values: Sequence[float], p: float) -> float | None:
     return ordered[rank - 1]
 
 
-def _r(value: float | None, digits: int = 3) -> float | None:
+def _r(value: float | None, digits: int = 3) -> float | str | None:
+    if value == NEVER:
+        return "never"
     return None if value is None else round(value, digits)
 
 
@@ -123,6 +126,7 @@ def aggregate(
             "p95": _r(percentile(after_token, 95)),
         },
         "staleness_s": {"p50": _r(percentile(stale, 50)), "p95": _r(percentile(stale, 95))},
+        # The same with pieces never shown counted as infinitely stale ("never" once they pass the percentile).
         "staleness_counting_lost_s": {
             "p50": _r(percentile(stale_all, 50)),
             "p95": _r(percentile(stale_all, 95)),
@@ -141,9 +145,7 @@ def ratios(ours: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float | 
     """ours / baseline for the figures where lower is better."""
 
     def pick(d: dict[str, Any], path: str) -> float | None:
-        value: Any = d
-        for key in path.split("."):
-            value = value.get(key) if isinstance(value, dict) else None
+        value = _at(d, path)
         return float(value) if isinstance(value, int | float) else None
 
     out: dict[str, float | None] = {}
@@ -158,8 +160,18 @@ def ratios(ours: dict[str, Any], baseline: dict[str, Any]) -> dict[str, float | 
         "bot_peak_rss_mb",
     ):
         a, b = pick(ours, path), pick(baseline, path)
+        if a is not None and b is None and _at(baseline, path) == "never":
+            out[path] = 0.0  # ours became visible; the baseline's never did
+            continue
         out[path] = None if a is None or b is None or b == 0 else round(a / b, 3)
     return out
+
+
+def _at(d: dict[str, Any], path: str) -> Any:
+    value: Any = d
+    for key in path.split("."):
+        value = value.get(key) if isinstance(value, dict) else None
+    return value
 
 
 # ---- the bot's own resources -----------------------------------------------------------------------------------

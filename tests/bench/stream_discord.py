@@ -1,74 +1,71 @@
-"""Streaming benchmark, Discord half: how fresh streamed summaries look under Discord's edit buckets.
+"""The Discord half of ``python -m tests.bench.stream --platform discord``.
 
-The real discord.py client (through adapters/discord.py) runs against the fake Discord over real sockets, with the
-fake's edit bucket at 5 edits per 5 s per channel; the model is the fake LLM server at 0.4 s to the first token and
-50 tokens/s. For N=1 and N=20 concurrent mentions over 5 channels it measures, per reply, mention event →
-placeholder, → first model text, how stale the visible text was each time it changed, edits per reply, 429s and
-whether the final text equals the model text; plus CPU seconds and peak traced memory of the whole process (the
-fakes run in it too, alike for both sides).
+Three processes per run, as for Slack (stream_slack.py), so the bot's CPU and memory are its own: the fakes
+(FakeDiscord with its edit bucket at 5 edits per 5 s per channel, and the fake model at 0.4 s to first token and
+50 tokens/s, which also dispatches the mentions over the gateway), the bot under test (the real discord.py client
+in adapters/discord.py), and this orchestrator. Every figure comes from what the fakes saw, with times: each
+version of each reply as Discord stored it, and each model piece as it left the model (stream_common.py).
 
-The baseline replaces only the live reply with how llmcord streams (llmcord.py: ``EDIT_DELAY_SECONDS = 1`` and a
-module-global ``last_task_time``): it posts when the first text arrives, and on each chunk edits only if its
-previous edit finished and a second has passed since the last edit of *any* reply in the process; the final edit
-is awaited. Everything else (adapter, discord.py, store, model) is the same.
+Each mention replies to a message of its own in one of the channels, so each summary covers a small reply chain
+of its own while all replies of a channel share the channel's edit bucket.
 
-    python -m tests.bench.stream --platform discord [--quick]
+Variants: ``ours`` is the adapter with LiveReply and its channel pacer. ``baseline`` swaps only the live reply for
+how llmcord streams (llmcord.py: ``EDIT_DELAY_SECONDS = 1`` and a module-global ``last_task_time``): it posts when
+the first text arrives, then on each chunk edits only if its previous edit finished and a second has passed since
+the last edit of *any* reply; the final edit is awaited. discord.py's bucket handling is underneath both.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import bisect
-import json
-import os
-import statistics
+import contextlib
+import logging
+import multiprocessing.connection
 import tempfile
 import time
-import tracemalloc
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
-
-import bot.assistant
-from adapters.discord import DiscordAdapter
-from adapters.discord_render import scope_header
-from bot.app import build_app
-from bot.live_reply import WRITING_MARKER, LiveReply, ReplyStats
+from bot.live_reply import WRITING_MARKER, ReplyStats
 from bot.ports import ChatPlatform
 from bot.safety import defang_mass_mentions
-from bot.settings import Settings
 from bot.types import ChannelRef, MessageRef, PlatformRateLimited
-from llm.tokens import count_tokens
-from tests.fakes.discord_api import FakeDiscord, RateLimitConfig, discord_py_pointed_at
-from tests.fakes.discord_ratelimit import BucketRule
-from tests.fakes.llm_server import FakeLLMServer, FakeReply, ReceivedRequest
+from tests.bench.stream_common import (
+    TOKENS_PER_S,
+    TTFT_S,
+    Child,
+    ReplyTrace,
+    Usage,
+    aggregate,
+    figures,
+    ratios,
+)
 
-# Offline token counting, as in tests/conftest.py: without it tiktoken tries the network before each first count.
-_TIKTOKEN_CACHE = Path(__file__).parents[2] / ".." / "shared" / "tiktoken"
-if "TIKTOKEN_CACHE_DIR" not in os.environ and _TIKTOKEN_CACHE.is_dir():
-    os.environ["TIKTOKEN_CACHE_DIR"] = str(_TIKTOKEN_CACHE.resolve())
-
-CHANNELS = 5
-EDIT_BUCKET = BucketRule(5, 5.0)  # the issue's figure: 5 edits per 5 s per channel
-TTFT_S = 0.4
-TOKENS_PER_S = 50.0
-WORDS = 250  # ~5 s of streaming at 50 tokens/s, ~1,700 characters: one Discord message
-QUICK_WORDS = 100
+EDIT_BUCKET = (5, 5.0)  # the issue's figure: 5 edits per 5 s per channel
 BASELINE_EDIT_DELAY_S = 1.0  # llmcord's EDIT_DELAY_SECONDS
-GUILD_READY_TIMEOUT = 0.05
-RUN_TIMEOUT_S = 120.0
+GUILD_READY_TIMEOUT = 0.05  # discord.py's wait after the last GUILD_CREATE (default 2 s)
+HEADER = "-# Summary of this reply chain\n"  # adapters/discord_render.SCOPE_HEADERS["reply chain"]
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    variant: str  # "ours" or "baseline"
+    mentions: int
+    channels: int
+    words: int
 
 
 def model_text(words: int) -> str:
-    return "Summary: " + " ".join(f"word{i}" for i in range(words)) + "."
+    return "Summary: " + " ".join(f"point{i}" for i in range(words)) + "."
 
 
-# ---- the baseline live reply -------------------------------------------------------------------------------------
+def tag(k: int) -> str:
+    return f"chain-{k:03d}"
+
+
+# ---- the baseline live reply (runs in the bot process) ---------------------------------------------------------
 
 
 class _GlobalPace:
@@ -168,171 +165,223 @@ class BaselineReply:
             self._visible = visible
 
 
-# ---- one scenario ----------------------------------------------------------------------------------------------
+# ---- process 1: the fakes --------------------------------------------------------------------------------------
 
 
-@dataclass
-class Scenario:
-    mode: str  # ours | baseline
-    replies: int
-    words: int
-    replies_made: list[Any] = field(default_factory=list)
+def fakes_main(conn: multiprocessing.connection.Connection, spec: RunSpec) -> None:
+    asyncio.run(_fakes(conn, spec))
 
 
-@contextmanager
-def live_reply_class(factory: Callable[..., Any]) -> Iterator[None]:
-    saved = bot.assistant.LiveReply
-    bot.assistant.LiveReply = factory  # type: ignore[misc]
-    try:
-        yield
-    finally:
-        bot.assistant.LiveReply = saved  # type: ignore[misc]
+async def _fakes(conn: multiprocessing.connection.Connection, spec: RunSpec) -> None:
+    from tests.fakes.discord_api import FakeDiscord, RateLimitConfig
+    from tests.fakes.discord_ratelimit import BucketRule
+    from tests.fakes.llm_server import FakeLLMServer, FakeReply, ReceivedRequest, default_responder
 
-
-def _pct(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    if len(values) == 1:
-        return round(values[0], 3)
-    return round(statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1], 3)
-
-
-def _dist(values: list[float]) -> dict[str, float | None]:
-    return {"p50": _pct(values, 50), "p95": _pct(values, 95)}
-
-
-async def run_scenario(scenario: Scenario, workdir: Path) -> dict[str, Any]:
-    text = model_text(scenario.words)
+    text = model_text(spec.words)
 
     def responder(request: ReceivedRequest) -> FakeReply:
-        return FakeReply(text)
+        return default_responder(request) if request.structured else FakeReply(text)
 
-    made: list[Any] = scenario.replies_made
-    base_cls: Any = LiveReply if scenario.mode == "ours" else BaselineReply
-
-    def factory(*args: Any, **kwargs: Any) -> Any:
-        reply = base_cls(*args, **kwargs)
-        made.append(reply)
-        return reply
-
-    _GlobalPace.last_edit_at = float("-inf")
-    limits = RateLimitConfig(edit_message=EDIT_BUCKET)
+    loop = asyncio.get_running_loop()
+    limits = RateLimitConfig(edit_message=BucketRule(*EDIT_BUCKET))
     async with (
         FakeDiscord(rate_limits=limits) as fake,
         FakeLLMServer(responder=responder, ttft_s=TTFT_S, tokens_per_s=TOKENS_PER_S) as llm,
     ):
+        written_at: list[float] = []  # time of each fake.writes entry, same index
+        record_write = fake.record_write
+
+        def timed_record_write(kind: str, message: Any, body: Any) -> None:
+            record_write(kind, message, body)
+            written_at.append(time.monotonic())
+
+        fake.record_write = timed_record_write  # type: ignore[method-assign]
         guild = fake.add_guild(name="bench")
-        channels = [fake.add_text_channel(guild, name=f"help-{i}") for i in range(CHANNELS)]
-        users = [fake.add_member(guild, username=f"user{i}") for i in range(scenario.replies)]
-        settings = Settings(
-            openai_api_key=SecretStr("x"),
-            openai_base_url=llm.openai_base_url,
-            anthropic_api_key=None,
-            db=str(workdir / f"{scenario.mode}-{scenario.replies}.db"),
-            discord_token=SecretStr(fake.token),
-        )
-        app = await build_app(settings)
-        adapter = DiscordAdapter(app, client_options={"guild_ready_timeout": GUILD_READY_TIMEOUT})
-        with discord_py_pointed_at(fake), live_reply_class(factory):
-            task = asyncio.create_task(adapter.run(fake.token))
-            try:
-                async with asyncio.timeout(RUN_TIMEOUT_S):
-                    await adapter.ready.wait()
-                    served_429_before = fake.served_429
-                    cpu0 = time.process_time()
-                    tracemalloc.start()
-                    events: dict[str, float] = {}
-                    for i in range(scenario.replies):
-                        events_at = time.monotonic()
-                        msg = await fake.user_message(
-                            channels[i % CHANNELS],
-                            author_id=users[i],
-                            content=f"<@{fake.bot_user_id}> fresh summary please",
-                        )
-                        events[str(msg["id"])] = events_at
-                    while len(made) < scenario.replies or any(r.stats.finished_at is None for r in made):
-                        await asyncio.sleep(0.05)
-                    _, peak = tracemalloc.get_traced_memory()
-                    tracemalloc.stop()
-                    cpu = time.process_time() - cpu0
-            finally:
-                await adapter.close()
-                await task
-                await app.close()
-        expected = scope_header("channel") + defang_mass_mentions(text)
-        finals_ok = all(
-            len(r.refs) == 1 and fake.versions(int(r.refs[0].message_id))[-1] == expected for r in made
-        )
-        to_placeholder = [r.stats.posted_at - events[r._thread_id] for r in made if r.stats.posted_at]
-        to_text = [r.stats.first_text_at - events[r._thread_id] for r in made if r.stats.first_text_at]
-        staleness = [s for r in made for s in r.stats.staleness]
-        return {
-            "replies": scenario.replies,
-            "channels": min(CHANNELS, scenario.replies),
-            "event_to_placeholder_s": _dist(to_placeholder),
-            "event_to_first_text_s": _dist(to_text),
-            "staleness_s": _dist(staleness),
-            "edits_per_reply": round(sum(r.stats.edits for r in made) / len(made), 2),
-            "http_429": fake.served_429 - served_429_before,
-            "final_text_equals_model_text": finals_ok,
-            "cpu_s": round(cpu, 3),
-            "peak_traced_mem_mb": round(peak / 1e6, 2),
+        channels = [fake.add_text_channel(guild, name=f"help-{c}") for c in range(spec.channels)]
+        user = fake.add_member(guild, username="ada")
+        conn.send({"token": fake.token, "api": fake.api_base, "gateway": str(fake.gateway_url),
+                   "llm_url": llm.openai_base_url})
+        roots: dict[int, int] = {}
+        mentions: dict[int, int] = {}
+        while True:
+            request = await loop.run_in_executor(None, conn.recv)
+            if request[0] == "stop":
+                return
+            if request[0] == "seed":  # the messages the mentions reply to; the bot records them as they come
+                for k in range(spec.mentions):
+                    root = await fake.user_message(channels[k % spec.channels], author_id=user,
+                                                   content=f"{tag(k)} the export keeps failing")
+                    roots[k] = int(root["id"])
+                conn.send("seeded")
+            if request[0] == "deliver":
+                sent = []
+                for k in range(spec.mentions):
+                    at = time.monotonic()
+                    m = await fake.user_message(channels[k % spec.channels], author_id=user,
+                                                content=f"<@{fake.bot_user_id}> fresh summary please",
+                                                reply_to=roots[k])
+                    mentions[k] = int(m["id"])
+                    sent.append((k, at))
+                conn.send(sent)
+            if request[0] == "collect":
+                conn.send(_collect(fake, llm, spec, written_at, mentions))
+
+
+def _collect(fake: Any, llm: Any, spec: RunSpec, written_at: list[float], mentions: dict[int, int]) -> dict[str, Any]:
+    from tests.fakes.llm_wire import split_pieces
+
+    pieces = split_pieces(model_text(spec.words))
+    ends = [sum(len(p) for p in pieces[: i + 1]) for i in range(len(pieces))]
+    gap = 1.0 / TOKENS_PER_S
+    starts: dict[int, float] = {}
+    for rec in llm.received:
+        for k in range(spec.mentions):
+            if not rec.structured and f"{tag(k)} " in rec.user_text and k not in starts:
+                starts[k] = rec.at
+    replies: dict[int, dict[str, Any]] = {}
+    for k, mention_id in mentions.items():
+        creates = [w.message_id for w in fake.writes if w.kind == "create"
+                   and str((w.body.get("message_reference") or {}).get("message_id")) == str(mention_id)]
+        ids = set(creates)
+        versions = [(written_at[i], w.content or "", w.kind) for i, w in enumerate(fake.writes)
+                    if w.message_id in ids and w.kind in ("create", "edit")]
+        replies[k] = {
+            "versions": sorted(versions),
+            "final": "".join((fake.versions(m)[-1] or "").removeprefix(HEADER) for m in creates),
+            "piece_ends": ends if k in starts else [],
+            "piece_times": [starts[k] + TTFT_S + i * gap for i in range(len(pieces))] if k in starts else [],
         }
+    return {"replies": replies, "rate_limited": fake.served_429, "end_at": time.monotonic()}
 
 
-def _ratio(ours: float | None, base: float | None) -> float | None:
-    if ours is None or base is None or base == 0:
-        return None
-    return round(ours / base, 3)
+# ---- process 2: the bot ----------------------------------------------------------------------------------------
 
 
-async def run(*, quick: bool = False) -> dict[str, Any]:
-    words = QUICK_WORDS if quick else WORDS
+def bot_main(conn: multiprocessing.connection.Connection, arg: tuple[RunSpec, dict[str, str]]) -> None:
+    logging.basicConfig(level=logging.ERROR)
+    try:
+        asyncio.run(_bot(conn, *arg))
+    except BaseException as exc:  # the orchestrator must hear about it rather than time out
+        with contextlib.suppress(Exception):
+            conn.send(RuntimeError(f"bot process failed: {exc!r}"))
+        raise
+
+
+async def _bot(conn: multiprocessing.connection.Connection, spec: RunSpec, urls: dict[str, str]) -> None:
+    from pydantic import SecretStr
+
+    import bot.assistant
+    from adapters.discord import DiscordAdapter, point_discord_py
+    from bot.app import build_app
+    from bot.settings import Settings
+    from llm.tokens import count_tokens
+
+    count_tokens("warm up")  # load the tokenizer before anything is measured
+    if spec.variant == "baseline":
+        bot.assistant.LiveReply = BaselineReply  # type: ignore[misc,assignment]
+    loop = asyncio.get_running_loop()
+    with tempfile.TemporaryDirectory() as tmp:
+        settings = Settings(openai_api_key=SecretStr("x"), openai_base_url=urls["llm_url"], anthropic_api_key=None,
+                            discord_token=SecretStr(urls["token"]), discord_api_url=urls["api"],
+                            discord_gateway_url=urls["gateway"], db=str(Path(tmp) / "bench.db"))
+        app = await build_app(settings)
+        point_discord_py(settings)
+        adapter = DiscordAdapter(app, client_options={"guild_ready_timeout": GUILD_READY_TIMEOUT})
+        task = asyncio.create_task(adapter.run(urls["token"]))
+        await adapter.ready.wait()
+        usage = Usage()
+        usage.start()
+        conn.send("ready")
+        request = await loop.run_in_executor(None, conn.recv)
+        assert request[0] == "drain"
+        await _idle(adapter)
+        cpu_s, rss_mb = usage.stop()
+        conn.send({"cpu_s": cpu_s, "peak_rss_mb": rss_mb})
+        await loop.run_in_executor(None, conn.recv)  # "stop"
+        await adapter.close()
+        await task
+        await app.close()
+
+
+async def _idle(adapter: Any) -> None:
+    """Until every mention's reply is final: no event handler of discord.py is running any more."""
+    await asyncio.sleep(1.0)
+    # discord.py's handler tasks have no completion event to wait on
+    while any(t.get_name().startswith("discord.py: on_message") for t in asyncio.all_tasks()):  # noqa: ASYNC110
+        await asyncio.sleep(0.1)
+
+
+# ---- process 3: the orchestrator -------------------------------------------------------------------------------
+
+
+def run_one(spec: RunSpec) -> dict[str, Any]:
+    fakes = Child(fakes_main, spec)
+    bot: Child | None = None
+    try:
+        urls = fakes.recv()
+        bot = Child(bot_main, (spec, urls))
+        assert bot.recv() == "ready"
+        fakes.ask(("seed",))
+        sent = fakes.ask(("deliver",))
+        resources = bot.ask(("drain",))
+        data = fakes.ask(("collect",))
+    finally:
+        if bot is not None:
+            bot.close()
+        fakes.close()
+    text = model_text(spec.words)
+    event_at = dict(sent)
+    traces = []
+    # stream_common.py is the Slack helper's and still moving: pass end_at only while ReplyTrace takes it.
+    extra = {"end_at": data["end_at"]} if "end_at" in ReplyTrace.__dataclass_fields__ else {}
+    for k, reply in data["replies"].items():
+        versions = [(at, body.removeprefix(HEADER).removesuffix(WRITING_MARKER)) for at, body, _ in reply["versions"]]
+        traces.append(
+            ReplyTrace(
+                event_at=event_at[k],
+                model_text=text,
+                piece_ends=reply["piece_ends"],
+                piece_times=reply["piece_times"],
+                versions=versions,
+                edits=sum(1 for _, _, kind in reply["versions"] if kind == "edit"),
+                final_text=reply["final"],
+                first_version_at=reply["versions"][0][0] if reply["versions"] else None,
+                **extra,
+            )
+        )
+    return aggregate([figures(t) for t in traces], rate_limited=data["rate_limited"],
+                     cpu_s=resources["cpu_s"], peak_rss_mb=resources["peak_rss_mb"])
+
+
+def run(*, quick: bool) -> dict[str, Any]:
+    from tests.fakes.llm_wire import split_pieces
+
     started = time.monotonic()
+    words = 60 if quick else 110  # as the Slack half, so the two platforms' figures compare
+    scenarios = [("N=1", 1, 1), ("N=5 over 5 channels", 5, 5)]
+    if not quick:
+        scenarios = [("N=1", 1, 1), ("N=20 over 5 channels", 20, 5)]
     out: dict[str, Any] = {
         "platform": "discord",
-        "quick": quick,
         "setup": {
-            "channels": CHANNELS,
-            "edit_bucket": f"{EDIT_BUCKET.limit} per {EDIT_BUCKET.window_s:g} s per channel",
             "model_ttft_s": TTFT_S,
             "model_tokens_per_s": TOKENS_PER_S,
-            "model_pieces": words + 2,
+            "model_pieces_per_reply": len(split_pieces(model_text(words))),
+            "discord_edit_bucket": f"{EDIT_BUCKET[0]} per {EDIT_BUCKET[1]:g} s per channel",
             "baseline": "llmcord: edit at most once per second per reply, one global last-edit time",
+            "quick": quick,
         },
-        "ours": {},
-        "baseline": {},
-        "ratios_ours_over_baseline": {},
+        "runs": {},
     }
-    count_tokens("warm up")  # loads the tokenizer once, outside every measured run
-    with tempfile.TemporaryDirectory() as tmp:
-        for n in (1, 20):
-            for mode in ("ours", "baseline"):
-                out[mode][f"n{n}"] = await run_scenario(Scenario(mode, n, words), Path(tmp))
-            ours, base = out["ours"][f"n{n}"], out["baseline"][f"n{n}"]
-            out["ratios_ours_over_baseline"][f"n{n}"] = {
-                "event_to_placeholder_p50": _ratio(
-                    ours["event_to_placeholder_s"]["p50"], base["event_to_placeholder_s"]["p50"]
-                ),
-                "event_to_first_text_p50": _ratio(
-                    ours["event_to_first_text_s"]["p50"], base["event_to_first_text_s"]["p50"]
-                ),
-                "staleness_p50": _ratio(ours["staleness_s"]["p50"], base["staleness_s"]["p50"]),
-                "staleness_p95": _ratio(ours["staleness_s"]["p95"], base["staleness_s"]["p95"]),
-                "edits_per_reply": _ratio(ours["edits_per_reply"], base["edits_per_reply"]),
-                "cpu_s": _ratio(ours["cpu_s"], base["cpu_s"]),
-            }
+    for name, n, channels in scenarios:
+        ours = run_one(RunSpec("ours", n, channels, words))
+        baseline = run_one(RunSpec("baseline", n, channels, words))
+        out["runs"][name] = {"ours": ours, "baseline": baseline, "ours_over_baseline": ratios(ours, baseline)}
     out["wall_s"] = round(time.monotonic() - started, 1)
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--quick", action="store_true", help="shorter model answers")
-    args = parser.parse_args(argv)
-    print(json.dumps(asyncio.run(run(quick=args.quick))))
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main())
+    import json
+
+    print(json.dumps(run(quick=False), indent=2))

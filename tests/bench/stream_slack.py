@@ -141,7 +141,6 @@ def _collect(slack: Any, llm: Any, spec: RunSpec, text: str) -> dict[str, Any]:
         "replies": replies,
         "rate_limited": slack.count_429(),
         "by_method": dict(slack.rate_limited),
-        "end_at": time.monotonic(),
     }
 
 
@@ -359,7 +358,6 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
                 edits=sum(1 for _, _, kind in reply["versions"] if kind in ("update", "stream_append")),
                 final_text=reply["final"],
                 first_version_at=reply["versions"][0][0] if reply["versions"] else None,
-                end_at=data["end_at"],
             )
         )
     result = aggregate(
