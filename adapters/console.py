@@ -111,7 +111,7 @@ class Console:
         self.out = out
         self.replies: list[str] = []
 
-    async def handle(self, *, channel: str, user: str, text: str, thread: str | None, ts: Any = None) -> None:
+    async def handle(self, *, channel: str, user: str, text: str, thread: str | None = None, ts: Any = None) -> None:
         ref_channel = ChannelRef("console", WORKSPACE, channel)
         text = text.strip()
         if not text:

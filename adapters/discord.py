@@ -26,6 +26,7 @@ from discord.gateway import DiscordWebSocket
 
 from adapters.discord_render import MESSAGE_CONTENT_NOTICE, scope_header, spend_embed
 from bot.app import App
+from bot.live_reply import WRITING_MARKER
 from bot.settings import Settings
 from bot.summarize import wants_fresh
 from bot.types import (
@@ -56,7 +57,13 @@ LIVE_REPLY_FLOOR_S = 0.1
 # Used only while discord.py has not yet learned a channel's edit bucket from X-RateLimit-* headers.
 UNKNOWN_BUCKET_SPACING_S = 1.0
 MAX_MESSAGE_EDIT_SPACING_S = 10.0
-BUCKET_POLL_S = 0.05  # re-check of a spent bucket whose reset time discord.py does not know yet
+BUCKET_POLL_S = 0.05
+# Replies in one channel end at about the same time and each final edit needs a token of the channel's bucket.
+# An in-progress edit is held back (re-tried after this long) when taking a token would leave fewer than the other
+# streaming replies need for their finals; a final edit is never held. Without this, progress edits spend the
+# window and every final waits for the reset (up to 5 s): the whole tail of each answer arrives late.
+FINAL_RESERVE_POLL_S = 0.25
+STREAMING_FORGET_S = 60.0  # a reply silent this long (its process died mid-answer) stops reserving a token  # re-check of a spent bucket whose reset time discord.py does not know yet
 PACER_FORGET_S = 600.0  # a message not edited for this long is forgotten by the pacer
 # History pages hold at most 100 messages (FACTS.md); outside threads the last 200 messages are fetched.
 HISTORY_PAGE = 100
@@ -94,6 +101,7 @@ class _MessagePace:
     next_at: float
     spacing: float
     seen_at: float
+    held: bool = False  # the platform held an in-progress edit back to keep tokens for other replies' finals
 
 
 class ChannelEditPacer:
@@ -122,6 +130,7 @@ class ChannelEditPacer:
         self._messages: dict[str, _MessagePace] = {}
 
     def _message(self, key: str) -> _MessagePace:
+        key = key.rpartition("/")[2]  # the message id: the platform can name it too (hold)
         now = self._clock()
         pace = self._messages.get(key)
         if pace is None:
@@ -160,8 +169,17 @@ class ChannelEditPacer:
         left, reset_in = budget
         return 0.0 if left > 0 else max(reset_in, BUCKET_POLL_S)
 
+    def hold(self, message_id: int, seconds: float) -> None:
+        """Keep this message's next edit back a little, without blaming the channel (see DiscordPlatform.edit_in)."""
+        pace = self._message(str(message_id))
+        pace.held = True
+        pace.next_at = max(pace.next_at, self._clock() + seconds)
+
     async def penalize(self, key: str, retry_after_s: float) -> None:
         pace = self._message(key)
+        if pace.held:  # our own hold, not a 429: nothing to back off from
+            pace.held = False
+            return
         pace.spacing = min(MAX_MESSAGE_EDIT_SPACING_S, pace.spacing * 2)
         _, lane = self._lane(key)
         lane.blocked_until = max(lane.blocked_until, self._clock() + retry_after_s)
@@ -236,6 +254,8 @@ class DiscordPlatform:
         # finishes (Ratelimit.__aexit__: remaining - outgoing), so a burst of 4 on a 5-per-5-s bucket makes it hold a
         # request that already succeeded until the window resets. Serialized, the bucket's whole budget is usable.
         self._in_flight: dict[tuple[str, int], asyncio.Lock] = {}
+        # Messages showing in-progress text, per channel: {message id: last edit time}.
+        self._streaming: dict[int, dict[int, float]] = {}
         # Where each message we posted lives (a thread or a channel), so an edit needs no lookup.
         self._where: OrderedDict[int, int] = OrderedDict()
 
@@ -342,6 +362,10 @@ class DiscordPlatform:
         return sent.id
 
     async def edit_in(self, where: int, message_id: int, text: str) -> None:
+        in_progress = WRITING_MARKER in text
+        if in_progress and self._keep_for_finals(where, message_id):
+            self.pacer.hold(message_id, FINAL_RESERVE_POLL_S)
+            raise PlatformRateLimited(0.0)
         message = self.client.get_partial_messageable(where).get_partial_message(message_id)
         try:
             async with self._one_at_a_time("edit", where):
@@ -350,6 +374,25 @@ class DiscordPlatform:
             raise PlatformRateLimited(exc.retry_after) from exc
         except discord.HTTPException as exc:
             raise _translate(exc) from exc
+        streaming = self._streaming.setdefault(where, {})
+        if in_progress:
+            streaming[message_id] = time.monotonic()
+        else:
+            streaming.pop(message_id, None)
+
+    def _keep_for_finals(self, where: int, message_id: int) -> bool:
+        budget = self.edit_budget(where)
+        if budget is None:
+            return False
+        now = time.monotonic()
+        streaming = self._streaming.get(where, {})
+        for mid in [m for m, at in streaming.items() if now - at > STREAMING_FORGET_S]:
+            del streaming[mid]
+        if message_id not in streaming:
+            return False  # its first text: what a reader waits for most is never held
+        others = sum(1 for mid in streaming if mid != message_id)
+        left, _ = budget
+        return left - 1 < others
 
     def _one_at_a_time(self, route: str, where: int) -> asyncio.Lock:
         lock = self._in_flight.get((route, where))

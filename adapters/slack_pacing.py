@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 # chat.update is Tier 3: "50+ per minute" per workspace (https://docs.slack.dev/reference/methods/chat.update).
@@ -21,8 +22,9 @@ CHAT_UPDATE_PER_MINUTE = 45.0
 # Slack allows "some bursting" without a number (FACTS.md, unverified): a small burst keeps the first edits of a
 # reply quick without relying on a large undocumented allowance.
 CHAT_UPDATE_BURST = 4
-# chat.postMessage: about one message per second per channel, short bursts allowed (FACTS.md).
-POST_PER_CHANNEL_PER_MINUTE = 60.0
+# chat.postMessage: about one message per second per channel, short bursts allowed (FACTS.md). 10 % under it, so
+# network jitter between our clock and Slack's does not turn the last call of a burst into a 429.
+POST_PER_CHANNEL_PER_MINUTE = 54.0
 POST_PER_CHANNEL_BURST = 3
 
 
@@ -43,11 +45,13 @@ class _Bucket:
     tokens: float
     updated: float
     paused_until: float = float("-inf")
+    line: deque[asyncio.Event] = field(default_factory=deque)  # waiters, first come first served
 
 
 class InMemoryBudget:
-    """Token buckets per scope for one process. A waiter reserves its token (the count may go negative) before
-    sleeping, so callers are served first come, first served and a crowd never stampedes after a pause."""
+    """Token buckets per scope for one process. Callers queue first come, first served; only the head of the line
+    waits for a token, so a caller that gives up (a live reply whose text is complete stops waiting) leaves the
+    line without leaving a hole or letting two callers share one token."""
 
     def __init__(
         self,
@@ -76,19 +80,26 @@ class InMemoryBudget:
 
     async def take(self, scope: str) -> None:
         bucket = self._bucket(scope)
-        bucket.tokens -= 1.0
-        wait = max(0.0, bucket.updated - self._clock()) + max(0.0, -bucket.tokens) / self.per_second
-        if wait > 0:
-            try:
-                await self._sleep(wait)
-            except asyncio.CancelledError:
-                # A live reply stops waiting when its text is complete (it will ask again for the final edit):
-                # its reserved call goes back, or every finished reply would waste one call of the budget.
-                self._buckets[scope].tokens += 1.0
-                raise
-        # A 429 that arrived while we slept moves the pause further: honour it too.
-        while (left := self._buckets[scope].paused_until - self._clock()) > 0:
-            await self._sleep(left)
+        turn = asyncio.Event()
+        bucket.line.append(turn)
+        if bucket.line[0] is turn:
+            turn.set()
+        try:
+            await turn.wait()
+            while True:
+                bucket = self._bucket(scope)
+                short = (1.0 - bucket.tokens) / self.per_second if bucket.tokens < 1.0 else 0.0
+                wait = max(bucket.paused_until - self._clock(), short, 0.0)
+                if wait <= 0:
+                    bucket.tokens -= 1.0
+                    return
+                await self._sleep(wait)  # a 429 meanwhile moves paused_until: the loop looks again
+        finally:
+            head = bool(bucket.line) and bucket.line[0] is turn
+            if turn in bucket.line:
+                bucket.line.remove(turn)
+            if head and bucket.line:
+                bucket.line[0].set()
 
     async def pause(self, scope: str, seconds: float) -> None:
         bucket = self._bucket(scope)

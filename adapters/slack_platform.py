@@ -9,6 +9,7 @@ expired stream) falls back to ``chat.update`` on the same message.
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 import re
@@ -171,6 +172,7 @@ class SlackPlatform:
         self._on_progress = on_progress
         self._clock = clock
         self._names: dict[str, tuple[str, float]] = {}
+        self._name_locks: dict[str, asyncio.Lock] = {}
         self._streams: dict[tuple[str, str], _Stream] = {}
         self._recipients: dict[tuple[str, str], str] = {}
         self.rate_limited = 0  # 429s met (for the benches and logs)
@@ -273,6 +275,11 @@ class SlackPlatform:
     # ---- translation ----------------------------------------------------------------------------------------
 
     async def display_name(self, user: str) -> str:
+        # One users.info per user at a time: twenty mentions by the same person must not cost twenty calls.
+        async with self._name_locks.setdefault(user, asyncio.Lock()):
+            return await self._display_name(user)
+
+    async def _display_name(self, user: str) -> str:
         cached = self._names.get(user)
         if cached is not None and self._clock() - cached[1] < NAME_TTL_S:
             return cached[0]
