@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
 import anthropic
-import httpx2
 
 from llm.models import capabilities
 from llm.provider import (
@@ -20,6 +18,7 @@ from llm.provider import (
     http_timeout,
     retry_after_from_headers,
     status_kind,
+    wire_error,
 )
 from llm.routes import RouteEntry
 from llm.tokens import count_tokens
@@ -145,13 +144,7 @@ class AnthropicProvider:
             )
         if isinstance(exc, anthropic.APIError):
             return ErrorInfo("stream", True, message=str(exc)[:200])
-        if isinstance(exc, json.JSONDecodeError):  # a malformed SSE data line
-            return ErrorInfo("stream", True, message="malformed stream data")
-        if isinstance(exc, httpx2.TimeoutException):  # raised bare while iterating a stream
-            return ErrorInfo("timeout", True, message=type(exc).__name__)
-        if isinstance(exc, (httpx2.TransportError, httpx2.StreamError)):
-            return ErrorInfo("connection", True, message=type(exc).__name__)
-        return None
+        return wire_error(exc)
 
     async def close(self) -> None:
         await self._client.close()

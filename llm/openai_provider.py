@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
-import httpx2
 import openai
 
 from llm.models import capabilities
@@ -20,6 +18,7 @@ from llm.provider import (
     http_timeout,
     retry_after_from_headers,
     status_kind,
+    wire_error,
 )
 from llm.routes import RouteEntry
 from llm.types import Request, Usage
@@ -103,13 +102,7 @@ class OpenAIProvider:
             )
         if isinstance(exc, openai.APIError):  # e.g. an error object inside the stream, malformed SSE
             return ErrorInfo("stream", True, message=_short(exc))
-        if isinstance(exc, json.JSONDecodeError):  # a malformed SSE data line
-            return ErrorInfo("stream", True, message="malformed stream data")
-        if isinstance(exc, httpx2.TimeoutException):  # raised bare while iterating a stream
-            return ErrorInfo("timeout", True, message=type(exc).__name__)
-        if isinstance(exc, (httpx2.TransportError, httpx2.StreamError)):
-            return ErrorInfo("connection", True, message=type(exc).__name__)
-        return None
+        return wire_error(exc)
 
     async def close(self) -> None:
         await self._client.close()

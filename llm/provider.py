@@ -3,6 +3,7 @@ llm/anthropic_provider.py imports anthropic; everything above them sees Deltas a
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -99,3 +100,14 @@ def http_timeout(timeouts: Timeouts) -> httpx2.Timeout:
     return httpx2.Timeout(
         connect=timeouts.connect_s, read=timeouts.idle_s * 2, write=timeouts.idle_s, pool=timeouts.connect_s
     )
+
+
+def wire_error(exc: BaseException) -> ErrorInfo | None:
+    """Errors both SDKs let through bare while a stream is being read (not wrapped in their own classes)."""
+    if isinstance(exc, json.JSONDecodeError):  # a malformed SSE data line
+        return ErrorInfo("stream", True, message="malformed stream data")
+    if isinstance(exc, httpx2.TimeoutException):
+        return ErrorInfo("timeout", True, message=type(exc).__name__)
+    if isinstance(exc, (httpx2.TransportError, httpx2.StreamError)):
+        return ErrorInfo("connection", True, message=type(exc).__name__)
+    return None
