@@ -25,10 +25,7 @@ from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack_pacing import CHAT_UPDATE_BURST, CHAT_UPDATE_PER_MINUTE
 from adapters.slack_platform import (
-    HISTORY_PAGE_LIMIT,
-    HISTORY_PER_MINUTE,
     SlackPlatform,
     readable,
 )
@@ -104,15 +101,12 @@ class SlackAdapter:
         self.client = client or AsyncWebClient(
             token=settings.secret("slack_bot_token"), base_url=settings.slack_api_url or DEFAULT_API_URL
         )
-        # Pacing knobs: settings when the core has them (slack_history_per_minute, …), else Slack's documented
-        # figures; tests pass their own so a "minute" is short.
-        self._history_per_minute = _pick(history_per_minute, settings, "slack_history_per_minute", HISTORY_PER_MINUTE)
-        self._history_page_limit = int(
-            _pick(history_page_limit, settings, "slack_history_page_limit", HISTORY_PAGE_LIMIT)
-        )
-        self._edits_per_minute = _pick(edits_per_minute, settings, "slack_edits_per_minute", CHAT_UPDATE_PER_MINUTE)
-        self._edit_burst = int(_pick(edit_burst, settings, "slack_edit_burst", CHAT_UPDATE_BURST))
-        self.allow_bots = bool(_pick(allow_bots, settings, "slack_allow_bots", False))
+        # Pacing knobs from settings; tests pass their own so a "minute" is short.
+        self._history_per_minute = history_per_minute or settings.slack_history_per_minute
+        self._history_page_limit = history_page_limit or settings.slack_history_page_limit
+        self._edits_per_minute = edits_per_minute or settings.slack_edits_per_minute
+        self._edit_burst = edit_burst or settings.slack_edit_burst
+        self.allow_bots = settings.slack_allow_bots if allow_bots is None else allow_bots
         self._platforms: dict[str, SlackPlatform] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.identity = BotIdentity(self.client)
@@ -357,6 +351,9 @@ async def run_slack(app: App, *, port: int, host: str = "0.0.0.0") -> None:
             finally:
                 await handler.close_async()
         else:
+            if app.settings.slack_signing_secret is None:
+                # Without it nobody can tell Slack's requests from forged ones: refuse to serve rather than trust.
+                raise SystemExit("supportbot: SLACK_SIGNING_SECRET is required in HTTP mode (or set SLACK_APP_TOKEN)")
             runner = await adapter.serve_http(host=host, port=port)
             log.info("slack: serving %s on %s:%d", EVENTS_PATH, host, port)
             try:
@@ -381,10 +378,3 @@ async def _safe_respond(respond: Any, text: str) -> None:
         await respond(text=text, response_type="ephemeral")
     except Exception:
         log.exception("could not answer through response_url")
-
-
-def _pick(explicit: float | int | bool | None, settings: Any, name: str, default: float) -> float:
-    if explicit is not None:
-        return float(explicit)
-    value = getattr(settings, name, None)
-    return float(value) if value is not None else default

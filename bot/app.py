@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.assistant import Assistant
+from bot.observability import Metrics
 from bot.settings import Settings
 from bot.stores import open_store
 from bot.stores.base import Store
@@ -18,13 +19,14 @@ class App:
     store: Store
     llm: ModelRouter
     assistant: Assistant
+    metrics: Metrics = field(default_factory=Metrics)
 
     async def close(self) -> None:
         await self.llm.close()
         await self.store.close()
 
 
-async def build_app(settings: Settings, *, store: Store | None = None) -> App:
+async def build_app(settings: Settings, *, store: Store | None = None, metrics: Metrics | None = None) -> App:
     store = store or await open_store(redis_url=settings.secret("redis_url"), sqlite_path=settings.db)
     router = create_router(
         openai_api_key=settings.secret("openai_api_key"),
@@ -43,4 +45,9 @@ async def build_app(settings: Settings, *, store: Store | None = None) -> App:
         max_retries=settings.max_retries,
         anthropic_cache_ttl=settings.anthropic_cache_ttl,
     )
-    return App(settings, store, router, Assistant(settings=settings, store=store, llm=router))
+    metrics = metrics or Metrics()
+    # create_router takes no observers yet; the router calls every callable in this list with each ledger record.
+    router._observers.append(metrics.observe_call)
+    metrics.watch_router(router)
+    assistant = Assistant(settings=settings, store=store, llm=router, metrics=metrics)
+    return App(settings, store, router, assistant, metrics)

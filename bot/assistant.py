@@ -6,6 +6,7 @@ spend, budgets, inquiries) and this class wires them to the live reply, budgets,
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from bot.budgets import BudgetState, budget_state, spike_alerts
 from bot.faq import FaqBusy, FaqResult, FaqWriter
 from bot.inquiries import is_inquiry, to_inquiry
 from bot.live_reply import EditPacer, LiveReply
+from bot.observability import Metrics
 from bot.ports import ChatPlatform
 from bot.safety import defang_mass_mentions
 from bot.settings import Settings
@@ -47,11 +49,13 @@ class Assistant:
         store: Store,
         llm: ModelRouter,
         alert_sink: ChatPlatform | None = None,
+        metrics: Metrics | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.llm = llm
         self.alert_sink = alert_sink  # the platform that owns settings.admin_channel
+        self.metrics = metrics
         self.summarizer = ThreadSummarizer(llm=llm, store=store, max_input_tokens=settings.summary_input_tokens)
         self.faq_writer = FaqWriter(llm=llm, store=store)
 
@@ -83,6 +87,7 @@ class Assistant:
     # ---- mention → summary ----------------------------------------------------------------------------
 
     async def summarize(self, mention: Mention, platform: ChatPlatform) -> ReplyOutcome:
+        started = time.monotonic()
         ref = mention.message.ref
         channel = ref.channel
         reply_thread = ref.thread_id or ref.message_id
@@ -93,6 +98,7 @@ class Assistant:
         if refusal:
             return await _say(platform, channel, refusal, thread_id=reply_thread)
         reply = LiveReply(platform, channel, thread_id=reply_thread, pacer=_pacer(platform))
+        done = functools.partial(self._replied, reply, channel=channel, feature="summary", started=started)
         await reply.start()
         try:
             result = await self.summarizer.summarize(
@@ -100,18 +106,19 @@ class Assistant:
             )
         except LLMError as exc:
             refs = await reply.fail(f"{exc}. Mention me again to retry.")
-            return ReplyOutcome(refs, reply.text, ok=False)
+            return done(ReplyOutcome(refs, reply.text, ok=False))
         except Exception:
             log.exception("summary failed in %s", channel.key)
             refs = await reply.fail("something went wrong on my side. Mention me again to retry.")
-            return ReplyOutcome(refs, reply.text, ok=False)
+            return done(ReplyOutcome(refs, reply.text, ok=False))
         await self._after_spend(channel, reply)
         refs = await reply.finish()
-        return ReplyOutcome(refs, reply.text, ok=True, summary=result)
+        return done(ReplyOutcome(refs, reply.text, ok=True, summary=result))
 
     # ---- /faq -----------------------------------------------------------------------------------------
 
     async def faq(self, command: Command, platform: ChatPlatform) -> ReplyOutcome:
+        started = time.monotonic()
         channel = command.channel
         days = _days(command.args, default=FAQ_DEFAULT_DAYS)
         if days is None:
@@ -121,6 +128,7 @@ class Assistant:
         if refusal:
             return await _say(platform, channel, refusal)
         reply = LiveReply(platform, channel, pacer=_pacer(platform))
+        done = functools.partial(self._replied, reply, channel=channel, feature="faq", started=started)
         bill_to = Attribution(channel.platform, channel.workspace, channel.channel, command.user, "faq")
         await reply.start(placeholder=f"Writing an FAQ from the last {days} days of questions…")
         try:
@@ -129,18 +137,19 @@ class Assistant:
             )
         except FaqBusy as busy:
             refs = await reply.fail(str(busy))
-            return ReplyOutcome(refs, reply.text, ok=False)
+            return done(ReplyOutcome(refs, reply.text, ok=False))
         except LLMError as exc:
             refs = await reply.fail(f"{exc}. Run /faq again to retry.")
-            return ReplyOutcome(refs, reply.text, ok=False)
+            return done(ReplyOutcome(refs, reply.text, ok=False))
         except Exception:
             log.exception("faq failed in %s", channel.key)
             refs = await reply.fail("something went wrong on my side. Run /faq again to retry.")
-            return ReplyOutcome(refs, reply.text, ok=False)
+            return done(ReplyOutcome(refs, reply.text, ok=False))
         reply.set_status("")
         reply.append(result.to_text())
         await self._after_spend(channel, reply)
-        return ReplyOutcome(await reply.finish(), reply.text, ok=True)
+        refs = await reply.finish()
+        return done(ReplyOutcome(refs, reply.text, ok=True))
 
     # ---- /llmcost -------------------------------------------------------------------------------------
 
@@ -170,6 +179,8 @@ class Assistant:
         """Why a model-backed request must not run (spent budget, one person's hourly limit), or ""."""
         budget = await self._budget(channel)
         if budget.exhausted:
+            if self.metrics is not None:
+                self.metrics.refused(channel.platform, "budget")
             return budget.refusal()
         if self.is_admin(user):
             return ""
@@ -177,11 +188,27 @@ class Assistant:
         window = int(time.time() // 3600)
         key = f"rate:{channel.platform}:{channel.workspace}:{user}:{window}"
         if await self.store.kv.incr(key, ttl_s=3600) > limit:
+            if self.metrics is not None:
+                self.metrics.refused(channel.platform, "user_rate")
             return f"You have asked me {limit} times this hour, the most one person can. Please try again later."
         return ""
 
     async def _budget(self, channel: ChannelRef) -> BudgetState:
-        return await budget_state(self.store, channel, self.settings.budget_for(channel.channel))
+        state = await budget_state(self.store, channel, self.settings.budget_for(channel.channel))
+        if self.metrics is not None:
+            own = channel.channel in self.settings.channel_budgets_usd
+            self.metrics.observe_budget(channel, state, own_budget=own)
+        return state
+
+    def _replied(
+        self, reply: LiveReply, outcome: ReplyOutcome, *, channel: ChannelRef, feature: str, started: float
+    ) -> ReplyOutcome:
+        """Metrics of a finished live reply (time to first visible text, edits, 429s), then its outcome."""
+        if self.metrics is not None:
+            self.metrics.observe_reply(
+                reply.stats, platform=channel.platform, feature=feature, ok=outcome.ok, started_at=started
+            )
+        return outcome
 
     async def _after_spend(self, channel: ChannelRef, reply: LiveReply) -> None:
         try:

@@ -9,11 +9,17 @@ import logging
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bot.settings import Settings, SettingsError, load_settings
 from bot.stores.base import Store
 from bot.types import ChannelRef
+
+if TYPE_CHECKING:
+    from aiohttp import web
+
+    from bot.app import App
+    from bot.observability import Readiness
 
 log = logging.getLogger("supportbot")
 
@@ -26,6 +32,12 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--port", type=int, default=3000, help="Slack HTTP mode port (default 3000)")
     run.add_argument("--shard-ids", default=None, help="Discord shard ids this process runs, e.g. 0,1")
     run.add_argument("--shard-count", type=int, default=None, help="Discord total shard count")
+    run.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve /metrics, /healthz and /readyz on this port (default: SUPPORTBOT_METRICS_PORT, else off)",
+    )
     con = sub.add_parser("console", help="chat with the bot in this terminal")
     con.add_argument("--replay", metavar="FILE.jsonl", help="replay a transcript and exit when replies are final")
     con.add_argument("--show-edits", action="store_true", help="print every edit of every reply, timestamped")
@@ -48,10 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"supportbot: {exc}", file=sys.stderr)
         return 2
-    logging.basicConfig(
-        level=getattr(logging, settings.log_level.upper(), logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    from bot.observability import configure_logging
+
+    configure_logging(settings)
     commands: dict[str | None, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]] = {
         None: _run,
         "run": _run,
@@ -84,6 +95,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
     from bot.app import build_app
 
     app = await build_app(settings)
+    health = await _serve_health(app, getattr(args, "metrics_port", None))
     try:
         tasks = []
         if "slack" in platforms:
@@ -97,8 +109,28 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
             tasks.append(run_discord(app, shard_ids=shard_ids, shard_count=args.shard_count))
         await asyncio.gather(*tasks)
     finally:
+        if health is not None:
+            await health.cleanup()
         await app.close()
     return 0
+
+
+async def _serve_health(app: App, port: int | None) -> web.AppRunner | None:
+    """/metrics, /healthz and /readyz when --metrics-port or SUPPORTBOT_METRICS_PORT is set."""
+    from bot.observability import SecretRedactor, check_ready, configured_secrets, serve_health
+
+    port = port if port is not None else app.settings.metrics_port
+    if port is None:
+        return None
+    redactor = SecretRedactor(configured_secrets(app.settings))
+
+    async def ready() -> Readiness:
+        return await check_ready(store=app.store, settings=app.settings, redact=redactor.redact)
+
+    host = app.settings.metrics_host
+    runner = await serve_health(metrics=app.metrics, ready=ready, host=host, port=port)
+    log.info("metrics and health on %s:%d (/metrics, /healthz, /readyz)", host, port)
+    return runner
 
 
 async def _console(settings: Settings, args: argparse.Namespace) -> int:

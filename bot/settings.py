@@ -70,13 +70,24 @@ class Settings(BaseSettings):
     slack_app_token: SecretStr | None = _env("SLACK_APP_TOKEN", "slack_app_token")
     slack_api_url: str | None = _env("SLACK_API_URL", "slack_api_url")
     slack_native_streaming: bool = False
+    # Slack pacing (FACTS.md): restricted history tier for non-Marketplace apps, and the chat.update budget this
+    # installation's replicas share per workspace (Tier 3 is ~50/min; a little under it leaves room for others).
+    slack_history_per_minute: float = Field(default=1.0, gt=0)
+    slack_history_page_limit: int = Field(default=15, ge=1, le=1000)
+    slack_edits_per_minute: float = Field(default=45.0, gt=0)
+    slack_edit_burst: int = Field(default=4, ge=1)
+    slack_allow_bots: bool = False  # record and answer other bots' messages too
 
     # Discord
     discord_token: SecretStr | None = _env("DISCORD_TOKEN", "discord_token")
     discord_api_url: str | None = _env("DISCORD_API_URL", "discord_api_url")
     discord_gateway_url: str | None = _env("DISCORD_GATEWAY_URL", "discord_gateway_url")
 
+    # Operations
     log_level: str = "INFO"
+    log_format: Literal["text", "json"] = "text"  # json: one object per line, for log collectors
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)  # /metrics, /healthz, /readyz; None: off
+    metrics_host: str = "0.0.0.0"  # all interfaces: probes and Prometheus come from outside the container
 
     @classmethod
     def settings_customise_sources(
