@@ -512,3 +512,37 @@ async def test_kv_incr_counts_atomically_within_a_window(store: Store, other: St
     assert await store.kv.incr("rate:u2", ttl_s=0.05) == 1
     await asyncio.sleep(0.1)
     assert await store.kv.incr("rate:u2", ttl_s=0.05) == 1  # the window expired: a new one starts
+
+
+async def test_rate_budget_is_shared_and_refills(store: Store, other: Store) -> None:
+    # burst 3 at 60/min: three calls pass at once, from either replica; the fourth must wait about a second
+    waits = [await s.budgets.try_take("slack:T1", per_minute=60, burst=3) for s in (store, other, store)]
+    assert waits == [0.0, 0.0, 0.0]
+    wait = await other.budgets.try_take("slack:T1", per_minute=60, burst=3)
+    assert 0.5 < wait <= 1.0
+    assert await store.budgets.try_take("slack:T2", per_minute=60, burst=3) == 0.0  # scopes are separate
+    await asyncio.sleep(wait + 0.05)
+    assert await store.budgets.try_take("slack:T1", per_minute=60, burst=3) == 0.0
+
+
+async def test_rate_budget_pause_holds_every_replica(store: Store, other: Store) -> None:
+    assert await store.budgets.try_take("slack:T3", per_minute=600, burst=5) == 0.0
+    await other.budgets.pause("slack:T3", 0.3)
+    wait = await store.budgets.try_take("slack:T3", per_minute=600, burst=5)
+    assert 0.2 < wait <= 0.3
+    await asyncio.sleep(wait + 0.15)  # after the pause the bucket restarts empty, then refills (10/s)
+    assert await store.budgets.try_take("slack:T3", per_minute=600, burst=5) == 0.0
+
+
+async def test_live_replies_go_stale_when_their_heartbeat_stops(store: Store, other: Store) -> None:
+    await store.live.heartbeat("r1", '{"shown": "half a sum"}')
+    await store.live.heartbeat("r2", '{"shown": "other"}')
+    assert await other.live.stale(older_than_s=0.1) == []
+    await asyncio.sleep(0.2)
+    await store.live.heartbeat("r2", '{"shown": "other, longer"}')
+    assert await other.live.stale(older_than_s=0.1) == [("r1", '{"shown": "half a sum"}')]
+    await other.live.done("r1")
+    await store.live.done("missing")
+    assert await store.live.stale(older_than_s=0.0) in ([], [("r2", '{"shown": "other, longer"}')])
+    await store.live.done("r2")
+    assert await store.live.stale(older_than_s=0.0) == []

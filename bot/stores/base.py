@@ -115,6 +115,33 @@ class Locks(Protocol):
         ...
 
 
+class RateBudgets(Protocol):
+    """Token buckets shared by every replica: N replicas together stay within one platform budget."""
+
+    async def try_take(self, scope: str, *, per_minute: float, burst: int) -> float:
+        """Spend one call under ``scope`` if its bucket has one and return 0.0; otherwise spend nothing and return
+        the seconds until one will be there (call again then)."""
+        ...
+
+    async def pause(self, scope: str, seconds: float) -> None:
+        """The platform said 429: nobody spends under ``scope`` for ``seconds``, and the bucket restarts empty."""
+        ...
+
+
+class LiveReplies(Protocol):
+    """Replies being written, so one that a dead replica left half-done is found and finalised by another."""
+
+    async def heartbeat(self, reply_id: str, state: str) -> None:
+        """Record (or refresh) a reply in progress; ``state`` is opaque JSON (where it is, what it shows)."""
+        ...
+
+    async def done(self, reply_id: str) -> None: ...
+
+    async def stale(self, *, older_than_s: float, limit: int = 100) -> list[tuple[str, str]]:
+        """(reply_id, state) of replies whose last heartbeat is older than ``older_than_s``."""
+        ...
+
+
 class Store(Protocol):
     claims: EventClaims
     messages: MessageLog
@@ -122,6 +149,8 @@ class Store(Protocol):
     ledger: Ledger
     kv: KeyValue
     locks: Locks
+    budgets: RateBudgets
+    live: LiveReplies
 
     async def ping(self) -> None: ...
     async def close(self) -> None: ...

@@ -14,6 +14,8 @@ Key layout, all under a configurable prefix (default ``sb:``); ``ck`` is codec.c
     {ledger}:idx · {ledger}:idx:<ck>   sorted sets  id by at µs  records()
     {ledger}:agg:<day>          hash  "<cell JSON>|<metric>" -> integer (tokens, calls, pico-USD)   daily()
     {ledger}:days               sorted set  day by ordinal
+    budget:<scope>              hash tokens/updated/paused      rate budgets shared by replicas (redis_live.py)
+    live:state · live:beat      hash id -> JSON · zset by time  replies in progress, for finalising orphans
 
 A ledger write is one Lua script (atomic, and a no-op when the id is already stored), so the records and the
 aggregates always agree and a retried write never counts twice. The ``{ledger}`` hash tag keeps the script's keys
@@ -39,7 +41,18 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from bot.stores import codec
-from bot.stores.base import EventClaims, InquiryLog, KeyValue, Ledger, Locks, MessageLog, SpendRow
+from bot.stores.base import (
+    EventClaims,
+    InquiryLog,
+    KeyValue,
+    Ledger,
+    LiveReplies,
+    Locks,
+    MessageLog,
+    RateBudgets,
+    SpendRow,
+)
+from bot.stores.redis_live import RedisBudgets, RedisLiveReplies
 from bot.types import ChannelRef, ChatMessage, Inquiry, MessageRef
 from llm.types import LedgerRecord
 
@@ -478,6 +491,8 @@ class RedisStore:
         self.ledger: Ledger = self._ledger
         self.kv: KeyValue = RedisKeyValue(self._r, prefix)
         self.locks: Locks = RedisLocks(self._r, prefix)
+        self.budgets: RateBudgets = RedisBudgets(self._r, prefix)
+        self.live: LiveReplies = RedisLiveReplies(self._r, prefix)
 
     @property
     def pending_ledger_records(self) -> int:

@@ -18,8 +18,18 @@ from dataclasses import replace
 from datetime import date, datetime
 from typing import TypeVar
 
-from bot.stores import codec
-from bot.stores.base import EventClaims, InquiryLog, KeyValue, Ledger, Locks, MessageLog, SpendRow
+from bot.stores import codec, sqlite_live
+from bot.stores.base import (
+    EventClaims,
+    InquiryLog,
+    KeyValue,
+    Ledger,
+    LiveReplies,
+    Locks,
+    MessageLog,
+    RateBudgets,
+    SpendRow,
+)
 from bot.types import ChannelRef, ChatMessage, Inquiry, MessageRef
 from llm.types import LedgerRecord
 
@@ -85,7 +95,7 @@ class _Db:
             conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across app crashes
-            conn.executescript(SCHEMA)
+            conn.executescript(SCHEMA + sqlite_live.SCHEMA)
             self._conn = conn
         return self._conn
 
@@ -366,6 +376,8 @@ class SqliteStore:
         self.ledger: Ledger = SqliteLedger(self._db)
         self.kv: KeyValue = SqliteKeyValue(self._db)
         self.locks: Locks = SqliteLocks(self._db)
+        self.budgets: RateBudgets = sqlite_live.SqliteBudgets(self._db)
+        self.live: LiveReplies = sqlite_live.SqliteLiveReplies(self._db)
 
     async def open(self) -> SqliteStore:
         await self._db.open()
