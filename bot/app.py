@@ -28,6 +28,7 @@ class App:
 
 async def build_app(settings: Settings, *, store: Store | None = None, metrics: Metrics | None = None) -> App:
     store = store or await open_store(redis_url=settings.secret("redis_url"), sqlite_path=settings.db)
+    metrics = metrics or Metrics()
     router = create_router(
         openai_api_key=settings.secret("openai_api_key"),
         openai_base_url=settings.openai_base_url,
@@ -44,10 +45,8 @@ async def build_app(settings: Settings, *, store: Store | None = None, metrics: 
         ),
         max_retries=settings.max_retries,
         anthropic_cache_ttl=settings.anthropic_cache_ttl,
+        observers=[metrics.observe_call],
     )
-    metrics = metrics or Metrics()
-    # create_router takes no observers yet; the router calls every callable in this list with each ledger record.
-    router._observers.append(metrics.observe_call)
     metrics.watch_router(router)
     assistant = Assistant(settings=settings, store=store, llm=router, metrics=metrics)
     return App(settings, store, router, assistant, metrics)

@@ -6,18 +6,23 @@ latest text: versions produced while it waited are skipped, never queued. Pacing
 message by default; a shared one can hold a workspace- or replica-wide budget) and from 429s. Text that outgrows the
 platform's limit is frozen into finished messages by textsplit.StreamSplitter and continues in a new message in the
 same thread. All text goes through safety.defang_mass_mentions before it reaches the platform.
+
+Where the platform asks for it (PlatformLimits.first_post_grace_s), the first message waits a moment for the model's
+first text and is posted with it: no placeholder, and no edit spent replacing one. The placeholder still appears
+when the grace runs out first.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Protocol
+from typing import Protocol, cast
 
 from bot.ports import ChatPlatform
 from bot.safety import ZERO_WIDTH_SPACE, defang_mass_mentions, settled_length
@@ -51,7 +56,19 @@ UNEXPECTED_ERROR_PAUSE_S = 1.0
 
 class EditPacer(Protocol):
     """Decides when the next edit under ``key`` may go out. ``key`` is ``"{channel.key}/{message_id}"``, so a
-    shared implementation can budget per message, channel or workspace by prefix."""
+    shared implementation can budget per message, channel or workspace by prefix.
+
+    ``final`` says the edit carries the message's finished text (no in-progress marker; nothing will follow it but
+    retries), so a pacer can keep budget for finals or let them pass ahead. A pacer whose ``wait_turn`` takes no
+    ``final`` keyword is still accepted and called without it."""
+
+    async def wait_turn(self, key: str, *, final: bool = False) -> None: ...
+
+    async def penalize(self, key: str, retry_after_s: float) -> None: ...
+
+
+class EditPacerWithoutFinal(Protocol):
+    """An EditPacer written before ``final`` existed; LiveReply still takes it (and never passes ``final``)."""
 
     async def wait_turn(self, key: str) -> None: ...
 
@@ -90,7 +107,7 @@ class IntervalPacer:
             lane = self._lanes[key] = _Lane(next_at=float("-inf"), interval=self.min_interval_s)
         return lane
 
-    async def wait_turn(self, key: str) -> None:
+    async def wait_turn(self, key: str, *, final: bool = False) -> None:
         lane = self._lane(key)
         # Loop: a penalty can move next_at while we sleep.
         while (delay := lane.next_at - self._clock()) > 0:
@@ -110,11 +127,20 @@ class IntervalPacer:
         self._lanes.pop(key, None)
 
 
+def _takes_final(pacer: EditPacer | EditPacerWithoutFinal) -> bool:
+    """Whether ``pacer.wait_turn`` accepts ``final=`` (pacers written before it existed do not)."""
+    try:
+        params = inspect.signature(pacer.wait_turn).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return any(p.name == "final" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
+
+
 @dataclass
 class ReplyStats:
     """What the benches measure. Times are clock() values (monotonic seconds)."""
 
-    posted_at: float | None = None  # the placeholder (first message) landed
+    posted_at: float | None = None  # the first message (placeholder, or text after a grace) landed
     first_text_at: float | None = None  # the first post or edit that showed model text landed
     finished_at: float | None = None
     edits: int = 0  # successful edits
@@ -137,14 +163,15 @@ class _Message:
 class _Want:
     text: str  # what the message should show
     visible_end: int  # offset in the defanged text up to which model text is then visible
+    done: bool  # the message's finished text: only retries follow it
 
 
 class LiveReply:
-    """A reply that grows in place; ``async with`` posts the placeholder, then finishes or fails it.
+    """A reply that grows in place; ``async with`` starts it (see start()), then finishes or fails it.
 
     Example::
 
-        async with LiveReply(platform, channel, thread_id=thread) as reply:  # posts "…writing"
+        async with LiveReply(platform, channel, thread_id=thread) as reply:  # "…writing", or the grace begins
             async for chunk in llm.stream(...):
                 reply.append(chunk.text)
 
@@ -157,7 +184,7 @@ class LiveReply:
         channel: ChannelRef,
         *,
         thread_id: str | None = None,
-        pacer: EditPacer | None = None,
+        pacer: EditPacer | EditPacerWithoutFinal | None = None,
         marker: str = WRITING_MARKER,
         finish_deadline_s: float = FINISH_DEADLINE_S,
         clock: Callable[[], float] = time.monotonic,
@@ -173,9 +200,12 @@ class LiveReply:
         self._finish_deadline_s = finish_deadline_s
         self._clock, self._sleep = clock, sleep
         self._min_interval_s = limits.min_edit_interval_s
-        self._pacer: EditPacer = pacer or IntervalPacer(
+        self._pacer: EditPacer | EditPacerWithoutFinal = pacer or IntervalPacer(
             min_interval_s=limits.min_edit_interval_s, clock=clock, sleep=sleep
         )
+        self._pacer_takes_final = _takes_final(self._pacer)
+        self._grace_s = max(0.0, limits.first_post_grace_s)
+        self._started = False
         self._limit = limits.max_message_chars
         self._splitter = StreamSplitter(limit=self._limit)
         self._placeholder = DEFAULT_PLACEHOLDER
@@ -206,10 +236,19 @@ class LiveReply:
         return self._text
 
     async def start(self, placeholder: str = DEFAULT_PLACEHOLDER) -> MessageRef | None:
-        """Post the placeholder now and start the pump. Returns None if the channel is unreachable."""
-        if self._msgs or self._closing:
+        """Start the reply and return its first message, or None if the channel is unreachable.
+
+        Without a grace (PlatformLimits.first_post_grace_s == 0) the placeholder is posted before this returns.
+        With one, this returns None at once and the pump posts the first message: with the model's text as soon as
+        some arrives, with the placeholder when the grace runs out first, with the final text (or the error) when
+        the reply ends sooner."""
+        if self._started or self._msgs or self._closing:
             raise RuntimeError("LiveReply already started")
+        self._started = True
         self._placeholder = defang_mass_mentions(placeholder)
+        if self._grace_s > 0:
+            self._pump_task = asyncio.create_task(self._pump(grace_until=self._clock() + self._grace_s))
+            return None
         try:
             async with asyncio.timeout(self._finish_deadline_s):
                 while not self._msgs and not self._dead:
@@ -244,7 +283,7 @@ class LiveReply:
         return await self._close(error=reason)
 
     async def __aenter__(self) -> LiveReply:
-        if not self._msgs:
+        if not self._started:
             await self.start()
         return self
 
@@ -269,9 +308,9 @@ class LiveReply:
         offset = 0
         for part in self._splitter.parts:
             offset += len(part)
-            wants.append(_Want(part, offset))
+            wants.append(_Want(part, offset, done=True))
         if final:
-            return wants or [_Want(EMPTY_REPLY[: safe_prefix_len(EMPTY_REPLY, self._limit)], 0)]
+            return wants or [_Want(EMPTY_REPLY[: safe_prefix_len(EMPTY_REPLY, self._limit)], 0, done=True)]
         tail = self._splitter.tail(text)
         if wants and not tail:
             return wants
@@ -282,17 +321,35 @@ class LiveReply:
         shown = (
             body + self._marker if body else self._placeholder[: safe_prefix_len(self._placeholder, budget)]
         )
-        wants.append(_Want(shown + suffix, offset + len(body)))
+        wants.append(_Want(shown + suffix, offset + len(body), done=False))
         return wants
 
     # ---- the pump -----------------------------------------------------------------------------------------------
 
-    async def _pump(self) -> None:
+    async def _pump(self, *, grace_until: float | None = None) -> None:
+        if grace_until is not None:
+            await self._await_first_text(grace_until)
+            self._dirty.set()  # post now: the text, or the placeholder if the grace ran out
         while not self._closing:
             await self._dirty.wait()
             self._dirty.clear()
             while not self._closing and not self._dead and await self._guarded_step(final=False):
                 pass
+
+    async def _await_first_text(self, until: float) -> None:
+        """The grace: wait until model text can be shown (or the grace ends, or finish()/fail() takes over)."""
+        while not self._closing and not self._plan(final=False)[0].visible_end:
+            left = until - self._clock()
+            if left <= 0:
+                return
+            self._dirty.clear()
+            # The injected sleep, raced with new text, so tests with a fake clock pace the grace too.
+            waits = [asyncio.ensure_future(self._dirty.wait()), asyncio.ensure_future(self._sleep(left))]
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
 
     async def _guarded_step(self, *, final: bool) -> bool:
         try:
@@ -320,7 +377,7 @@ class LiveReply:
             if msg is None or msg.ref is None:
                 await self._post(i, want)
                 return True
-            await self._pace(msg, msg.ref)
+            await self._pace(msg, msg.ref, final=want.done)
             if self._closing and not final:
                 return False  # finish() took over while we waited
             wants = self._plan(final)  # the latest text wins over what was current before the wait
@@ -329,11 +386,14 @@ class LiveReply:
             return True
         return False
 
-    async def _pace(self, msg: _Message, ref: MessageRef) -> None:
+    async def _pace(self, msg: _Message, ref: MessageRef, *, final: bool) -> None:
         # The platform floor counts from the post too, not only from the previous edit.
         if (wait := msg.last_call_at + self._min_interval_s - self._clock()) > 0:
             await self._sleep(wait)
-        await self._pacer.wait_turn(self._key(ref))
+        if self._pacer_takes_final:
+            await cast(EditPacer, self._pacer).wait_turn(self._key(ref), final=final)
+        else:
+            await self._pacer.wait_turn(self._key(ref))
 
     @staticmethod
     def _key(ref: MessageRef) -> str:

@@ -42,7 +42,6 @@ from pydantic import SecretStr
 from bot.budgets import BudgetState
 from bot.live_reply import ReplyStats
 from bot.settings import Settings
-from bot.stores.base import Store
 from bot.types import ChannelRef
 from llm.types import LedgerRecord, Outcome
 
@@ -290,6 +289,10 @@ STORE_PING_TIMEOUT_S = 2.0
 NO_PROVIDER = "no model provider configured: set OPENAI_API_KEY or ANTHROPIC_API_KEY"
 
 
+class Pingable(Protocol):
+    async def ping(self) -> None: ...  # bot.stores.base.Store has it
+
+
 @dataclass(frozen=True, slots=True)
 class Readiness:
     ready: bool
@@ -297,7 +300,7 @@ class Readiness:
 
 
 async def check_ready(
-    *, store: Store, settings: Settings, redact: Callable[[str], str] = lambda s: s
+    *, store: Pingable, settings: Settings, redact: Callable[[str], str] = lambda s: s
 ) -> Readiness:
     """Ready when the store answers a ping and at least one model provider is configured."""
     reasons = []

@@ -71,6 +71,10 @@ class PlatformLimits:
     min_edit_interval_s: float  # pacing floor between edits of one message
     markup: str = "plain"  # plain, slack_mrkdwn, discord_markdown
     extra: dict[str, float] = field(default_factory=dict)
+    # How long a live reply may hold back its first message waiting for the model's first text, so that message
+    # carries text instead of a placeholder that costs an edit; 0 posts the placeholder at once. Only worth it where
+    # the platform shows the user the bot is working meanwhile (Discord's typing indicator).
+    first_post_grace_s: float = 0.0
 
 
 class PlatformRateLimited(Exception):

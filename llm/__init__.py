@@ -5,12 +5,14 @@ Only this package imports openai and anthropic. bot/ sees the ``ModelRouter`` (t
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from llm.models import PriceTable
 from llm.ports import LedgerSink, ResponseCache
 from llm.provider import DEFAULT_TIMEOUTS, Provider, Timeouts
 from llm.router import ModelRouter
 from llm.routes import Route
-from llm.types import Task
+from llm.types import LedgerRecord, Task
 
 
 def create_router(
@@ -26,6 +28,7 @@ def create_router(
     timeouts: Timeouts = DEFAULT_TIMEOUTS,
     max_retries: int = 2,
     anthropic_cache_ttl: str = "5m",
+    observers: list[Callable[[LedgerRecord], None]] | None = None,
 ) -> ModelRouter:
     providers: dict[str, Provider] = {}
     if openai_api_key:
@@ -51,6 +54,7 @@ def create_router(
         cache=cache,
         timeouts=timeouts,
         max_retries=max_retries,
+        observers=observers,
     )
 
 

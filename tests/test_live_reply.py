@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from bot.live_reply import (
+    DEFAULT_PLACEHOLDER,
     EMPTY_REPLY,
     FAILURE_PREFIX,
     GENERIC_FAILURE,
@@ -308,6 +311,131 @@ async def test_fake_fetch_thread_returns_seeded_messages_and_bot_posts() -> None
         await chat.fetch_thread(root)
 
 
+# ---- the first-post grace ---------------------------------------------------------------------------------------
+
+GRACE = PlatformLimits(max_message_chars=200, min_edit_interval_s=0.005, first_post_grace_s=0.05)
+LONG_GRACE = PlatformLimits(max_message_chars=200, min_edit_interval_s=0.005, first_post_grace_s=30.0)
+
+
+async def wait_for(predicate: Callable[[], bool]) -> None:
+    async with asyncio.timeout(10):
+        while not predicate():  # noqa: ASYNC110 - the fake's records change under us
+            await asyncio.sleep(0.002)
+
+
+async def test_with_a_grace_text_in_time_is_the_first_post_and_no_placeholder_is_shown() -> None:
+    chat = fake(limits=LONG_GRACE)
+    reply = LiveReply(chat, CHANNEL, thread_id="T1")
+    assert await reply.start() is None  # nothing posted yet: the grace runs
+    await asyncio.sleep(0.01)
+    assert chat.calls == []
+    reply.append("The thread")
+    await wait_for(lambda: bool(chat.calls))
+    first = chat.calls[0]
+    assert first.kind == "post" and first.text == "The thread" + WRITING_MARKER
+    await stream(reply, " asked how to reset a password. Decided: the admin console.")
+    await reply.finish()
+    [ref] = reply.refs
+    versions = chat.versions(ref)
+    assert DEFAULT_PLACEHOLDER not in versions and versions[0].startswith("The thread")
+    assert versions[-1] == "The thread asked how to reset a password. Decided: the admin console."
+    s = reply.stats
+    assert s.posted_at is not None and s.posted_at == s.first_text_at  # the first message carried text
+
+
+async def test_with_a_grace_late_text_gets_the_placeholder_when_the_grace_runs_out() -> None:
+    chat = fake(limits=GRACE)
+    reply = LiveReply(chat, CHANNEL)
+    started = time.monotonic()
+    await reply.start(placeholder="…thinking")
+    await wait_for(lambda: bool(chat.calls))
+    assert [(c.kind, c.text) for c in chat.calls] == [("post", "…thinking")]
+    assert chat.calls[0].at - started >= 0.05 * 0.9  # not before the grace (sleeps never end early)
+    reply.append("Late but here.")
+    await reply.finish()
+    assert chat.versions(reply.refs[0])[0] == "…thinking"
+    assert chat.text(reply.refs[0]) == "Late but here."
+    assert reply.stats.posted_at is not None and reply.stats.first_text_at is not None
+    assert reply.stats.posted_at < reply.stats.first_text_at
+
+
+async def test_with_a_grace_a_failure_before_any_text_posts_a_clear_error() -> None:
+    chat = fake(limits=LONG_GRACE)
+    reply = LiveReply(chat, CHANNEL)
+    await reply.start()
+    await reply.fail("the model provider is overloaded. Mention me again to retry.")
+    assert [(c.kind, c.text) for c in chat.calls] == [
+        ("post", FAILURE_PREFIX + "the model provider is overloaded. Mention me again to retry.")
+    ]
+    assert reply.stats.completed and reply.stats.posted_at is not None
+
+
+async def test_with_a_grace_a_reply_finished_early_is_posted_once_complete() -> None:
+    chat = fake(limits=LONG_GRACE)
+    async with LiveReply(chat, CHANNEL) as reply:
+        reply.append("A whole FAQ at once.")
+    assert [(c.kind, c.text) for c in chat.calls] == [("post", "A whole FAQ at once.")]
+    assert reply.stats.edits == 0
+
+
+async def test_with_a_grace_an_unreachable_channel_ends_the_reply_without_hanging() -> None:
+    chat = fake(limits=GRACE)
+    chat.remove_channel(CHANNEL)
+    reply = LiveReply(chat, CHANNEL)
+    await reply.start()
+    reply.append("nobody will see this")
+    assert await reply.finish() == [] and not reply.stats.completed
+
+
+class RecordingPacer:
+    def __init__(self) -> None:
+        self.turns: list[tuple[str, bool]] = []
+
+    async def wait_turn(self, key: str, *, final: bool = False) -> None:
+        self.turns.append((key, final))
+
+    async def penalize(self, key: str, retry_after_s: float) -> None:
+        pass
+
+
+class PacerWithoutFinal:
+    """An EditPacer written before ``final`` existed."""
+
+    def __init__(self) -> None:
+        self.turns = 0
+
+    async def wait_turn(self, key: str) -> None:
+        self.turns += 1
+
+    async def penalize(self, key: str, retry_after_s: float) -> None:
+        pass
+
+
+async def test_the_pacer_is_told_which_edits_carry_a_messages_finished_text() -> None:
+    limits = PlatformLimits(max_message_chars=60, min_edit_interval_s=0.001)
+    chat = fake(limits=limits)
+    pacer = RecordingPacer()
+    text = "".join(f"Paragraph {i} says something.\n\n" for i in range(6))
+    async with LiveReply(chat, CHANNEL, pacer=pacer) as reply:
+        await stream(reply, text, chunk=4)
+    assert "".join(chat.text(r) for r in reply.refs) == text and len(reply.refs) > 1
+    edits = [c for c in chat.calls if c.kind == "edit" and c.ok]
+    assert len(pacer.turns) == len(edits)  # one turn per edit (no 429s here)
+    for (key, final), edit in zip(pacer.turns, edits, strict=True):
+        assert key.endswith("/" + edit.ref.message_id) if edit.ref else False
+        assert final == (WRITING_MARKER not in edit.text)  # finished parts and the last edit are final
+    assert pacer.turns[-1][1] and not all(f for _, f in pacer.turns)
+
+
+async def test_a_pacer_without_the_final_keyword_still_works() -> None:
+    chat = fake()
+    pacer = PacerWithoutFinal()
+    async with LiveReply(chat, CHANNEL, pacer=pacer) as reply:
+        await stream(reply, "Older pacers keep working. " * 3)
+    assert chat.text(reply.refs[0]) == "Older pacers keep working. " * 3
+    assert pacer.turns == len(chat.edits())
+
+
 # ---- properties -------------------------------------------------------------------------------------------------
 
 
@@ -320,6 +448,7 @@ async def test_fake_fetch_thread_returns_seeded_messages_and_bot_posts() -> None
     latency=st.sampled_from([0.0, 0.001]),
     stricter=st.booleans(),
     failure=st.sampled_from([None, "the model provider is overloaded. Mention me again to retry."]),
+    grace=st.sampled_from([0.0, 0.0, 0.002]),
 )
 def test_under_random_chunking_and_faults_the_final_messages_are_the_text(
     data: st.DataObject,
@@ -329,13 +458,14 @@ def test_under_random_chunking_and_faults_the_final_messages_are_the_text(
     latency: float,
     stricter: bool,
     failure: str | None,
+    grace: float,
 ) -> None:
     chunks = data.draw(chunkings(text))
     pauses = data.draw(
         st.lists(st.sampled_from([0.0, 0.0, 0.001]), min_size=len(chunks), max_size=len(chunks))
     )
     chat = fake(
-        limits=PlatformLimits(max_message_chars=limit, min_edit_interval_s=0.001),
+        limits=PlatformLimits(max_message_chars=limit, min_edit_interval_s=0.001, first_post_grace_s=grace),
         rate_limit_every=every,
         retry_after_s=0.002,
         latency_s=latency,

@@ -9,7 +9,9 @@ version of each reply as Discord stored it, and each model piece as it left the 
 Each mention replies to a message of its own in one of the channels, so each summary covers a small reply chain
 of its own while all replies of a channel share the channel's edit bucket.
 
-Variants: ``ours`` is the adapter with LiveReply and its channel pacer. ``baseline`` swaps only the live reply for
+Variants: ``ours`` is the adapter with LiveReply and its channel pacer (the first message waits up to
+FIRST_POST_GRACE_S for the model's first text while the typing indicator shows, so ``to_placeholder_s`` is the
+first message, usually already carrying text). ``baseline`` swaps only the live reply for
 how llmcord streams (llmcord.py: ``EDIT_DELAY_SECONDS = 1`` and a module-global ``last_task_time``): it posts when
 the first text arrives, then on each chunk edits only if its previous edit finished and a second has passed since
 the last edit of *any* reply; the final edit is awaited. discord.py's bucket handling is underneath both.
@@ -28,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from adapters.discord_platform import DiscordPlatform
 from bot.live_reply import WRITING_MARKER, ReplyStats
 from bot.ports import ChatPlatform
 from bot.safety import defang_mass_mentions
@@ -369,6 +372,7 @@ def run(*, quick: bool) -> dict[str, Any]:
             "model_pieces_per_reply": len(split_pieces(model_text(words))),
             "discord_edit_bucket": f"{EDIT_BUCKET[0]} per {EDIT_BUCKET[1]:g} s per channel",
             "baseline": "llmcord: edit at most once per second per reply, one global last-edit time",
+            "ours_first_post_grace_s": DiscordPlatform.limits.first_post_grace_s,
             "quick": quick,
         },
         "runs": {},
