@@ -29,8 +29,10 @@ from llm.types import Attribution, Request, Task
 
 BATCH_TOKENS = 6_000  # questions per classification call, by tokens …
 BATCH_MAX = 200  # … and by count: the answer must list every number
-MAX_CATEGORIES = 100  # categories written per run; smaller ones beyond it are listed as "also asked"
-QUESTIONS_SHOWN = 25  # most-asked distinct questions shown to the writer per category
+# An FAQ is read by people: past a few dozen entries nobody reads on, and each entry is the strong model's output,
+# the bulk of a run's cost. Entries go to the most-asked categories first; the rest are listed as "also asked".
+MAX_ENTRIES = 40
+QUESTIONS_PER_ENTRY = 8  # most-asked distinct questions shown to the writer per entry it is asked to write
 PACK_TOKENS = 3_000  # question text per writing call (several small categories share one call) …
 PACK_MAX = 6  # … and categories per writing call
 PARALLEL_CALLS = 4
@@ -44,6 +46,19 @@ def entries_for(count: int) -> int:
     """FAQ entries a category deserves by how often it was asked: a question asked twice is not a FAQ topic
     worth three entries."""
     return 3 if count >= 15 else 2 if count >= 5 else 1
+
+
+def plan_entries(counts: list[int], max_entries: int) -> list[int]:
+    """Entries per category (``counts`` most asked first) within ``max_entries``, breadth first: one entry for as
+    many categories as the budget allows, then a second and third for those asked often enough to deserve them."""
+    plan = [0] * len(counts)
+    left = max_entries
+    for round_ in (1, 2, 3):
+        for i, count in enumerate(counts):
+            if left and entries_for(count) >= round_ and plan[i] == round_ - 1:
+                plan[i] += 1
+                left -= 1
+    return plan
 
 
 class Group(BaseModel):
@@ -83,7 +98,7 @@ class FaqResult:
     inquiries: int
     unique: int
     categories: int  # categories written
-    also_asked: list[tuple[str, int]]  # categories beyond MAX_CATEGORIES, with their counts
+    also_asked: list[tuple[str, int]]  # categories beyond the entry budget, with their counts
     made_at: str
 
     def to_text(self) -> str:
@@ -136,9 +151,10 @@ def batches(items: list[tuple[int, str]], *, max_tokens: int, max_items: int) ->
 
 
 class FaqWriter:
-    def __init__(self, *, llm: ModelRouter, store: Store) -> None:
+    def __init__(self, *, llm: ModelRouter, store: Store, max_entries: int = MAX_ENTRIES) -> None:
         self._llm = llm
         self._store = store
+        self._max_entries = max_entries
 
     async def run(
         self, channel: ChannelRef, *, days: int, bill_to: Attribution, progress: Callable[[str], None]
@@ -164,7 +180,9 @@ class FaqWriter:
         if not reps:
             return FaqResult([], 0, 0, 0, [], now)
         categories = await self._sort(reps, sizes, bill_to, progress, total=len(inquiries))
-        written, rest = categories[:MAX_CATEGORIES], categories[MAX_CATEGORIES:]
+        plan = plan_entries([c.count for c in categories], self._max_entries)
+        written = [(c, n) for c, n in zip(categories, plan, strict=True) if n]
+        rest = [c for c, n in zip(categories, plan, strict=True) if not n]
         progress(f"sorted {len(inquiries):,} questions into {len(categories)} categories; writing the FAQ…")
         faqs = await self._write(written, categories, bill_to, progress)
         return FaqResult(faqs, len(inquiries), len(reps), len(written), [(c.name, c.count) for c in rest], now)
@@ -222,33 +240,33 @@ class FaqWriter:
 
     async def _write(
         self,
-        written: list[_Category],
+        written: list[tuple[_Category, int]],
         everything: list[_Category],
         bill_to: Attribution,
         progress: Callable[[str], None],
     ) -> list[Faq]:
         system = prompts.faq_context([(c.name, c.count) for c in everything])
-        packs: list[list[_Category]] = []
+        packs: list[list[tuple[_Category, int]]] = []
         used = 0
-        for cat in written:
-            cost = sum(count_tokens(t) + 6 for t, _ in cat.questions[:QUESTIONS_SHOWN])
+        for cat, n in written:
+            cost = sum(count_tokens(t) + 6 for t, _ in cat.questions[: QUESTIONS_PER_ENTRY * n])
             if packs and used + cost <= PACK_TOKENS and len(packs[-1]) < PACK_MAX:
-                packs[-1].append(cat)
+                packs[-1].append((cat, n))
                 used += cost
             else:
-                packs.append([cat])
+                packs.append([(cat, n)])
                 used = cost
         done = 0
         gate = asyncio.Semaphore(PARALLEL_CALLS)
 
-        async def write(pack: list[_Category]) -> list[Faq]:
+        async def write(pack: list[tuple[_Category, int]]) -> list[Faq]:
             nonlocal done
             sections = []
-            for cat in pack:
-                shown = "\n".join(f"- ({n}×) {t}" for t, n in cat.questions[:QUESTIONS_SHOWN])
+            for cat, n in pack:
+                shown = "\n".join(f"- ({k}×) {t}" for t, k in cat.questions[: QUESTIONS_PER_ENTRY * n])
                 sections.append(
-                    f"Category: {cat.name} — asked {cat.count} times — write {entries_for(cat.count)} "
-                    f"entr{'y' if entries_for(cat.count) == 1 else 'ies'}\n{shown}"
+                    f"Category: {cat.name} — asked {cat.count} times — write {n} entr{'y' if n == 1 else 'ies'}\n"
+                    f"{shown}"
                 )
             request = Request.of(
                 system, prompts.transcript(["\n\n".join(sections)]), prompt_version=prompts.FAQ_VERSION
@@ -257,7 +275,7 @@ class FaqWriter:
                 answer = await self._llm.structured(Task.FAQ, request, Entries, bill_to=bill_to)
             done += len(pack)
             progress(f"wrote FAQ entries for {done} of {len(written)} categories…")
-            names = {c.name.lower(): c for c in pack}
+            names = {c.name.lower(): c for c, _ in pack}
             faqs = []
             for e in answer.entries:
                 found = names.get(e.category.strip().lower())
