@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -15,6 +16,7 @@ from datetime import datetime
 
 from bot import prompts
 from bot.ports import ChatPlatform
+from bot.stores import StoreUnavailable
 from bot.stores.base import Store
 from bot.types import ChatMessage, Mention
 from llm.router import ModelRouter
@@ -24,6 +26,7 @@ from llm.types import Attribution, Request, Task
 RECENT_LIMIT = 200  # outside a thread: the last messages of the channel
 STATE_TTL_S = 14 * 24 * 3600  # how long the last summary of a thread is kept for incremental updates
 PARALLEL_PARTS = 4  # part summaries in flight at once for a long thread
+log = logging.getLogger(__name__)
 _FRESH = re.compile(r"\b(fresh|again|full|from scratch|restart)\b", re.IGNORECASE)
 
 
@@ -109,6 +112,17 @@ class ThreadSummarizer:
 
     async def gather(self, mention: Mention, platform: ChatPlatform) -> tuple[list[ChatMessage], str]:
         ref = mention.message.ref
+        try:
+            messages, scope = await self._gather_from_log(mention, platform)
+        except StoreUnavailable as exc:
+            # The shared store is down: the platform still has the conversation (slower, but the reply comes).
+            log.warning("summary in %s reads from the platform: %s", ref.channel.key, exc)
+            messages, scope = await platform.fetch_thread(ref), "thread" if ref.thread_id else "channel"
+        # The bot's own replies (earlier summaries) are not part of the conversation.
+        return [m for m in messages if not m.is_bot], scope
+
+    async def _gather_from_log(self, mention: Mention, platform: ChatPlatform) -> tuple[list[ChatMessage], str]:
+        ref = mention.message.ref
         if ref.thread_id:
             messages = await self._store.messages.thread(ref.channel, ref.thread_id)
             if not any(m.ref.message_id == ref.thread_id for m in messages):
@@ -123,8 +137,7 @@ class ThreadSummarizer:
         else:
             messages = await self._store.messages.recent(ref.channel, limit=RECENT_LIMIT)
             scope = "channel"
-        # The bot's own replies (earlier summaries) are not part of the conversation.
-        return [m for m in messages if not m.is_bot], scope
+        return messages, scope
 
     async def summarize(
         self,

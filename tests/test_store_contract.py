@@ -15,12 +15,13 @@ import pytest
 
 from bot.stores import open_store
 from bot.stores.base import SpendRow, Store
-from bot.stores.redis import RedisStore
+from bot.stores.redis import UNREACHABLE, RedisStore
+from bot.stores.resilient import ResilientStore
 from bot.stores.sqlite import SqliteStore
 from bot.types import ChannelRef, ChatMessage, Inquiry, MessageRef
 from llm.types import LedgerRecord, Outcome, Usage
 
-ENGINES = ["sqlite", "redis"]
+ENGINES = ["sqlite", "redis", "redis-resilient"]  # the last: Redis as open_store serves it
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 GENERAL = ChannelRef("slack", "T1", "C-general")
 HELP = ChannelRef("slack", "T1", "C-help")
@@ -37,7 +38,13 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
         return lambda: SqliteStore(str(tmp_path / "store.db")).open()
     url = request.getfixturevalue("redis_url")
     prefix = request.getfixturevalue("redis_prefix")
-    return lambda: RedisStore(url, prefix=prefix).open()
+    if request.param == "redis":
+        return lambda: RedisStore(url, prefix=prefix).open()
+
+    async def resilient() -> ResilientStore:
+        return ResilientStore(await RedisStore(url, prefix=prefix).open(), unreachable=UNREACHABLE)
+
+    return resilient
 
 
 @pytest.fixture
@@ -499,7 +506,9 @@ async def test_open_store_picks_redis_when_a_url_is_given(tmp_path: Path, redis_
     sqlite = await open_store(redis_url=None, sqlite_path=str(tmp_path / "a.db"))
     redis = await open_store(redis_url=redis_url, sqlite_path=str(tmp_path / "b.db"))
     try:
-        assert isinstance(sqlite, SqliteStore) and isinstance(redis, RedisStore)
+        # Redis comes wrapped, so a dead Redis degrades the bot instead of stopping it (bot/stores/resilient.py).
+        assert isinstance(sqlite, SqliteStore)
+        assert isinstance(redis, ResilientStore) and isinstance(redis.inner, RedisStore)
         await redis.ping()
     finally:
         await sqlite.close()
