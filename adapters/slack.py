@@ -12,6 +12,7 @@ Runs in Socket Mode when SLACK_APP_TOKEN is set, else serves Slack's HTTP reques
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from datetime import UTC, datetime
@@ -25,12 +26,14 @@ from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack_pacing import POST_PER_CHANNEL_BURST, POST_PER_CHANNEL_PER_MINUTE, StoreBudget
 from adapters.slack_platform import (
     SlackPlatform,
     readable,
 )
 from adapters.slack_render import escape, spend_blocks
 from bot.app import App
+from bot.observability import request_context
 from bot.summarize import wants_fresh
 from bot.types import ChannelRef, ChatMessage, Command, Mention, MessageRef
 
@@ -109,6 +112,19 @@ class SlackAdapter:
         self.allow_bots = settings.slack_allow_bots if allow_bots is None else allow_bots
         self._platforms: dict[str, SlackPlatform] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        # Slack's limits are per workspace (and per channel for posts), not per process: the buckets live in the
+        # store, so N replicas on one Redis together stay within one workspace's tier. On SQLite they serve one
+        # process (or several on one host) the same way.
+        budgets = app.store.budgets
+        self._edit_budget = StoreBudget(
+            budgets, name="chat.update", per_minute=self._edits_per_minute, burst=self._edit_burst
+        )
+        self._post_budget = StoreBudget(
+            budgets, name="chat.postMessage", per_minute=POST_PER_CHANNEL_PER_MINUTE, burst=POST_PER_CHANNEL_BURST
+        )
+        self._history_budget = StoreBudget(
+            budgets, name="conversations.replies", per_minute=self._history_per_minute, burst=1
+        )
         self.identity = BotIdentity(self.client)
         self.bolt = AsyncApp(
             client=self.client,
@@ -122,6 +138,8 @@ class SlackAdapter:
             process_before_response=True,
         )
         self._register()
+        if app.janitor is not None:
+            app.janitor.serve("slack", self.platform)
 
     # ---- platforms per workspace ----------------------------------------------------------------------------
 
@@ -133,9 +151,9 @@ class SlackAdapter:
                 team_id=team_id,
                 log_store=self.app.store.messages,
                 native_streaming=self.app.settings.slack_native_streaming,
-                edits_per_minute=self._edits_per_minute,
-                edit_burst=self._edit_burst,
-                history_per_minute=self._history_per_minute,
+                edit_budget=self._edit_budget,
+                post_budget=self._post_budget,
+                history_budget=self._history_budget,
                 history_page_limit=self._history_page_limit,
             )
         return found
@@ -180,11 +198,12 @@ class SlackAdapter:
                 log.exception("could not tell the user about the failure")
 
     async def _on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
-        if not await self._claim(body):
-            log.info("duplicate delivery of %s ignored", body.get("event_id"))
-            return
-        team = _team(body, event)
-        self._spawn(self._mentioned(team, event), name=f"summary-{event.get('ts')}")
+        with _context(body):
+            if not await self._claim(body):
+                log.info("duplicate delivery of %s ignored", body.get("event_id"))
+                return
+            team = _team(body, event)
+            self._spawn(self._mentioned(team, event), name=f"summary-{event.get('ts')}")
 
     async def _mentioned(self, team: str, event: dict[str, Any]) -> None:
         channel = ChannelRef("slack", team, str(event["channel"]))
@@ -221,7 +240,8 @@ class SlackAdapter:
 
     async def _on_message(self, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext) -> None:
         ours = {str(x) for x in (context.bot_user_id, context.bot_id) if x}
-        self._spawn(self._message(body, event, ours, context.bot_user_id), name=f"message-{event.get('ts')}")
+        with _context(body):
+            self._spawn(self._message(body, event, ours, context.bot_user_id), name=f"message-{event.get('ts')}")
 
     async def _message(self, body: dict[str, Any], event: dict[str, Any], ours: set[str], bot_user: str | None) -> None:
         team = _team(body, event)
@@ -261,7 +281,8 @@ class SlackAdapter:
     async def _on_faq(self, ack: Callable[..., Awaitable[Any]], command: dict[str, Any], respond: Any) -> None:
         await ack()
         cmd = self._command(command, "faq")
-        self._spawn(self._faq(cmd, respond), name=f"faq-{cmd.channel.channel}")
+        with request_context(platform="slack", command="/faq"):
+            self._spawn(self._faq(cmd, respond), name=f"faq-{cmd.channel.channel}")
 
     async def _faq(self, cmd: Command, respond: Any) -> None:
         try:
@@ -274,7 +295,8 @@ class SlackAdapter:
 
     async def _on_llmcost(self, ack: Callable[..., Awaitable[Any]], command: dict[str, Any], respond: Any) -> None:
         await ack()
-        self._spawn(self._llmcost(self._command(command, "llmcost"), respond), name="llmcost")
+        with request_context(platform="slack", command="/llmcost"):
+            self._spawn(self._llmcost(self._command(command, "llmcost"), respond), name="llmcost")
 
     async def _llmcost(self, cmd: Command, respond: Any) -> None:
         try:
@@ -294,6 +316,10 @@ class SlackAdapter:
 
     async def _on_shortcut(self, ack: Callable[..., Awaitable[Any]], body: dict[str, Any], respond: Any) -> None:
         await ack()
+        with request_context(platform="slack", shortcut=SHORTCUT_CALLBACK_ID):
+            await self._shortcut(body)
+
+    async def _shortcut(self, body: dict[str, Any]) -> None:
         team = str((body.get("team") or {}).get("id") or body.get("team_id") or "")
         channel = ChannelRef("slack", team, str((body.get("channel") or {}).get("id", "")))
         msg = body.get("message") or {}
@@ -337,17 +363,36 @@ class SlackAdapter:
     async def close(self) -> None:
         await self.idle()
 
+    async def drain(self, *, grace_s: float) -> int:
+        """Let the work in flight finish for up to ``grace_s``, then cancel the rest; returns how many were cut
+        off. A cut-off reply stays in the store's registry, so another replica's janitor finalises it."""
+        try:
+            async with asyncio.timeout(grace_s):
+                await self.idle()
+            return 0
+        except TimeoutError:
+            left = list(self._tasks)
+            for task in left:
+                task.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
+            log.warning("slack: %d piece(s) of work unfinished after %.0fs; left to another replica", len(left), grace_s)
+            return len(left)
 
-async def run_slack(app: App, *, port: int, host: str = "0.0.0.0") -> None:
-    """`supportbot run --platform slack`: Socket Mode with SLACK_APP_TOKEN, else HTTP on ``port``."""
+
+async def run_slack(app: App, *, port: int, host: str = "0.0.0.0", stop: asyncio.Event | None = None) -> None:
+    """`supportbot run --platform slack`: Socket Mode with SLACK_APP_TOKEN, else HTTP on ``port``. Until ``stop``
+    (SIGTERM): then no new events are taken (the listener closes; the load balancer sends them elsewhere, and Slack
+    retries what got no answer), and replies in flight get settings.shutdown_grace_s to finish."""
     adapter = SlackAdapter(app)
+    stop = stop or asyncio.Event()
     app_token = app.settings.secret("slack_app_token")
     try:
         if app_token:
             handler = AsyncSocketModeHandler(adapter.bolt, app_token=app_token)
             log.info("slack: Socket Mode")
             try:
-                await handler.start_async()
+                await handler.connect_async()
+                await stop.wait()
             finally:
                 await handler.close_async()
         else:
@@ -357,11 +402,16 @@ async def run_slack(app: App, *, port: int, host: str = "0.0.0.0") -> None:
             runner = await adapter.serve_http(host=host, port=port)
             log.info("slack: serving %s on %s:%d", EVENTS_PATH, host, port)
             try:
-                await asyncio.Event().wait()
+                await stop.wait()
             finally:
                 await runner.cleanup()
     finally:
-        await adapter.close()
+        await adapter.drain(grace_s=app.settings.shutdown_grace_s)
+
+
+def _context(body: dict[str, Any]) -> contextlib.AbstractContextManager[object]:
+    """One request id from the event to the reply's final edit (tasks spawned inside inherit it)."""
+    return request_context(platform="slack", event_id=str(body.get("event_id") or ""))
 
 
 def _team(body: dict[str, Any], event: dict[str, Any]) -> str:

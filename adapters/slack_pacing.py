@@ -3,8 +3,8 @@
 Slack limits are per method and per workspace (https://docs.slack.dev/apis/web-api/rate-limits, FACTS.md):
 every live reply in a workspace draws ``chat.update`` from one Tier 3 budget, so the budget must be shared by all
 of them — and, once the bot runs as several replicas, by all replicas. ``WorkspaceBudget`` is the seam for that:
-``InMemoryBudget`` serves one process; a Redis-backed budget (same protocol, a Lua token bucket keyed by workspace)
-can replace it without touching the live-reply engine.
+``InMemoryBudget`` serves one process; ``StoreBudget`` puts the bucket in the store (``Store.budgets``: a Lua token
+bucket on Redis, a row on SQLite), so N replicas together spend one workspace's budget.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Protocol
+
+from bot.stores.base import RateBudgets
 
 # chat.update is Tier 3: "50+ per minute" per workspace (https://docs.slack.dev/reference/methods/chat.update).
 # The bot aims a little under it so a clock skew or another tool of the same app does not tip it over.
@@ -107,6 +109,72 @@ class InMemoryBudget:
         # Whatever Slack counted that we did not: start from empty after the pause, not from a burst.
         bucket.tokens = min(bucket.tokens, 0.0)
         bucket.updated = max(bucket.updated, bucket.paused_until)
+
+
+class _Line:
+    """Callers waiting for one scope, first come first served: only the head asks for a token."""
+
+    def __init__(self) -> None:
+        self.waiting: deque[asyncio.Event] = deque()
+
+    def enter(self) -> asyncio.Event:
+        turn = asyncio.Event()
+        self.waiting.append(turn)
+        if self.waiting[0] is turn:
+            turn.set()
+        return turn
+
+    def leave(self, turn: asyncio.Event) -> None:
+        """Done, or gave up (cancelled) while queued: either way the line closes up behind us."""
+        head = bool(self.waiting) and self.waiting[0] is turn
+        if turn in self.waiting:
+            self.waiting.remove(turn)
+        if head and self.waiting:
+            self.waiting[0].set()
+
+
+class StoreBudget:
+    """A WorkspaceBudget whose bucket lives in the store, shared by every replica (``RateBudgets``).
+
+    Within one process callers still queue first come first served and only the head of the line asks the store,
+    so a thousand waiting replies cost one store call per token, not a thousand polls. Across replicas the heads
+    compete for the shared bucket; a 429 anywhere pauses the scope for everyone."""
+
+    def __init__(
+        self,
+        budgets: RateBudgets,
+        *,
+        name: str,
+        per_minute: float,
+        burst: int,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        if per_minute <= 0 or burst < 1:
+            raise ValueError("per_minute must be > 0 and burst >= 1")
+        self._budgets = budgets
+        self._name = name  # the Slack method the budget is for: buckets of different methods never mix
+        self.per_minute, self.burst = per_minute, burst
+        self._sleep = sleep
+        self._lines: dict[str, _Line] = {}
+
+    def _scope(self, scope: str) -> str:
+        return f"{scope}:{self._name}"
+
+    async def take(self, scope: str) -> None:
+        line = self._lines.setdefault(scope, _Line())
+        turn = line.enter()
+        try:
+            await turn.wait()
+            per_minute, burst = self.per_minute, self.burst
+            while (wait := await self._budgets.try_take(self._scope(scope), per_minute=per_minute, burst=burst)) > 0:
+                await self._sleep(wait)
+        finally:
+            line.leave(turn)
+            if not line.waiting:
+                self._lines.pop(scope, None)
+
+    async def pause(self, scope: str, seconds: float) -> None:
+        await self._budgets.pause(self._scope(scope), seconds)
 
 
 def workspace_of(key: str) -> str:

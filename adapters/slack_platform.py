@@ -143,6 +143,8 @@ class SlackPlatform:
         log_store: MessageLog | None = None,
         native_streaming: bool = False,
         edit_budget: WorkspaceBudget | None = None,
+        post_budget: WorkspaceBudget | None = None,
+        history_budget: WorkspaceBudget | None = None,
         edits_per_minute: float = CHAT_UPDATE_PER_MINUTE,
         edit_burst: int = CHAT_UPDATE_BURST,
         history_per_minute: float = HISTORY_PER_MINUTE,
@@ -166,9 +168,12 @@ class SlackPlatform:
         )
         self.native_streaming = native_streaming
         self._log = log_store
-        self._history = InMemoryBudget(per_minute=history_per_minute, burst=1, clock=clock)
+        # Shared budgets (StoreBudget) when several replicas serve the workspace; this process's own otherwise.
+        self._history = history_budget or InMemoryBudget(per_minute=history_per_minute, burst=1, clock=clock)
         self._history_page_limit = history_page_limit
-        self._posts = InMemoryBudget(per_minute=posts_per_minute, burst=POST_PER_CHANNEL_BURST, clock=clock)
+        self._posts = post_budget or InMemoryBudget(
+            per_minute=posts_per_minute, burst=POST_PER_CHANNEL_BURST, clock=clock
+        )
         self._on_progress = on_progress
         self._clock = clock
         self._names: dict[str, tuple[str, float]] = {}

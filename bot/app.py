@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from bot.assistant import Assistant
 from bot.observability import Metrics
+from bot.orphans import OrphanJanitor
 from bot.settings import Settings
 from bot.stores import open_store
 from bot.stores.base import Store
@@ -20,10 +24,51 @@ class App:
     llm: ModelRouter
     assistant: Assistant
     metrics: Metrics = field(default_factory=Metrics)
+    janitor: OrphanJanitor | None = None  # adapters register their platforms with it (see bot/orphans.py)
+
+    def __post_init__(self) -> None:
+        if self.janitor is None:
+            self.janitor = OrphanJanitor(store=self.store, after_s=self.settings.orphan_after_s)
+
+    async def maintain(self, stop: asyncio.Event) -> None:
+        """The background upkeep of `supportbot run`, until ``stop``: finalise replies that dead replicas left
+        half-done (at once — this may be a restart after a crash — then every orphan_sweep_s), and erase messages
+        past retention_days every purge_every_s (one replica per period: the others find the lock taken)."""
+        assert self.janitor is not None
+        s = self.settings
+
+        async def purge() -> None:
+            if await self.store.locks.acquire("retention-purge", ttl_s=s.purge_every_s * PURGE_LOCK_SHARE):
+                erased = await self.assistant.purge_expired()
+                log.info("retention: erased %d message(s) and question(s) older than %d days", erased, s.retention_days)
+
+        await asyncio.gather(
+            _every(s.orphan_sweep_s, self.janitor.sweep, stop, name="orphan sweep"),
+            _every(s.purge_every_s, purge, stop, name="retention purge"),
+        )
 
     async def close(self) -> None:
         await self.llm.close()
         await self.store.close()
+
+
+log = logging.getLogger(__name__)
+# The purge lock lapses a little before the next period, so a replica's slightly early timer still finds it free.
+PURGE_LOCK_SHARE = 0.9
+
+
+async def _every(
+    period_s: float, job: Callable[[], Awaitable[object]], stop: asyncio.Event, *, name: str
+) -> None:
+    while not stop.is_set():
+        try:
+            await job()
+        except Exception:  # upkeep must outlive a store or platform hiccup; the next round tries again
+            log.exception("%s failed", name)
+        try:
+            await asyncio.wait_for(stop.wait(), period_s)
+        except TimeoutError:
+            pass
 
 
 async def build_app(settings: Settings, *, store: Store | None = None, metrics: Metrics | None = None) -> App:

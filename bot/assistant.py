@@ -6,6 +6,7 @@ spend, budgets, inquiries) and this class wires them to the live reply, budgets,
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import time
@@ -17,6 +18,7 @@ from bot.faq import FaqBusy, FaqResult, FaqWriter
 from bot.inquiries import is_inquiry, to_inquiry
 from bot.live_reply import EditPacer, LiveReply
 from bot.observability import Metrics
+from bot.orphans import registered
 from bot.ports import ChatPlatform
 from bot.safety import defang_mass_mentions
 from bot.settings import Settings
@@ -100,20 +102,21 @@ class Assistant:
         reply = LiveReply(platform, channel, thread_id=reply_thread, pacer=_pacer(platform))
         done = functools.partial(self._replied, reply, channel=channel, feature="summary", started=started)
         await reply.start()
-        try:
-            result = await self.summarizer.summarize(
-                mention, platform, bill_to=bill_to, on_text=reply.append, on_status=reply.set_status
-            )
-        except LLMError as exc:
-            refs = await reply.fail(f"{exc}. Mention me again to retry.")
-            return done(ReplyOutcome(refs, reply.text, ok=False))
-        except Exception:
-            log.exception("summary failed in %s", channel.key)
-            refs = await reply.fail("something went wrong on my side. Mention me again to retry.")
-            return done(ReplyOutcome(refs, reply.text, ok=False))
-        await self._after_spend(channel, reply)
-        refs = await reply.finish()
-        return done(ReplyOutcome(refs, reply.text, ok=True, summary=result))
+        async with self._registered(reply, channel, thread_id=reply_thread):
+            try:
+                result = await self.summarizer.summarize(
+                    mention, platform, bill_to=bill_to, on_text=reply.append, on_status=reply.set_status
+                )
+            except LLMError as exc:
+                refs = await reply.fail(f"{exc}. Mention me again to retry.")
+                return done(ReplyOutcome(refs, reply.text, ok=False))
+            except Exception:
+                log.exception("summary failed in %s", channel.key)
+                refs = await reply.fail("something went wrong on my side. Mention me again to retry.")
+                return done(ReplyOutcome(refs, reply.text, ok=False))
+            await self._after_spend(channel, reply)
+            refs = await reply.finish()
+            return done(ReplyOutcome(refs, reply.text, ok=True, summary=result))
 
     # ---- /faq -----------------------------------------------------------------------------------------
 
@@ -131,25 +134,26 @@ class Assistant:
         done = functools.partial(self._replied, reply, channel=channel, feature="faq", started=started)
         bill_to = Attribution(channel.platform, channel.workspace, channel.channel, command.user, "faq")
         await reply.start(placeholder=f"Writing an FAQ from the last {days} days of questions…")
-        try:
-            result: FaqResult = await self.faq_writer.run(
-                channel, days=days, bill_to=bill_to, progress=reply.set_status
-            )
-        except FaqBusy as busy:
-            refs = await reply.fail(str(busy))
-            return done(ReplyOutcome(refs, reply.text, ok=False))
-        except LLMError as exc:
-            refs = await reply.fail(f"{exc}. Run /faq again to retry.")
-            return done(ReplyOutcome(refs, reply.text, ok=False))
-        except Exception:
-            log.exception("faq failed in %s", channel.key)
-            refs = await reply.fail("something went wrong on my side. Run /faq again to retry.")
-            return done(ReplyOutcome(refs, reply.text, ok=False))
-        reply.set_status("")
-        reply.append(result.to_text())
-        await self._after_spend(channel, reply)
-        refs = await reply.finish()
-        return done(ReplyOutcome(refs, reply.text, ok=True))
+        async with self._registered(reply, channel, thread_id=None):
+            try:
+                result: FaqResult = await self.faq_writer.run(
+                    channel, days=days, bill_to=bill_to, progress=reply.set_status
+                )
+            except FaqBusy as busy:
+                refs = await reply.fail(str(busy))
+                return done(ReplyOutcome(refs, reply.text, ok=False))
+            except LLMError as exc:
+                refs = await reply.fail(f"{exc}. Run /faq again to retry.")
+                return done(ReplyOutcome(refs, reply.text, ok=False))
+            except Exception:
+                log.exception("faq failed in %s", channel.key)
+                refs = await reply.fail("something went wrong on my side. Run /faq again to retry.")
+                return done(ReplyOutcome(refs, reply.text, ok=False))
+            reply.set_status("")
+            reply.append(result.to_text())
+            await self._after_spend(channel, reply)
+            refs = await reply.finish()
+            return done(ReplyOutcome(refs, reply.text, ok=True))
 
     # ---- /llmcost -------------------------------------------------------------------------------------
 
@@ -199,6 +203,14 @@ class Assistant:
             own = channel.channel in self.settings.channel_budgets_usd
             self.metrics.observe_budget(channel, state, own_budget=own)
         return state
+
+    def _registered(
+        self, reply: LiveReply, channel: ChannelRef, *, thread_id: str | None
+    ) -> contextlib.AbstractAsyncContextManager[None]:
+        """While the reply is written it is in the store's registry, so if this replica dies another one (or this
+        one, restarted) finalises it instead of leaving a message stuck at "…writing" (bot/orphans.py)."""
+        every_s = self.settings.live_heartbeat_s
+        return registered(self.store.live, reply, channel, thread_id=thread_id, every_s=every_s)
 
     def _replied(
         self, reply: LiveReply, outcome: ReplyOutcome, *, channel: ChannelRef, feature: str, started: float

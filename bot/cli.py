@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime, timedelta
@@ -30,6 +31,7 @@ def _parser() -> argparse.ArgumentParser:
     run = sub.add_parser("run", help="start the bot on every platform whose tokens are set (else the console)")
     run.add_argument("--platform", action="append", choices=["slack", "discord", "console"])
     run.add_argument("--port", type=int, default=3000, help="Slack HTTP mode port (default 3000)")
+    run.add_argument("--host", default="0.0.0.0", help="Slack HTTP mode interface (default: all)")
     run.add_argument("--shard-ids", default=None, help="Discord shard ids this process runs, e.g. 0,1")
     run.add_argument("--shard-count", type=int, default=None, help="Discord total shard count")
     run.add_argument(
@@ -96,23 +98,61 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
 
     app = await build_app(settings)
     health = await _serve_health(app, getattr(args, "metrics_port", None))
+    stop = _stop_on_signals()
     try:
-        tasks = []
+        servers: list[asyncio.Task[None]] = []
         if "slack" in platforms:
             from adapters.slack import run_slack
 
-            tasks.append(run_slack(app, port=args.port))
+            servers.append(asyncio.create_task(run_slack(app, port=args.port, host=getattr(args, "host", "0.0.0.0"), stop=stop), name="slack"))
         if "discord" in platforms:
             from adapters.discord import run_discord
 
             shard_ids = [int(s) for s in args.shard_ids.split(",")] if args.shard_ids else None
-            tasks.append(run_discord(app, shard_ids=shard_ids, shard_count=args.shard_count))
-        await asyncio.gather(*tasks)
+            discord = run_discord(app, shard_ids=shard_ids, shard_count=args.shard_count)
+            servers.append(asyncio.create_task(_until(stop, discord), name="discord"))
+        upkeep = asyncio.create_task(app.maintain(stop), name="maintenance")
+        try:
+            # A server that ends by itself (a bad token, say) ends the process: the others are stopped with it.
+            await asyncio.wait(servers, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.set()
+            await asyncio.gather(*servers, upkeep, return_exceptions=True)
+        for task in servers:
+            if not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
     finally:
         if health is not None:
             await health.cleanup()
         await app.close()
     return 0
+
+
+def _stop_on_signals() -> asyncio.Event:
+    """SIGTERM (Kubernetes, docker stop) and SIGINT set the event: the servers stop taking events and drain."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, stop.set)
+        except (NotImplementedError, RuntimeError):  # not on the main thread, or no signals on this platform
+            pass
+    return stop
+
+
+async def _until(stop: asyncio.Event, work: Coroutine[Any, Any, None]) -> None:
+    """Run ``work`` until it ends or ``stop`` is set (then it is cancelled: a server with no drain of its own)."""
+    task = asyncio.ensure_future(work)
+    stopper = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        if not task.done():
+            task.cancel()
+        await asyncio.gather(task, stopper, return_exceptions=True)
+    if not task.cancelled() and task.exception() is not None:
+        raise task.exception()  # type: ignore[misc]
 
 
 async def _serve_health(app: App, port: int | None) -> web.AppRunner | None:

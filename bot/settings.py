@@ -88,6 +88,16 @@ class Settings(BaseSettings):
     log_format: Literal["text", "json"] = "text"  # json: one object per line, for log collectors
     metrics_port: int | None = Field(default=None, ge=0, le=65535)  # /metrics, /healthz, /readyz; None: off
     metrics_host: str = "0.0.0.0"  # all interfaces: probes and Prometheus come from outside the container
+    # Replies a dead replica left half-done (bot/orphans.py): a reply in progress beats every live_heartbeat_s; one
+    # silent for orphan_after_s is finalised by whichever replica's janitor (every orphan_sweep_s) finds it first.
+    # With the defaults a stuck reply is finalised at most ~45 s after its replica died (the promise is 60 s).
+    live_heartbeat_s: float = Field(default=10.0, gt=0)
+    orphan_after_s: float = Field(default=30.0, gt=0)
+    orphan_sweep_s: float = Field(default=15.0, gt=0)
+    # SIGTERM: stop taking events, let replies in flight finish for this long (Kubernetes' default grace is 30 s),
+    # then exit; what is still unfinished is left to another replica's janitor.
+    shutdown_grace_s: float = Field(default=20.0, ge=0)
+    purge_every_s: float = Field(default=3600.0, gt=0)  # how often retention_days is enforced
 
     @classmethod
     def settings_customise_sources(
