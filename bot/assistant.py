@@ -102,6 +102,8 @@ class Assistant:
         reply = LiveReply(platform, channel, thread_id=reply_thread, pacer=_pacer(platform))
         done = functools.partial(self._replied, reply, channel=channel, feature="summary", started=started)
         await reply.start()
+        if reply.unreachable:  # no model call whose answer nobody could see
+            return done(ReplyOutcome([], "", ok=False))
         async with self._registered(reply, channel, thread_id=reply_thread):
             try:
                 result = await self.summarizer.summarize(
@@ -134,6 +136,8 @@ class Assistant:
         done = functools.partial(self._replied, reply, channel=channel, feature="faq", started=started)
         bill_to = Attribution(channel.platform, channel.workspace, channel.channel, command.user, "faq")
         await reply.start(placeholder=f"Writing an FAQ from the last {days} days of questions…")
+        if reply.unreachable:
+            return done(ReplyOutcome([], "", ok=False))
         async with self._registered(reply, channel, thread_id=None):
             try:
                 result: FaqResult = await self.faq_writer.run(

@@ -227,6 +227,11 @@ class LiveReply:
     # ---- public API ---------------------------------------------------------------------------------------------
 
     @property
+    def unreachable(self) -> bool:
+        """Nothing can be posted where this reply goes (the bot was removed, the channel is gone)."""
+        return self._dead
+
+    @property
     def refs(self) -> list[MessageRef]:
         return [m.ref for m in self._msgs if m.ref is not None]
 

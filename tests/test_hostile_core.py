@@ -210,3 +210,19 @@ def test_forget_erases_a_user(tmp_path, monkeypatch, capsys) -> None:
     assert cli_main(["forget", "--user", "U-GONE"]) == 0
     assert "erased 2" in capsys.readouterr().out
     assert asyncio.run(authors()) == {"U-STAYS"}
+
+
+async def test_no_model_call_when_the_reply_cannot_be_posted(tmp_path, server) -> None:
+    from bot.types import Mention
+    from tests.fakes.chat import FakeChatPlatform
+
+    app = await make_app(tmp_path, server)
+    platform = FakeChatPlatform()
+    channel = ChannelRef("slack", "T1", "C-gone")
+    message = _msg(channel, 1, datetime.now(UTC))
+    await app.assistant.record(message)
+    platform.remove_channel(channel)
+    outcome = await app.assistant.summarize(Mention(message), platform)
+    assert outcome.refs == [] and not outcome.ok
+    assert server.received == []  # nothing spent on an answer nobody could see
+    await app.close()
