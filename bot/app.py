@@ -16,6 +16,10 @@ from bot.stores.base import Store
 from llm import PriceTable, Timeouts, create_router
 from llm.router import ModelRouter
 
+log = logging.getLogger(__name__)
+# The purge lock lapses a little before the next period, so a replica's slightly early timer still finds it free.
+PURGE_LOCK_SHARE = 0.9
+
 
 @dataclass
 class App:
@@ -50,11 +54,6 @@ class App:
     async def close(self) -> None:
         await self.llm.close()
         await self.store.close()
-
-
-log = logging.getLogger(__name__)
-# The purge lock lapses a little before the next period, so a replica's slightly early timer still finds it free.
-PURGE_LOCK_SHARE = 0.9
 
 
 async def _every(
