@@ -1,0 +1,124 @@
+"""The `supportbot` command line as a user runs it: a real subprocess, settings from the environment."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from bot.stores.sqlite import SqliteStore
+from llm.types import LedgerRecord, Outcome, Usage
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run(args: list[str], env: dict[str, str], stdin: str = "", timeout: float = 60) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("SUPPORTBOT_", "OPENAI", "ANTHROPIC", "SLACK",
+                                                                      "DISCORD", "REDIS"))}
+    return subprocess.run(
+        [sys.executable, "-m", "bot.cli", *args],
+        input=stdin, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env={**clean, **env},
+    )
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    return str(tmp_path / "cli.db")
+
+
+@pytest.fixture
+def fake_server() -> Iterator[str]:
+    """The fake provider server as a separate process (the CLI runs in its own process too)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.fakes.llm_server", "--port", "0"], cwd=ROOT, stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    openai_url = proc.stdout.readline().strip().split("=", 1)[1]
+    proc.stdout.readline()
+    yield openai_url
+    proc.terminate()
+    proc.wait(10)
+
+
+def record(channel: str, cost: str, model: str = "gpt-4o-mini", user: str = "U1") -> LedgerRecord:
+    return LedgerRecord(
+        at=datetime.now(UTC), provider="openai", model=model, task="summarize", platform="slack", workspace="T1",
+        channel=channel, user=user, feature="summary", usage=Usage(input=100, output=20), cost_usd=Decimal(cost),
+        latency_s=1.0, ttft_s=0.3, outcome=Outcome.OK,
+    )
+
+
+async def seed(db: str) -> None:
+    store = await SqliteStore(db).open()
+    for channel, cost in (("C1", "0.002"), ("C1", "0.001"), ("C2", "0.010")):
+        await store.ledger.add(record(channel, cost))
+    await store.close()
+
+
+def test_spend_json_is_one_object_with_exact_totals(db: str) -> None:
+    import asyncio
+
+    asyncio.run(seed(db))
+    out = run(["spend", "--days", "7", "--json"], {"SUPPORTBOT_DB": db})
+    assert out.returncode == 0, out.stderr
+    report = json.loads(out.stdout)  # exactly one JSON object
+    assert Decimal(report["total_usd"]) == Decimal("0.013") and report["calls"] == 3
+    assert set(report["by_channel"]) == {"C1", "C2"}
+    one = json.loads(run(["spend", "--channel", "C1", "--json"], {"SUPPORTBOT_DB": db}).stdout)
+    assert Decimal(one["total_usd"]) == Decimal("0.003") and one["scope"] == "C1"
+    text = run(["spend"], {"SUPPORTBOT_DB": db}).stdout
+    assert "LLM spend — all channels" in text and "gpt-4o-mini" in text
+
+
+def test_invalid_setting_stops_with_one_line_naming_it_and_no_secret(db: str) -> None:
+    out = run(["spend"], {"SUPPORTBOT_DB": db, "SUPPORTBOT_MAX_RETRIES": "lots", "OPENAI_API_KEY": "sk-very-secret"})
+    assert out.returncode == 2
+    assert out.stderr.strip().splitlines() == [
+        "supportbot: invalid setting SUPPORTBOT_MAX_RETRIES: Input should be a valid integer, unable to parse "
+        "string as an integer"
+    ]
+    assert "sk-very-secret" not in out.stderr + out.stdout and "Traceback" not in out.stderr
+
+
+def test_doctor_says_what_is_missing(db: str) -> None:
+    out = run(["doctor"], {"SUPPORTBOT_DB": db})
+    assert out.returncode == 1
+    assert "FAIL  models: no provider key: set OPENAI_API_KEY and/or ANTHROPIC_API_KEY" in out.stdout
+    assert "ok    store: sqlite" in out.stdout
+
+
+def test_doctor_checks_a_configured_provider(db: str, fake_server: str) -> None:
+    out = run(["doctor"], {"SUPPORTBOT_DB": db, "OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": fake_server})
+    assert "ok    openai: gpt-4.1-mini answered" in out.stdout, out.stdout  # the first route using openai
+    bad = run(["doctor"], {"SUPPORTBOT_DB": db, "OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
+                           "SUPPORTBOT_CONNECT_TIMEOUT_S": "1"})
+    assert bad.returncode == 1 and "FAIL  openai:" in bad.stdout
+
+
+def test_run_without_tokens_opens_the_console_and_says_what_to_set(db: str) -> None:
+    out = run(["run"], {"SUPPORTBOT_DB": db}, stdin="how do I reset my password?\n@bot summarize\n")
+    assert out.returncode == 0, out.stderr
+    assert "supportbot console" in out.stdout and "OPENAI_API_KEY" in out.stdout
+    assert "Traceback" not in out.stderr
+
+
+def test_console_replay_with_a_model(db: str, fake_server: str, tmp_path: Path) -> None:
+    transcript = tmp_path / "t.jsonl"
+    lines = [
+        {"channel": "help", "user": "ana", "text": "apt says the disk is full", "ts": "1700000000.0"},
+        {"channel": "help", "user": "ben", "text": "run du -sh /var/cache/apt", "thread": "1700000000.0",
+         "ts": "1700000001.0"},
+        {"channel": "help", "user": "ana", "text": "@bot summarize", "thread": "1700000000.0"},
+    ]
+    transcript.write_text("".join(json.dumps(x) + "\n" for x in lines), encoding="utf-8")
+    env = {"SUPPORTBOT_DB": db, "OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": fake_server}
+    out = run(["console", "--replay", str(transcript), "--show-edits"], env)
+    assert out.returncode == 0, out.stderr
+    assert "post m" in out.stdout and "edit m" in out.stdout and "Summary:" in out.stdout
