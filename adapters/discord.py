@@ -4,12 +4,19 @@ The adapter (gateway events, application commands, the missing-intent notice) an
 Sending, editing, pacing and translating discord.py objects into neutral types live in discord_platform.py; how
 replies look, in discord_render.py. Threads and reply chains map onto the neutral thread as discord_platform.py
 describes.
+
+Many processes (shards, or replicas during a rolling update) share one store: every message and interaction is
+claimed there before any work, so a replayed or doubly delivered event gets one reply. Each event's work runs in a
+tracked task, so on SIGTERM the adapter stops taking events, lets replies in flight finish for
+settings.shutdown_grace_s and only then closes the client. A reply cut off there — or by a crash — stays in the
+store's registry, and the orphan janitor of any Discord process finalises it through ``DiscordAdapter.finisher``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Coroutine
 from dataclasses import replace
 from typing import Any
 
@@ -20,6 +27,7 @@ from discord import app_commands
 from discord.gateway import DiscordWebSocket
 
 from adapters.discord_platform import (
+    CONTENT_LIMIT,
     NO_PINGS,
     PLATFORM,
     DiscordPlatform,
@@ -28,11 +36,14 @@ from adapters.discord_platform import (
     to_chat,
     workspace_of_guild,
 )
-from adapters.discord_render import MESSAGE_CONTENT_NOTICE, scope_header, spend_embed
+from adapters.discord_render import MESSAGE_CONTENT_NOTICE, SCOPE_HEADERS, scope_header, spend_embed
 from bot.app import App
+from bot.observability import request_context
+from bot.orphans import INTERRUPTED_LINE
 from bot.settings import Settings
 from bot.summarize import wants_fresh
-from bot.types import ChannelRef, ChatMessage, Command, Mention, MessageRef
+from bot.textsplit import safe_prefix_len
+from bot.types import ChannelRef, ChatMessage, Command, Mention, MessageGone, MessageRef
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +55,7 @@ API_VERSION_PATH = "/api/v10"
 # Application flags, https://discord.com/developers/docs/resources/application#application-object-application-flags
 FLAG_MESSAGE_CONTENT = 1 << 18
 FLAG_MESSAGE_CONTENT_LIMITED = 1 << 19
+RESTARTING = "I'm restarting — please run the command again in a minute."
 
 
 # ---- the adapter -----------------------------------------------------------------------------------------------
@@ -81,7 +93,11 @@ class DiscordAdapter:
         self.ready = asyncio.Event()
         self._blank_in_a_row = 0
         self._noticed = False
+        self.accepting = True  # False from shutdown on: events are left alone (not claimed) and commands declined
+        self._tasks: set[asyncio.Task[None]] = set()
         self.client, self.tree, self.platform = self._build(message_content=True)
+        if app.janitor is not None:
+            app.janitor.serve(PLATFORM, self.finisher)
 
     # -- composition
 
@@ -147,11 +163,74 @@ class DiscordAdapter:
     async def close(self) -> None:
         await self.client.close()
 
+    async def serve(self, token: str, *, stop: asyncio.Event, grace_s: float) -> None:
+        """Run until ``stop`` (SIGTERM), then shut down gracefully; a client that ends by itself (a bad token, say)
+        ends this too, with its error."""
+        running = asyncio.create_task(self.run(token), name="discord-client")
+        stopping = asyncio.create_task(stop.wait(), name="discord-stop")
+        try:
+            await asyncio.wait([running, stopping], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopping.cancel()
+            await self.shutdown(grace_s=grace_s)
+            await asyncio.gather(running, stopping, return_exceptions=True)
+        if not running.cancelled() and running.exception() is not None:
+            raise running.exception()  # type: ignore[misc]
+
+    async def shutdown(self, *, grace_s: float) -> int:
+        """Stop taking events, let the work in flight finish for up to ``grace_s``, then close the client (the
+        gateway and the REST session). Returns how many pieces of work were cut off."""
+        self.accepting = False
+        try:
+            return await self.drain(grace_s=grace_s)
+        finally:
+            await self.client.close()
+
     async def on_ready(self) -> None:
         log.info("discord: connected as %s to %d guild(s)", self.client.user, len(self.client.guilds))
         self.ready.set()
         if not self.content_intent:
             await self._tell_admin_once()
+
+    # -- background work
+
+    def _spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> None:
+        """Run ``work`` in a task the adapter tracks (drain waits for it). Called synchronously from the event
+        handler, after the ``accepting`` check and with no await between, so no accepted event escapes a drain."""
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("discord: %s failed", task.get_name(), exc_info=error)
+
+    async def idle(self) -> None:
+        """Wait until every piece of background work started so far (and any it started) is done."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def drain(self, *, grace_s: float) -> int:
+        """Let the work in flight finish for up to ``grace_s``, then cancel the rest; returns how many were cut
+        off. A cut-off reply stays in the store's registry, so a janitor (another process, or this one restarted)
+        finalises it."""
+        try:
+            async with asyncio.timeout(grace_s):
+                await self.idle()
+            return 0
+        except TimeoutError:
+            left = list(self._tasks)
+            for task in left:
+                task.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
+            log.warning("discord: %d piece(s) of work unfinished after %.0fs; left to a janitor", len(left), grace_s)
+            return len(left)
+
+    def finisher(self, workspace: str) -> Finisher:
+        """The janitor's way to this process's Discord (bot/orphans.py): REST reaches every guild whatever shard
+        this process runs, so any Discord process can finalise any guild's interrupted reply."""
+        return Finisher(self.platform)
 
     # -- messages
 
@@ -166,8 +245,12 @@ class DiscordAdapter:
         return me is not None and (f"<@{me.id}>" in message.content or f"<@!{me.id}>" in message.content)
 
     async def on_message(self, message: discord.Message) -> None:
-        if self._is_own_or_bot(message.author, message.webhook_id):
-            return
+        if not self.accepting or self._is_own_or_bot(message.author, message.webhook_id):
+            return  # shutting down: not claimed, so the event is not marked handled
+        with request_context(platform=PLATFORM, event_id=str(message.id)):
+            self._spawn(self._message(message), name=f"message-{message.id}")
+
+    async def _message(self, message: discord.Message) -> None:
         if not await self.app.store.claims.claim(f"discord:{message.id}", ttl_s=CLAIM_TTL_S):
             return  # a replay after a reconnect, or another process already took it
         if isinstance(message.channel, discord.Thread):
@@ -207,17 +290,29 @@ class DiscordAdapter:
 
     async def on_raw_message_edit(self, payload: discord.RawMessageUpdateEvent) -> None:
         message = payload.message
-        if "content" not in payload.data or self._is_own_or_bot(message.author, message.webhook_id):
-            return  # an embed unfurl, or a bot's edit (the bot's own streaming edits land here too)
-        await self.assistant.edited(to_chat(message).ref, message.clean_content)
+        if not self.accepting or "content" not in payload.data:
+            return  # shutting down, or an embed unfurl
+        if self._is_own_or_bot(message.author, message.webhook_id):
+            return  # a bot's edit (the bot's own streaming edits land here too)
+        work = self.assistant.edited(to_chat(message).ref, message.clean_content)
+        with request_context(platform=PLATFORM, event_id=f"edit-{message.id}"):
+            self._spawn(work, name=f"edit-{message.id}")
 
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
-        channel, thread_id = await self._place(payload.channel_id, payload.guild_id)
-        await self.assistant.deleted(MessageRef(channel, str(payload.message_id), thread_id))
+        if self.accepting:
+            with request_context(platform=PLATFORM, event_id=f"delete-{payload.message_id}"):
+                self._spawn(self._deleted(payload.channel_id, payload.guild_id, [payload.message_id]),
+                            name=f"delete-{payload.message_id}")
 
     async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
-        channel, thread_id = await self._place(payload.channel_id, payload.guild_id)
-        for message_id in payload.message_ids:
+        if self.accepting:
+            with request_context(platform=PLATFORM, event_id=f"bulk-delete-{payload.channel_id}"):
+                self._spawn(self._deleted(payload.channel_id, payload.guild_id, sorted(payload.message_ids)),
+                            name=f"bulk-delete-{payload.channel_id}")
+
+    async def _deleted(self, channel_id: int, guild_id: int | None, message_ids: list[int]) -> None:
+        channel, thread_id = await self._place(channel_id, guild_id)
+        for message_id in message_ids:
             await self.assistant.deleted(MessageRef(channel, str(message_id), thread_id))
 
     async def on_thread_create(self, thread: discord.Thread) -> None:
@@ -272,7 +367,28 @@ class DiscordAdapter:
     async def _claim(self, interaction: discord.Interaction) -> bool:
         return await self.app.store.claims.claim(f"discord:{interaction.id}", ttl_s=CLAIM_TTL_S)
 
+    def _accept(self, interaction: discord.Interaction, work: Coroutine[Any, Any, None], *, name: str) -> None:
+        """Hand an application command to a tracked task; while shutting down, answer that instead (Discord shows
+        "did not respond" for an interaction unanswered for 3 s, and only this process received it)."""
+        with request_context(platform=PLATFORM, event_id=str(interaction.id), command=name):
+            if self.accepting:
+                self._spawn(work, name=f"{name}-{interaction.id}")
+            else:
+                work.close()  # never started
+                self._spawn(self._decline(interaction), name=f"decline-{interaction.id}")
+
+    async def _decline(self, interaction: discord.Interaction) -> None:
+        if not await self._claim(interaction):
+            return
+        try:
+            await interaction.response.send_message(RESTARTING, ephemeral=True, allowed_mentions=NO_PINGS)
+        except discord.HTTPException as exc:
+            log.warning("could not tell the user the bot is restarting: %s", exc)
+
     async def faq(self, interaction: discord.Interaction, days: int | None) -> None:
+        self._accept(interaction, self._faq(interaction, days), name="faq")
+
+    async def _faq(self, interaction: discord.Interaction, days: int | None) -> None:
         if not await self._claim(interaction):
             return
         await interaction.response.defer(thinking=True)  # within 3 s (FACTS.md); the FAQ is for the channel
@@ -290,6 +406,9 @@ class DiscordAdapter:
                             allowed_mentions=NO_PINGS)
 
     async def llmcost(self, interaction: discord.Interaction, period: str, share: bool) -> None:
+        self._accept(interaction, self._llmcost(interaction, period, share), name="llmcost")
+
+    async def _llmcost(self, interaction: discord.Interaction, period: str, share: bool) -> None:
         if not await self._claim(interaction):
             return
         await interaction.response.defer(ephemeral=not share, thinking=True)  # cost is private unless shared
@@ -300,6 +419,9 @@ class DiscordAdapter:
             await interaction.followup.send(embed=spend_embed(report), ephemeral=not share, allowed_mentions=NO_PINGS)
 
     async def summarize_command(self, interaction: discord.Interaction, message: discord.Message) -> None:
+        self._accept(interaction, self._summarize_command(interaction, message), name="summarize")
+
+    async def _summarize_command(self, interaction: discord.Interaction, message: discord.Message) -> None:
         if not await self._claim(interaction):
             return
         await interaction.response.defer(ephemeral=True, thinking=True)
@@ -312,15 +434,73 @@ class DiscordAdapter:
         await self._summarize(message, requester=requester, fresh=False)
 
 
+# ---- finalising interrupted replies ----------------------------------------------------------------------------
+
+
+class Finisher:
+    """What the orphan janitor edits an interrupted Discord reply through (bot/orphans.py: finalise).
+
+    A summary's first message starts with a scope line (ReplyHere adds it; the registry holds only the model's
+    text), so the message is read first and the line kept, and the text shortened to fit beside it. The split of a
+    multi-message summary into messages is recomputed at the full CONTENT_LIMIT, which is exact for replies without
+    a scope line (the FAQ) and can be off by the line's length at a boundary for a summary long enough to need a
+    second message."""
+
+    def __init__(self, platform: DiscordPlatform) -> None:
+        self._platform = platform
+        self.limits = platform.limits
+        self.pacer = platform.pacer
+
+    async def post(self, channel: ChannelRef, text: str, *, thread_id: str | None = None) -> MessageRef:
+        return await self._platform.post(channel, text, thread_id=thread_id)
+
+    async def fetch_thread(self, *args: Any, **kwargs: Any) -> list[ChatMessage]:
+        return await self._platform.fetch_thread(*args, **kwargs)
+
+    async def edit(self, ref: MessageRef, text: str) -> None:
+        platform = self._platform
+        if not platform.client.is_ready():
+            # At start-up the janitor's first sweep can come before the login; the next sweep tries again.
+            raise RuntimeError("discord: not connected yet")
+        thread = ref.thread_id
+        where = int(thread) if thread and await platform.is_thread(int(thread)) else int(ref.channel.channel)
+        message_id = int(ref.message_id)
+        try:
+            shown = await platform.client.get_partial_messageable(where).fetch_message(message_id)
+            header = next((h for h in SCOPE_HEADERS.values() if h and shown.content.startswith(h)), "")
+        except discord.NotFound as exc:
+            raise MessageGone(str(exc)) from exc
+        except discord.Forbidden:
+            header = ""  # it cannot be read back (no Read Message History): the edit may still go through
+        await platform.edit_in(where, message_id, header + fit(text, CONTENT_LIMIT - len(header)))
+
+
+def fit(text: str, limit: int) -> str:
+    """``text`` (the janitor's "what was shown, then the interrupted line") within ``limit``: the shown part is
+    shortened, the line kept."""
+    if len(text) <= limit:
+        return text
+    line = "\n\n" + INTERRUPTED_LINE
+    body = text.removesuffix(line) if text.endswith(line) else text
+    room = max(limit - len(line), 0)
+    cut = body[: safe_prefix_len(body, room)].rstrip()
+    return cut + line if cut else INTERRUPTED_LINE[:limit]
+
+
 # ---- entry points ----------------------------------------------------------------------------------------------
 
 
-async def run_discord(app: App, *, shard_ids: list[int] | None, shard_count: int | None) -> None:
+async def run_discord(
+    app: App, *, shard_ids: list[int] | None, shard_count: int | None, stop: asyncio.Event | None = None
+) -> None:
+    """`supportbot run --platform discord`, until ``stop`` (SIGTERM): then no new events are taken, replies in
+    flight get settings.shutdown_grace_s to finish, and the client closes (its shards' sessions end cleanly)."""
     token = app.settings.secret("discord_token")
     if not token:
         raise RuntimeError("DISCORD_TOKEN is not set")
     point_discord_py(app.settings)
-    await DiscordAdapter(app, shard_ids=shard_ids, shard_count=shard_count).run(token)
+    adapter = DiscordAdapter(app, shard_ids=shard_ids, shard_count=shard_count)
+    await adapter.serve(token, stop=stop or asyncio.Event(), grace_s=app.settings.shutdown_grace_s)
 
 
 async def doctor(settings: Settings) -> list[tuple[str, str, str]]:

@@ -109,8 +109,8 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
             from adapters.discord import run_discord
 
             shard_ids = [int(s) for s in args.shard_ids.split(",")] if args.shard_ids else None
-            discord = run_discord(app, shard_ids=shard_ids, shard_count=args.shard_count)
-            servers.append(asyncio.create_task(_until(stop, discord), name="discord"))
+            discord = run_discord(app, shard_ids=shard_ids, shard_count=args.shard_count, stop=stop)
+            servers.append(asyncio.create_task(discord, name="discord"))
         upkeep = asyncio.create_task(app.maintain(stop), name="maintenance")
         try:
             # A server that ends by itself (a bad token, say) ends the process: the others are stopped with it.
@@ -138,21 +138,6 @@ def _stop_on_signals() -> asyncio.Event:
         except (NotImplementedError, RuntimeError):  # not on the main thread, or no signals on this platform
             pass
     return stop
-
-
-async def _until(stop: asyncio.Event, work: Coroutine[Any, Any, None]) -> None:
-    """Run ``work`` until it ends or ``stop`` is set (then it is cancelled: a server with no drain of its own)."""
-    task = asyncio.ensure_future(work)
-    stopper = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait([task, stopper], return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopper.cancel()
-        if not task.done():
-            task.cancel()
-        await asyncio.gather(task, stopper, return_exceptions=True)
-    if not task.cancelled() and task.exception() is not None:
-        raise task.exception()  # type: ignore[misc]
 
 
 async def _serve_health(app: App, port: int | None) -> web.AppRunner | None:

@@ -116,6 +116,8 @@ async def registered(
                 await live.done(reply_id)
             except Exception:  # left in the registry, it gets an "interrupted" line on top of its final text
                 log.warning("could not mark a finished reply done", exc_info=True)
+        else:
+            await beat()  # the latest text and messages, for whichever janitor finishes this reply
 
 
 class OrphanJanitor:
