@@ -67,7 +67,9 @@ class ConsolePlatform:
         self._version(ref, text, "edit", previous=posted.text)
         posted.text = text
 
-    async def fetch_thread(self, ref: MessageRef, *, since: datetime | None = None) -> list[ChatMessage]:
+    async def fetch_thread(
+        self, ref: MessageRef, *, since: datetime | None = None, progress: Callable[[str], None] | None = None
+    ) -> list[ChatMessage]:
         thread = ref.thread_id or ref.message_id
         return [
             m

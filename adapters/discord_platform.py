@@ -362,7 +362,10 @@ class DiscordPlatform:
             where = int(thread) if thread and await self.is_thread(int(thread)) else int(ref.channel.channel)
         await self.edit_in(where, int(ref.message_id), text)
 
-    async def fetch_thread(self, ref: MessageRef, *, since: datetime | None = None) -> list[ChatMessage]:
+    async def fetch_thread(
+        self, ref: MessageRef, *, since: datetime | None = None, progress: Callable[[str], None] | None = None
+    ) -> list[ChatMessage]:
+        # ``progress`` is not used: Discord pages 100 messages per request, no wait worth telling anyone about.
         channel = ref.channel
         if ref.thread_id and await self.is_thread(int(ref.thread_id)):
             return await self._thread_history(channel, int(ref.thread_id), since)
@@ -519,7 +522,9 @@ class ReplyHere:
         body = self._header + text if ref.message_id == self._first else text
         await self._platform.edit_in(self._where, int(ref.message_id), body)
 
-    async def fetch_thread(self, ref: MessageRef, *, since: datetime | None = None) -> list[ChatMessage]:
-        return await self._platform.fetch_thread(ref, since=since)
+    async def fetch_thread(
+        self, ref: MessageRef, *, since: datetime | None = None, progress: Callable[[str], None] | None = None
+    ) -> list[ChatMessage]:
+        return await self._platform.fetch_thread(ref, since=since, progress=progress)
 
 

@@ -26,7 +26,14 @@ from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack_pacing import POST_PER_CHANNEL_BURST, POST_PER_CHANNEL_PER_MINUTE, StoreBudget
+from adapters.slack_events import CHANGED, DELETED, SlackEvent, SlackMessage, read_event
+from adapters.slack_pacing import (
+    POST_PER_CHANNEL_BURST,
+    POST_PER_CHANNEL_PER_MINUTE,
+    STREAM_CALLS_BURST,
+    StoreBudget,
+    StreamBudgets,
+)
 from adapters.slack_platform import (
     SlackPlatform,
     readable,
@@ -96,6 +103,7 @@ class SlackAdapter:
         history_page_limit: int | None = None,
         edits_per_minute: float | None = None,
         edit_burst: int | None = None,
+        stream_calls_per_minute: float | None = None,
         allow_bots: bool | None = None,
     ) -> None:
         settings = app.settings
@@ -104,11 +112,13 @@ class SlackAdapter:
         self.client = client or AsyncWebClient(
             token=settings.secret("slack_bot_token"), base_url=settings.slack_api_url or DEFAULT_API_URL
         )
-        # Pacing knobs from settings; tests pass their own so a "minute" is short.
+        # Pacing knobs from settings (the stream methods' tier is a guess: see slack_pacing); tests pass their own
+        # so a "minute" is short.
         self._history_per_minute = history_per_minute or settings.slack_history_per_minute
         self._history_page_limit = history_page_limit or settings.slack_history_page_limit
         self._edits_per_minute = edits_per_minute or settings.slack_edits_per_minute
         self._edit_burst = edit_burst or settings.slack_edit_burst
+        stream_calls_per_minute = stream_calls_per_minute or settings.slack_stream_calls_per_minute
         self.allow_bots = settings.slack_allow_bots if allow_bots is None else allow_bots
         self._platforms: dict[str, SlackPlatform] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -125,6 +135,10 @@ class SlackAdapter:
         self._history_budget = StoreBudget(
             budgets, name="conversations.replies", per_minute=self._history_per_minute, burst=1
         )
+        self._stream_budgets = StreamBudgets(
+            *(StoreBudget(budgets, name=method, per_minute=stream_calls_per_minute, burst=STREAM_CALLS_BURST)
+              for method in ("chat.startStream", "chat.appendStream", "chat.stopStream"))
+        )  # fmt: skip
         self.identity = BotIdentity(self.client)
         self.bolt = AsyncApp(
             client=self.client,
@@ -154,6 +168,7 @@ class SlackAdapter:
                 edit_budget=self._edit_budget,
                 post_budget=self._post_budget,
                 history_budget=self._history_budget,
+                stream_budgets=self._stream_budgets,
                 history_page_limit=self._history_page_limit,
             )
         return found
@@ -199,15 +214,17 @@ class SlackAdapter:
 
     async def _on_mention(self, body: dict[str, Any], event: dict[str, Any]) -> None:
         with _context(body):
+            checked = _checked(body, event)
+            if checked is None or checked.message is None:
+                return
             if not await self._claim(body):
                 log.info("duplicate delivery of %s ignored", body.get("event_id"))
                 return
-            team = _team(body, event)
-            self._spawn(self._mentioned(team, event), name=f"summary-{event.get('ts')}")
+            channel = ChannelRef("slack", _team(body, event), checked.channel)
+            self._spawn(self._mentioned(channel, checked.message), name=f"summary-{checked.message.ts}")
 
-    async def _mentioned(self, team: str, event: dict[str, Any]) -> None:
-        channel = ChannelRef("slack", team, str(event["channel"]))
-        platform = self.platform(team)
+    async def _mentioned(self, channel: ChannelRef, event: SlackMessage) -> None:
+        platform = self.platform(channel.workspace)
         try:
             message = await platform.to_chat_message(channel, event)
         except Exception:
@@ -241,30 +258,29 @@ class SlackAdapter:
     async def _on_message(self, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext) -> None:
         ours = {str(x) for x in (context.bot_user_id, context.bot_id) if x}
         with _context(body):
-            self._spawn(self._message(body, event, ours, context.bot_user_id), name=f"message-{event.get('ts')}")
+            checked = _checked(body, event)
+            if checked is None:
+                return
+            channel = ChannelRef("slack", _team(body, event), checked.channel)
+            self._spawn(self._message(channel, checked, ours, context.bot_user_id), name=f"message-{channel.key}")
 
-    async def _message(self, body: dict[str, Any], event: dict[str, Any], ours: set[str], bot_user: str | None) -> None:
-        team = _team(body, event)
-        channel = ChannelRef("slack", team, str(event.get("channel", "")))
-        subtype = event.get("subtype")
-        if subtype == "message_changed":
-            changed = event.get("message") or {}
-            previous = event.get("previous_message") or {}
-            if _is_from(changed, ours) or changed.get("text") == previous.get("text"):
+    async def _message(self, channel: ChannelRef, event: SlackEvent, ours: set[str], bot_user: str | None) -> None:
+        said = event.message
+        if event.subtype == CHANGED and said is not None:
+            if _is_from(said, ours) or said.text == event.previous_text:
                 return  # our own edits, and unfurls/reactions that change nothing a person wrote
-            ref = MessageRef(channel, str(changed.get("ts")), changed.get("thread_ts"))
-            await self.assistant.edited(ref, readable(str(changed.get("text") or ""), {}))
+            ref = MessageRef(channel, said.ts, said.thread_ts)
+            await self.assistant.edited(ref, readable(said.text, {}))
             return
-        if subtype == "message_deleted":
-            await self.assistant.deleted(MessageRef(channel, str(event.get("deleted_ts"))))
+        if event.subtype == DELETED and event.deleted_ts is not None:
+            await self.assistant.deleted(MessageRef(channel, event.deleted_ts))
             return
-        if _is_from(event, ours):
+        if said is None or _is_from(said, ours):
             return
-        is_bot = bool(event.get("bot_id")) or subtype == "bot_message"
-        if (is_bot and not self.allow_bots) or (subtype not in SPOKEN_SUBTYPES and subtype != "bot_message"):
+        if (said.is_bot and not self.allow_bots) or (said.subtype not in SPOKEN_SUBTYPES | {"bot_message"}):
             return
-        message = await self.platform(team).to_chat_message(channel, event)
-        mentions_bot = bool(bot_user) and f"<@{bot_user}>" in str(event.get("text") or "")
+        message = await self.platform(channel.workspace).to_chat_message(channel, said)
+        mentions_bot = bool(bot_user) and f"<@{bot_user}>" in said.text
         await self.assistant.record(message, mentions_bot=mentions_bot)
 
     def _command(self, command: dict[str, Any], name: str) -> Command:
@@ -346,7 +362,14 @@ class SlackAdapter:
         return web_app
 
     async def _handle_http(self, request: web.Request) -> web.Response:
-        bolt_response = await self.bolt.async_dispatch(await to_bolt_request(request))
+        try:
+            bolt_response = await self.bolt.async_dispatch(await to_bolt_request(request))
+        except Exception as exc:
+            # Bolt reads ids out of the body before it checks anything (extract_user_id on a boolean "user" raises
+            # TypeError): a body Slack would never send is the sender's error, never a 500 that invites retries.
+            # Listener failures do not land here; Bolt hands those to _on_error.
+            log.warning("refused a Slack request Bolt could not read: %r", exc)
+            return web.Response(status=400, text="malformed request")
         return await to_aiohttp_response(bolt_response)
 
     async def _healthz(self, request: web.Request) -> web.Response:
@@ -416,11 +439,23 @@ def _context(body: dict[str, Any]) -> contextlib.AbstractContextManager[object]:
 
 def _team(body: dict[str, Any], event: dict[str, Any]) -> str:
     # The installation's workspace, not the author's: in a shared channel event["team"] is the author's team.
-    return str(body.get("team_id") or event.get("team") or "")
+    for team in (body.get("team_id"), event.get("team")):
+        if isinstance(team, str) and team:
+            return team
+    return ""
 
 
-def _is_from(message: dict[str, Any], ours: set[str]) -> bool:
-    return bool(ours) and (message.get("user") in ours or message.get("bot_id") in ours)
+def _checked(body: dict[str, Any], event: dict[str, Any]) -> SlackEvent | None:
+    """The event's typed view, or None (logged) when it lacks the shape Slack documents: ignored, not crashed on."""
+    checked = read_event(event)
+    if checked is None:
+        log.warning("ignored a malformed Slack %s event (id %s)", str(event.get("type"))[:40],
+                    str(body.get("event_id"))[:40])  # fmt: skip
+    return checked
+
+
+def _is_from(message: SlackMessage, ours: set[str]) -> bool:
+    return bool(ours) and (message.user in ours or message.bot_id in ours)
 
 
 async def _safe_respond(respond: Any, text: str) -> None:

@@ -28,13 +28,21 @@ CHAT_UPDATE_BURST = 4
 # network jitter between our clock and Slack's does not turn the last call of a burst into a 429.
 POST_PER_CHANNEL_PER_MINUTE = 54.0
 POST_PER_CHANNEL_BURST = 3
+# chat.startStream / appendStream / stopStream: their tier is unverified (FACTS.md); tiers are per method, so each
+# has a bucket of its own. Assumed Tier 4 (100/min, as tests/fakes/slack_rates.py assumes too), 10 % under it. Too
+# high a guess costs 429s, which are paced by their Retry-After like any other; too low a guess would cost every
+# streamed reply its speed for certain: with Tier 3's figure, 20 mentions at once waited 21 s (p95) for their first
+# message and 48 s for their first text in the stream bench, against 1.2 s and 29 s with chat.update.
+STREAM_CALLS_PER_MINUTE = 90.0
+STREAM_CALLS_BURST = 4
 
 
 class WorkspaceBudget(Protocol):
     """A rate budget shared by everyone spending under the same ``scope`` (a workspace, a channel)."""
 
-    async def take(self, scope: str) -> None:
-        """Wait until one call is allowed under ``scope``, and spend it."""
+    async def take(self, scope: str, *, urgent: bool = False) -> None:
+        """Wait until one call is allowed under ``scope``, and spend it. An ``urgent`` caller (a reply's final
+        edit) goes ahead of every caller that is not, in this process."""
         ...
 
     async def pause(self, scope: str, seconds: float) -> None:
@@ -42,18 +50,60 @@ class WorkspaceBudget(Protocol):
         ...
 
 
+class _Line:
+    """Callers waiting for one scope: urgent ones first, each kind first come first served. Only the head of the
+    line asks for a token, so a caller that gives up (a live reply whose text is complete stops waiting) leaves
+    without leaving a hole or letting two callers share one token.
+
+    Why finals go first: when the budget is congested a progress edit only shows text that the reply's next
+    version will show anyway (LiveReply drops stale versions), while a final edit is the one that must land. A
+    progress caller passed over this way waits; by its turn its reply has newer text, or has finished and stopped
+    waiting, so congestion skips progress edits instead of delaying finals behind them."""
+
+    def __init__(self) -> None:
+        self.urgent: deque[asyncio.Event] = deque()
+        self.normal: deque[asyncio.Event] = deque()
+
+    def head(self) -> asyncio.Event | None:
+        return self.urgent[0] if self.urgent else self.normal[0] if self.normal else None
+
+    def __bool__(self) -> bool:
+        return bool(self.urgent or self.normal)
+
+    def enter(self, *, urgent: bool) -> asyncio.Event:
+        turn = asyncio.Event()
+        (self.urgent if urgent else self.normal).append(turn)
+        if self.head() is turn:
+            turn.set()  # a progress head already asking keeps its event set; it yields when it looks again
+        return turn
+
+    async def wait(self, turn: asyncio.Event) -> None:
+        """Until ``turn`` heads the line (an urgent caller that came in meanwhile is let ahead)."""
+        while True:
+            await turn.wait()
+            if self.head() is turn:
+                return
+            turn.clear()
+
+    def leave(self, turn: asyncio.Event) -> None:
+        """Done, or gave up (cancelled) while queued: either way the line closes up behind us."""
+        for waiting in (self.urgent, self.normal):
+            if turn in waiting:
+                waiting.remove(turn)
+        if (head := self.head()) is not None:
+            head.set()
+
+
 @dataclass
 class _Bucket:
     tokens: float
     updated: float
     paused_until: float = float("-inf")
-    line: deque[asyncio.Event] = field(default_factory=deque)  # waiters, first come first served
+    line: _Line = field(default_factory=_Line)
 
 
 class InMemoryBudget:
-    """Token buckets per scope for one process. Callers queue first come, first served; only the head of the line
-    waits for a token, so a caller that gives up (a live reply whose text is complete stops waiting) leaves the
-    line without leaving a hole or letting two callers share one token."""
+    """Token buckets per scope for one process, callers waiting in a ``_Line``."""
 
     def __init__(
         self,
@@ -80,28 +130,22 @@ class InMemoryBudget:
             bucket.updated = now
         return bucket
 
-    async def take(self, scope: str) -> None:
-        bucket = self._bucket(scope)
-        turn = asyncio.Event()
-        bucket.line.append(turn)
-        if bucket.line[0] is turn:
-            turn.set()
+    async def take(self, scope: str, *, urgent: bool = False) -> None:
+        line = self._bucket(scope).line
+        turn = line.enter(urgent=urgent)
         try:
-            await turn.wait()
             while True:
+                await line.wait(turn)
                 bucket = self._bucket(scope)
                 short = (1.0 - bucket.tokens) / self.per_second if bucket.tokens < 1.0 else 0.0
                 wait = max(bucket.paused_until - self._clock(), short, 0.0)
                 if wait <= 0:
                     bucket.tokens -= 1.0
                     return
-                await self._sleep(wait)  # a 429 meanwhile moves paused_until: the loop looks again
+                # A 429 meanwhile moves paused_until, an urgent caller may take the head: the loop looks again.
+                await self._sleep(wait)
         finally:
-            head = bool(bucket.line) and bucket.line[0] is turn
-            if turn in bucket.line:
-                bucket.line.remove(turn)
-            if head and bucket.line:
-                bucket.line[0].set()
+            line.leave(turn)
 
     async def pause(self, scope: str, seconds: float) -> None:
         bucket = self._bucket(scope)
@@ -111,34 +155,12 @@ class InMemoryBudget:
         bucket.updated = max(bucket.updated, bucket.paused_until)
 
 
-class _Line:
-    """Callers waiting for one scope, first come first served: only the head asks for a token."""
-
-    def __init__(self) -> None:
-        self.waiting: deque[asyncio.Event] = deque()
-
-    def enter(self) -> asyncio.Event:
-        turn = asyncio.Event()
-        self.waiting.append(turn)
-        if self.waiting[0] is turn:
-            turn.set()
-        return turn
-
-    def leave(self, turn: asyncio.Event) -> None:
-        """Done, or gave up (cancelled) while queued: either way the line closes up behind us."""
-        head = bool(self.waiting) and self.waiting[0] is turn
-        if turn in self.waiting:
-            self.waiting.remove(turn)
-        if head and self.waiting:
-            self.waiting[0].set()
-
-
 class StoreBudget:
     """A WorkspaceBudget whose bucket lives in the store, shared by every replica (``RateBudgets``).
 
-    Within one process callers still queue first come first served and only the head of the line asks the store,
-    so a thousand waiting replies cost one store call per token, not a thousand polls. Across replicas the heads
-    compete for the shared bucket; a 429 anywhere pauses the scope for everyone."""
+    Within one process callers still wait in a ``_Line`` and only the head asks the store, so a thousand waiting
+    replies cost one store call per token, not a thousand polls. Across replicas the heads compete for the shared
+    bucket; a 429 anywhere pauses the scope for everyone."""
 
     def __init__(
         self,
@@ -160,17 +182,19 @@ class StoreBudget:
     def _scope(self, scope: str) -> str:
         return f"{scope}:{self._name}"
 
-    async def take(self, scope: str) -> None:
+    async def take(self, scope: str, *, urgent: bool = False) -> None:
         line = self._lines.setdefault(scope, _Line())
-        turn = line.enter()
+        turn = line.enter(urgent=urgent)
         try:
-            await turn.wait()
-            per_minute, burst = self.per_minute, self.burst
-            while (wait := await self._budgets.try_take(self._scope(scope), per_minute=per_minute, burst=burst)) > 0:
-                await self._sleep(wait)
+            while True:
+                await line.wait(turn)
+                wait = await self._budgets.try_take(self._scope(scope), per_minute=self.per_minute, burst=self.burst)
+                if wait <= 0:
+                    return
+                await self._sleep(wait)  # an urgent caller may take the head meanwhile: the loop looks again
         finally:
             line.leave(turn)
-            if not line.waiting:
+            if not line:
                 self._lines.pop(scope, None)
 
     async def pause(self, scope: str, seconds: float) -> None:
@@ -184,14 +208,53 @@ def workspace_of(key: str) -> str:
     return ":".join(parts[:2]) if len(parts) >= 3 else head
 
 
+@dataclass(frozen=True)
+class StreamBudgets:
+    """One budget per streaming method: Slack's tiers are per method, so a start never waits behind appends."""
+
+    start: WorkspaceBudget
+    append: WorkspaceBudget
+    stop: WorkspaceBudget
+
+    @classmethod
+    def in_memory(
+        cls, *, per_minute: float = STREAM_CALLS_PER_MINUTE, clock: Callable[[], float] = time.monotonic
+    ) -> StreamBudgets:
+        start, append, stop = (InMemoryBudget(per_minute=per_minute, burst=STREAM_CALLS_BURST, clock=clock)
+                               for _ in range(3))  # fmt: skip
+        return cls(start, append, stop)
+
+
 class WorkspaceEditPacer:
-    """bot.live_reply.EditPacer for Slack: every edit of every live reply in a workspace draws from one budget."""
+    """bot.live_reply.EditPacer for Slack: every edit of every live reply in a workspace draws from one budget.
 
-    def __init__(self, budget: WorkspaceBudget) -> None:
+    With ``streams``, an edit of a message that is a native stream (``is_stream(key)``) draws from the stream
+    methods' budgets instead: a final edit is chat.stopStream (it carries the last text), any other
+    chat.appendStream."""
+
+    def __init__(
+        self,
+        budget: WorkspaceBudget,
+        *,
+        streams: StreamBudgets | None = None,
+        is_stream: Callable[[str], bool] | None = None,
+    ) -> None:
         self.budget = budget
+        self._streams = streams
+        self._is_stream = is_stream
 
-    async def wait_turn(self, key: str) -> None:
-        await self.budget.take(workspace_of(key))
+    def _streamed(self, key: str) -> StreamBudgets | None:
+        if self._streams is not None and self._is_stream is not None and self._is_stream(key):
+            return self._streams
+        return None
+
+    async def wait_turn(self, key: str, *, final: bool = False) -> None:
+        streams = self._streamed(key)
+        budget = self.budget if streams is None else streams.stop if final else streams.append
+        await budget.take(workspace_of(key), urgent=final)
 
     async def penalize(self, key: str, retry_after_s: float) -> None:
-        await self.budget.pause(workspace_of(key), retry_after_s)
+        streams = self._streamed(key)
+        # Which stream method was refused is not known here: both pause, as Slack's Retry-After asks.
+        for budget in (self.budget,) if streams is None else (streams.append, streams.stop):
+            await budget.pause(workspace_of(key), retry_after_s)

@@ -24,18 +24,22 @@ from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
+from adapters.slack_events import SlackMessage, read_message
 from adapters.slack_pacing import (
     CHAT_UPDATE_BURST,
     CHAT_UPDATE_PER_MINUTE,
     POST_PER_CHANNEL_BURST,
     POST_PER_CHANNEL_PER_MINUTE,
     InMemoryBudget,
+    StreamBudgets,
     WorkspaceBudget,
     WorkspaceEditPacer,
+    workspace_of,
 )
 from adapters.slack_render import to_mrkdwn
-from bot.live_reply import WRITING_MARKER
+from bot.live_reply import DEFAULT_PLACEHOLDER, WRITING_MARKER
 from bot.safety import defang_mass_mentions
+from bot.stores import StoreUnavailable
 from bot.stores.base import MessageLog
 from bot.types import (
     ChannelRef,
@@ -63,6 +67,14 @@ MIN_EDIT_INTERVAL_S = 0.3
 # (FACTS.md). Both are settings: Marketplace apps get Tier 3 and 1,000 per page.
 HISTORY_PER_MINUTE = 1.0
 HISTORY_PAGE_LIMIT = 15
+# No grace before the first message (PlatformLimits.first_post_grace_s): the placeholder goes out at once. Slack shows
+# bots no typing indicator in channels, so a grace is time with nothing on screen. Measured with the stream bench
+# (model: 0.4 s to first token) and a 1 s grace: at N=1 the first message came at 0.48 s instead of 0.01 s, for no
+# fewer edits (6) and the same staleness; at N=20 the first text came at 1.7 s instead of 28.6 s (p95) because it
+# was posted with the message, but what followed was as stale as before (p50 14.4 s against 14.2 s) and the edits
+# were the same (1.25 per reply): the first words, then nothing for as long as "…writing" would have shown. And it
+# only helps when the model answers within the grace, which long threads (the case worth waiting for) rarely do.
+FIRST_POST_GRACE_S = 0.0
 # markdown_text per chat.*Stream call (FACTS.md).
 STREAM_MARKDOWN_MAX = 12000
 # Display names change rarely; an hour keeps users.info (Tier 4) calls to one per author per hour.
@@ -72,6 +84,7 @@ GONE_ERRORS = frozenset(
     {"message_not_found", "channel_not_found", "not_in_channel", "is_archived", "thread_not_found", "cant_update_message"}
 )
 STREAM_EXPIRED = "message_not_in_streaming_state"
+THREAD_GONE = "thread_not_found"  # conversations.replies on a deleted parent or an unknown ts
 
 Progress = Callable[[str], None]
 
@@ -145,6 +158,7 @@ class SlackPlatform:
         edit_budget: WorkspaceBudget | None = None,
         post_budget: WorkspaceBudget | None = None,
         history_budget: WorkspaceBudget | None = None,
+        stream_budgets: StreamBudgets | None = None,
         edits_per_minute: float = CHAT_UPDATE_PER_MINUTE,
         edit_burst: int = CHAT_UPDATE_BURST,
         history_per_minute: float = HISTORY_PER_MINUTE,
@@ -160,11 +174,16 @@ class SlackPlatform:
             max_message_chars=MAX_MESSAGE_CHARS,
             min_edit_interval_s=min_edit_interval_s,
             markup="slack_mrkdwn",
+            first_post_grace_s=FIRST_POST_GRACE_S,
             extra={"native_streaming": 1.0 if native_streaming else 0.0},
         )
-        # Every live reply of this workspace shares one chat.update budget (LiveReply gets it via .pacer).
+        # Every live reply of this workspace shares one chat.update budget (LiveReply gets it via .pacer); replies
+        # streamed natively share the stream methods' budget instead.
+        self._stream_budgets = stream_budgets or StreamBudgets.in_memory(clock=clock)
         self.pacer = WorkspaceEditPacer(
-            edit_budget or InMemoryBudget(per_minute=edits_per_minute, burst=edit_burst, clock=clock)
+            edit_budget or InMemoryBudget(per_minute=edits_per_minute, burst=edit_burst, clock=clock),
+            streams=self._stream_budgets,
+            is_stream=self._is_streaming,
         )
         self.native_streaming = native_streaming
         self._log = log_store
@@ -241,17 +260,15 @@ class SlackPlatform:
         channel = ref.channel
         thread_ts = ref.thread_id or ref.message_id
         params: dict[str, Any] = {"channel": channel.channel, "ts": thread_ts, "limit": self._history_page_limit}
-        known: set[str] = set()
-        if self._log is not None:
-            seen = await self._log.thread(channel, thread_ts)
-            known = {m.ref.message_id for m in seen}
-            replies_seen = [m.ref.message_id for m in seen if m.ref.message_id != thread_ts]
-            if replies_seen:
-                params["latest"] = min(replies_seen, key=float)
+        seen = await self._logged(channel, thread_ts)
+        known = {m.ref.message_id for m in seen}
+        replies_seen = [m.ref.message_id for m in seen if m.ref.message_id != thread_ts]
+        if replies_seen:
+            params["latest"] = min(replies_seen, key=float)
         if since is not None:
             params["oldest"] = ts_of(since)
         say = progress or self._on_progress
-        raw: list[dict[str, Any]] = []
+        raw: list[SlackMessage] = []
         cursor = ""
         pages = 0
         while True:
@@ -263,8 +280,15 @@ class SlackPlatform:
             except PlatformRateLimited as limited:
                 await self._history.pause(channel.workspace, limited.retry_after_s)
                 continue
+            except MessageGone as gone:
+                if gone.args != (THREAD_GONE,):
+                    raise
+                # The thread's parent was deleted (or the ts was never a message): Slack has nothing more to give,
+                # and what the log holds is the whole conversation there is.
+                log.info("thread %s/%s is gone on Slack; summarizing what was recorded", channel.key, thread_ts)
+                break
             pages += 1
-            raw.extend(m for m in page.get("messages") or [] if isinstance(m, dict))
+            raw.extend(m for m in map(read_message, page.get("messages") or []) if m is not None)
             cursor = str((page.get("response_metadata") or {}).get("next_cursor") or "")
             if not cursor:
                 break
@@ -272,10 +296,24 @@ class SlackPlatform:
                 # Another page means another wait of up to a minute on the restricted tier: say so.
                 say(f"Reading the thread… {len(raw)} messages so far (Slack lets me read {self._history_page_limit} "
                     "at a time)")
-        by_ts = {str(m["ts"]): m for m in raw if m.get("ts") and str(m["ts"]) not in known}
-        ordered = sorted(by_ts.values(), key=lambda m: float(m["ts"]))
+        if say is not None and pages > 1:
+            say("")  # the reading is over: the status line goes away before the summary streams in
+        by_ts = {m.ts: m for m in raw if m.ts not in known}
+        ordered = sorted(by_ts.values(), key=lambda m: float(m.ts))
         log.info("fetched %d unseen messages of %s/%s in %d page(s)", len(ordered), channel.key, thread_ts, pages)
         return [await self.to_chat_message(channel, m, thread_id=thread_ts) for m in ordered]
+
+    async def _logged(self, channel: ChannelRef, thread_ts: str) -> list[ChatMessage]:
+        """What the message log holds of the thread; nothing while the shared store is down, so the whole thread
+        is paged from Slack (slow on the restricted tier, but the mention is answered)."""
+        if self._log is None:
+            return []
+        try:
+            return await self._log.thread(channel, thread_ts)
+        except StoreUnavailable as exc:
+            log.warning("message log unavailable for %s/%s; reading the thread from Slack: %s", channel.key,
+                        thread_ts, exc)  # fmt: skip
+            return []
 
     # ---- translation ----------------------------------------------------------------------------------------
 
@@ -303,30 +341,35 @@ class SlackPlatform:
         return str(name)
 
     async def to_chat_message(
-        self, channel: ChannelRef, event: Mapping[str, Any], *, thread_id: str | None = None
+        self, channel: ChannelRef, message: SlackMessage, *, thread_id: str | None = None
     ) -> ChatMessage:
-        """A Slack message (event or API) → ChatMessage, with display names resolved."""
-        ts = str(event["ts"])
-        author = str(event.get("user") or event.get("bot_id") or "unknown")
-        text = str(event.get("text") or "")
-        names = {u: await self.display_name(u) for u in dict.fromkeys(m[0] for m in _USER.findall(text))}
-        author_name = (
-            await self.display_name(author) if event.get("user") else str(event.get("username") or author)
-        )
-        thread = thread_id or (str(event["thread_ts"]) if event.get("thread_ts") else None)
+        """A Slack message (checked by slack_events) → ChatMessage, with display names resolved."""
+        names = {u: await self.display_name(u) for u in dict.fromkeys(m[0] for m in _USER.findall(message.text))}
+        author_name = await self.display_name(message.user) if message.user else message.username or message.author
         return ChatMessage(
-            ref=MessageRef(channel, ts, thread),
-            author=author,
+            ref=MessageRef(channel, message.ts, thread_id or message.thread_ts),
+            author=message.author,
             author_name=author_name,
-            text=readable(text, names),
-            sent_at=slack_time(ts),
-            is_bot=bool(event.get("bot_id")) or event.get("subtype") == "bot_message",
+            text=readable(message.text, names),
+            sent_at=slack_time(message.ts),
+            is_bot=message.is_bot,
         )
 
     # ---- native streaming -----------------------------------------------------------------------------------
 
+    def _is_streaming(self, key: str) -> bool:
+        """Whether LiveReply's pacing key ("slack:{team}:{channel}/{ts}") names a message still streamed."""
+        head, _, ts = key.partition("/")
+        channel = head.split(":", 2)[-1]
+        stream = self._streams.get((channel, ts))
+        return stream is not None and stream.active
+
     async def _start_stream(self, channel: ChannelRef, text: str, thread_id: str) -> MessageRef:
         recipient = self._recipients.get((channel.channel, thread_id))
+        # A stream is a new message in the channel (the per-channel posting limit) and a chat.startStream call
+        # (that method's workspace budget).
+        await self._posts.take(channel.key)
+        await self._stream_budgets.start.take(workspace_of(channel.key))
         stream = await self.client.chat_stream(
             channel=channel.channel,
             thread_ts=thread_id,
@@ -337,12 +380,10 @@ class SlackPlatform:
         # The placeholder is not streamed (a stream can only grow, and the placeholder must go away): the stream
         # starts empty and Slack shows its own "is writing" state until the first text.
         try:
-            await stream.append(chunks=[])
-        except SlackApiError as exc:
-            translated = translate(exc)
-            if translated is exc:
-                raise
-            raise translated from exc
+            await self._call(stream.append, chunks=[])
+        except PlatformRateLimited as limited:
+            await self._stream_budgets.start.pause(workspace_of(channel.key), limited.retry_after_s)
+            raise
         if not stream.ts:
             raise MessageGone("chat.startStream returned no ts")
         self._streams[(channel.channel, stream.ts)] = _Stream(stream)
@@ -353,20 +394,24 @@ class SlackPlatform:
         writing = WRITING_MARKER in text
         content = text[: text.rfind(WRITING_MARKER)] if writing else text
         content = defang_mass_mentions(content)
-        final = not writing and bool(state.streamed)
-        if not content.startswith(state.streamed) or (not writing and not state.streamed):
+        # Without the marker the text is final, unless it is the placeholder (with a status line under it, like
+        # "Reading the thread…"), which a stream cannot show.
+        placeholder = not writing and not state.streamed and content.startswith(DEFAULT_PLACEHOLDER)
+        if placeholder or not content.startswith(state.streamed):
             # A rewrite (placeholder → status, a re-split) cannot be streamed: end the stream, edit from now on.
             await self._stop_stream(state)
             return False
         delta = content[len(state.streamed) :]
+        pieces = [delta[i : i + STREAM_MARKDOWN_MAX] for i in range(0, len(delta), STREAM_MARKDOWN_MAX)] or [""]
         try:
-            for start in range(0, len(delta), STREAM_MARKDOWN_MAX):
-                piece = delta[start : start + STREAM_MARKDOWN_MAX]
-                await self._call(state.stream.append, markdown_text=piece)
+            for n, piece in enumerate(pieces):
+                if not writing and n == len(pieces) - 1:
+                    # The final text's last piece goes with chat.stopStream: one call, not an append and a stop.
+                    await self._call(state.stream.stop, markdown_text=piece or None)
+                    state.active = False
+                elif piece:
+                    await self._call(state.stream.append, markdown_text=piece)
                 state.streamed += piece
-            if final:
-                await self._call(state.stream.stop)
-                state.active = False
         except SlackApiError as exc:
             if exc.response.get("error") != STREAM_EXPIRED:
                 raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Protocol
 
@@ -19,6 +20,14 @@ class ChatPlatform(Protocol):
         """Replace a message's text; raises PlatformRateLimited, MessageTooLong or MessageGone."""
         ...
 
-    async def fetch_thread(self, ref: MessageRef, *, since: datetime | None = None) -> list[ChatMessage]:
-        """Messages of the thread ``ref`` belongs to (or recent channel messages), oldest first."""
+    async def fetch_thread(
+        self,
+        ref: MessageRef,
+        *,
+        since: datetime | None = None,
+        progress: Callable[[str], None] | None = None,
+    ) -> list[ChatMessage]:
+        """Messages of the thread ``ref`` belongs to (or recent channel messages), oldest first. A platform that
+        reads slowly (Slack's restricted history tier: a page a minute) tells the person waiting through
+        ``progress`` ("" clears the line); others may ignore it."""
         ...

@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     slack_history_page_limit: int = Field(default=15, ge=1, le=1000)
     slack_edits_per_minute: float = Field(default=45.0, gt=0)
     slack_edit_burst: int = Field(default=4, ge=1)
+    # chat.startStream/appendStream/stopStream each: their tier is undocumented (FACTS.md); Tier 4 less 10 %.
+    slack_stream_calls_per_minute: float = Field(default=90.0, gt=0)
     slack_allow_bots: bool = False  # record and answer other bots' messages too
 
     # Discord

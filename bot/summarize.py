@@ -110,24 +110,30 @@ class ThreadSummarizer:
             prompts.SUMMARY_SYSTEM
         )
 
-    async def gather(self, mention: Mention, platform: ChatPlatform) -> tuple[list[ChatMessage], str]:
+    async def gather(
+        self, mention: Mention, platform: ChatPlatform, *, progress: Callable[[str], None] | None = None
+    ) -> tuple[list[ChatMessage], str]:
+        """The conversation to summarize; ``progress`` hears from a platform that reads slowly."""
         ref = mention.message.ref
         try:
-            messages, scope = await self._gather_from_log(mention, platform)
+            messages, scope = await self._gather_from_log(mention, platform, progress)
         except StoreUnavailable as exc:
             # The shared store is down: the platform still has the conversation (slower, but the reply comes).
             log.warning("summary in %s reads from the platform: %s", ref.channel.key, exc)
-            messages, scope = await platform.fetch_thread(ref), "thread" if ref.thread_id else "channel"
+            messages = await platform.fetch_thread(ref, progress=progress)
+            scope = "thread" if ref.thread_id else "channel"
         # The bot's own replies (earlier summaries) are not part of the conversation.
         return [m for m in messages if not m.is_bot], scope
 
-    async def _gather_from_log(self, mention: Mention, platform: ChatPlatform) -> tuple[list[ChatMessage], str]:
+    async def _gather_from_log(
+        self, mention: Mention, platform: ChatPlatform, progress: Callable[[str], None] | None
+    ) -> tuple[list[ChatMessage], str]:
         ref = mention.message.ref
         if ref.thread_id:
             messages = await self._store.messages.thread(ref.channel, ref.thread_id)
             if not any(m.ref.message_id == ref.thread_id for m in messages):
                 # The bot never saw the thread start (joined later, or was down): fetch what it lacks, once.
-                fetched = await platform.fetch_thread(ref)
+                fetched = await platform.fetch_thread(ref, progress=progress)
                 known = {m.ref.message_id for m in messages}
                 for m in fetched:
                     if m.ref.message_id not in known:
@@ -148,7 +154,7 @@ class ThreadSummarizer:
         on_text: Callable[[str], None],
         on_status: Callable[[str], None],
     ) -> SummaryResult:
-        messages, scope = await self.gather(mention, platform)
+        messages, scope = await self.gather(mention, platform, progress=on_status)
         ref = mention.message.ref
         state_key = f"summary:{ref.channel.key}:{ref.thread_id or '-'}"
         state = None if mention.fresh else await self._load(state_key)

@@ -18,18 +18,22 @@ from pydantic import SecretStr
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import SlackAdapter
-from adapters.slack_pacing import InMemoryBudget, WorkspaceEditPacer, workspace_of
+from adapters.slack_events import read_message
+from adapters.slack_pacing import InMemoryBudget, StoreBudget, StreamBudgets, WorkspaceEditPacer, workspace_of
 from adapters.slack_platform import SlackPlatform, readable
 from adapters.slack_render import spend_blocks, text_blocks, to_mrkdwn
 from bot.app import App, build_app
 from bot.safety import has_mass_mention
 from bot.settings import Settings
+from bot.stores import ResilientStore, Store
+from bot.stores.redis import UNREACHABLE, RedisStore
 from bot.types import ChannelRef, MessageGone, MessageRef, MessageTooLong, PlatformRateLimited
 from tests.fakes import slack_payloads as payloads
 from tests.fakes.llm_server import FakeLLMServer, FakeReply, ReceivedRequest, default_responder
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_records import Fault
 from tests.fakes.slack_signing import SlackDelivery
+from tests.redis_server import RedisServer
 
 SECRET = "test-signing-secret"
 TIME_SCALE = 0.001  # the fake's minute is 60 ms ...
@@ -68,7 +72,7 @@ class Harness:
         return self.slack.bot_messages(channel)
 
 
-async def _harness(tmp_path: Path, *, streaming: bool = False) -> AsyncIterator[Harness]:
+async def _harness(tmp_path: Path, *, streaming: bool = False, store: Store | None = None) -> AsyncIterator[Harness]:
     async with (
         FakeSlack(time_scale=TIME_SCALE, fractional_retry_after=True, restricted_history=True) as slack,
         FakeLLMServer(responder=responder, tokens_per_s=150) as llm,
@@ -86,11 +90,12 @@ async def _harness(tmp_path: Path, *, streaming: bool = False) -> AsyncIterator[
             db=str(tmp_path / "bot.db"),
             admins=["UADMIN"],
         )
-        app = await build_app(settings)
+        app = await build_app(settings, store=store)
         adapter = SlackAdapter(
             app,
             history_per_minute=0.5 * PER_MINUTE,  # under the fake's 1 call per "minute", with room for jitter
             edits_per_minute=45 * PER_MINUTE / 100,  # slower than the fake allows: edits stay visible
+            stream_calls_per_minute=45 * PER_MINUTE / 100,
         )
         runner = await adapter.serve_http(host="127.0.0.1", port=0)
         port = runner.addresses[0][1]
@@ -174,6 +179,11 @@ async def test_mention_in_an_unseen_thread_pages_the_history_it_lacks(h: Harness
     assert_transcript_complete(summary_request(h), 200)
     (reply,) = h.bot_replies()
     assert reply.text == to_mrkdwn(MODEL_TEXT)
+    # While the pages came in, the person waiting saw why (the core passed its status line to fetch_thread) ...
+    reading = [v.text for v in reply.versions if v.kind == "update" and "Reading the thread" in v.text]
+    assert reading and "messages so far" in reading[0]
+    # ... and the line went away once the reading was over.
+    assert not any("Reading the thread" in v.text for v in reply.versions if "word0" in v.text)
 
 
 async def test_fetch_thread_pages_only_what_the_log_lacks_and_reports_progress(h: Harness) -> None:
@@ -183,7 +193,9 @@ async def test_fetch_thread_pages_only_what_the_log_lacks_and_reports_progress(h
     thread = h.slack.thread("C1", parent.ts)
     for m in thread[30:]:  # the bot joined half-way: it saw the last 30 messages
         event = payloads.message(channel="C1", user="U2", text=m.text, ts=m.ts, thread_ts=parent.ts)
-        await h.app.assistant.record(await platform.to_chat_message(channel, event))
+        seen = read_message(event)
+        assert seen is not None
+        await h.app.assistant.record(await platform.to_chat_message(channel, seen))
 
     said: list[str] = []
     fetched = await platform.fetch_thread(MessageRef(channel, thread[-1].ts, parent.ts), progress=said.append)
@@ -193,6 +205,56 @@ async def test_fetch_thread_pages_only_what_the_log_lacks_and_reports_progress(h
     calls = h.slack.calls_to("conversations.replies")
     assert len(calls) == 2 and all(c.params.get("latest") == thread[30].ts for c in calls)
     assert said and "Reading the thread" in said[0]
+    assert said[-1] == ""  # the status line is cleared once the reading is over
+
+
+async def test_mention_during_a_redis_outage_reads_the_thread_from_slack(tmp_path: Path) -> None:
+    redis = RedisServer().start()
+    try:
+        store = ResilientStore(await RedisStore(redis.url).open(), unreachable=UNREACHABLE)
+        async for h in _harness(tmp_path, store=store):
+            parent = h.slack.seed_thread("C1", replies=28, user="U2", text="line {i:03d} about the widget rollout")
+            redis.stop()  # the message log (and everything else in Redis) is unreachable from here on
+            await h.event(payloads.app_mention(channel="C1", user="U1", text="<@UBOT> sum", thread_ts=parent.ts))
+            await h.adapter.idle()
+
+            assert len(h.slack.calls_to("conversations.replies")) == 2  # the whole thread, 15 per page
+            assert_transcript_complete(summary_request(h), 29)
+            (reply,) = h.bot_replies()
+            assert reply.text == to_mrkdwn(MODEL_TEXT)
+    finally:
+        redis.close()
+
+
+async def test_malformed_events_are_ignored_or_refused_never_crash(h: Harness) -> None:
+    root = await deliver_thread(h, replies=2)
+    channel = ChannelRef("slack", TEAM, "C1")
+    before = await h.app.store.messages.thread(channel, root)
+    # Bolt itself cannot read these (it looks for ids in the body first): refused as the sender's error.
+    unreadable: list[dict[str, object]] = [
+        {"type": "app_mention", "user": False},
+        {"type": "app_mention", "channel": 1.5},
+        {"type": "message", "channel": True, "user": "U1", "text": "hi", "ts": payloads.new_ts()},
+    ]
+    for event in unreadable:
+        assert (await h.event(event)).status == 400
+    # Bolt reads these; the adapter finds them malformed and ignores them (200: Slack must not retry them).
+    malformed: list[dict[str, object]] = [
+        {"type": "app_mention"},
+        {"type": "app_mention", "channel": "C1", "user": "U1", "text": "<@UBOT> sum"},  # no ts
+        {"type": "app_mention", "channel": "C1", "user": "U1", "text": "<@UBOT> sum", "ts": "9" * 40},
+        {"type": "message", "channel": "C1", "user": ["U1"], "text": "hi", "ts": payloads.new_ts()},
+        {"type": "message", "channel": "C1", "bot_id": {"id": "B1"}, "text": "hi", "ts": payloads.new_ts()},
+        {"type": "message", "channel": "C1", "user": "U1", "subtype": {"x": 1}, "text": "hi", "ts": payloads.new_ts()},
+        {"type": "message", "channel": "C1", "user": "U1", "text": 7, "ts": payloads.new_ts(), "thread_ts": root},
+        {"type": "message", "channel": "C1", "subtype": "message_changed", "message": "gone"},
+        {"type": "message", "channel": "C1", "subtype": "message_deleted", "deleted_ts": None},
+    ]
+    for event in malformed:
+        assert (await h.event(event)).status == 200
+    await h.adapter.idle()
+    assert h.bot_replies() == [] and h.llm.received == []
+    assert await h.app.store.messages.thread(channel, root) == before
 
 
 async def test_retried_delivery_gives_exactly_one_reply(h: Harness) -> None:
@@ -454,6 +516,78 @@ async def test_workspace_budget_is_shared_and_pauses_on_429() -> None:
     await pacer.penalize("slack:T1:C1/1.2", 5.0)
     await pacer.wait_turn("slack:T1:C1/1.2")
     assert sum(slept) >= 6.0  # the pause, then a refill from empty
+
+
+class OneTokenPerSleep:
+    """A RateBudgets whose bucket holds one token, refilled by each sleep of a caller (see the test below)."""
+
+    def __init__(self) -> None:
+        self.tokens = 0
+
+    async def try_take(self, scope: str, *, per_minute: float, burst: int) -> float:
+        if self.tokens:
+            self.tokens -= 1
+            return 0.0
+        return 1.0
+
+    async def pause(self, scope: str, seconds: float) -> None:
+        self.tokens = 0
+
+
+@pytest.mark.parametrize("kind", ["in_memory", "store"])
+async def test_final_edits_go_ahead_of_progress_edits_in_the_workspace_line(kind: str) -> None:
+    now = [0.0]
+    refill = asyncio.Event()  # the budget is empty until the test lets time pass
+    store_bucket = OneTokenPerSleep()
+
+    async def sleep(seconds: float) -> None:
+        await refill.wait()
+        now[0] += seconds
+        store_bucket.tokens = 1
+
+    budget: InMemoryBudget | StoreBudget
+    if kind == "in_memory":
+        budget = InMemoryBudget(per_minute=60, burst=1, clock=lambda: now[0], sleep=sleep)
+        await budget.take("slack:T1")  # spends the only token
+    else:
+        budget = StoreBudget(store_bucket, name="chat.update", per_minute=60, burst=1, sleep=sleep)
+    pacer = WorkspaceEditPacer(budget)
+    landed: list[str] = []
+
+    async def edit(key: str, *, final: bool) -> None:
+        await pacer.wait_turn(key, final=final)
+        landed.append(key)
+
+    progress = [asyncio.create_task(edit(f"slack:T1:C{i}/1.{i}", final=False)) for i in (1, 2)]
+    for _ in range(5):
+        await asyncio.sleep(0)  # the first progress edit heads the line, waiting for a token; the second queues
+    final = asyncio.create_task(edit("slack:T1:C3/1.3", final=True))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    refill.set()
+    await asyncio.gather(final, *progress)
+    assert landed == ["slack:T1:C3/1.3", "slack:T1:C1/1.1", "slack:T1:C2/1.2"]
+
+
+async def test_streamed_replies_draw_from_the_stream_methods_budgets() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    def budget() -> InMemoryBudget:
+        return InMemoryBudget(per_minute=60, burst=1, clock=lambda: now[0], sleep=sleep)
+
+    streams = StreamBudgets(budget(), budget(), budget())
+    pacer = WorkspaceEditPacer(budget(), streams=streams, is_stream=lambda key: key.endswith("/s"))
+    await pacer.wait_turn("slack:T1:C1/u")  # chat.update
+    await pacer.wait_turn("slack:T1:C1/s")  # chat.appendStream: its own bucket, no wait behind the update
+    await pacer.wait_turn("slack:T1:C2/s", final=True)  # chat.stopStream: its own bucket too
+    assert slept == []
+    await pacer.wait_turn("slack:T1:C3/s")
+    assert slept == [1.0]
 
 
 # ---- Socket Mode -----------------------------------------------------------------------------------------------

@@ -4,9 +4,11 @@ Three processes per run, so the bot's CPU and memory are its own: the fakes (Fak
 chat.update 50/min per workspace, chat.postMessage ~1/s per channel — and the fake model at 0.4 s to first token
 and 50 tokens/s, which also delivers the signed mention events), the bot under test, and this orchestrator.
 
-Variants: ``ours`` is SlackAdapter + LiveReply with the workspace-wide edit budget; ``baseline`` is a plain Bolt
-app that posts a placeholder and awaits ``chat.update`` after every 20 chunks, with slack_sdk's rate-limit retry
-handler (one retry after Retry-After), as popular Slack bots stream.
+Variants: ``ours`` is SlackAdapter + LiveReply with the workspace-wide edit budget; ``ours_native`` is the same
+with Slack's native streaming on (settings.slack_native_streaming: chat.startStream/appendStream/stopStream, which
+the fake limits at their own tier and the bot paces from their own budget), to show whether streaming relieves the
+chat.update budget; ``baseline`` is a plain Bolt app that posts a placeholder and awaits ``chat.update`` after every
+20 chunks, with slack_sdk's rate-limit retry handler (one retry after Retry-After), as popular Slack bots stream.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ MARKER = " ▍"
 
 @dataclass(frozen=True)
 class RunSpec:
-    variant: str  # "ours" or "baseline"
+    variant: str  # "ours", "ours_native" or "baseline"
     mentions: int
     channels: int
     words: int  # length of the model's answer
@@ -137,10 +139,15 @@ def _collect(slack: Any, llm: Any, spec: RunSpec, text: str) -> dict[str, Any]:
             "piece_ends": ends if k in starts else [],
             "piece_times": [starts[k] + TTFT_S + i * gap for i in range(len(pieces))] if k in starts else [],
         }
+    calls: dict[str, int] = {}
+    for call in slack.calls:
+        if call.method.startswith("chat."):
+            calls[call.method] = calls.get(call.method, 0) + 1
     return {
         "replies": replies,
         "rate_limited": slack.count_429(),
         "by_method": dict(slack.rate_limited),
+        "calls_by_method": calls,
     }
 
 
@@ -172,6 +179,7 @@ async def _bot(conn: multiprocessing.connection.Connection, spec: RunSpec, urls:
             slack_bot_token=SecretStr(urls["bot_token"]),
             slack_signing_secret=SecretStr(SECRET),
             slack_api_url=urls["api_url"],
+            slack_native_streaming=spec.variant == "ours_native",
             db=str(Path(tmp) / "bench.db"),
         )
         app = await build_app(settings)
@@ -189,7 +197,7 @@ async def _bot(conn: multiprocessing.connection.Connection, spec: RunSpec, urls:
                         sent_at=datetime.fromtimestamp(float(ts), UTC),
                     )
                 )
-        server = _Ours(app) if spec.variant == "ours" else _Baseline(app, urls)
+        server = _Baseline(app, urls) if spec.variant == "baseline" else _Ours(app)
         runner = await server.serve()
         port = runner.addresses[0][1]
         usage = Usage()
@@ -355,7 +363,8 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
                 piece_ends=reply["piece_ends"],
                 piece_times=reply["piece_times"],
                 versions=versions,
-                edits=sum(1 for _, _, kind in reply["versions"] if kind in ("update", "stream_append")),
+                # Calls that changed the text after the first message (a stream's stop carries its last text).
+                edits=sum(1 for _, _, kind in reply["versions"] if kind in ("update", "stream_append", "stream_stop")),
                 final_text=reply["final"],
                 first_version_at=reply["versions"][0][0] if reply["versions"] else None,
             )
@@ -367,6 +376,7 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
         peak_rss_mb=resources["peak_rss_mb"],
     )
     result["rate_limited_by_method"] = data["by_method"]
+    result["calls_by_method"] = data["calls_by_method"]
     return result
 
 
@@ -386,6 +396,7 @@ def run(*, quick: bool) -> dict[str, Any]:
             "model_pieces_per_reply": len(split_pieces(model_text(words))),
             "slack_chat_update_per_min_per_workspace": 50,
             "slack_post_per_channel_per_s": 1,
+            "slack_stream_methods_per_min_per_workspace": 100,  # the fake's guess (Tier 4); unverified
             "baseline": f"chat.update after every {BASELINE_EVERY_CHUNKS} chunks, unpaced, SDK 429 retry x1",
             "quick": quick,
         },
@@ -393,7 +404,14 @@ def run(*, quick: bool) -> dict[str, Any]:
     }
     for name, n, channels in scenarios:
         ours = run_one(RunSpec("ours", n, channels, words))
+        native = run_one(RunSpec("ours_native", n, channels, words))
         baseline = run_one(RunSpec("baseline", n, channels, words))
-        out["runs"][name] = {"ours": ours, "baseline": baseline, "ours_over_baseline": ratios(ours, baseline)}
+        out["runs"][name] = {
+            "ours": ours,
+            "ours_native": native,
+            "baseline": baseline,
+            "ours_over_baseline": ratios(ours, baseline),
+            "native_over_ours": ratios(native, ours),
+        }
     out["wall_s"] = round(time.monotonic() - started, 1)
     return out

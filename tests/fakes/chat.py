@@ -159,7 +159,9 @@ class FakeChatPlatform:
         finally:
             self._in_flight.discard(ref.message_id)
 
-    async def fetch_thread(self, ref: MessageRef, *, since: datetime | None = None) -> list[ChatMessage]:
+    async def fetch_thread(
+        self, ref: MessageRef, *, since: datetime | None = None, progress: Callable[[str], None] | None = None
+    ) -> list[ChatMessage]:
         await self._latency()
         self._refuse("fetch", ref.channel, ref, "")
         root = ref.thread_id or ref.message_id
