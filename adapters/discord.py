@@ -38,6 +38,7 @@ from adapters.discord_platform import (
 )
 from adapters.discord_render import MESSAGE_CONTENT_NOTICE, SCOPE_HEADERS, scope_header, spend_embed
 from bot.app import App
+from bot.background import BackgroundWork
 from bot.observability import request_context
 from bot.orphans import INTERRUPTED_LINE
 from bot.settings import Settings
@@ -94,7 +95,7 @@ class DiscordAdapter:
         self._blank_in_a_row = 0
         self._noticed = False
         self.accepting = True  # False from shutdown on: events are left alone (not claimed) and commands declined
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.work = BackgroundWork(label="discord")
         self.client, self.tree, self.platform = self._build(message_content=True)
         if app.janitor is not None:
             app.janitor.serve(PLATFORM, self.finisher)
@@ -195,37 +196,15 @@ class DiscordAdapter:
     # -- background work
 
     def _spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> None:
-        """Run ``work`` in a task the adapter tracks (drain waits for it). Called synchronously from the event
-        handler, after the ``accepting`` check and with no await between, so no accepted event escapes a drain."""
-        task = asyncio.create_task(work, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._finished)
-
-    def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and (error := task.exception()) is not None:
-            log.error("discord: %s failed", task.get_name(), exc_info=error)
+        """Called synchronously from the event handler, after the ``accepting`` check and with no await between,
+        so no accepted event escapes a drain."""
+        self.work.spawn(work, name=name)
 
     async def idle(self) -> None:
-        """Wait until every piece of background work started so far (and any it started) is done."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.work.idle()
 
     async def drain(self, *, grace_s: float) -> int:
-        """Let the work in flight finish for up to ``grace_s``, then cancel the rest; returns how many were cut
-        off. A cut-off reply stays in the store's registry, so a janitor (another process, or this one restarted)
-        finalises it."""
-        try:
-            async with asyncio.timeout(grace_s):
-                await self.idle()
-            return 0
-        except TimeoutError:
-            left = list(self._tasks)
-            for task in left:
-                task.cancel()
-            await asyncio.gather(*left, return_exceptions=True)
-            log.warning("discord: %d piece(s) of work unfinished after %.0fs; left to a janitor", len(left), grace_s)
-            return len(left)
+        return await self.work.drain(grace_s=grace_s)
 
     def finisher(self, workspace: str) -> Finisher:
         """The janitor's way to this process's Discord (bot/orphans.py): REST reaches every guild whatever shard

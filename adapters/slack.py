@@ -40,6 +40,7 @@ from adapters.slack_platform import (
 )
 from adapters.slack_render import escape, spend_blocks
 from bot.app import App
+from bot.background import BackgroundWork
 from bot.observability import request_context
 from bot.summarize import wants_fresh
 from bot.types import ChannelRef, ChatMessage, Command, Mention, MessageRef
@@ -121,7 +122,7 @@ class SlackAdapter:
         stream_calls_per_minute = stream_calls_per_minute or settings.slack_stream_calls_per_minute
         self.allow_bots = settings.slack_allow_bots if allow_bots is None else allow_bots
         self._platforms: dict[str, SlackPlatform] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.work = BackgroundWork(label="slack")
         # Slack's limits are per workspace (and per channel for posts), not per process: the buckets live in the
         # store, so N replicas on one Redis together stay within one workspace's tier. On SQLite they serve one
         # process (or several on one host) the same way.
@@ -176,14 +177,10 @@ class SlackAdapter:
     # ---- background work ------------------------------------------------------------------------------------
 
     def _spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> None:
-        task = asyncio.create_task(work, name=name)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.work.spawn(work, name=name)
 
     async def idle(self) -> None:
-        """Wait until every piece of background work started so far (and any it started) is done."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.work.idle()
 
     async def _claim(self, body: dict[str, Any]) -> bool:
         event_id = body.get("event_id")
@@ -373,7 +370,7 @@ class SlackAdapter:
         return await to_aiohttp_response(bolt_response)
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "platform": "slack", "busy": len(self._tasks)})
+        return web.json_response({"ok": True, "platform": "slack", "busy": len(self.work)})
 
     async def serve_http(self, *, host: str, port: int) -> web.AppRunner:
         """Start serving; returns the runner (its ``addresses`` tell the port when ``port`` is 0)."""
@@ -387,19 +384,7 @@ class SlackAdapter:
         await self.idle()
 
     async def drain(self, *, grace_s: float) -> int:
-        """Let the work in flight finish for up to ``grace_s``, then cancel the rest; returns how many were cut
-        off. A cut-off reply stays in the store's registry, so another replica's janitor finalises it."""
-        try:
-            async with asyncio.timeout(grace_s):
-                await self.idle()
-            return 0
-        except TimeoutError:
-            left = list(self._tasks)
-            for task in left:
-                task.cancel()
-            await asyncio.gather(*left, return_exceptions=True)
-            log.warning("slack: %d piece(s) of work unfinished after %.0fs; left to another replica", len(left), grace_s)
-            return len(left)
+        return await self.work.drain(grace_s=grace_s)
 
 
 async def run_slack(app: App, *, port: int, host: str = "0.0.0.0", stop: asyncio.Event | None = None) -> None:

@@ -34,7 +34,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from tests.bench.stream_common import Child
+from tests.bench.stream_common import Child, channel_of, model_text
 from tests.redis_server import RedisServer
 from tests.replica_process import Replica, isolated_redis_url
 
@@ -50,16 +50,10 @@ STALL_LIMIT_S = 60.0  # no reply completed for this long: the rest are lost
 THREADS_START = int(time.time()) // 3600 * 3600 - 3600
 
 
-def model_text() -> str:
-    return "Summary: " + " ".join(f"point{i}" for i in range(REPLY_WORDS)) + "."
-
 
 def root_ts(k: int) -> str:
     return f"{THREADS_START + k}.000100"
 
-
-def channel_of(k: int, channels: int) -> str:
-    return f"C{k % channels:02d}"
 
 
 # ---- the fakes' process -----------------------------------------------------------------------------------------
@@ -73,7 +67,7 @@ async def _fakes(conn: multiprocessing.connection.Connection, arg: dict[str, Any
     from tests.fakes.llm_server import FakeLLMServer, FakeReply, ReceivedRequest, default_responder
     from tests.fakes.slack_api import FakeSlack
 
-    text = model_text()
+    text = model_text(REPLY_WORDS)
 
     def responder(request: ReceivedRequest) -> FakeReply:
         return default_responder(request) if request.structured else FakeReply(text)

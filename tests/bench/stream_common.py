@@ -234,3 +234,12 @@ class Child:
 
 def elapsed_since(start: float) -> float:
     return round(time.monotonic() - start, 1)
+
+
+def model_text(words: int) -> str:
+    # Plain words: the rendered text equals the model text on every platform, so "final == model text" is exact.
+    return "Summary: " + " ".join(f"point{i}" for i in range(words)) + "."
+
+
+def channel_of(k: int, channels: int) -> str:
+    return f"C{k % channels:02d}"

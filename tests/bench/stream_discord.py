@@ -43,6 +43,7 @@ from tests.bench.stream_common import (
     Usage,
     aggregate,
     figures,
+    model_text,
     ratios,
 )
 
@@ -59,9 +60,6 @@ class RunSpec:
     channels: int
     words: int
 
-
-def model_text(words: int) -> str:
-    return "Summary: " + " ".join(f"point{i}" for i in range(words)) + "."
 
 
 def tag(k: int) -> str:

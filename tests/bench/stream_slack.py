@@ -32,7 +32,9 @@ from tests.bench.stream_common import (
     ReplyTrace,
     Usage,
     aggregate,
+    channel_of,
     figures,
+    model_text,
     ratios,
 )
 
@@ -50,17 +52,10 @@ class RunSpec:
     words: int  # length of the model's answer
 
 
-def model_text(words: int) -> str:
-    # Plain words: the rendered Slack text equals the model text, so "final text == model text" is exact.
-    return "Summary: " + " ".join(f"point{i}" for i in range(words)) + "."
-
 
 def root_ts(k: int) -> str:
     return f"{1_700_000_000 + k}.000100"
 
-
-def channel_of(k: int, channels: int) -> str:
-    return f"C{k % channels:02d}"
 
 
 # ---- process 1: the fakes --------------------------------------------------------------------------------------

@@ -1,0 +1,55 @@
+"""Work an adapter starts after acknowledging an event, tracked so a shutdown can drain it.
+
+Platforms want an answer within seconds (Slack 3 s, Discord interactions 3 s): adapters acknowledge, then do the
+work in a task. Tracking those tasks lets tests wait for quiet and lets SIGTERM finish what is in flight; what a
+drain cuts off stays in the store's live-reply registry for a janitor to finalise (bot/orphans.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Coroutine
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+class BackgroundWork:
+    def __init__(self, *, label: str) -> None:
+        self._label = label
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> None:
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (error := task.exception()) is not None:
+            log.error("%s: %s failed", self._label, task.get_name(), exc_info=error)
+
+    async def idle(self) -> None:
+        """Wait until every piece of work started so far (and any it started) is done."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    async def drain(self, *, grace_s: float) -> int:
+        """Let the work in flight finish for up to ``grace_s``, then cancel the rest; returns how many were cut
+        off (their replies are left to a janitor)."""
+        try:
+            async with asyncio.timeout(grace_s):
+                await self.idle()
+            return 0
+        except TimeoutError:
+            left = list(self._tasks)
+            for task in left:
+                task.cancel()
+            await asyncio.gather(*left, return_exceptions=True)
+            log.warning("%s: %d piece(s) of work unfinished after %.0fs; left to a janitor", self._label, len(left),
+                        grace_s)  # fmt: skip
+            return len(left)
