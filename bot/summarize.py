@@ -87,6 +87,27 @@ def pack(lines: list[str], budget: int) -> list[list[str]]:
     return parts
 
 
+def combine_groups(notes: list[str], budget: int) -> list[list[str]]:
+    """Consecutive notes grouped for one combine call each: within ``budget`` where possible, but never fewer
+    than two notes a group, so every round has fewer notes than the last and the combining always ends (notes are
+    whole model answers, never cut; two of them fit any real context window)."""
+    groups: list[list[str]] = []
+    current: list[str] = []
+    used = 0
+    for note in notes:
+        cost = count_tokens(note) + 1
+        if len(current) >= 2 and used + cost > budget:
+            groups.append(current)
+            current, used = [], 0
+        current.append(note)
+        used += cost
+    if len(current) == 1 and groups:
+        groups[-1].append(current[0])
+    elif current:
+        groups.append(current)
+    return groups
+
+
 def _cut(line: str, budget: int) -> list[str]:
     # Token counts grow roughly linearly with length; halve the piece size until each piece fits.
     size = max(1, len(line) * budget // (count_tokens(line) + 1))
@@ -226,7 +247,7 @@ class ThreadSummarizer:
             notes.insert(0, f"(Summary of the earlier conversation)\n{prior}")
         # Notes of very long threads may themselves exceed one call: combine them level by level.
         while sum(count_tokens(n) + 1 for n in notes) > budget and len(notes) > 1:
-            groups = pack(notes, budget)
+            groups = combine_groups(notes, budget)
             notes = [
                 await self._llm.complete(
                     Task.COMBINE,

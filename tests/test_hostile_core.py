@@ -226,3 +226,33 @@ async def test_no_model_call_when_the_reply_cannot_be_posted(tmp_path, server) -
     assert outcome.refs == [] and not outcome.ok
     assert server.received == []  # nothing spent on an answer nobody could see
     await app.close()
+
+
+def test_combining_notes_always_ends() -> None:
+    from bot.summarize import combine_groups
+
+    for budget in (1, 10, 100, 10_000):
+        notes = [("word " * (40 + 13 * i)).strip() for i in range(17)]
+        rounds = 0
+        while len(notes) > 1:
+            groups = combine_groups(notes, budget)
+            assert sum(groups, []) == notes and all(len(g) >= 2 for g in groups)  # nothing dropped, always merging
+            notes = ["combined"] * len(groups)
+            rounds += 1
+        assert rounds <= 5  # 17 notes halve at worst: ⌈log2 17⌉
+
+
+async def test_long_thread_summary_ends_without_a_tokenizer(tmp_path, server, monkeypatch) -> None:
+    """With no tiktoken encoding (a user's offline machine) the generous estimate counts more tokens; summarizing
+    in parts must still converge."""
+    import llm.tokens
+
+    monkeypatch.setattr(llm.tokens, "_encoding", lambda: None)
+    app = await make_app(tmp_path, server, summary_input_tokens=600)
+    console = new_console(app)
+    # Korean notes are the heavy case: each part's notes then fill more than half a combine call.
+    await thread_of(console, [(f"사용자{i % 7}", q) for i, q in enumerate(korean_questions()[:150])])
+    reply = await mention(console)
+    assert reply.startswith("Summary:")
+    assert len(server.received) < 60  # parts, a few combine rounds, the final: bounded
+    await app.close()
