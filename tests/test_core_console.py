@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import io
-from collections import Counter
 import json
 import re
+from collections import Counter
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
