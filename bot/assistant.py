@@ -59,7 +59,7 @@ class Assistant:
         self.alert_sink = alert_sink  # the platform that owns settings.admin_channel
         self.metrics = metrics
         self.summarizer = ThreadSummarizer(llm=llm, store=store, max_input_tokens=settings.summary_input_tokens)
-        self.faq_writer = FaqWriter(llm=llm, store=store)
+        self.faq_writer = FaqWriter(llm=llm, store=store, max_entries=settings.faq_max_entries)
 
     # ---- what the bot sees ----------------------------------------------------------------------------
 
