@@ -243,3 +243,15 @@ def model_text(words: int) -> str:
 
 def channel_of(k: int, channels: int) -> str:
     return f"C{k % channels:02d}"
+
+
+def fake_model(words: int) -> Any:
+    """The bench's fake model server: always the same answer of ``words`` words, at TTFT_S and TOKENS_PER_S."""
+    from tests.fakes.llm_server import FakeLLMServer, FakeReply, ReceivedRequest, default_responder
+
+    text = model_text(words)
+
+    def responder(request: ReceivedRequest) -> FakeReply:
+        return default_responder(request) if request.structured else FakeReply(text)
+
+    return FakeLLMServer(responder=responder, ttft_s=TTFT_S, tokens_per_s=TOKENS_PER_S)

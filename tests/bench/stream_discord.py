@@ -42,6 +42,7 @@ from tests.bench.stream_common import (
     ReplyTrace,
     Usage,
     aggregate,
+    fake_model,
     figures,
     model_text,
     ratios,
@@ -180,18 +181,12 @@ def fakes_main(conn: multiprocessing.connection.Connection, spec: RunSpec) -> No
 async def _fakes(conn: multiprocessing.connection.Connection, spec: RunSpec) -> None:
     from tests.fakes.discord_api import FakeDiscord, RateLimitConfig
     from tests.fakes.discord_ratelimit import BucketRule
-    from tests.fakes.llm_server import FakeLLMServer, FakeReply, ReceivedRequest, default_responder
-
-    text = model_text(spec.words)
-
-    def responder(request: ReceivedRequest) -> FakeReply:
-        return default_responder(request) if request.structured else FakeReply(text)
 
     loop = asyncio.get_running_loop()
     limits = RateLimitConfig(edit_message=BucketRule(*EDIT_BUCKET))
     async with (
         FakeDiscord(rate_limits=limits) as fake,
-        FakeLLMServer(responder=responder, ttft_s=TTFT_S, tokens_per_s=TOKENS_PER_S) as llm,
+        fake_model(spec.words) as llm,
     ):
         written_at: list[float] = []  # time of each fake.writes entry, same index
         record_write = fake.record_write

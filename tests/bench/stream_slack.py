@@ -33,6 +33,7 @@ from tests.bench.stream_common import (
     Usage,
     aggregate,
     channel_of,
+    fake_model,
     figures,
     model_text,
     ratios,
@@ -67,19 +68,14 @@ def fakes_main(conn: multiprocessing.connection.Connection, spec: RunSpec) -> No
 
 async def _fakes(conn: multiprocessing.connection.Connection, spec: RunSpec) -> None:
     from tests.fakes import slack_payloads as payloads
-    from tests.fakes.llm_server import FakeLLMServer, FakeReply, ReceivedRequest, default_responder
     from tests.fakes.slack_api import FakeSlack
     from tests.fakes.slack_signing import SlackDelivery
 
     text = model_text(spec.words)
-
-    def responder(request: ReceivedRequest) -> FakeReply:
-        return default_responder(request) if request.structured else FakeReply(text)
-
     loop = asyncio.get_running_loop()
     async with (
         FakeSlack() as slack,
-        FakeLLMServer(responder=responder, ttft_s=TTFT_S, tokens_per_s=TOKENS_PER_S) as llm,
+        fake_model(spec.words) as llm,
     ):
         for c in range(spec.channels):
             slack.add_channel(channel_of(c, spec.channels))
