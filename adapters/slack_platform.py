@@ -61,8 +61,11 @@ SLACK_TEXT_MAX = 4000
 MAX_MESSAGE_CHARS = 3000
 # Per-message floor between edits. chat.update is Tier 3 (~50/min) per workspace, with no documented per-message
 # limit (FACTS.md); the workspace budget (slack_pacing) does the real pacing, this floor only keeps one reply from
-# spending the whole burst on its first tokens.
-MIN_EDIT_INTERVAL_S = 0.3
+# spending the whole burst on its first tokens. Measured (tests.bench.stream, 50 tok/s, one reply): 0.3 s → p95
+# staleness 1.53 s (burst gone in the first second, then 1.3 s waits); 0.6 s → 0.86 s; 1.0 s → 1.25 s.
+MIN_EDIT_INTERVAL_S = 0.6
+# Native streams append through their own methods' budgets and expire when idle: a shorter floor keeps them alive.
+MIN_APPEND_INTERVAL_S = 0.3
 # Since 2025, conversations.replies for apps not in the Marketplace: 1 request per minute, 15 messages per page
 # (FACTS.md). Both are settings: Marketplace apps get Tier 3 and 1,000 per page.
 HISTORY_PER_MINUTE = 1.0
@@ -164,7 +167,7 @@ class SlackPlatform:
         history_per_minute: float = HISTORY_PER_MINUTE,
         history_page_limit: int = HISTORY_PAGE_LIMIT,
         posts_per_minute: float = POST_PER_CHANNEL_PER_MINUTE,
-        min_edit_interval_s: float = MIN_EDIT_INTERVAL_S,
+        min_edit_interval_s: float | None = None,
         on_progress: Progress | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -172,7 +175,8 @@ class SlackPlatform:
         self.team_id = team_id
         self.limits = PlatformLimits(
             max_message_chars=MAX_MESSAGE_CHARS,
-            min_edit_interval_s=min_edit_interval_s,
+            min_edit_interval_s=min_edit_interval_s
+            or (MIN_APPEND_INTERVAL_S if native_streaming else MIN_EDIT_INTERVAL_S),
             markup="slack_mrkdwn",
             first_post_grace_s=FIRST_POST_GRACE_S,
             extra={"native_streaming": 1.0 if native_streaming else 0.0},
