@@ -75,7 +75,7 @@ class Harness:
 async def _harness(tmp_path: Path, *, streaming: bool = False, store: Store | None = None) -> AsyncIterator[Harness]:
     async with (
         FakeSlack(time_scale=TIME_SCALE, fractional_retry_after=True, restricted_history=True) as slack,
-        FakeLLMServer(responder=responder, tokens_per_s=150) as llm,
+        FakeLLMServer(responder=responder, tokens_per_s=60) as llm,  # ~2 s of streaming: several paced edits
     ):
         slack.add_channel("C1", name="support")
         slack.add_user("U1", name="ada", display_name="Ada L.")
