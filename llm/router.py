@@ -14,7 +14,7 @@ from contextlib import aclosing
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -345,16 +345,11 @@ class ModelRouter:
     ) -> LedgerRecord:
         usage = self._usage_of(call, request, outcome)
         model = call.entry.model
-        record = LedgerRecord(
+        record = _ledger_record(
+            task,
+            call.entry,
+            bill_to,
             at=call.at,
-            provider=call.entry.provider,
-            model=model,
-            task=task.value,
-            platform=bill_to.platform,
-            workspace=bill_to.workspace,
-            channel=bill_to.channel,
-            user=bill_to.user,
-            feature=bill_to.feature,
             usage=usage,
             cost_usd=self.prices.cost(model, usage),
             latency_s=time.monotonic() - call.started,
@@ -368,16 +363,11 @@ class ModelRouter:
 
     async def _record_hit(self, task: Task, entry: RouteEntry, bill_to: Attribution, saved: Decimal) -> None:
         await self._write(
-            LedgerRecord(
+            _ledger_record(
+                task,
+                entry,
+                bill_to,
                 at=datetime.now(UTC),
-                provider=entry.provider,
-                model=entry.model,
-                task=task.value,
-                platform=bill_to.platform,
-                workspace=bill_to.workspace,
-                channel=bill_to.channel,
-                user=bill_to.user,
-                feature=bill_to.feature,
                 usage=Usage(),
                 cost_usd=Decimal(0),
                 latency_s=0.0,
@@ -423,6 +413,21 @@ class ModelRouter:
     async def close(self) -> None:
         for provider in self._providers.values():
             await provider.close()
+
+
+def _ledger_record(task: Task, entry: RouteEntry, bill_to: Attribution, **fields: Any) -> LedgerRecord:
+    """A ledger record of a call to ``entry`` for ``task``, billed to ``bill_to``; ``fields`` are the rest."""
+    return LedgerRecord(
+        provider=entry.provider,
+        model=entry.model,
+        task=task.value,
+        platform=bill_to.platform,
+        workspace=bill_to.workspace,
+        channel=bill_to.channel,
+        user=bill_to.user,
+        feature=bill_to.feature,
+        **fields,
+    )
 
 
 def _outcome_of(call: _Call) -> Outcome:

@@ -10,6 +10,10 @@ taken by the fakes' process and by the bot's process can be compared directly.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import importlib
+import logging
 import multiprocessing
 import multiprocessing.connection
 import resource
@@ -255,3 +259,15 @@ def fake_model(words: int) -> Any:
         return default_responder(request) if request.structured else FakeReply(text)
 
     return FakeLLMServer(responder=responder, ttft_s=TTFT_S, tokens_per_s=TOKENS_PER_S)
+
+
+def bot_main(conn: multiprocessing.connection.Connection, arg: tuple[str, Any, dict[str, str]]) -> None:
+    """Process 2 of a streaming bench: runs ``_bot(conn, spec, urls)`` of the platform half named by ``arg``."""
+    module, spec, urls = arg
+    logging.basicConfig(level=logging.ERROR)
+    try:
+        asyncio.run(importlib.import_module(module)._bot(conn, spec, urls))
+    except BaseException as exc:  # the orchestrator must hear about it rather than time out
+        with contextlib.suppress(Exception):
+            conn.send(RuntimeError(f"bot process failed: {exc!r}"))
+        raise

@@ -21,8 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import contextlib
-import logging
 import multiprocessing.connection
 import tempfile
 import time
@@ -42,6 +40,7 @@ from tests.bench.stream_common import (
     ReplyTrace,
     Usage,
     aggregate,
+    bot_main,
     fake_model,
     figures,
     model_text,
@@ -257,16 +256,6 @@ def _collect(fake: Any, llm: Any, spec: RunSpec, written_at: list[float], mentio
 # ---- process 2: the bot ----------------------------------------------------------------------------------------
 
 
-def bot_main(conn: multiprocessing.connection.Connection, arg: tuple[RunSpec, dict[str, str]]) -> None:
-    logging.basicConfig(level=logging.ERROR)
-    try:
-        asyncio.run(_bot(conn, *arg))
-    except BaseException as exc:  # the orchestrator must hear about it rather than time out
-        with contextlib.suppress(Exception):
-            conn.send(RuntimeError(f"bot process failed: {exc!r}"))
-        raise
-
-
 async def _bot(conn: multiprocessing.connection.Connection, spec: RunSpec, urls: dict[str, str]) -> None:
     from pydantic import SecretStr
 
@@ -317,7 +306,7 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
     bot: Child | None = None
     try:
         urls = fakes.recv()
-        bot = Child(bot_main, (spec, urls))
+        bot = Child(bot_main, (__name__, spec, urls))
         assert bot.recv() == "ready"
         fakes.ask(("seed",))
         sent = fakes.ask(("deliver",))

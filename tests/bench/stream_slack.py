@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import multiprocessing.connection
 import tempfile
 import time
@@ -32,6 +31,7 @@ from tests.bench.stream_common import (
     ReplyTrace,
     Usage,
     aggregate,
+    bot_main,
     channel_of,
     fake_model,
     figures,
@@ -143,16 +143,6 @@ def _collect(slack: Any, llm: Any, spec: RunSpec, text: str) -> dict[str, Any]:
 
 
 # ---- process 2: the bot ----------------------------------------------------------------------------------------
-
-
-def bot_main(conn: multiprocessing.connection.Connection, arg: tuple[RunSpec, dict[str, str]]) -> None:
-    logging.basicConfig(level=logging.ERROR)
-    try:
-        asyncio.run(_bot(conn, *arg))
-    except BaseException as exc:  # the orchestrator must hear about it rather than time out
-        with contextlib.suppress(Exception):
-            conn.send(RuntimeError(f"bot process failed: {exc!r}"))
-        raise
 
 
 async def _bot(conn: multiprocessing.connection.Connection, spec: RunSpec, urls: dict[str, str]) -> None:
@@ -333,7 +323,7 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
     bot: Child | None = None
     try:
         urls = fakes.recv()
-        bot = Child(bot_main, (spec, urls))
+        bot = Child(bot_main, (__name__, spec, urls))
         bot_url = bot.recv()
         sent = fakes.ask(("deliver", bot_url))
         resources = bot.ask(("drain",))
