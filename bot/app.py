@@ -90,6 +90,7 @@ async def build_app(settings: Settings, *, store: Store | None = None, metrics: 
         max_retries=settings.max_retries,
         anthropic_cache_ttl=settings.anthropic_cache_ttl,
         observers=[metrics.observe_call],
+        base_url_is_provider=settings.base_url_is_provider,
     )
     metrics.watch_router(router)
     assistant = Assistant(settings=settings, store=store, llm=router, metrics=metrics)

@@ -45,7 +45,10 @@ class Settings(BaseSettings):
     max_tokens: dict[str, int] = Field(default_factory=dict)
     temperature: dict[str, float | None] = Field(default_factory=dict)
     cache_ttl_s: dict[str, float] = Field(default_factory=dict)  # response cache per task; 0 disables
-    prices_file: str | None = None  # JSON or TOML overriding the built-in price table
+    prices_file: str | None = None  # JSON or TOML overriding or adding to genai-prices' list prices
+    # OPENAI_BASE_URL / ANTHROPIC_BASE_URL is a gateway in front of the provider itself (list prices apply);
+    # otherwise a base URL that is not the provider's own is a self-hosted server, priced only by prices_file.
+    base_url_is_provider: bool = False
     max_retries: int = Field(default=2, ge=0, le=10)
     connect_timeout_s: float = Field(default=10.0, gt=0)
     first_token_timeout_s: float = Field(default=45.0, gt=0)
