@@ -94,4 +94,5 @@ async def build_app(settings: Settings, *, store: Store | None = None, metrics: 
     )
     metrics.watch_router(router)
     assistant = Assistant(settings=settings, store=store, llm=router, metrics=metrics)
+    router.on_model_missing = assistant.model_missing  # a retired model is reported to the admin channel
     return App(settings, store, router, assistant, metrics)

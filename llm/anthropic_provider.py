@@ -141,6 +141,10 @@ class AnthropicProvider:
             return ErrorInfo("stream", True, message=str(exc)[:200])
         return wire_error(exc)
 
+    async def list_models(self) -> list[str]:
+        """Model ids the server offers this key (`supportbot doctor`); pages are followed by the SDK."""
+        return [m.id async for m in self._client.models.list()]
+
     async def close(self) -> None:
         await self._client.close()
 

@@ -98,6 +98,10 @@ class OpenAIProvider:
             return ErrorInfo("stream", True, message=_short(exc))
         return wire_error(exc)
 
+    async def list_models(self) -> list[str]:
+        """Model ids the server offers this key (`supportbot doctor`); pages are followed by the SDK."""
+        return [m.id async for m in self._client.models.list()]
+
     async def close(self) -> None:
         await self._client.close()
 

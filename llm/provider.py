@@ -57,6 +57,10 @@ class Provider(Protocol):
         """What an exception raised by ``stream`` means; None when it is not a provider error."""
         ...
 
+    async def list_models(self) -> list[str]:
+        """Model ids the server offers (its ``models.list``)."""
+        ...
+
     async def close(self) -> None: ...
 
 

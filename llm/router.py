@@ -56,6 +56,7 @@ USER_MESSAGES = {
     "auth": "the model provider refused the bot's API key (an admin needs to check it)",
     "timeout": "the model did not answer in time",
     "unconfigured": "no model is configured (set OPENAI_API_KEY or ANTHROPIC_API_KEY)",
+    "model_not_found": "the configured model no longer exists (an admin needs to change the model route)",
 }
 
 
@@ -446,6 +447,10 @@ class ModelRouter:
             await self._cache.put(key, value, ttl_s=ttl_s)
         except Exception:
             log.warning("response cache write failed", exc_info=True)
+
+    async def models_offered(self, provider: str) -> list[str]:
+        """What ``provider``'s server lists (raises the SDK's error when it cannot say)."""
+        return await self._providers[provider].list_models()
 
     async def close(self) -> None:
         for provider in self._providers.values():
