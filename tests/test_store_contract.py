@@ -347,6 +347,7 @@ def expected_daily(records: list[LedgerRecord], *, since: date) -> list[SpendRow
             failed=sum(r.outcome in (Outcome.ERROR, Outcome.INTERRUPTED) for r in rs),
             estimated=sum(r.usage.estimated for r in rs),
             estimated_tokens=sum(r.usage.total_input + r.usage.output for r in rs if r.usage.estimated),
+            estimated_usd=sum((r.cost_usd for r in rs if r.usage.estimated), Decimal(0)),
             unpriced=sum(r.unpriced for r in rs),
             unpriced_tokens=sum(r.usage.total_input + r.usage.output for r in rs if r.unpriced),
             self_hosted=sum(r.self_hosted for r in rs),

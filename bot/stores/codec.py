@@ -29,6 +29,9 @@ USAGE_FIELDS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_
 # What the aggregates count besides calls, tokens and money: calls that failed, calls (and their tokens) whose usage
 # was estimated or whose model had no price, and calls to a self-hosted server.
 MARK_FIELDS = ("failed", "estimated", "estimated_tokens", "unpriced", "unpriced_tokens", "self_hosted")
+# Money sums in the aggregates, pico-USD: total cost, what caching saved, and the part of the cost that rests on
+# estimated token counts.
+MONEY_FIELDS = ("cost_pico", "saved_pico", "estimated_pico")
 
 
 def as_utc(dt: datetime) -> datetime:
@@ -232,6 +235,7 @@ def record_increments(record: LedgerRecord) -> dict[str, int]:
         **{name: getattr(usage, name) for name in USAGE_FIELDS},
         "cost_pico": to_pico(record.cost_usd),
         "saved_pico": to_pico(record.saved_usd),
+        "estimated_pico": to_pico(record.cost_usd) if usage.estimated else 0,
         "failed": int(record.failed),
         "estimated": int(usage.estimated),
         "estimated_tokens": tokens if usage.estimated else 0,
@@ -261,5 +265,6 @@ def spend_row(day: date, cell: tuple[str, ...], totals: dict[str, int]) -> Spend
         cache_write_1h=totals.get("cache_write_1h", 0),
         cost_usd=from_pico(totals.get("cost_pico", 0)),
         saved_usd=from_pico(totals.get("saved_pico", 0)),
+        estimated_usd=from_pico(totals.get("estimated_pico", 0)),
         **{name: totals.get(name, 0) for name in MARK_FIELDS},
     )

@@ -75,7 +75,7 @@ CREATE INDEX IF NOT EXISTS ledger_by_day ON ledger (day);
 """
 
 CELL_COLUMNS = ("platform", "workspace", "channel", "provider", "model", "task", "feature")
-SUM_COLUMNS = ("calls", "cache_hits", *codec.USAGE_FIELDS, "cost_pico", "saved_pico", *codec.MARK_FIELDS)
+SUM_COLUMNS = ("calls", "cache_hits", *codec.USAGE_FIELDS, *codec.MONEY_FIELDS, *codec.MARK_FIELDS)
 LEDGER_COLUMNS = ("id", "at_us", "day", *CELL_COLUMNS, *SUM_COLUMNS, "doc")
 
 _TOKENS = "(input + output + cache_read + cache_write_5m + cache_write_1h)"
@@ -86,6 +86,7 @@ LEDGER_MIGRATIONS: tuple[tuple[str, str], ...] = (
     ("failed", "json_extract(doc, '$.outcome') IN ('error', 'interrupted')"),
     ("estimated", "coalesce(json_extract(doc, '$.usage.estimated'), 0)"),
     ("estimated_tokens", f"estimated * {_TOKENS}"),
+    ("estimated_pico", "estimated * cost_pico"),
     ("unpriced", f"cost_pico = 0 AND cache_hits = 0 AND {_TOKENS} > 0"),
     ("unpriced_tokens", f"unpriced * {_TOKENS}"),
     ("self_hosted", "0"),
