@@ -52,7 +52,7 @@ def spend_embed(report: SpendReport) -> discord.Embed:
         colour=SPEND_COLOUR,
     )
     embed.add_field(name="Total", value=report.total_text())
-    embed.add_field(name="Calls", value=f"{report.calls:,} ({report.answered:,} answered, {report.failed:,} failed)")
+    embed.add_field(name="Calls", value=report.calls_text())
     embed.add_field(name="From cache", value=f"{report.cache_hits:,}")
     if report.budget_usd is not None:
         left = max(report.budget_left_usd or Decimal(0), Decimal(0))

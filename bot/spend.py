@@ -85,7 +85,10 @@ class SpendReport:
         return f"{text} + unpriced" if self.unpriced_calls else text
 
     def calls_text(self) -> str:
-        return f"{self.calls:,}: {self.answered:,} answered ({self.cache_hits:,} from cache), {self.failed:,} failed"
+        return (
+            f"{self.calls:,} call(s): {self.answered:,} answered ({self.cache_hits:,} from cache), "
+            f"{self.failed:,} failed"
+        )
 
     def tokens_text(self) -> str:
         t = self.tokens
@@ -121,7 +124,7 @@ class SpendReport:
     def to_text(self) -> str:
         lines = [
             f"*LLM spend — {self.scope}, {self.period}* (since {self.since.isoformat()})",
-            f"Total: {self.total_text()} over {self.calls_text()} call(s)",
+            f"Total: {self.total_text()} over {self.calls_text()}",
             f"Daily: {self.chart()}",
         ]
         if self.budget_usd is not None:
