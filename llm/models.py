@@ -12,6 +12,7 @@ suffix in the price file; genai-prices matches them itself.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import tomllib
 from dataclasses import dataclass, fields, replace
@@ -23,6 +24,8 @@ import genai_prices
 from genai_prices import types as gp_types
 
 from llm.types import Usage
+
+log = logging.getLogger(__name__)
 
 # Where list prices come from; shown by `supportbot doctor` and the README.
 PRICE_SOURCE = f"genai-prices {genai_prices.__version__}"
@@ -157,11 +160,15 @@ class PriceTable:
         if listed is None:
             return UNPRICED
         when = at or datetime.now(UTC)
-        cost = _list_cost(listed, usage, when, context)
-        saved = Decimal(0)
-        if usage.cache_read or usage.cache_write_5m or usage.cache_write_1h:
-            uncached = Usage(input=usage.total_input, output=usage.output)
-            saved = _list_cost(listed, uncached, when, context) - cost
+        try:
+            cost = _list_cost(listed, usage, when, context)
+            saved = Decimal(0)
+            if usage.cache_read or usage.cache_write_5m or usage.cache_write_1h:
+                uncached = Usage(input=usage.total_input, output=usage.output)
+                saved = _list_cost(listed, uncached, when, context) - cost
+        except ValueError:  # impossible figures from a server (negative counts): say unpriced, never lose the record
+            log.warning("could not price %s for usage %s", model, usage, exc_info=True)
+            return UNPRICED
         return Quote(cost, saved, PRICE_SOURCE)
 
     def cost(self, model: str, usage: Usage, *, provider: str | None = None) -> Decimal:

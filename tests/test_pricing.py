@@ -123,6 +123,11 @@ def test_unknown_model_is_unpriced_not_free_and_the_price_file_adds_it(tmp_path)
     assert table.cost("gpt-4o", OPENAI_SAMPLE) == Decimal("0.01")  # list prices untouched
 
 
+def test_impossible_usage_is_unpriced_not_a_crash() -> None:
+    quote = PriceTable().quote("gpt-5.4-mini", Usage(input=-5, cache_read=10, output=1), provider="openai")
+    assert quote.unpriced and quote.cost_usd == 0
+
+
 def test_override_changes_one_field_of_a_listed_model(tmp_path) -> None:
     prices = tmp_path / "prices.json"
     prices.write_text('{"gpt-4o": {"output": "12.00"}}', encoding="utf-8")
