@@ -11,6 +11,7 @@ suffix in the price file; genai-prices matches them itself.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -203,6 +204,7 @@ def _file_saved(p: Price, usage: Usage) -> Decimal:
 _Listed = tuple[gp_types.Provider, gp_types.ModelInfo]
 
 
+@functools.lru_cache(maxsize=256)  # route models are few; genai-prices does not remember a miss (~0.1 ms each)
 def _listed(model: str, provider: str | None) -> _Listed | None:
     """genai-prices' provider and model entry for ``model`` (None when it does not know it)."""
     snapshot = genai_prices.data_snapshot.get_snapshot()
