@@ -244,3 +244,31 @@ async def test_model_missing_notice_reaches_a_callback_even_without_text(server,
         "openai", "gpt-5.4", "summarize", "openai:gpt-5.4-mini")
     assert "The model `gpt-5.4` does not exist" in notice.message  # the provider's own words
     await router.close()
+
+
+# ---- what the providers offer -------------------------------------------------------------------------------------
+
+
+async def test_both_providers_list_their_models_through_the_sdks(server, store) -> None:
+    server.retired.add("claude-sonnet-5")
+    router = router_for(server, store, route("openai:gpt-5.4-mini"))
+    assert "gpt-5.4-mini" in await router.models_offered("openai")
+    anthropic_ids = await router.models_offered("anthropic")
+    assert "claude-haiku-4-5" in anthropic_ids and "claude-sonnet-5" not in anthropic_ids
+    await router.close()
+
+
+async def test_doctor_flags_a_retired_route_model(tmp_path, server) -> None:
+    from bot.doctor import run_doctor
+
+    server.retired.add("claude-sonnet-5")
+    settings = load_settings(
+        db=str(tmp_path / "doc.db"), redis_url=None, base_url_is_provider=True,
+        openai_api_key="sk-test", openai_base_url=server.openai_base_url,
+        anthropic_api_key="sk-ant-test", anthropic_base_url=server.anthropic_base_url,
+    )
+    lines: list[str] = []
+    assert await run_doctor(settings, out=lines.append) == 1
+    assert "FAIL  model anthropic:claude-sonnet-5: not in anthropic's model list: retired or renamed? (routes faq)" in lines
+    assert ("ok    model openai:gpt-5.4-mini: listed by the server (routes summarize, combine, classify, probe); "
+            f"priced by {PRICE_SOURCE}") in lines
