@@ -40,7 +40,7 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = _env("REDIS_URL", "redis_url")  # may carry a password
     db: str = "./supportbot.db"  # SUPPORTBOT_DB: SQLite file used when REDIS_URL is absent
 
-    # Models: routes as {"summarize": ["openai:gpt-4.1-mini", "anthropic:claude-haiku-4-5"], …}
+    # Models: routes as {"summarize": ["openai:gpt-5.4-mini", "anthropic:claude-haiku-4-5"], …}
     routes: dict[str, list[str]] = Field(default_factory=dict)
     max_tokens: dict[str, int] = Field(default_factory=dict)
     temperature: dict[str, float | None] = Field(default_factory=dict)
