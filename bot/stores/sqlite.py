@@ -93,12 +93,18 @@ LEDGER_MIGRATIONS: tuple[tuple[str, str], ...] = (
 )
 
 
+def _columns(conn: sqlite3.Connection) -> set[str]:
+    return {row[1] for row in conn.execute("PRAGMA table_info(ledger)")}
+
+
 def _migrate_ledger(conn: sqlite3.Connection) -> None:
     """Add the ledger columns an older file lacks, filled from its rows, in one transaction (a second process
     opening the same file at the same time waits for the lock, then finds nothing left to do)."""
+    if {column for column, _ in LEDGER_MIGRATIONS} <= _columns(conn):
+        return  # the common case: no write lock taken just to look
     conn.execute("BEGIN IMMEDIATE")
     try:
-        have = {row[1] for row in conn.execute("PRAGMA table_info(ledger)")}
+        have = _columns(conn)
         for column, fill in LEDGER_MIGRATIONS:
             if column in have:
                 continue
