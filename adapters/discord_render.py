@@ -51,8 +51,8 @@ def spend_embed(report: SpendReport) -> discord.Embed:
         description=f"Since {report.since.isoformat()}\nDaily: `{report.chart() or '–'}`",
         colour=SPEND_COLOUR,
     )
-    embed.add_field(name="Total", value=usd(report.total_usd))
-    embed.add_field(name="Calls", value=f"{report.calls:,}")
+    embed.add_field(name="Total", value=report.total_text())
+    embed.add_field(name="Calls", value=report.calls_text())
     embed.add_field(name="From cache", value=f"{report.cache_hits:,}")
     if report.budget_usd is not None:
         left = max(report.budget_left_usd or Decimal(0), Decimal(0))
@@ -66,17 +66,15 @@ def spend_embed(report: SpendReport) -> discord.Embed:
         rows.append(("By channel", report.by_channel[:10]))
     for title, lines in rows:
         if lines:
-            value = "\n".join(f"{r.name}: {usd(r.cost_usd)} ({r.calls})" for r in lines)
+            value = "\n".join(f"{r.label}: {r.cost_text()} ({r.calls})" for r in lines)
             embed.add_field(name=title, value=_cut(value, EMBED_FIELD_VALUE_CHARS), inline=False)
-    t = report.tokens
     embed.add_field(
         name="Tokens",
-        value=(
-            f"{t['input']:,} in · {t['cache_read']:,} cache read · "
-            f"{t['cache_write_5m'] + t['cache_write_1h']:,} cache write · {t['output']:,} out"
-        ),
+        value=report.tokens_text(),
         inline=False,
     )
+    for note in report.notes():  # unpriced calls and estimated counts, said in words
+        embed.add_field(name="Note", value=_cut(note, EMBED_FIELD_VALUE_CHARS), inline=False)
     embed.add_field(
         name="Saved",
         value=(

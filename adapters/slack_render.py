@@ -157,8 +157,8 @@ def spend_blocks(report: SpendReport) -> list[dict[str, Any]]:
     """/llmcost as Block Kit: header, totals as fields, a table-like breakdown per model/feature, the chart."""
     title = f"LLM spend — {report.scope}, {report.period}"
     totals = [
-        f"*Total*\n{usd(report.total_usd)}",
-        f"*Calls*\n{report.calls} ({report.cache_hits} from cache)",
+        f"*Total*\n{report.total_text()}",
+        f"*Calls*\n{report.calls_text()}",
         f"*Since*\n{report.since.isoformat()}",
         f"*Saved*\n{usd(report.prompt_cache_saved_usd)} prompt cache · "
         f"{usd(report.response_cache_saved_usd)} response cache",
@@ -169,11 +169,7 @@ def spend_blocks(report: SpendReport) -> list[dict[str, Any]]:
             f"*Budget this month*\n{usd(report.month_spent_usd)} of {usd(report.budget_usd)}"
             f" · {usd(max(left or Decimal(0), Decimal(0)))} left"
         )
-    t = report.tokens
-    totals.append(
-        f"*Tokens*\n{t['input']:,} in · {t['cache_read']:,} cached · "
-        f"{t['cache_write_5m'] + t['cache_write_1h']:,} written · {t['output']:,} out"
-    )
+    totals.append(f"*Tokens*\n{report.tokens_text()}")
     blocks: list[dict[str, Any]] = [
         {"type": "header", "text": _plain(title, HEADER_TEXT_MAX)},
         {"type": "section", "fields": [_md(escape_fields(f)) for f in totals[:SECTION_FIELDS_MAX]]},
@@ -183,9 +179,11 @@ def spend_blocks(report: SpendReport) -> list[dict[str, Any]]:
         if not rows or (name == "channel" and len(rows) < 2):
             continue
         blocks.append({"type": "divider"})
-        blocks.append(section(_table(f"By {name}", [(r.name, usd(r.cost_usd), str(r.calls)) for r in rows[:15]])))
+        blocks.append(section(_table(f"By {name}", [(r.label, r.cost_text(), str(r.calls)) for r in rows[:15]])))
     if report.top_users:
-        blocks.append(section(_table("Top users", [(r.name, usd(r.cost_usd), str(r.calls)) for r in report.top_users])))
+        blocks.append(section(_table("Top users", [(r.name, r.cost_text(), str(r.calls)) for r in report.top_users])))
+    if report.notes():  # unpriced calls and estimated counts, said in words
+        blocks.append({"type": "context", "elements": [_md(escape_fields(n)) for n in report.notes()]})
     return blocks[:BLOCKS_MAX]
 
 

@@ -90,7 +90,9 @@ async def build_app(settings: Settings, *, store: Store | None = None, metrics: 
         max_retries=settings.max_retries,
         anthropic_cache_ttl=settings.anthropic_cache_ttl,
         observers=[metrics.observe_call],
+        base_url_is_provider=settings.base_url_is_provider,
     )
     metrics.watch_router(router)
     assistant = Assistant(settings=settings, store=store, llm=router, metrics=metrics)
+    router.on_model_missing = assistant.model_missing  # a retired model is reported to the admin channel
     return App(settings, store, router, assistant, metrics)

@@ -17,6 +17,7 @@ from bot.budgets import BudgetState, budget_state, spike_alerts
 from bot.faq import FaqBusy, FaqResult, FaqWriter
 from bot.inquiries import is_inquiry, to_inquiry
 from bot.live_reply import EditPacer, LiveReply
+from bot.model_alerts import model_missing_alert
 from bot.observability import Metrics
 from bot.orphans import registered
 from bot.ports import ChatPlatform
@@ -27,7 +28,7 @@ from bot.stores.base import Store
 from bot.summarize import SummaryResult, ThreadSummarizer
 from bot.types import ChannelRef, ChatMessage, Command, Mention, MessageRef
 from llm.router import ModelRouter
-from llm.types import Attribution, LLMError
+from llm.types import Attribution, LLMError, ModelMissing
 
 log = logging.getLogger(__name__)
 
@@ -235,13 +236,23 @@ class Assistant:
         except Exception:  # budgets and alerts must never cost the user their answer
             log.exception("budget check failed in %s", channel.key)
             return
+        await self._tell_admins(channel, alerts)
+
+    async def model_missing(self, notice: ModelMissing, bill_to: Attribution) -> None:
+        """The router met a model that answered "not found": tell the admin channel, once a day per model."""
+        alert = await model_missing_alert(self.store, notice)
+        if alert is not None:
+            await self._tell_admins(ChannelRef(bill_to.platform, bill_to.workspace, bill_to.channel), [alert])
+
+    async def _tell_admins(self, channel: ChannelRef, alerts: list[str]) -> None:
+        """Post alerts to the admin channel of ``channel``'s workspace (when set) and log them."""
         if alerts and self.alert_sink is not None and self.settings.admin_channel:
             admin = ChannelRef(channel.platform, channel.workspace, self.settings.admin_channel)
             for alert in alerts:
                 try:
                     await self.alert_sink.post(admin, alert)
                 except Exception:
-                    log.exception("could not post a spend alert to %s", admin.key)
+                    log.exception("could not post an alert to %s", admin.key)
         for alert in alerts:
             log.warning("%s", alert)
 

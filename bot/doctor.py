@@ -9,8 +9,11 @@ from bot.settings import Settings
 from bot.stores import open_store
 from bot.stores.base import Store
 from llm import PriceTable, Timeouts, create_router
-from llm.routes import Route, RouteEntry
-from llm.types import Attribution, LedgerRecord, LLMError, Request, Task
+from llm.models import family
+from llm.ports import LedgerSink
+from llm.router import ModelRouter
+from llm.routes import Route, RouteEntry, default_model
+from llm.types import Attribution, LedgerRecord, LLMError, Request, Task, Usage
 
 OK, WARN, FAIL = "ok  ", "warn", "FAIL"
 
@@ -56,7 +59,11 @@ async def run_doctor(settings: Settings, *, out: Callable[[str], None] = print) 
 
 async def _check_models(settings: Settings, store: Store | None, say: Callable[[str, str, str], None]) -> None:
     routes = settings.model_routes()
-    prices = PriceTable.load(settings.prices_file)
+    try:
+        prices = PriceTable.load(settings.prices_file)
+    except (OSError, ValueError) as exc:  # a broken price file stops `run`; here it is one failed check
+        say(FAIL, "prices", f"SUPPORTBOT_PRICES_FILE: {exc}")
+        prices = PriceTable()
     if not settings.providers:
         say(FAIL, "models", "no provider key: set OPENAI_API_KEY and/or ANTHROPIC_API_KEY")
     for provider in settings.providers:
@@ -64,34 +71,85 @@ async def _check_models(settings: Settings, store: Store | None, say: Callable[[
         if model is None:
             say(WARN, provider, "key set but no route uses this provider")
             continue
-        say(*await _probe(settings, provider, model, store))
+        say(*await _probe(settings, provider, model, store, prices))
     for task, route in routes.items():
         if not route.entries and task is not Task.PROBE:
             say(FAIL, f"route {task.value}", "no model: set a provider key or SUPPORTBOT_ROUTES")
         for e in route.entries:
             if e.provider not in settings.providers:
                 say(FAIL, f"route {task.value}", f"uses {e.provider} but its API key is not set")
-            if prices.price(e.model) is None:
-                say(WARN, f"route {task.value}", f"no price for {e.model}: its cost will read $0 (SUPPORTBOT_PRICES_FILE)")
+    await _check_route_models(settings, routes, prices, say)
 
 
-async def _probe(settings: Settings, provider: str, model: str, store: Store | None) -> tuple[str, str, str]:
-    class _NoLedger:  # only when the store itself is down: the probe's few tokens are then not recorded
-        async def add(self, record: LedgerRecord) -> None:
-            return None
+async def _check_route_models(
+    settings: Settings, routes: dict[Task, Route], prices: PriceTable, say: Callable[[str, str, str], None]
+) -> None:
+    """Each route model against the provider's own model list (a retired one is missing from it), and its price."""
+    uses: dict[tuple[str, str], list[str]] = {}
+    for task, route in routes.items():
+        for e in route.entries:
+            if e.provider in settings.providers:
+                uses.setdefault((e.provider, e.model), []).append(task.value)
+    if not uses:
+        return
+    router = _router(settings, routes, prices, ledger=_NoLedger())
+    try:
+        offered: dict[str, set[str] | None] = {}
+        for provider in sorted({p for p, _ in uses}):
+            try:
+                offered[provider] = {family(m) for m in await router.models_offered(provider)}
+            except Exception as exc:  # a server without a model list: the probe above says whether it answers
+                offered[provider] = None
+                say(WARN, f"{provider} models", f"could not list the server's models ({type(exc).__name__})")
+        for (provider, model), tasks in sorted(uses.items()):
+            what, where = f"model {provider}:{model}", f"routes {', '.join(tasks)}"
+            ids = offered[provider]
+            if ids is not None and family(model) not in ids:
+                current = {default_model(provider, Task(t)) for t in tasks} - {model}
+                hint = f"; today's default: {', '.join(sorted(current))}" if current else ""
+                say(FAIL, what, f"not in {provider}'s model list: retired or renamed? ({where}){hint}")
+                continue
+            listed = "listed by the server" if ids is not None else "not checked"
+            say(*_price_check(router, provider, model, what, f"{listed} ({where})"))
+    finally:
+        await router.close()
 
-    router = create_router(
+
+def _price_check(router: ModelRouter, provider: str, model: str, what: str, detail: str) -> tuple[str, str, str]:
+    self_hosted = provider in router.self_hosted
+    quote = router.prices.quote(model, Usage(input=1), provider=provider, self_hosted=self_hosted)
+    where = "self-hosted, " if self_hosted else ""
+    if quote.unpriced:
+        return WARN, what, f"{detail}; {where}no price: its calls show as unpriced (add it to SUPPORTBOT_PRICES_FILE)"
+    return OK, what, f"{detail}; {where}priced by {quote.source}"
+
+
+class _NoLedger:  # only when the store itself is down: the probe's few tokens are then not recorded
+    async def add(self, record: LedgerRecord) -> None:
+        return None
+
+
+def _router(settings: Settings, routes: dict[Task, Route], prices: PriceTable, *, ledger: LedgerSink) -> ModelRouter:
+    return create_router(
         openai_api_key=settings.secret("openai_api_key"),
         openai_base_url=settings.openai_base_url,
         anthropic_api_key=settings.secret("anthropic_api_key"),
         anthropic_base_url=settings.anthropic_base_url,
-        routes={Task.PROBE: Route(Task.PROBE, (RouteEntry(provider, model, 5, None),), cache_ttl_s=0)},
-        prices=PriceTable.load(settings.prices_file),
-        ledger=store.ledger if store is not None else _NoLedger(),
+        routes=routes,
+        prices=prices,
+        ledger=ledger,
         cache=None,
         timeouts=Timeouts(connect_s=5, first_token_s=20, idle_s=20),
         max_retries=0,
+        base_url_is_provider=settings.base_url_is_provider,
     )
+
+
+async def _probe(
+    settings: Settings, provider: str, model: str, store: Store | None, prices: PriceTable
+) -> tuple[str, str, str]:
+    probe = {Task.PROBE: Route(Task.PROBE, (RouteEntry(provider, model, 5, None),), cache_ttl_s=0)}
+    router = _router(settings, probe, prices, ledger=store.ledger if store is not None else _NoLedger())
     try:
         await router.complete(Task.PROBE, Request.of("", "Reply with OK."), bill_to=Attribution(feature="doctor"))
         return OK, provider, f"{model} answered"

@@ -144,6 +144,27 @@ class Metrics:
             model,
             registry=r,
         )
+        self.tokens_estimated = Counter(
+            "supportbot_model_tokens_estimated",
+            "The part of supportbot_model_tokens that was counted locally, not reported by the provider",
+            [*model, "class"],
+            registry=r,
+        )
+        self.cost_estimated = Counter(
+            "supportbot_model_cost_estimated_usd",
+            "The part of supportbot_model_cost_usd that rests on locally counted tokens",
+            [*model, "task"],
+            registry=r,
+        )
+        self.unpriced_calls = Counter(
+            "supportbot_model_unpriced_calls",
+            "Calls to a model no price source knows: their cost is unknown, not in supportbot_model_cost_usd",
+            model,
+            registry=r,
+        )
+        self.unpriced_tokens = Counter(
+            "supportbot_model_unpriced_tokens", "Tokens of unpriced calls", model, registry=r
+        )
         self.ttft = Histogram(
             "supportbot_model_time_to_first_token_seconds",
             "Request start to first text from the model",
@@ -237,6 +258,14 @@ class Metrics:
             self.saved.labels(*model, "prompt").inc(float(record.saved_usd))
         if usage.estimated:
             self.usage_estimated.labels(*model).inc()
+            for cls in TOKEN_CLASSES:
+                if n := getattr(usage, cls):
+                    self.tokens_estimated.labels(*model, cls).inc(n)
+            if record.cost_usd > 0:
+                self.cost_estimated.labels(*model, record.task).inc(float(record.cost_usd))
+        if record.unpriced:
+            self.unpriced_calls.labels(*model).inc()
+            self.unpriced_tokens.labels(*model).inc(usage.total_input + usage.output)
         if record.ttft_s is not None:
             self.ttft.labels(*model).observe(record.ttft_s)
         self.call_seconds.labels(*model).observe(record.latency_s)

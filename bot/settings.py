@@ -40,12 +40,15 @@ class Settings(BaseSettings):
     redis_url: SecretStr | None = _env("REDIS_URL", "redis_url")  # may carry a password
     db: str = "./supportbot.db"  # SUPPORTBOT_DB: SQLite file used when REDIS_URL is absent
 
-    # Models: routes as {"summarize": ["openai:gpt-4.1-mini", "anthropic:claude-haiku-4-5"], …}
+    # Models: routes as {"summarize": ["openai:gpt-5.4-mini", "anthropic:claude-haiku-4-5"], …}
     routes: dict[str, list[str]] = Field(default_factory=dict)
     max_tokens: dict[str, int] = Field(default_factory=dict)
     temperature: dict[str, float | None] = Field(default_factory=dict)
     cache_ttl_s: dict[str, float] = Field(default_factory=dict)  # response cache per task; 0 disables
-    prices_file: str | None = None  # JSON or TOML overriding the built-in price table
+    prices_file: str | None = None  # JSON or TOML overriding or adding to genai-prices' list prices
+    # OPENAI_BASE_URL / ANTHROPIC_BASE_URL is a gateway in front of the provider itself (list prices apply);
+    # otherwise a base URL that is not the provider's own is a self-hosted server, priced only by prices_file.
+    base_url_is_provider: bool = False
     max_retries: int = Field(default=2, ge=0, le=10)
     connect_timeout_s: float = Field(default=10.0, gt=0)
     first_token_timeout_s: float = Field(default=45.0, gt=0)

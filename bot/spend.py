@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
-from dataclasses import dataclass, field
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
@@ -30,6 +30,20 @@ class Line:
     name: str
     cost_usd: Decimal
     calls: int
+    estimated: bool = False  # some of the cost rests on token counts the bot estimated
+    unpriced: int = 0  # calls to a model nobody prices: their cost is unknown, not zero
+    self_hosted: bool = False
+
+    @property
+    def label(self) -> str:
+        return f"{self.name} (self-hosted)" if self.self_hosted else self.name
+
+    def cost_text(self) -> str:
+        """'$0.12', '~$0.12' (estimated), 'unpriced', or '$0.12 + unpriced'."""
+        if self.unpriced and self.cost_usd == 0:
+            return "unpriced"
+        text = mark(usd(self.cost_usd), self.estimated)
+        return f"{text} + unpriced" if self.unpriced else text
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,10 +64,54 @@ class SpendReport:
     top_users: list[Line] = field(default_factory=list)
     budget_usd: Decimal | None = None
     month_spent_usd: Decimal = Decimal(0)
+    failed: int = 0  # calls that gave no complete answer (errors, cut streams)
+    estimated_calls: int = 0  # calls whose token counts the bot estimated (the server sent none, or not all)
+    estimated_tokens: int = 0
+    estimated_usd: Decimal = Decimal(0)  # the part of total_usd resting on those estimates
+    unpriced_calls: int = 0  # calls to models nobody prices: not in total_usd
+    unpriced_tokens: int = 0
+
+    @property
+    def answered(self) -> int:
+        return self.calls - self.failed
 
     @property
     def budget_left_usd(self) -> Decimal | None:
         return None if self.budget_usd is None else self.budget_usd - self.month_spent_usd
+
+    def total_text(self) -> str:
+        """The total, '~'-marked when part of it is estimated and '+ unpriced' when some calls have no price."""
+        text = mark(usd(self.total_usd), self.estimated_usd > 0)
+        return f"{text} + unpriced" if self.unpriced_calls else text
+
+    def calls_text(self) -> str:
+        return (
+            f"{self.calls:,} call(s): {self.answered:,} answered ({self.cache_hits:,} from cache), "
+            f"{self.failed:,} failed"
+        )
+
+    def tokens_text(self) -> str:
+        t = self.tokens
+        text = (
+            f"{t['input']:,} in, {t['cache_read']:,} cache read, "
+            f"{t['cache_write_5m'] + t['cache_write_1h']:,} cache write, {t['output']:,} out"
+        )
+        return mark(text, self.estimated_tokens > 0)
+
+    def notes(self) -> list[str]:
+        """What the figures cannot say by themselves: unpriced calls, and what was estimated."""
+        notes = []
+        if self.unpriced_calls:
+            notes.append(
+                f"Unpriced: {self.unpriced_calls:,} call(s), {self.unpriced_tokens:,} tokens — no price source "
+                "knows their model, so they are not in the total (SUPPORTBOT_PRICES_FILE can price them)."
+            )
+        if self.estimated_calls:
+            notes.append(
+                f"~ Estimated: {self.estimated_calls:,} call(s), {self.estimated_tokens:,} tokens "
+                f"({usd(self.estimated_usd)}) were counted by the bot because the model server sent no usage."
+            )
+        return notes
 
     def chart(self) -> str:
         """Daily spend as one line of block characters, oldest day first."""
@@ -66,7 +124,7 @@ class SpendReport:
     def to_text(self) -> str:
         lines = [
             f"*LLM spend — {self.scope}, {self.period}* (since {self.since.isoformat()})",
-            f"Total: {usd(self.total_usd)} over {self.calls} call(s), {self.cache_hits} answered from cache",
+            f"Total: {self.total_text()} over {self.calls_text()}",
             f"Daily: {self.chart()}",
         ]
         if self.budget_usd is not None:
@@ -77,21 +135,30 @@ class SpendReport:
             )
         for title, rows in (("By model", self.by_model), ("By feature", self.by_feature)):
             if rows:
-                lines.append(f"{title}: " + ", ".join(f"{r.name} {usd(r.cost_usd)} ({r.calls})" for r in rows))
+                lines.append(f"{title}: " + ", ".join(f"{r.label} {r.cost_text()} ({r.calls})" for r in rows))
         if len(self.by_channel) > 1:
-            lines.append("By channel: " + ", ".join(f"{r.name} {usd(r.cost_usd)}" for r in self.by_channel[:10]))
-        t = self.tokens
-        lines.append(
-            f"Tokens: {t['input']:,} in, {t['cache_read']:,} cache read, "
-            f"{t['cache_write_5m'] + t['cache_write_1h']:,} cache write, {t['output']:,} out"
-        )
+            lines.append("By channel: " + ", ".join(f"{r.name} {r.cost_text()}" for r in self.by_channel[:10]))
+        lines.append(f"Tokens: {self.tokens_text()}")
         lines.append(
             f"Saved: {usd(self.prompt_cache_saved_usd)} by prompt caching, "
             f"{usd(self.response_cache_saved_usd)} by the response cache"
         )
         if self.top_users:
-            lines.append("Top users: " + ", ".join(f"{r.name} {usd(r.cost_usd)}" for r in self.top_users))
+            lines.append("Top users: " + ", ".join(f"{r.name} {r.cost_text()}" for r in self.top_users))
+        lines.extend(self.notes())
         return "\n".join(lines)
+
+
+def mark(text: str, estimated: bool) -> str:
+    """'~' in front of a figure that rests on estimated token counts."""
+    return f"~{text}" if estimated else text
+
+
+def plain(amount: Decimal) -> str:
+    """A decimal as people write it: '0', '0.000123', '1.5' — never '0E-12' or '1.500000000000'."""
+    if amount == 0:
+        return "0"
+    return format(amount.normalize(), "f")
 
 
 def usd(amount: Decimal) -> str:
@@ -104,8 +171,27 @@ def _pct(part: Decimal, whole: Decimal) -> str:
     return f"{(part / whole * 100):.0f}%" if whole > 0 else "–"
 
 
-def _lines(costs: dict[str, Decimal], calls: Counter[str]) -> list[Line]:
-    return sorted((Line(k, v, calls[k]) for k, v in costs.items()), key=lambda x: (-x.cost_usd, x.name))
+@dataclass
+class _Tally:
+    """One breakdown line being summed."""
+
+    cost_usd: Decimal = Decimal(0)
+    calls: int = 0
+    estimated: bool = False
+    unpriced: int = 0
+    self_hosted: bool = False
+
+    def add(self, cost: Decimal, calls: int, *, estimated: bool, unpriced: int, self_hosted: bool) -> None:
+        self.cost_usd += cost
+        self.calls += calls
+        self.estimated |= estimated
+        self.unpriced += unpriced
+        self.self_hosted |= self_hosted
+
+
+def _lines(tallies: dict[str, _Tally]) -> list[Line]:
+    lines = (Line(k, t.cost_usd, t.calls, t.estimated, t.unpriced, t.self_hosted) for k, t in tallies.items())
+    return sorted(lines, key=lambda x: (-x.cost_usd, x.name))
 
 
 async def month_spend(ledger: Ledger, channel: ChannelRef | None, *, today: date | None = None) -> Decimal:
@@ -127,48 +213,47 @@ async def build_report(
     today = today or datetime.now(UTC).date()
     since = today - timedelta(days=days - 1)
     rows: list[SpendRow] = await ledger.daily(since=since, channel=channel)
-    by_model: dict[str, Decimal] = defaultdict(Decimal)
-    by_feature: dict[str, Decimal] = defaultdict(Decimal)
-    by_channel: dict[str, Decimal] = defaultdict(Decimal)
+    by_model: dict[str, _Tally] = defaultdict(_Tally)
+    by_feature: dict[str, _Tally] = defaultdict(_Tally)
+    by_channel: dict[str, _Tally] = defaultdict(_Tally)
     per_day: dict[date, Decimal] = defaultdict(Decimal)
-    calls_model: Counter[str] = Counter()
-    calls_feature: Counter[str] = Counter()
-    calls_channel: Counter[str] = Counter()
     tokens = dict.fromkeys(("input", "cache_read", "cache_write_5m", "cache_write_1h", "output"), 0)
-    prompt_saved = Decimal(0)
-    total = Decimal(0)
+    marks = dict.fromkeys(("failed", "estimated", "estimated_tokens", "unpriced", "unpriced_tokens"), 0)
+    prompt_saved = estimated_usd = total = Decimal(0)
     calls = hits = 0
     for r in rows:
         total += r.cost_usd
         calls += r.calls
         hits += r.cache_hits
-        by_model[r.model] += r.cost_usd
-        calls_model[r.model] += r.calls
-        feature = r.feature or r.task
-        by_feature[feature] += r.cost_usd
-        calls_feature[feature] += r.calls
-        by_channel[r.channel] += r.cost_usd
-        calls_channel[r.channel] += r.calls
+        for tally, self_hosted in (
+            (by_model[r.model], r.self_hosted > 0),
+            (by_feature[r.feature or r.task], False),
+            (by_channel[r.channel], False),
+        ):
+            tally.add(r.cost_usd, r.calls, estimated=r.estimated > 0, unpriced=r.unpriced, self_hosted=self_hosted)
         per_day[r.day] += r.cost_usd
         for k in tokens:
             tokens[k] += getattr(r, k)
+        for k in marks:
+            marks[k] += getattr(r, k)
         prompt_saved += r.saved_usd
+        estimated_usd += r.estimated_usd
     # Records are needed only for what aggregates cannot say: who spent, and what cache hits saved.
     records = await ledger.records(
         since=datetime.combine(since, datetime.min.time(), tzinfo=UTC), channel=channel
     )
-    users: dict[str, Decimal] = defaultdict(Decimal)
-    user_calls: Counter[str] = Counter()
+    users: dict[str, _Tally] = defaultdict(_Tally)
     response_saved = Decimal(0)
     for rec in records:
         if rec.cache_hit:
             response_saved += rec.saved_usd
         if rec.user:
-            users[rec.user] += rec.cost_usd
-            user_calls[rec.user] += 1
+            users[rec.user].add(
+                rec.cost_usd, 1, estimated=rec.usage.estimated, unpriced=int(rec.unpriced), self_hosted=False
+            )
     prompt_saved -= response_saved  # rows' saved_usd includes both kinds
     names = names or {}
-    top = [Line(names.get(u.name, u.name), u.cost_usd, u.calls) for u in _lines(users, user_calls)[:5]]
+    top = [replace(u, name=names.get(u.name, u.name)) for u in _lines(users)[:5]]
     return SpendReport(
         period=period,
         since=since,
@@ -176,9 +261,9 @@ async def build_report(
         total_usd=total,
         calls=calls,
         cache_hits=hits,
-        by_model=_lines(by_model, calls_model),
-        by_feature=_lines(by_feature, calls_feature),
-        by_channel=_lines(by_channel, calls_channel),
+        by_model=_lines(by_model),
+        by_feature=_lines(by_feature),
+        by_channel=_lines(by_channel),
         tokens=tokens,
         prompt_cache_saved_usd=prompt_saved,
         response_cache_saved_usd=response_saved,
@@ -186,26 +271,50 @@ async def build_report(
         top_users=top,
         budget_usd=budget_usd,
         month_spent_usd=await month_spend(ledger, channel, today=today) if budget_usd is not None else Decimal(0),
+        failed=marks["failed"],
+        estimated_calls=marks["estimated"],
+        estimated_tokens=marks["estimated_tokens"],
+        estimated_usd=estimated_usd,
+        unpriced_calls=marks["unpriced"],
+        unpriced_tokens=marks["unpriced_tokens"],
     )
 
 
+def _line_json(line: Line) -> dict[str, object]:
+    return {
+        "cost_usd": plain(line.cost_usd),
+        "calls": line.calls,
+        "estimated": line.estimated,
+        "unpriced_calls": line.unpriced,
+        **({"self_hosted": True} if line.self_hosted else {}),
+    }
+
+
 def report_json(report: SpendReport) -> dict[str, object]:
-    """`supportbot spend --json`: one JSON-ready object; money as strings so no precision is lost."""
+    """`supportbot spend --json`: one JSON-ready object; money as plain decimal strings so no precision is lost."""
     return {
         "period": report.period,
         "since": report.since.isoformat(),
         "scope": report.scope,
-        "total_usd": str(report.total_usd),
+        "total_usd": plain(report.total_usd),
         "calls": report.calls,
+        "answered": report.answered,
+        "failed": report.failed,
         "cache_hits": report.cache_hits,
-        "by_model": {r.name: {"cost_usd": str(r.cost_usd), "calls": r.calls} for r in report.by_model},
-        "by_feature": {r.name: {"cost_usd": str(r.cost_usd), "calls": r.calls} for r in report.by_feature},
-        "by_channel": {r.name: {"cost_usd": str(r.cost_usd), "calls": r.calls} for r in report.by_channel},
+        "estimated": {
+            "calls": report.estimated_calls,
+            "tokens": report.estimated_tokens,
+            "cost_usd": plain(report.estimated_usd),
+        },
+        "unpriced": {"calls": report.unpriced_calls, "tokens": report.unpriced_tokens},
+        "by_model": {r.name: _line_json(r) for r in report.by_model},
+        "by_feature": {r.name: _line_json(r) for r in report.by_feature},
+        "by_channel": {r.name: _line_json(r) for r in report.by_channel},
         "tokens": report.tokens,
-        "prompt_cache_saved_usd": str(report.prompt_cache_saved_usd),
-        "response_cache_saved_usd": str(report.response_cache_saved_usd),
-        "daily": {d.isoformat(): str(v) for d, v in report.daily},
-        "top_users": {r.name: str(r.cost_usd) for r in report.top_users},
-        "budget_usd": None if report.budget_usd is None else str(report.budget_usd),
-        "month_spent_usd": str(report.month_spent_usd),
+        "prompt_cache_saved_usd": plain(report.prompt_cache_saved_usd),
+        "response_cache_saved_usd": plain(report.response_cache_saved_usd),
+        "daily": {d.isoformat(): plain(v) for d, v in report.daily},
+        "top_users": {r.name: plain(r.cost_usd) for r in report.top_users},
+        "budget_usd": None if report.budget_usd is None else plain(report.budget_usd),
+        "month_spent_usd": plain(report.month_spent_usd),
     }

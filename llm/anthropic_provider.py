@@ -10,14 +10,12 @@ import anthropic
 from llm.models import capabilities
 from llm.provider import (
     DEFAULT_TIMEOUTS,
-    RETRYABLE_STATUS,
     Delta,
     ErrorInfo,
     StructuredSpec,
     Timeouts,
     http_timeout,
-    retry_after_from_headers,
-    status_kind,
+    status_error,
     wire_error,
 )
 from llm.routes import RouteEntry
@@ -135,16 +133,17 @@ class AnthropicProvider:
                 etype = str(err.get("type", "stream"))
                 kind = "overloaded" if etype == "overloaded_error" else "stream"
                 return ErrorInfo(kind, True, status=status, message=etype)
-            return ErrorInfo(
-                status_kind(status),
-                status in RETRYABLE_STATUS,
-                retry_after_from_headers(exc.response.headers),
-                status,
-                str(err.get("message", "")) or type(exc).__name__,
-            )
+            message = str(err.get("message", "")) or type(exc).__name__
+            # A retired or unknown model: 404 `not_found_error` whose message names the model ("model: …").
+            missing = status == 404 and "model" in message.lower()
+            return status_error(status, exc.response.headers, message, model_missing=missing)
         if isinstance(exc, anthropic.APIError):
             return ErrorInfo("stream", True, message=str(exc)[:200])
         return wire_error(exc)
+
+    async def list_models(self) -> list[str]:
+        """Model ids the server offers this key (`supportbot doctor`); pages are followed by the SDK."""
+        return [m.id async for m in self._client.models.list()]
 
     async def close(self) -> None:
         await self._client.close()

@@ -10,14 +10,12 @@ import openai
 from llm.models import capabilities
 from llm.provider import (
     DEFAULT_TIMEOUTS,
-    RETRYABLE_STATUS,
     Delta,
     ErrorInfo,
     StructuredSpec,
     Timeouts,
     http_timeout,
-    retry_after_from_headers,
-    status_kind,
+    status_error,
     wire_error,
 )
 from llm.routes import RouteEntry
@@ -93,16 +91,16 @@ class OpenAIProvider:
             return ErrorInfo("connection", True, message="could not reach OpenAI")
         if isinstance(exc, openai.APIStatusError):
             status = exc.status_code
-            return ErrorInfo(
-                status_kind(status),
-                status in RETRYABLE_STATUS,
-                retry_after_from_headers(exc.response.headers),
-                status,
-                _short(exc),
-            )
+            # A retired or unknown model: OpenAI answers 404 `model_not_found`; vLLM and Ollama a 404 naming it.
+            missing = status == 404 and (exc.code == "model_not_found" or "model" in str(exc).lower())
+            return status_error(status, exc.response.headers, _short(exc), model_missing=missing)
         if isinstance(exc, openai.APIError):  # e.g. an error object inside the stream, malformed SSE
             return ErrorInfo("stream", True, message=_short(exc))
         return wire_error(exc)
+
+    async def list_models(self) -> list[str]:
+        """Model ids the server offers this key (`supportbot doctor`); pages are followed by the SDK."""
+        return [m.id async for m in self._client.models.list()]
 
     async def close(self) -> None:
         await self._client.close()

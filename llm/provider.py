@@ -4,8 +4,11 @@ llm/anthropic_provider.py imports anthropic; everything above them sees Deltas a
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncGenerator
 from dataclasses import dataclass
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
 
 import httpx2
@@ -29,7 +32,7 @@ class StructuredSpec:
 
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
-    kind: str  # rate_limited, overloaded, server, timeout, connection, auth, bad_request, stream
+    kind: str  # rate_limited, overloaded, server, timeout, connection, auth, bad_request, stream, model_not_found
     retryable: bool
     retry_after_s: float | None = None
     status: int | None = None
@@ -54,14 +57,19 @@ class Provider(Protocol):
         """What an exception raised by ``stream`` means; None when it is not a provider error."""
         ...
 
+    async def list_models(self) -> list[str]:
+        """Model ids the server offers (its ``models.list``)."""
+        ...
+
     async def close(self) -> None: ...
 
 
 RETRYABLE_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504, 529})
 
 
-def retry_after_from_headers(headers: Any) -> float | None:
-    """Seconds to wait from ``retry-after-ms`` or ``retry-after`` (seconds); None when absent or unparsable."""
+def retry_after_from_headers(headers: Any, *, now: float | None = None) -> float | None:
+    """Seconds to wait, as the SDKs read it: ``retry-after-ms`` first, then ``retry-after`` as seconds or as an
+    HTTP date (RFC 9110 §10.2.3; openai-python ``_parse_retry_after_header``). None when absent or unparsable."""
     if headers is None:
         return None
     for name, divisor in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
@@ -71,10 +79,36 @@ def retry_after_from_headers(headers: Any) -> float | None:
         try:
             seconds = float(value) / divisor
         except ValueError:
-            continue
+            if name == "retry-after-ms":
+                continue
+            try:
+                when = parsedate_to_datetime(value)
+            except (TypeError, ValueError, IndexError):
+                continue
+            if when.tzinfo is None:  # an HTTP date is always GMT; be lenient about how it was written
+                when = when.replace(tzinfo=UTC)
+            seconds = when.timestamp() - (time.time() if now is None else now)
+            return max(seconds, 0.0)
         if seconds >= 0:
             return seconds
     return None
+
+
+def should_retry(status: int, headers: Any) -> bool:
+    """The server's own word first: ``x-should-retry: true|false`` overrides the status (both SDKs'
+    ``_should_retry``); otherwise the statuses the SDKs retry."""
+    flag = headers.get("x-should-retry") if headers is not None else None
+    if flag == "true":
+        return True
+    if flag == "false":
+        return False
+    return status in RETRYABLE_STATUS
+
+
+def status_error(status: int, headers: Any, message: str, *, model_missing: bool = False) -> ErrorInfo:
+    """ErrorInfo for an HTTP error answer: kind, whether and when to retry (headers first)."""
+    kind = "model_not_found" if model_missing else status_kind(status)
+    return ErrorInfo(kind, should_retry(status, headers), retry_after_from_headers(headers), status, message)
 
 
 def status_kind(status: int) -> str:

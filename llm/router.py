@@ -30,6 +30,7 @@ from llm.types import (
     LedgerRecord,
     LLMError,
     Message,
+    ModelMissing,
     Outcome,
     Request,
     StructuredOutputError,
@@ -45,6 +46,9 @@ BACKOFF_BASE_S = 0.5
 BACKOFF_CAP_S = 8.0
 # A Retry-After longer than this is not worth waiting for inside a chat reply: fall back to the next entry.
 MAX_RETRY_AFTER_S = 60.0
+# A model that answered "not found" is skipped (when its route has another entry) for this long before it is
+# tried again: a retired model stays retired, but a renamed deployment or a key given access recovers.
+MISSING_MODEL_SKIP_S = 3600.0
 
 USER_MESSAGES = {
     "rate_limited": "the model provider is rate-limiting the bot right now",
@@ -52,6 +56,7 @@ USER_MESSAGES = {
     "auth": "the model provider refused the bot's API key (an admin needs to check it)",
     "timeout": "the model did not answer in time",
     "unconfigured": "no model is configured (set OPENAI_API_KEY or ANTHROPIC_API_KEY)",
+    "model_not_found": "the configured model no longer exists (an admin needs to change the model route)",
 }
 
 
@@ -120,8 +125,15 @@ class ModelRouter:
         max_retries: int = 2,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         observers: list[Callable[[LedgerRecord], None]] | None = None,
+        self_hosted: frozenset[str] = frozenset(),
+        on_model_missing: Callable[[ModelMissing, Attribution], Awaitable[None]] | None = None,
     ) -> None:
         self._providers = providers
+        # Providers whose base URL is not the provider's own: priced only by the user's price file.
+        self.self_hosted = self_hosted
+        # Told (once per "not found" answer) so an admin can change the route; bot/ claims it once a day.
+        self.on_model_missing = on_model_missing
+        self._missing: dict[tuple[str, str], float] = {}  # (provider, model) → monotonic time to try it again
         self.routes = routes
         self.prices = prices
         self._ledger = ledger
@@ -225,10 +237,11 @@ class ModelRouter:
                 return
 
         last: ErrorInfo | None = None
-        for entry in route.entries:
-            provider = self._providers.get(entry.provider)
-            if provider is None:
-                continue
+        usable = [e for e in route.entries if e.provider in self._providers]
+        for n, entry in enumerate(usable):
+            provider = self._providers[entry.provider]
+            if n < len(usable) - 1 and self._missing.get((entry.provider, entry.model), 0.0) > time.monotonic():
+                continue  # answered "not found" recently; the next entry serves until it is tried again
             for attempt in range(self._max_retries + 1):
                 call = _Call(entry)
                 try:
@@ -258,6 +271,8 @@ class ModelRouter:
                         # Text is already visible to the user: retrying would repeat it. Keep what arrived.
                         raise LLMError(_user_message(info), kind=info.kind, partial_text=call.text) from exc
                     last = info
+                    if info.kind == "model_not_found":
+                        await self._model_missing(task, entry, usable[n + 1 :], info, bill_to)
                     delay = self._retry_delay(info, attempt)
                     if delay is None:
                         break  # not retryable here: fall back to the next route entry
@@ -312,6 +327,21 @@ class ModelRouter:
             return info.retry_after_s if info.retry_after_s <= MAX_RETRY_AFTER_S else None
         return min(BACKOFF_BASE_S * 2**attempt, BACKOFF_CAP_S) * (1 - 0.25 * random.random())
 
+    async def _model_missing(
+        self, task: Task, entry: RouteEntry, rest: list[RouteEntry], info: ErrorInfo, bill_to: Attribution
+    ) -> None:
+        self._missing[(entry.provider, entry.model)] = time.monotonic() + MISSING_MODEL_SKIP_S
+        fallback = f"{rest[0].provider}:{rest[0].model}" if rest else None
+        log.warning("%s model %s answered not found (%s); falling back to %s",
+                    entry.provider, entry.model, info.message, fallback or "nothing")  # fmt: skip
+        if self.on_model_missing is None:
+            return
+        notice = ModelMissing(entry.provider, entry.model, task.value, fallback, info.message)
+        try:
+            await self.on_model_missing(notice, bill_to)
+        except Exception:  # telling the admin must never cost the user the fallback's answer
+            log.exception("could not report the missing model %s/%s", entry.provider, entry.model)
+
     def _usage_of(self, call: _Call, request: Request, outcome: Outcome) -> Usage:
         if call.usage is not None and call.final_usage:
             return call.usage
@@ -344,19 +374,27 @@ class ModelRouter:
         error: str = "",
     ) -> LedgerRecord:
         usage = self._usage_of(call, request, outcome)
-        model = call.entry.model
+        entry = call.entry
+        self_hosted = entry.provider in self.self_hosted
+        billed = usage.total_input + usage.output > 0
+        quote = self.prices.quote(
+            entry.model, usage, provider=entry.provider, self_hosted=self_hosted, at=call.at
+        )
         record = _ledger_record(
             task,
-            call.entry,
+            entry,
             bill_to,
             at=call.at,
             usage=usage,
-            cost_usd=self.prices.cost(model, usage),
+            cost_usd=quote.cost_usd,
             latency_s=time.monotonic() - call.started,
             ttft_s=call.ttft,
             outcome=outcome,
             error=error,
-            saved_usd=self.prices.caching_saved(model, usage),
+            saved_usd=quote.saved_usd,
+            unpriced=quote.unpriced and billed,  # a call refused before the model ran cost nothing anyway
+            self_hosted=self_hosted,
+            price_source=quote.source if billed else "",
         )
         await self._write(record)
         return record
@@ -409,6 +447,10 @@ class ModelRouter:
             await self._cache.put(key, value, ttl_s=ttl_s)
         except Exception:
             log.warning("response cache write failed", exc_info=True)
+
+    async def models_offered(self, provider: str) -> list[str]:
+        """What ``provider``'s server lists (raises the SDK's error when it cannot say)."""
+        return await self._providers[provider].list_models()
 
     async def close(self) -> None:
         for provider in self._providers.values():

@@ -18,10 +18,13 @@ DEFAULT_MAX_TOKENS: dict[Task, int] = {
     Task.PROBE: 5,
 }
 
-# (cheap, strong) models per provider; a task picks one of the two.
+# Models per provider and tier, as of 2026-12 (README "Models"): current, priced by genai-prices, and in neither
+# SDK's deprecation table (openai ChatModel "Deprecated values", anthropic _data/deprecated_models.py). A task
+# picks one tier. Checked by tests/test_default_routes.py so a price-data or SDK upgrade that retires one fails.
+DEFAULTS_AS_OF = "2026-12"
 _TIERS = {
-    "openai": {"cheap": "gpt-4o-mini", "mid": "gpt-4.1-mini", "strong": "gpt-4.1"},
-    "anthropic": {"cheap": "claude-haiku-4-5", "mid": "claude-haiku-4-5", "strong": "claude-sonnet-4-5"},
+    "openai": {"cheap": "gpt-5.4-mini", "mid": "gpt-5.4-mini", "strong": "gpt-5.4"},
+    "anthropic": {"cheap": "claude-haiku-4-5", "mid": "claude-haiku-4-5", "strong": "claude-sonnet-5"},
 }
 _TASK_TIER = {
     Task.SUMMARIZE: "mid",
@@ -32,6 +35,16 @@ _TASK_TIER = {
 }
 # Strong writing favours Anthropic, cheap bulk work favours OpenAI; with one key, that provider does everything.
 _PREFERRED = {Task.FAQ: ("anthropic", "openai")}
+
+
+def default_model(provider: str, task: Task) -> str:
+    """The model today's default route uses for ``task`` on ``provider`` (what to move a retired model to)."""
+    return _TIERS[provider][_TASK_TIER[task]]
+
+
+def default_models() -> set[tuple[str, str]]:
+    """Every (provider, model) a default route can use."""
+    return {(p, m) for p, tiers in _TIERS.items() for m in tiers.values()}
 
 
 @dataclass(frozen=True, slots=True)

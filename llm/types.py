@@ -117,6 +117,25 @@ class LedgerRecord:
     error: str = ""
     saved_usd: Decimal = Decimal(0)  # what prompt caching or the response cache saved on this call
     id: str = field(default="")
+    unpriced: bool = False  # no price source knows the model: cost_usd is 0 but the call was not free
+    self_hosted: bool = False  # the provider's base URL is not the provider's own (priced only by the price file)
+    price_source: str = ""  # "genai-prices X.Y.Z", "price file", or "" (unpriced, cache hit, nothing billed)
+
+    @property
+    def failed(self) -> bool:
+        """The caller got no complete answer from this call."""
+        return self.outcome in (Outcome.ERROR, Outcome.INTERRUPTED)
+
+
+@dataclass(frozen=True, slots=True)
+class ModelMissing:
+    """A route entry's model answered "not found" (retired, renamed, or not offered to this key)."""
+
+    provider: str
+    model: str
+    task: str
+    fallback: str | None  # "provider:model" of the next entry tried, None when the route had no other
+    message: str = ""  # the provider's own words
 
 
 class LLMError(Exception):

@@ -188,7 +188,8 @@ async def test_faq_progress_is_shown_while_it_works(tmp_path, server) -> None:
 
 
 async def test_llmcost_reports_spend_by_model_and_feature(tmp_path, server) -> None:
-    app = await make_app(tmp_path, server, admins=["boss"])
+    # The fake server stands in for OpenAI itself, so its list prices apply (tests/test_spend_marks.py: otherwise).
+    app = await make_app(tmp_path, server, admins=["boss"], base_url_is_provider=True)
     items = transcript_lines(irc_messages()[:20]) + [
         {"channel": "support", "user": "alice", "text": "@bot summarize", "thread": "1700000000.000000"},
         {"channel": "support", "user": "alice", "text": "/llmcost today"},
@@ -197,7 +198,7 @@ async def test_llmcost_reports_spend_by_model_and_feature(tmp_path, server) -> N
         {"channel": "support", "user": "alice", "text": "/llmcost yesterdayish"},
     ]
     out = await run(app, tmp_path, items)
-    assert "LLM spend — support, today" in out and "gpt-4.1-mini" in out and "summary" in out
+    assert "LLM spend — support, today" in out and "gpt-5.4-mini" in out and "summary" in out
     assert "Only admins can see the spend of all channels" in out
     assert "LLM spend — all channels, 7d" in out
     assert "unknown period" in out
@@ -207,7 +208,9 @@ async def test_llmcost_reports_spend_by_model_and_feature(tmp_path, server) -> N
 
 
 async def test_spent_budget_answers_without_calling_a_model(tmp_path, server) -> None:
-    app = await make_app(tmp_path, server, channel_budgets_usd={"support": Decimal("0.0000001")})
+    app = await make_app(
+        tmp_path, server, channel_budgets_usd={"support": Decimal("0.0000001")}, base_url_is_provider=True
+    )
     items = transcript_lines(irc_messages()[:10]) + [
         {"channel": "support", "user": "alice", "text": "@bot summarize", "thread": "1700000000.000000"},
         {"channel": "support", "user": "alice", "text": "@bot summarize again", "thread": "1700000000.000000"},

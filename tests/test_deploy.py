@@ -72,7 +72,7 @@ def test_every_example_value_in_env_example_is_a_valid_setting(monkeypatch) -> N
         monkeypatch.setenv(key, value)
     settings = load_settings()
     assert settings.log_format == "json" and settings.metrics_port == METRICS_PORT
-    assert settings.routes["summarize"][0] == "openai:gpt-4.1-mini"
+    assert settings.routes["summarize"][0] == "openai:gpt-5.4-mini"
     active = [
         line.split("=", 1)
         for line in (DEPLOY / ".env.example").read_text().splitlines()

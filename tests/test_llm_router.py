@@ -66,6 +66,7 @@ def make_router(
         cache=store.kv,
         timeouts=timeouts or Timeouts(connect_s=2, first_token_s=5, idle_s=5),
         max_retries=max_retries,
+        base_url_is_provider=True,  # the fake server stands in for OpenAI and Anthropic: list prices apply
     )
     if sleeps is not None:
         router._sleep = sleeps  # test hook: observe the retry delays without waiting them out

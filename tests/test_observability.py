@@ -52,7 +52,8 @@ async def server() -> AsyncIterator[FakeLLMServer]:
 async def make_app(tmp_path: Path, server: FakeLLMServer | None, **overrides: Any) -> App:
     keys: dict[str, Any] = {}
     if server is not None:
-        keys = {"openai_api_key": "sk-test", "openai_base_url": server.openai_base_url}
+        # The fake server stands in for OpenAI itself: list prices apply, as through a gateway.
+        keys = {"openai_api_key": "sk-test", "openai_base_url": server.openai_base_url, "base_url_is_provider": True}
     settings = load_settings(**{"db": str(tmp_path / "bot.db"), "redis_url": None, **keys, **overrides})
     return await build_app(settings)
 

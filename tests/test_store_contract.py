@@ -344,6 +344,13 @@ def expected_daily(records: list[LedgerRecord], *, since: date) -> list[SpendRow
             cache_write_1h=sum(r.usage.cache_write_1h for r in rs),
             cost_usd=sum((r.cost_usd for r in rs), Decimal(0)),
             saved_usd=sum((r.saved_usd for r in rs), Decimal(0)),
+            failed=sum(r.outcome in (Outcome.ERROR, Outcome.INTERRUPTED) for r in rs),
+            estimated=sum(r.usage.estimated for r in rs),
+            estimated_tokens=sum(r.usage.total_input + r.usage.output for r in rs if r.usage.estimated),
+            estimated_usd=sum((r.cost_usd for r in rs if r.usage.estimated), Decimal(0)),
+            unpriced=sum(r.unpriced for r in rs),
+            unpriced_tokens=sum(r.usage.total_input + r.usage.output for r in rs if r.unpriced),
+            self_hosted=sum(r.self_hosted for r in rs),
         )
         for key, rs in sorted(cells.items())
     ]
@@ -366,6 +373,8 @@ def mixed_records() -> list[LedgerRecord]:
             60 * 24 + 1, id="f", channel=ODD, outcome=Outcome.ERROR, usage=Usage(), cost="0", error="timeout"
         ),
         replace(record(60 * 48, id="g"), ttft_s=None),
+        # a self-hosted model no price source knows: $0 recorded, marked unpriced
+        replace(record(60 * 48 + 1, id="h", model="llama-local", cost="0"), unpriced=True, self_hosted=True),
     ]
 
 
@@ -392,9 +401,9 @@ async def test_ledger_records_filter_by_since_until_and_channel(store: Store) ->
     async def got(**kw: Any) -> list[str]:
         return [r.id for r in await store.ledger.records(**kw)]
 
-    assert await got(since=T0 + timedelta(minutes=1)) == ["b", "c", "d", "e", "f", "g"]
+    assert await got(since=T0 + timedelta(minutes=1)) == ["b", "c", "d", "e", "f", "g", "h"]
     assert await got(since=T0, until=T0 + timedelta(minutes=3)) == ["a", "b", "c"]  # until is exclusive
-    assert await got(since=T0, channel=GENERAL) == ["a", "c", "d", "e", "g"]
+    assert await got(since=T0, channel=GENERAL) == ["a", "c", "d", "e", "g", "h"]
     assert await got(since=T0, until=T0 + timedelta(days=1), channel=GENERAL) == ["a", "c", "d"]
     assert await got(since=T0, channel=ODD) == ["f"]
     assert await got(since=T0 + timedelta(days=3)) == []

@@ -76,6 +76,17 @@ class SpendRow:
     cache_write_1h: int
     cost_usd: Decimal
     saved_usd: Decimal
+    failed: int = 0  # calls that gave the caller no complete answer (error, interrupted)
+    estimated: int = 0  # calls whose token counts were estimated (the provider sent none, or not all)
+    estimated_tokens: int = 0
+    estimated_usd: Decimal = Decimal(0)  # the part of cost_usd that rests on estimated token counts
+    unpriced: int = 0  # calls to a model no price source knows: their cost is unknown, not zero
+    unpriced_tokens: int = 0
+    self_hosted: int = 0  # calls to a server that is not the provider's own
+
+    @property
+    def answered(self) -> int:
+        return self.calls - self.failed
 
 
 class Ledger(Protocol):

@@ -26,6 +26,12 @@ PICO_PER_USD = 10**12
 PICO = Decimal(1).scaleb(-12)
 
 USAGE_FIELDS = ("input", "output", "cache_read", "cache_write_5m", "cache_write_1h")
+# What the aggregates count besides calls, tokens and money: calls that failed, calls (and their tokens) whose usage
+# was estimated or whose model had no price, and calls to a self-hosted server.
+MARK_FIELDS = ("failed", "estimated", "estimated_tokens", "unpriced", "unpriced_tokens", "self_hosted")
+# Money sums in the aggregates, pico-USD: total cost, what caching saved, and the part of the cost that rests on
+# estimated token counts.
+MONEY_FIELDS = ("cost_pico", "saved_pico", "estimated_pico")
 
 
 def as_utc(dt: datetime) -> datetime:
@@ -171,6 +177,9 @@ def encode_record(record: LedgerRecord) -> str:
             "outcome": record.outcome.value,
             "cache_hit": record.cache_hit,
             "error": record.error,
+            "unpriced": record.unpriced,
+            "self_hosted": record.self_hosted,
+            "price_source": record.price_source,
         }
     )
 
@@ -196,6 +205,10 @@ def decode_record(raw: str) -> LedgerRecord:
         error=doc["error"],
         saved_usd=Decimal(doc["saved"]),
         id=doc["id"],
+        # Records written before these fields existed: priced (or unpriced at $0) by the provider's list price.
+        unpriced=doc.get("unpriced", False),
+        self_hosted=doc.get("self_hosted", False),
+        price_source=doc.get("price_source", ""),
     )
 
 
@@ -214,12 +227,21 @@ def record_cell(record: LedgerRecord) -> tuple[str, str, str, str, str, str, str
 
 def record_increments(record: LedgerRecord) -> dict[str, int]:
     """What one record adds to its cell; both engines sum exactly these integers."""
+    usage = record.usage
+    tokens = usage.total_input + usage.output
     return {
         "calls": 1,
         "cache_hits": int(record.cache_hit),
-        **{name: getattr(record.usage, name) for name in USAGE_FIELDS},
+        **{name: getattr(usage, name) for name in USAGE_FIELDS},
         "cost_pico": to_pico(record.cost_usd),
         "saved_pico": to_pico(record.saved_usd),
+        "estimated_pico": to_pico(record.cost_usd) if usage.estimated else 0,
+        "failed": int(record.failed),
+        "estimated": int(usage.estimated),
+        "estimated_tokens": tokens if usage.estimated else 0,
+        "unpriced": int(record.unpriced),
+        "unpriced_tokens": tokens if record.unpriced else 0,
+        "self_hosted": int(record.self_hosted),
     }
 
 
@@ -243,4 +265,6 @@ def spend_row(day: date, cell: tuple[str, ...], totals: dict[str, int]) -> Spend
         cache_write_1h=totals.get("cache_write_1h", 0),
         cost_usd=from_pico(totals.get("cost_pico", 0)),
         saved_usd=from_pico(totals.get("saved_pico", 0)),
+        estimated_usd=from_pico(totals.get("estimated_pico", 0)),
+        **{name: totals.get(name, 0) for name in MARK_FIELDS},
     )

@@ -75,7 +75,47 @@ CREATE INDEX IF NOT EXISTS ledger_by_day ON ledger (day);
 """
 
 CELL_COLUMNS = ("platform", "workspace", "channel", "provider", "model", "task", "feature")
-SUM_COLUMNS = ("calls", "cache_hits", *codec.USAGE_FIELDS, "cost_pico", "saved_pico")
+SUM_COLUMNS = ("calls", "cache_hits", *codec.USAGE_FIELDS, *codec.MONEY_FIELDS, *codec.MARK_FIELDS)
+LEDGER_COLUMNS = ("id", "at_us", "day", *CELL_COLUMNS, *SUM_COLUMNS, "doc")
+
+_TOKENS = "(input + output + cache_read + cache_write_5m + cache_write_1h)"
+# Ledger columns added after files were first written, each with how to fill it from what old rows already hold.
+# Before `unpriced` existed a model without a price was recorded at $0: a call with tokens and no cost (not a cache
+# hit) was one, and its record document is marked to agree with the aggregates.
+LEDGER_MIGRATIONS: tuple[tuple[str, str], ...] = (
+    ("failed", "json_extract(doc, '$.outcome') IN ('error', 'interrupted')"),
+    ("estimated", "coalesce(json_extract(doc, '$.usage.estimated'), 0)"),
+    ("estimated_tokens", f"estimated * {_TOKENS}"),
+    ("estimated_pico", "estimated * cost_pico"),
+    ("unpriced", f"cost_pico = 0 AND cache_hits = 0 AND {_TOKENS} > 0"),
+    ("unpriced_tokens", f"unpriced * {_TOKENS}"),
+    ("self_hosted", "0"),
+)
+
+
+def _columns(conn: sqlite3.Connection) -> set[str]:
+    return {row[1] for row in conn.execute("PRAGMA table_info(ledger)")}
+
+
+def _migrate_ledger(conn: sqlite3.Connection) -> None:
+    """Add the ledger columns an older file lacks, filled from its rows, in one transaction (a second process
+    opening the same file at the same time waits for the lock, then finds nothing left to do)."""
+    if {column for column, _ in LEDGER_MIGRATIONS} <= _columns(conn):
+        return  # the common case: no write lock taken just to look
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        have = _columns(conn)
+        for column, fill in LEDGER_MIGRATIONS:
+            if column in have:
+                continue
+            conn.execute(f"ALTER TABLE ledger ADD COLUMN {column} INTEGER NOT NULL DEFAULT 0")
+            conn.execute(f"UPDATE ledger SET {column} = {fill}")
+            if column == "unpriced":
+                conn.execute("UPDATE ledger SET doc = json_set(doc, '$.unpriced', json('true')) WHERE unpriced")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 class _Db:
@@ -96,6 +136,7 @@ class _Db:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")  # WAL + NORMAL: durable across app crashes
             conn.executescript(SCHEMA + sqlite_live.SCHEMA)
+            _migrate_ledger(conn)
             self._conn = conn
         return self._conn
 
@@ -263,10 +304,10 @@ class SqliteLedger:
             codec.encode_record(record),
         )
         placeholders = ",".join("?" * len(row))
+        # Columns by name: a migrated file has its newer columns after `doc`.
         # OR IGNORE: a record written twice (a retry after a lost reply) is kept and counted once.
-        await self._db.write(
-            lambda c: c.execute(f"INSERT OR IGNORE INTO ledger VALUES ({placeholders})", row)
-        )
+        insert = f"INSERT OR IGNORE INTO ledger ({', '.join(LEDGER_COLUMNS)}) VALUES ({placeholders})"
+        await self._db.write(lambda c: c.execute(insert, row))
 
     async def records(
         self, *, since: datetime, until: datetime | None = None, channel: ChannelRef | None = None

@@ -107,6 +107,7 @@ async def _measure_provider(
         cache=store.kv,
         timeouts=Timeouts(connect_s=5, first_token_s=30, idle_s=30),
         max_retries=0,
+        base_url_is_provider=True,  # price every call at list prices, as against the real provider
     )
     raw_client: Any = (
         openai.AsyncOpenAI(api_key="sk-bench", base_url=openai_url, max_retries=0)

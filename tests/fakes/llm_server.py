@@ -29,6 +29,7 @@ from llm.types import Usage
 from tests.fakes import llm_wire as wire
 from tests.fakes.llm_cache import AnthropicPromptCache, OpenAIPromptCache
 from tests.fakes.llm_faults import Fault, Replay
+from tests.fakes.llm_models import default_catalogue, models_page, retired_model_body
 from tests.fakes.llm_streams import AnthropicEncoder, Encoder, OpenAIEncoder, Plan
 
 __all__ = ["FakeLLMServer", "FakeReply", "Fault", "ReceivedRequest", "ServedResponse", "default_responder"]
@@ -124,6 +125,8 @@ class FakeLLMServer:
         self.anthropic_cache = AnthropicPromptCache(min_tokens=anthropic_min_cacheable)
         self.openai_cache = OpenAIPromptCache(min_tokens=openai_min_cacheable)
         self._script: list[Fault | Replay] = []
+        self.catalogue = default_catalogue()  # what GET /v1/models lists, per API
+        self.retired: set[str] = set()  # models that answer 404 "not found" (and are not listed)
         self._requested_port = port
         self._port: int | None = None
         self._runner: web.AppRunner | None = None
@@ -135,6 +138,7 @@ class FakeLLMServer:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._openai)
         app.router.add_post("/v1/messages", self._anthropic)
+        app.router.add_get("/v1/models", self._models)  # both APIs: Anthropic's SDK sends anthropic-version
         # Hanging handlers are released by `_closing`; the timeout only bounds a stop() during a long stall.
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
@@ -198,6 +202,11 @@ class FakeLLMServer:
     async def _anthropic(self, request: web.Request) -> web.StreamResponse:
         return await self._handle(request, "anthropic")
 
+    async def _models(self, request: web.Request) -> web.Response:
+        api: Api = "anthropic" if "anthropic-version" in request.headers else "openai"
+        ids = [m for m in self.catalogue[api] if m not in self.retired]
+        return self._json(api, 200, models_page(api, ids))
+
     async def _handle(self, request: web.Request, api: Api) -> web.StreamResponse:
         try:
             return await self._answer(request, api)
@@ -212,6 +221,9 @@ class FakeLLMServer:
             return self._json(api, 400, error_body(api, 400, message="body is not JSON"))
         rec = _parse_request(request, api, body)
         self.received.append(rec)
+        if rec.model in self.retired:
+            self.served.append(ServedResponse(rec, 404, "error"))
+            return self._json(api, 404, retired_model_body(api, rec.model))
         item = next((s for s in self._script if s.api in (None, api)), None)
         if item is not None:
             self._script.remove(item)
