@@ -71,6 +71,8 @@ DEFAULT_API_URL = "https://slack.com/api/"
 # a claim must outlive the last retry.
 CLAIM_TTL_S = 3600.0
 SHORTCUT_CALLBACK_ID = "summarize_thread"
+# Slack's notice that it dropped this app's events for a minute (https://docs.slack.dev/apis/events-api/#rate-limiting)
+RATE_LIMITED = "app_rate_limited"
 # Message subtypes that are something a person said (https://docs.slack.dev/reference/events/message).
 SPOKEN_SUBTYPES = frozenset({None, "thread_broadcast", "file_share", "me_message"})
 
@@ -250,7 +252,8 @@ class SlackAdapter:
     async def _rate_limited_notice(self, body: dict[str, Any], next: Callable[[], Awaitable[None]]) -> BoltResponse | None:
         # app_rate_limited is not an event_callback: Slack says it dropped this app's events for a minute
         # (https://docs.slack.dev/apis/events-api/#rate-limiting). Nothing to answer but a 200 and a warning.
-        if body.get("type") != "app_rate_limited":
+        inner = body.get("event")
+        if body.get("type") != RATE_LIMITED and not (isinstance(inner, dict) and inner.get("type") == RATE_LIMITED):
             await next()
             return None
         log.warning("Slack rate-limited this app's events (minute %s): deliveries were dropped",
@@ -259,8 +262,9 @@ class SlackAdapter:
         return BoltResponse(status=200, body="")
 
     async def _on_other_event(self, body: dict[str, Any]) -> None:
-        event = body.get("event") if isinstance(body.get("event"), dict) else {}
-        log.debug("acknowledged an unhandled Slack %s event", str(event.get("type"))[:40])
+        event = body.get("event")
+        kind = event.get("type") if isinstance(event, dict) else None
+        log.debug("acknowledged an unhandled Slack %s event", str(kind)[:40])
         self.app.metrics.platform_event("slack", "unhandled")
 
     async def _on_error(self, error: Exception, body: dict[str, Any], respond: Any = None) -> None:
@@ -499,7 +503,8 @@ class SlackAdapter:
 
     async def _shortcut(self, body: dict[str, Any], workspace: str, respond: Any) -> None:
         channel_id = _field(body.get("channel"), "id")
-        msg = body.get("message") if isinstance(body.get("message"), dict) else {}
+        msg = body.get("message")
+        msg = msg if isinstance(msg, dict) else {}
         user = _field(body.get("user"), "id")
         ts = slack_ts(msg.get("ts") or body.get("message_ts"))
         if not channel_id or ts is None:
@@ -549,6 +554,10 @@ class SlackAdapter:
             return web.Response(status=200, text="")
         if bolt_response.status >= 500 and _is_event_delivery(raw):
             self._ignored("failed", "an event delivery failed in a listener; acknowledged so Slack does not retry")
+            return web.Response(status=200, text="")
+        if bolt_response.status == 404 and _is_event_delivery(raw):
+            # Signed JSON that no listener took (an envelope type Bolt does not know): still a delivery.
+            self._ignored("unhandled", f"{raw[:120]!r}")
             return web.Response(status=200, text="")
         return await to_aiohttp_response(bolt_response)
 
@@ -659,11 +668,12 @@ def _pane_key(channel_id: str, thread_ts: str) -> str:
 
 
 def _is_event_delivery(raw: bytes) -> bool:
+    """An Events API delivery (JSON; commands and interactivity arrive form-encoded)."""
     try:
         body = json.loads(raw)
     except ValueError:
         return False
-    return isinstance(body, dict) and body.get("type") == "event_callback"
+    return isinstance(body, dict) and ("event" in body or body.get("type") in ("event_callback", RATE_LIMITED))
 
 
 def _field(value: object, key: str) -> str:

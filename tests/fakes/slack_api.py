@@ -117,6 +117,7 @@ class FakeSlack:
         self.enterprise_install = False
         self.assistant_statuses: dict[tuple[str, str], list[str]] = {}  # (channel, thread_ts) → every status set
         self.suggested_prompts: dict[tuple[str, str], list[Any]] = {}
+        self.delays: dict[str, float] = {}  # method → seconds the fake waits before answering (a slow Web API)
         self.messages: dict[tuple[str, str], FakeMessage] = {}
         self.ephemerals: list[Ephemeral] = []
         self.response_url_posts: list[ResponseUrlPost] = []
@@ -451,6 +452,8 @@ class FakeSlack:
         except Refusal as refusal:
             return answer(200, {"ok": False, "error": refusal.error})
         team = ws.team_id
+        if self.delays.get(method):
+            await asyncio.sleep(self.delays[method])
 
         queued = self._faults.get(method)
         if queued:
