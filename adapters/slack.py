@@ -239,6 +239,7 @@ class SlackAdapter:
         pane.thread_context_changed(self._on_pane_context)
         pane.user_message(self._on_pane_message)
         bolt.assistant(pane)
+        bolt.event("app_home_opened")(self._on_home_opened)
         bolt.event("app_mention")(self._on_mention)
         bolt.event("message")(self._on_message)
         bolt.command("/faq")(self._on_faq)
@@ -403,6 +404,17 @@ class SlackAdapter:
             await set_suggested_prompts(prompts=SUGGESTED_PROMPTS)
 
         self._spawn(_logged(greet(), "greeting in the assistant pane"), name=f"pane-{thread.thread_ts}")
+
+    async def _on_home_opened(self, event: dict[str, Any], client: AsyncWebClient) -> None:
+        # Slack's agent messaging experience (agent_view, the default for apps since 2026-06) has no side pane:
+        # the person talks to the bot in its Messages tab, whose opening is this event; the prompts pin to the top.
+        channel = event.get("channel")
+        if event.get("tab") != "messages" or not isinstance(channel, str) or not channel:
+            return
+        prompts = client.assistant_threads_setSuggestedPrompts(
+            channel_id=channel, title="What can I do for you?", prompts=SUGGESTED_PROMPTS
+        )
+        self._spawn(_logged(prompts, "suggested prompts in the Messages tab"), name="home-prompts")
 
     async def _on_pane_context(self, event: dict[str, Any], save_thread_context: Any) -> None:
         # The person switched to another channel with the pane open: that channel is what "this channel" means now.

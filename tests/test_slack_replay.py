@@ -355,6 +355,22 @@ async def test_message_subtypes_change_the_log_as_people_see_the_channel(tmp_pat
         assert not any(m.author == "unknown" for m in await r.app.store.messages.recent(channel, limit=20))
 
 
+async def test_the_messages_tab_opening_is_acked_and_gets_suggested_prompts(tmp_path: Path) -> None:
+    # java-slack-sdk's app_home_opened sample (every value empty): the tab and ids are filled in.
+    body = fixture("AppHomeOpenedPayload.java-slack-sdk.json")
+    body.update(type="event_callback", event_id=payloads.new_event_id())
+    body["authorizations"][0].update(team_id="T111", user_id="W111", is_bot=True)
+    async with replay(tmp_path, team="T111", bot_user="W111") as r:
+        r.slack.add_channel("D111", is_im=True, members=("W222",))
+        body["event"].update(user="W222", channel="D111", tab="messages", event_ts=payloads.new_ts())
+        assert (await r.send(body)).status == 200
+        assert r.slack.suggested_prompts[("D111", "")] == SUGGESTED_PROMPTS
+        body["event"].update(tab="home")  # the Home tab: nothing to do, still acknowledged
+        body["event_id"] = payloads.new_event_id()
+        assert (await r.send(body)).status == 200
+        assert r.slack.calls_to("chat.postMessage") == []
+
+
 # ---- direct messages and the assistant pane --------------------------------------------------------------------
 
 

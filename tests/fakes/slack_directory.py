@@ -74,7 +74,8 @@ def conversations_list(fake: FakeSlack, ws: Workspace, params: Params) -> dict[s
 
 
 def _assistant_thread(fake: FakeSlack, params: Params) -> tuple[str, str]:
-    channel, thread_ts = _required(params, "channel_id"), _required(params, "thread_ts")
+    """(channel, thread_ts); thread_ts is "" for the top of an agent's Messages tab (agent_view)."""
+    channel, thread_ts = _required(params, "channel_id"), str(params.get("thread_ts") or "")
     if channel not in fake.channels:
         raise Refusal("channel_not_found")
     return channel, thread_ts
@@ -82,6 +83,8 @@ def _assistant_thread(fake: FakeSlack, params: Params) -> tuple[str, str]:
 
 def assistant_threads_set_status(fake: FakeSlack, ws: Workspace, params: Params) -> dict[str, Any]:
     key = _assistant_thread(fake, params)
+    if not key[1]:
+        raise Refusal("invalid_arguments", response_metadata={"messages": ["[ERROR] missing required field: thread_ts"]})
     fake.assistant_statuses.setdefault(key, []).append(str(params.get("status") or ""))
     return {}
 
