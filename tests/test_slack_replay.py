@@ -447,6 +447,19 @@ async def test_a_dm_answers_cost_and_help_and_refuses_cost_of_a_channel_the_aske
         assert HELP.splitlines()[0] in r.posts("D111")[-1]
 
 
+async def test_a_dm_builds_an_faq_of_a_channel_the_asker_is_in_and_answers_there(tmp_path: Path) -> None:
+    async with workspace_with_private_channels(tmp_path) as r:
+        template = fixture("user_message_event_payload.bolt-python.json")
+        for text in ("How do I reset my password?", "How can I reset my password?", "Why is the export failing?"):
+            event = {**template["event"], "channel": "C222", "user": "W333", "text": text, "ts": payloads.new_ts()}
+            await r.send(envelope(template, event))
+        assert (await r.send(dm("faq <#C222|plans> 30"))).status == 200
+        faq = r.posts("D111")[-1]
+        assert faq.startswith("*FAQ*") and r.posts("C222") == []  # answered to the asker, not posted in #plans
+        assert (await r.send(dm("faq #secret"))).status == 200
+        assert "#secret is private" in r.posts("D111")[-1]
+
+
 async def test_the_assistant_pane_suggests_prompts_and_answers_about_the_channel_in_view(tmp_path: Path) -> None:
     started = fixture("thread_started_event_body.bolt-python.json")  # W222 opens the pane in D111, viewing C222
     changed = fixture("thread_context_changed_event_body.bolt-python.json")  # ... then switches to C333
