@@ -2,8 +2,13 @@
 
 Every listener acknowledges first (Bolt acks events itself before running the listener; commands and shortcuts
 call ``ack()`` first) and hands the work to a background task, so Slack's 3-second deadline never depends on the
-model. Each event id is claimed in the shared store before any work, so a retried or duplicated delivery — on this
-replica or another — never produces a second reply.
+model or on any Web API call. Each event id, and each asking message (channel + ts), is claimed in the shared store
+before any work, so a retried delivery, an edited mention re-delivered as a new event, or a copy reaching another
+replica never produces a second reply. Every signed event delivery gets a 200, ignored and unknown ones included:
+Slack disables the event subscription of an app whose deliveries keep failing.
+
+Direct messages and Slack's AI side pane are conversations with the bot (adapters/slack_conversation.py); the
+installation a payload belongs to is read once (adapters/slack_identity.py).
 
 Runs in Socket Mode when SLACK_APP_TOKEN is set, else serves Slack's HTTP requests at /slack/events (and GET
 /healthz for load balancers).
@@ -24,16 +29,13 @@ from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.adapter.socket_mode.aiohttp import AsyncSocketModeHandler
 from slack_bolt.app.async_app import AsyncApp
-from slack_bolt.authorization import AuthorizeResult
-from slack_bolt.context.assistant.thread_context import AssistantThreadContext
-from slack_bolt.context.assistant.thread_context_store.async_store import AsyncAssistantThreadContextStore
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.middleware.assistant.async_assistant import AsyncAssistant
 from slack_bolt.response import BoltResponse
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack_conversation import GREETING, SUGGESTED_PROMPTS, DirectConversation
+from adapters.slack_conversation import GREETING, SUGGESTED_PROMPTS, DirectConversation, ThreadContexts
 from adapters.slack_events import (
     CHANGED,
     DELETED,
@@ -43,6 +45,7 @@ from adapters.slack_events import (
     read_event,
     slack_ts,
 )
+from adapters.slack_identity import BotIdentity, installation
 from adapters.slack_pacing import (
     POST_PER_CHANNEL_BURST,
     POST_PER_CHANNEL_PER_MINUTE,
@@ -58,7 +61,6 @@ from adapters.slack_render import escape, spend_blocks
 from bot.app import App
 from bot.background import BackgroundWork
 from bot.observability import request_context
-from bot.stores.base import KeyValue
 from bot.summarize import wants_fresh
 from bot.types import ChannelRef, ChatMessage, Command, Mention, MessageRef
 
@@ -76,48 +78,10 @@ RATE_LIMITED = "app_rate_limited"
 # Message subtypes that are something a person said (https://docs.slack.dev/reference/events/message).
 SPOKEN_SUBTYPES = frozenset({None, "thread_broadcast", "file_share", "me_message"})
 
-# How long the side pane remembers the channel a person is looking at (a pane thread is rarely reopened later).
-THREAD_CONTEXT_TTL_S = 7 * 24 * 3600
-
 SORRY = "Sorry — something went wrong on my side. Please try again in a minute."
 NOT_IN_CHANNEL = "I can't post in this channel. Invite me with `/invite @supportbot`, then try again."
 SHORTCUT_OUTSIDE_CHANNEL = "Use “Summarize thread” on a message in a channel I am in."
 COMMAND_OUTSIDE_CHANNEL = "Run this command in a channel I am in."
-
-
-class BotIdentity:
-    """Bolt's authorize step for a single-workspace token: one auth.test, shared by every request.
-
-    Bolt's default calls auth.test lazily and without a lock, so a burst of first events sends a burst of auth.test
-    calls (Tier 4) and the ones answered 429 lose their events; here one call is made and the rest wait for it.
-    """
-
-    def __init__(self, client: AsyncWebClient) -> None:
-        self._client = client
-        self._result: AuthorizeResult | None = None
-        self._lock = asyncio.Lock()
-        self.installation = ""  # the workspace (or, for an org-wide install, organisation) the token belongs to
-
-        # A plain function, not a bound method: Bolt passes arguments by the names in the signature ("self" too).
-        async def authorize(
-            enterprise_id: str | None = None, team_id: str | None = None, user_id: str | None = None
-        ) -> AuthorizeResult:
-            return await self.identify()
-
-        self.authorize = authorize
-
-    async def identify(self) -> AuthorizeResult:
-        if self._result is None:
-            async with self._lock:
-                if self._result is None:
-                    response = await self._client.auth_test()
-                    self._result = AuthorizeResult.from_auth_test_response(
-                        bot_token=self._client.token, auth_test_response=response
-                    )
-                    self.installation = _install_key(
-                        response.get("team_id"), response.get("enterprise_id"), response.get("is_enterprise_install")
-                    )
-        return self._result
 
 
 class SlackAdapter:
@@ -624,59 +588,6 @@ async def run_slack(app: App, *, port: int, host: str = "0.0.0.0", stop: asyncio
 def _context(body: dict[str, Any]) -> contextlib.AbstractContextManager[object]:
     """One request id from the event to the reply's final edit (tasks spawned inside inherit it)."""
     return request_context(platform="slack", event_id=str(body.get("event_id") or ""))
-
-
-def _install_key(team: object, enterprise: object, org_install: object) -> str:
-    """The key of an installation: its workspace, or for an org-wide (Enterprise Grid) install its organisation."""
-    team = team if isinstance(team, str) and team else None
-    enterprise = enterprise if isinstance(enterprise, str) and enterprise else None
-    if org_install in (True, "true") and enterprise:
-        return enterprise
-    return team or enterprise or ""
-
-
-def installation(body: dict[str, Any], context: AsyncBoltContext | None, identity: BotIdentity | None) -> str:
-    """The installation an event or command belongs to: one key for the message log, summaries, /llmcost and
-    budgets. In a Slack Connect channel the envelope's team_id (and event.team) can be the other organisation's;
-    the installation is authorizations[0] (what Bolt's extract_team_id reads), else this token's own auth.test
-    (commands and shortcuts carry no authorizations), else what the payload says."""
-    grants = body.get("authorizations")
-    if isinstance(grants, list) and grants and isinstance(grants[0], dict):
-        first = grants[0]
-        key = _install_key(first.get("team_id"), first.get("enterprise_id"), first.get("is_enterprise_install"))
-        if key:
-            return key
-    if identity is not None and identity.installation:
-        return identity.installation
-    if context is not None:
-        key = _install_key(context.team_id, context.enterprise_id, context.is_enterprise_install)
-        if key:
-            return key
-    return _install_key(body.get("team_id"), body.get("enterprise_id"), body.get("is_enterprise_install"))
-
-
-class ThreadContexts(AsyncAssistantThreadContextStore):
-    """The channel each side-pane thread is looking at, kept in the shared store (every replica sees it).
-
-    Bolt's default keeps it in the metadata of the bot's first message in the thread, which costs a
-    conversations.replies call per request; the store already holds everything else the bot shares."""
-
-    def __init__(self, kv: KeyValue) -> None:
-        self._kv = kv
-
-    async def save(self, *, channel_id: str, thread_ts: str, context: dict[str, str]) -> None:
-        await self._kv.put(_pane_key(channel_id, thread_ts), json.dumps(context), ttl_s=THREAD_CONTEXT_TTL_S)
-
-    async def find(self, *, channel_id: str, thread_ts: str) -> AssistantThreadContext | None:
-        raw = await self._kv.get(_pane_key(channel_id, thread_ts))
-        loaded = json.loads(raw) if raw else None
-        if not isinstance(loaded, dict) or not isinstance(loaded.get("channel_id"), str):
-            return None
-        return AssistantThreadContext(loaded)
-
-
-def _pane_key(channel_id: str, thread_ts: str) -> str:
-    return f"slack:pane:{channel_id}:{thread_ts}"
 
 
 def _is_event_delivery(raw: bytes) -> bool:

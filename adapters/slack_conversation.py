@@ -11,16 +11,21 @@ the asker is not in, so every request is checked against the asker's membership 
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from slack_bolt.context.assistant.thread_context import AssistantThreadContext
+from slack_bolt.context.assistant.thread_context_store.async_store import AsyncAssistantThreadContextStore
+
 from adapters.slack_platform import SlackPlatform
 from adapters.slack_render import escape, spend_blocks
 from bot.app import App
 from bot.spend import SpendReport
+from bot.stores.base import KeyValue
 from bot.summarize import wants_fresh
 from bot.types import ChannelRef, ChatMessage, Command, Mention, MessageRef
 
@@ -45,6 +50,8 @@ HELP = (
 )
 WHICH_CHANNEL = "Which channel? Name it (`{kind} #support`), or paste a link to a message in it."
 STATUS_READING = "is reading the conversation…"
+# How long the side pane remembers the channel a person is looking at (a pane thread is rarely reopened later).
+THREAD_CONTEXT_TTL_S = 7 * 24 * 3600
 
 _PERMALINK = re.compile(
     r"<?https?://[^\s/<>|]+/archives/([CGD][A-Z0-9]+)/p(\d{10})(\d{6})(?:\?([^\s<>|]*))?(?:\|[^>]*)?>?"
@@ -207,3 +214,27 @@ async def _quietly(call: Awaitable[object]) -> None:
         await call
     except Exception as exc:
         log.info("could not set the assistant status: %s", exc)
+
+
+class ThreadContexts(AsyncAssistantThreadContextStore):
+    """The channel each side-pane thread is looking at, kept in the shared store (every replica sees it).
+
+    Bolt's default keeps it in the metadata of the bot's first message in the thread, which costs a
+    conversations.replies call per request; the store already holds everything else the bot shares."""
+
+    def __init__(self, kv: KeyValue) -> None:
+        self._kv = kv
+
+    async def save(self, *, channel_id: str, thread_ts: str, context: dict[str, str]) -> None:
+        await self._kv.put(_pane_key(channel_id, thread_ts), json.dumps(context), ttl_s=THREAD_CONTEXT_TTL_S)
+
+    async def find(self, *, channel_id: str, thread_ts: str) -> AssistantThreadContext | None:
+        raw = await self._kv.get(_pane_key(channel_id, thread_ts))
+        loaded = json.loads(raw) if raw else None
+        if not isinstance(loaded, dict) or not isinstance(loaded.get("channel_id"), str):
+            return None
+        return AssistantThreadContext(loaded)
+
+
+def _pane_key(channel_id: str, thread_ts: str) -> str:
+    return f"slack:pane:{channel_id}:{thread_ts}"

@@ -442,6 +442,8 @@ class SlackPlatform:
         except (MessageGone, SlackApiError):
             return "I can't see that channel: invite me there first (`/invite @supportbot`), then ask again."
         name = "#" + str(info.get("name") or channel_id)
+        if info.get("is_member") is False and not info.get("is_im"):
+            return f"I am not in {name}: invite me there (`/invite @supportbot`), then ask again."
         if await self._is_member(channel_id, user):
             return ""
         if info.get("is_private") or info.get("is_im") or info.get("is_mpim") or info.get("is_group"):
