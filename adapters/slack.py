@@ -187,7 +187,9 @@ class SlackAdapter:
     async def _claim_message(self, workspace: str, channel: str, ts: str) -> bool:
         """The message itself, claimed: Slack re-delivers an edited mention as a new app_mention (new event id,
         same ts), and one message may arrive both as a mention and in a DM; it is answered once."""
-        return await self.app.store.claims.claim(f"slack:{workspace}:asked:{channel}:{ts}", ttl_s=CLAIM_TTL_S)
+        # As long as messages are kept: Slack lets people edit a message days later, and the edit is re-delivered.
+        ttl_s = max(CLAIM_TTL_S, self.app.settings.retention_days * 86400.0)
+        return await self.app.store.claims.claim(f"slack:{workspace}:asked:{channel}:{ts}", ttl_s=ttl_s)
 
     def _ignored(self, reason: str, detail: str) -> None:
         log.info("ignored a Slack event (%s): %s", reason, detail[:200])
