@@ -286,7 +286,7 @@ async def test_interactive_console_prints_every_kind_of_reply(tmp_path, server) 
 
     out = io.StringIO()
     try:
-        assert await interactive(app, out=out, read=read, log_file="/tmp/x.log") == 0
+        assert await interactive(app, out=out, read=read, log_file=str(tmp_path / "console.log")) == 0
     finally:
         await app.close()
     shown = out.getvalue()
@@ -296,4 +296,4 @@ async def test_interactive_console_prints_every_kind_of_reply(tmp_path, server) 
     assert "bot> Only admins can see the spend of all channels" in shown  # a refusal
     assert "Unknown or incomplete command /frobnicate. Commands:" in shown
     assert "Unknown or incomplete command /channel." in shown  # a move without its argument is not a message
-    assert "Logs go to /tmp/x.log" in shown
+    assert f"Logs go to {tmp_path / 'console.log'}" in shown
