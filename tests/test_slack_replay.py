@@ -146,7 +146,8 @@ async def test_slack_connect_keeps_one_channel_key_for_log_summary_and_spend(tmp
         assert (await r.send(mention)).status == 200
         assert (await r.send(mention)).status == 200  # delivered again: the same message is answered once
         (asked,) = r.summaries()
-        assert "Hey!" in asked.user_text  # the summary read the log kept under the installation's key
+        assert "Hey!" in asked.user_text  # the summary read the log kept under the installation's key ...
+        assert r.slack.calls_to("conversations.replies") == r.slack.calls_to("conversations.history") == []  # only
         (reply,) = r.slack.bot_messages("C111")
         assert reply.thread_ts == mention["event"]["ts"]
         (record,) = await r.app.store.ledger.records(since=_hour_ago())
