@@ -35,13 +35,12 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack_conversation import GREETING, SUGGESTED_PROMPTS, DirectConversation, ThreadContexts
+from adapters.slack_conversation import SORRY, ConversationListeners, DirectConversation, ThreadContexts
 from adapters.slack_events import (
     CHANGED,
     DELETED,
     SlackEvent,
     SlackMessage,
-    read_assistant_thread,
     read_event,
     slack_ts,
 )
@@ -78,7 +77,6 @@ RATE_LIMITED = "app_rate_limited"
 # Message subtypes that are something a person said (https://docs.slack.dev/reference/events/message).
 SPOKEN_SUBTYPES = frozenset({None, "thread_broadcast", "file_share", "me_message"})
 
-SORRY = "Sorry — something went wrong on my side. Please try again in a minute."
 NOT_IN_CHANNEL = "I can't post in this channel. Invite me with `/invite @supportbot`, then try again."
 SHORTCUT_OUTSIDE_CHANNEL = "Use “Summarize thread” on a message in a channel I am in."
 COMMAND_OUTSIDE_CHANNEL = "Run this command in a channel I am in."
@@ -147,6 +145,7 @@ class SlackAdapter:
         secret = settings.secret("slack_signing_secret")
         self._verifier = SignatureVerifier(secret) if secret else None
         self.conversation = DirectConversation(app, platform_for=self.platform)
+        self.talk = ConversationListeners(self)
         self._register()
         if app.janitor is not None:
             app.janitor.serve("slack", self.platform)
@@ -201,11 +200,12 @@ class SlackAdapter:
         bolt = self.bolt
         bolt.middleware(self._rate_limited_notice)
         pane = AsyncAssistant(thread_context_store=ThreadContexts(self.app.store.kv))
-        pane.thread_started(self._on_pane_opened)
-        pane.thread_context_changed(self._on_pane_context)
-        pane.user_message(self._on_pane_message)
+        talk = self.talk
+        pane.thread_started(talk.on_pane_opened)
+        pane.thread_context_changed(talk.on_pane_context)
+        pane.user_message(talk.on_pane_message)
         bolt.assistant(pane)
-        bolt.event("app_home_opened")(self._on_home_opened)
+        bolt.event("app_home_opened")(talk.on_home_opened)
         bolt.event("app_mention")(self._on_mention)
         bolt.event("message")(self._on_message)
         bolt.command("/faq")(self._on_faq)
@@ -303,7 +303,7 @@ class SlackAdapter:
                 return
             workspace = installation(body, context, self.identity)
             if checked.direct:
-                await self._direct_message(body, workspace, checked, ours)
+                await self.talk.direct_message(body, workspace, checked, ours)
                 return
             channel = ChannelRef("slack", workspace, checked.channel)
             self._spawn(self._message(channel, checked, ours, context.bot_user_id), name=f"message-{channel.key}")
@@ -326,94 +326,6 @@ class SlackAdapter:
         message = await self.platform(channel.workspace).to_chat_message(channel, said)
         mentions_bot = bool(bot_user) and f"<@{bot_user}>" in said.text
         await self.assistant.record(message, mentions_bot=mentions_bot)
-
-    # ---- direct messages and the assistant pane -------------------------------------------------------------
-
-    async def _direct_message(self, body: dict[str, Any], workspace: str, event: SlackEvent, ours: set[str]) -> None:
-        """A DM is a request to the bot (Slack sends no app_mention there); edits and notices in it are not."""
-        said = event.message
-        if said is None or event.subtype is not None or _is_from(said, ours) or not said.user:
-            return
-        if said.is_bot and not self.allow_bots:
-            self._ignored("bot", f"DM from bot {said.bot_id}")
-            return
-        if not await self._claim(body, workspace) or not await self._claim_message(workspace, event.channel, said.ts):
-            self._ignored("duplicate", f"DM {event.channel}/{said.ts}")
-            return
-        reply_in = ChannelRef("slack", workspace, event.channel)
-        work = self.conversation.answer(said.text, workspace=workspace, user=said.user, reply_in=reply_in,
-                                        thread=said.thread_ts, message_ts=said.ts)  # fmt: skip
-        self._spawn(self._conversing(work, reply_in, said.thread_ts), name=f"dm-{said.ts}")
-
-    async def _conversing(self, work: Coroutine[Any, Any, None], reply_in: ChannelRef, thread: str | None) -> None:
-        try:
-            await work
-        except Exception:
-            log.exception("a direct request failed in %s", reply_in.key)
-            with contextlib.suppress(Exception):
-                await self.platform(reply_in.workspace).post(reply_in, SORRY, thread_id=thread)
-
-    async def _on_pane_opened(
-        self, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext, say: Any,
-        set_suggested_prompts: Any, save_thread_context: Any,
-    ) -> None:  # fmt: skip
-        thread = read_assistant_thread(event)
-        if thread is None:
-            self._ignored("malformed", "assistant_thread_started without a thread")
-            return
-        context_payload = (event.get("assistant_thread") or {}).get("context")
-
-        async def greet() -> None:
-            if thread.context_channel and isinstance(context_payload, dict):
-                await save_thread_context(context_payload)
-            await say(GREETING)
-            await set_suggested_prompts(prompts=SUGGESTED_PROMPTS)
-
-        self._spawn(_logged(greet(), "greeting in the assistant pane"), name=f"pane-{thread.thread_ts}")
-
-    async def _on_home_opened(self, event: dict[str, Any], client: AsyncWebClient) -> None:
-        # Slack's agent messaging experience (agent_view, the default for apps since 2026-06) has no side pane:
-        # the person talks to the bot in its Messages tab, whose opening is this event; the prompts pin to the top.
-        channel = event.get("channel")
-        if event.get("tab") != "messages" or not isinstance(channel, str) or not channel:
-            return
-        prompts = client.assistant_threads_setSuggestedPrompts(
-            channel_id=channel, title="What can I do for you?", prompts=SUGGESTED_PROMPTS
-        )
-        self._spawn(_logged(prompts, "suggested prompts in the Messages tab"), name="home-prompts")
-
-    async def _on_pane_context(self, event: dict[str, Any], save_thread_context: Any) -> None:
-        # The person switched to another channel with the pane open: that channel is what "this channel" means now.
-        thread = read_assistant_thread(event)
-        context_payload = (event.get("assistant_thread") or {}).get("context")
-        if thread is None or not isinstance(context_payload, dict) or not thread.context_channel:
-            self._ignored("malformed", "assistant_thread_context_changed without a channel")
-            return
-        self._spawn(_logged(save_thread_context(context_payload), "saving the pane's channel"), name="pane-context")
-
-    async def _on_pane_message(
-        self, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext, set_status: Any,
-        get_thread_context: Any,
-    ) -> None:  # fmt: skip
-        with _context(body):
-            checked = self._checked(body, event)
-            said = None if checked is None else checked.message
-            if checked is None or said is None or not said.user:
-                return
-            workspace = installation(body, context, self.identity)
-            if not await self._claim(body, workspace) or not await self._claim_message(workspace, checked.channel, said.ts):
-                self._ignored("duplicate", f"pane message {checked.channel}/{said.ts}")
-                return
-            reply_in = ChannelRef("slack", workspace, checked.channel)
-
-            async def answer() -> None:
-                viewed = await get_thread_context()
-                await self.conversation.answer(
-                    said.text, workspace=workspace, user=str(said.user), reply_in=reply_in, thread=said.thread_ts,
-                    message_ts=said.ts, viewing=viewed.channel_id if viewed is not None else None, status=set_status,
-                )  # fmt: skip
-
-            self._spawn(self._conversing(answer(), reply_in, said.thread_ts), name=f"pane-{said.ts}")
 
     # ---- slash commands and the shortcut --------------------------------------------------------------------
 
@@ -604,13 +516,6 @@ def _is_event_delivery(raw: bytes) -> bool:
 def _field(value: object, key: str) -> str:
     found = value.get(key) if isinstance(value, dict) else None
     return found if isinstance(found, str) else ""
-
-
-async def _logged(work: Awaitable[object], what: str) -> None:
-    try:
-        await work
-    except Exception as exc:
-        log.warning("%s failed: %s", what, exc)
 
 
 def _is_from(message: SlackMessage, ours: set[str]) -> bool:

@@ -11,25 +11,37 @@ the asker is not in, so every request is checked against the asker's membership 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from slack_bolt.context.assistant.thread_context import AssistantThreadContext
 from slack_bolt.context.assistant.thread_context_store.async_store import AsyncAssistantThreadContextStore
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack_events import SlackEvent, read_assistant_thread
+from adapters.slack_identity import installation
 from adapters.slack_platform import SlackPlatform
 from adapters.slack_render import escape, spend_blocks
 from bot.app import App
+from bot.observability import request_context
 from bot.spend import SpendReport
 from bot.stores.base import KeyValue
 from bot.summarize import wants_fresh
 from bot.types import ChannelRef, ChatMessage, Command, Mention, MessageRef
 
+if TYPE_CHECKING:
+    from adapters.slack import SlackAdapter
+
 log = logging.getLogger(__name__)
+
+SORRY = "Sorry — something went wrong on my side. Please try again in a minute."
 
 # assistant.threads.setSuggestedPrompts takes up to 4 (https://docs.slack.dev/reference/methods/
 # assistant.threads.setSuggestedPrompts); each prompt's message is sent back as the person's message.
@@ -208,12 +220,12 @@ class _Say:
         )
 
 
-async def _quietly(call: Awaitable[object]) -> None:
-    """A status line is a courtesy: failing to set one must not cost the answer."""
+async def _quietly(call: Awaitable[object], what: str = "setting the assistant status") -> None:
+    """Courtesies (a status line, a greeting, suggested prompts): failing one must not cost anything else."""
     try:
         await call
     except Exception as exc:
-        log.info("could not set the assistant status: %s", exc)
+        log.info("%s failed: %s", what, exc)
 
 
 class ThreadContexts(AsyncAssistantThreadContextStore):
@@ -238,3 +250,97 @@ class ThreadContexts(AsyncAssistantThreadContextStore):
 
 def _pane_key(channel_id: str, thread_ts: str) -> str:
     return f"slack:pane:{channel_id}:{thread_ts}"
+
+
+class ConversationListeners:
+    """Bolt's listeners for direct messages, the side pane and the Messages tab. The adapter claims deliveries
+    (one answer per message), spawns the work and owns the platforms; this class only reads and routes."""
+
+    def __init__(self, adapter: SlackAdapter) -> None:
+        self._adapter = adapter
+
+    async def direct_message(self, body: dict[str, Any], workspace: str, event: SlackEvent, ours: set[str]) -> None:
+        """A DM is a request to the bot (Slack sends no app_mention there); edits and notices in it are not."""
+        said = event.message
+        if said is None or event.subtype is not None or (said.user in ours or said.bot_id in ours) or not said.user:
+            return
+        if said.is_bot and not self._adapter.allow_bots:
+            self._adapter._ignored("bot", f"DM from bot {said.bot_id}")
+            return
+        if not await self._adapter._claim(body, workspace) or not await self._adapter._claim_message(workspace, event.channel, said.ts):
+            self._adapter._ignored("duplicate", f"DM {event.channel}/{said.ts}")
+            return
+        reply_in = ChannelRef("slack", workspace, event.channel)
+        work = self._adapter.conversation.answer(said.text, workspace=workspace, user=said.user, reply_in=reply_in,
+                                        thread=said.thread_ts, message_ts=said.ts)  # fmt: skip
+        self._adapter._spawn(self._conversing(work, reply_in, said.thread_ts), name=f"dm-{said.ts}")
+
+    async def _conversing(self, work: Coroutine[Any, Any, None], reply_in: ChannelRef, thread: str | None) -> None:
+        try:
+            await work
+        except Exception:
+            log.exception("a direct request failed in %s", reply_in.key)
+            with contextlib.suppress(Exception):
+                await self._adapter.platform(reply_in.workspace).post(reply_in, SORRY, thread_id=thread)
+
+    async def on_pane_opened(
+        self, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext, say: Any,
+        set_suggested_prompts: Any, save_thread_context: Any,
+    ) -> None:  # fmt: skip
+        thread = read_assistant_thread(event)
+        if thread is None:
+            self._adapter._ignored("malformed", "assistant_thread_started without a thread")
+            return
+        context_payload = (event.get("assistant_thread") or {}).get("context")
+
+        async def greet() -> None:
+            if thread.context_channel and isinstance(context_payload, dict):
+                await save_thread_context(context_payload)
+            await say(GREETING)
+            await set_suggested_prompts(prompts=SUGGESTED_PROMPTS)
+
+        self._adapter._spawn(_quietly(greet(), "greeting in the assistant pane"), name=f"pane-{thread.thread_ts}")
+
+    async def on_home_opened(self, event: dict[str, Any], client: AsyncWebClient) -> None:
+        # Slack's agent messaging experience (agent_view, the default for apps since 2026-06) has no side pane:
+        # the person talks to the bot in its Messages tab, whose opening is this event; the prompts pin to the top.
+        channel = event.get("channel")
+        if event.get("tab") != "messages" or not isinstance(channel, str) or not channel:
+            return
+        prompts = client.assistant_threads_setSuggestedPrompts(
+            channel_id=channel, title="What can I do for you?", prompts=SUGGESTED_PROMPTS
+        )
+        self._adapter._spawn(_quietly(prompts, "suggested prompts in the Messages tab"), name="home-prompts")
+
+    async def on_pane_context(self, event: dict[str, Any], save_thread_context: Any) -> None:
+        # The person switched to another channel with the pane open: that channel is what "this channel" means now.
+        thread = read_assistant_thread(event)
+        context_payload = (event.get("assistant_thread") or {}).get("context")
+        if thread is None or not isinstance(context_payload, dict) or not thread.context_channel:
+            self._adapter._ignored("malformed", "assistant_thread_context_changed without a channel")
+            return
+        self._adapter._spawn(_quietly(save_thread_context(context_payload), "saving the pane's channel"), name="pane-context")
+
+    async def on_pane_message(
+        self, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext, set_status: Any,
+        get_thread_context: Any,
+    ) -> None:  # fmt: skip
+        with request_context(platform="slack", event_id=str(body.get("event_id") or "")):
+            checked = self._adapter._checked(body, event)
+            said = None if checked is None else checked.message
+            if checked is None or said is None or not said.user:
+                return
+            workspace = installation(body, context, self._adapter.identity)
+            if not await self._adapter._claim(body, workspace) or not await self._adapter._claim_message(workspace, checked.channel, said.ts):
+                self._adapter._ignored("duplicate", f"pane message {checked.channel}/{said.ts}")
+                return
+            reply_in = ChannelRef("slack", workspace, checked.channel)
+
+            async def answer() -> None:
+                viewed = await get_thread_context()
+                await self._adapter.conversation.answer(
+                    said.text, workspace=workspace, user=str(said.user), reply_in=reply_in, thread=said.thread_ts,
+                    message_ts=said.ts, viewing=viewed.channel_id if viewed is not None else None, status=set_status,
+                )  # fmt: skip
+
+            self._adapter._spawn(self._conversing(answer(), reply_in, said.thread_ts), name=f"pane-{said.ts}")
