@@ -1,7 +1,8 @@
 """The console adapter: the whole product in a terminal, and transcripts replayed through it.
 
 Interactive: type messages; `@bot …` mentions the bot, `/faq [days]` and `/llmcost [period]` are commands,
-`/channel NAME`, `/thread ID` (or `/thread` to leave), `/user NAME` change who and where you are.
+`/channel NAME`, `/thread ID` (or `/thread` to leave), `/user NAME` change who and where you are, `/help` lists
+them. Every reply is printed: streamed ones as they grow, one-line ones (usage, refusals) and reports whole.
 Replay: `supportbot console --replay FILE.jsonl`, one JSON object per line with `channel`, `user`, `text` and
 optional `thread` and `ts`; every bot reply is printed (with `--show-edits`, every edit, timestamped), and the
 command exits once every reply is final.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import re
 import sys
 import time
 from collections.abc import Callable
@@ -21,13 +23,21 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bot.app import App
-from bot.live_reply import WRITING_MARKER
+from bot.live_reply import DEFAULT_PLACEHOLDER, WRITING_MARKER
 from bot.spend import SpendReport
 from bot.summarize import wants_fresh
 from bot.types import ChannelRef, ChatMessage, Command, Mention, MessageRef, PlatformLimits
 
 BOT_NAME = "bot"
 WORKSPACE = "local"
+HELP = (
+    "Commands: @bot summarize · /faq [days] · /llmcost [today|7d|30d] [all] · /channel NAME · /thread [ID] · "
+    "/user NAME · /help · Ctrl-D quits. Anything else is a message in the channel."
+)
+# Words that move you around in the interactive console (the rest of /… goes to the bot as a command).
+MOVES = frozenset({"/channel", "/thread", "/user"})
+COMMANDS = frozenset({"/faq", "/llmcost"})
+_COMMAND_WORD = re.compile(r"/[A-Za-z][\w-]*")
 # A terminal has no message limit; a generous one still exercises continuation messages for very long replies.
 CONSOLE_LIMITS = PlatformLimits(max_message_chars=8000, min_edit_interval_s=0.05, markup="plain")
 
@@ -52,6 +62,7 @@ class ConsolePlatform:
         self._t0 = time.monotonic()
         self.posted: dict[str, _Posted] = {}
         self.history: list[ChatMessage] = []  # what users said, for fetch_thread
+        self._shown: dict[str, str] = {}  # live mode: what the terminal shows of each message so far
 
     def next_id(self) -> str:
         return f"m{next(self._ids)}"
@@ -85,14 +96,17 @@ class ConsolePlatform:
         if self._show_edits:
             self._out.write(f"[{now:8.3f}s] {kind} {ref.message_id} in #{ref.channel.channel}: {text!r}\n")
         elif self.live:
+            # The placeholder is not worth a line; everything else is printed, growing text as it grows.
             shown = _without_marker(text)
-            before = _without_marker(previous)
-            if kind == "post":
-                self._out.write(f"\n{BOT_NAME}> ")
+            shown = "" if shown.startswith(DEFAULT_PLACEHOLDER) else shown
+            before = self._shown.get(ref.message_id)
+            if before is None:
+                self._out.write(f"\n{BOT_NAME}> {shown}")
             elif shown.startswith(before):
                 self._out.write(shown[len(before) :])
-            else:
+            elif shown:
                 self._out.write(f"\n{BOT_NAME} (edited)> {shown}")
+            self._shown[ref.message_id] = shown
         self._out.flush()
 
     def final_text(self, refs: list[MessageRef]) -> str:
@@ -144,22 +158,22 @@ class Console:
             outcome = await self.app.assistant.summarize(
                 Mention(message, fresh=wants_fresh(text)), self.platform
             )
-            self._print_reply(self.platform.final_text(outcome.refs), channel)
+            self._print_reply(self.platform.final_text(outcome.refs), channel, posted=bool(outcome.refs))
 
     async def _command(self, command: Command) -> None:
         if command.name == "faq":
             outcome = await self.app.assistant.faq(command, self.platform)
-            self._print_reply(self.platform.final_text(outcome.refs), command.channel.channel)
+            self._print_reply(self.platform.final_text(outcome.refs), command.channel.channel, posted=bool(outcome.refs))
             return
         report = await self.app.assistant.spend(command)
-        self._print_reply(
-            report.to_text() if isinstance(report, SpendReport) else report, command.channel.channel
-        )
+        text = report.to_text() if isinstance(report, SpendReport) else report
+        self._print_reply(text, command.channel.channel, posted=False)  # a report is an answer, never a post
 
-    def _print_reply(self, text: str, channel: str) -> None:
+    def _print_reply(self, text: str, channel: str, *, posted: bool) -> None:
+        """Live, a posted reply is already on screen (printed as it grew); anything else is printed whole."""
         self.replies.append(text)
         if self.platform.live:
-            self.out.write("\n")
+            self.out.write("\n" if posted else f"\n{BOT_NAME}> {text}\n")
         else:
             self.out.write(f"--- {BOT_NAME} in #{channel} ---\n{text}\n")
         self.out.flush()
@@ -174,9 +188,11 @@ def _time(ts: Any) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def _banner(app: App) -> str:
+def _banner(app: App, *, log_file: str | None = None) -> str:
     providers = app.settings.providers
-    lines = ["supportbot console — type a message; @bot to summarize, /faq, /llmcost; Ctrl-D to quit."]
+    lines = ["supportbot console — type a message; @bot to summarize, /faq, /llmcost, /help; Ctrl-D to quit."]
+    if log_file:
+        lines.append(f"Logs go to {log_file}.")
     if not providers:
         lines.append(
             "No model provider is configured: set OPENAI_API_KEY and/or ANTHROPIC_API_KEY (and OPENAI_BASE_URL / "
@@ -212,9 +228,11 @@ async def replay(app: App, path: str, *, show_edits: bool, out: TextIO = sys.std
     return 0
 
 
-async def interactive(app: App, *, out: TextIO = sys.stdout, read: Callable[[str], str] = input) -> int:
+async def interactive(
+    app: App, *, out: TextIO = sys.stdout, read: Callable[[str], str] = input, log_file: str | None = None
+) -> int:
     console = Console(app, ConsolePlatform(out=out, live=True), out=out)
-    out.write(_banner(app) + "\n")
+    out.write(_banner(app, log_file=log_file) + "\n")
     channel, user, thread = "general", "you", None
     loop = asyncio.get_running_loop()
     while True:
@@ -225,17 +243,23 @@ async def interactive(app: App, *, out: TextIO = sys.stdout, read: Callable[[str
             out.write("\n")
             return 0
         word, _, rest = line.strip().partition(" ")
-        if word == "/channel" and rest:
+        if word == "/channel" and rest.strip():
             channel, thread = rest.strip().lstrip("#"), None
         elif word == "/thread":
             thread = rest.strip() or None
-        elif word == "/user" and rest:
+        elif word == "/user" and rest.strip():
             user = rest.strip()
+        elif _COMMAND_WORD.fullmatch(word) and word not in COMMANDS:
+            # /help, a move without its argument, or a typo: say what works instead of posting it as a message.
+            out.write(("" if word == "/help" else f"Unknown or incomplete command {word}. ") + HELP + "\n")
+            out.flush()
         else:
             await console.handle(channel=channel, user=user, text=line, thread=thread)
 
 
-async def run_console(app: App, *, replay_file: str | None = None, show_edits: bool = False) -> int:
+async def run_console(
+    app: App, *, replay_file: str | None = None, show_edits: bool = False, log_file: str | None = None
+) -> int:
     if replay_file:
         return await replay(app, replay_file, show_edits=show_edits)
-    return await interactive(app)
+    return await interactive(app, log_file=log_file)

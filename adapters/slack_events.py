@@ -19,6 +19,8 @@ MENTION = "app_mention"
 MESSAGE = "message"
 CHANGED = "message_changed"
 DELETED = "message_deleted"
+REPLIED = "message_replied"
+DIRECT = "im"  # channel_type of a direct message with the bot
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +34,7 @@ class SlackMessage:
     username: str | None = None
     thread_ts: str | None = None
     subtype: str | None = None
+    edited: bool = False  # an edited message; Slack re-delivers an edited mention as a new app_mention with it
 
     @property
     def author(self) -> str:
@@ -53,6 +56,23 @@ class SlackEvent:
     message: SlackMessage | None = None
     previous_text: str | None = None
     deleted_ts: str | None = None
+    channel_type: str | None = None  # channel, group, im, mpim (message events; app_mention has none)
+
+    @property
+    def direct(self) -> bool:
+        """A direct message with the bot: Slack sends these as message events only, never app_mention."""
+        return self.channel_type == DIRECT or (self.channel_type is None and self.channel.startswith("D"))
+
+
+@dataclass(frozen=True, slots=True)
+class AssistantThread:
+    """The side pane's thread (assistant_thread_started / _context_changed): who opened it, where (a DM channel
+    and thread), and the channel the person is looking at, when Slack says (``context_channel``)."""
+
+    user: str
+    channel: str
+    thread_ts: str
+    context_channel: str | None = None
 
 
 def slack_ts(value: object) -> str | None:
@@ -79,10 +99,10 @@ def _optional_str(raw: Mapping[object, object], key: str) -> str | None:
     return value
 
 
-def _message(raw: object) -> SlackMessage:
+def _message(raw: object, *, ts_default: object = None) -> SlackMessage:
     if not isinstance(raw, Mapping):
         raise _Malformed("message")
-    ts = slack_ts(raw.get("ts"))
+    ts = slack_ts(raw.get("ts", ts_default))
     thread_ts = _optional_str(raw, "thread_ts")
     if ts is None or (thread_ts is not None and slack_ts(thread_ts) is None):
         raise _Malformed("ts")
@@ -94,6 +114,7 @@ def _message(raw: object) -> SlackMessage:
         username=_optional_str(raw, "username"),
         thread_ts=thread_ts,
         subtype=_optional_str(raw, "subtype"),
+        edited=isinstance(raw.get("edited"), Mapping),
     )
 
 
@@ -114,16 +135,38 @@ def read_event(raw: object) -> SlackEvent | None:
         return None
     try:
         subtype = _optional_str(raw, "subtype")
+        channel_type = _optional_str(raw, "channel_type")
         if subtype == CHANGED:
             previous = raw.get("previous_message")
-            before = None if previous is None else _optional_str(_mapping(previous), "text") or ""
-            return SlackEvent(kind, channel, subtype, message=_message(raw.get("message")), previous_text=before)
+            before_raw = None if previous is None else _mapping(previous)
+            before = None if before_raw is None else _optional_str(before_raw, "text") or ""
+            # The edited message keeps its ts; some payloads carry it only on previous_message.
+            after = _message(raw.get("message"), ts_default=None if before_raw is None else before_raw.get("ts"))
+            return SlackEvent(kind, channel, subtype, message=after, previous_text=before, channel_type=channel_type)
         if subtype == DELETED:
             deleted = slack_ts(raw.get("deleted_ts"))
             return None if deleted is None else SlackEvent(kind, channel, subtype, deleted_ts=deleted)
-        return SlackEvent(kind, channel, subtype, message=_message(raw))
+        if subtype == REPLIED or (subtype is None and isinstance(raw.get("message"), Mapping)):
+            # A thread got a reply: a notice about the parent, not something anyone said. Slack sends it without
+            # its subtype over the Events API (the "bug alert" on docs.slack.dev/reference/events/message/
+            # message_replied); read as a message it became an empty one from "unknown".
+            return SlackEvent(kind, channel, REPLIED, channel_type=channel_type)
+        return SlackEvent(kind, channel, subtype, message=_message(raw), channel_type=channel_type)
     except _Malformed:
         return None
+
+
+def read_assistant_thread(raw: object) -> AssistantThread | None:
+    """The ``assistant_thread`` of an assistant_thread_started / _context_changed event, or None if malformed."""
+    thread = raw.get("assistant_thread") if isinstance(raw, Mapping) else None
+    if not isinstance(thread, Mapping):
+        return None
+    user, channel, ts = thread.get("user_id"), thread.get("channel_id"), slack_ts(thread.get("thread_ts"))
+    if not (isinstance(user, str) and user and isinstance(channel, str) and channel and ts):
+        return None
+    context = thread.get("context")
+    viewed = context.get("channel_id") if isinstance(context, Mapping) else None
+    return AssistantThread(user, channel, ts, viewed if isinstance(viewed, str) and viewed else None)
 
 
 def _mapping(raw: object) -> Mapping[object, object]:

@@ -89,23 +89,34 @@ class Assistant:
 
     # ---- mention → summary ----------------------------------------------------------------------------
 
-    async def summarize(self, mention: Mention, platform: ChatPlatform) -> ReplyOutcome:
+    async def summarize(
+        self,
+        mention: Mention,
+        platform: ChatPlatform,
+        *,
+        reply_in: ChannelRef | None = None,
+        reply_thread: str | None = None,
+    ) -> ReplyOutcome:
+        """Summarize the mention's thread (or channel). The reply goes there too, unless ``reply_in`` names where
+        the person asked from (a direct message, the assistant pane): spend and budget stay with the channel read."""
         started = time.monotonic()
         ref = mention.message.ref
         channel = ref.channel
-        reply_thread = ref.thread_id or ref.message_id
+        answer_in = reply_in or channel
+        if reply_in is None:
+            reply_thread = ref.thread_id or ref.message_id
         bill_to = Attribution(
             channel.platform, channel.workspace, channel.channel, mention.message.author, "summary"
         )
         refusal = await self._refusal(channel, mention.message.author)
         if refusal:
-            return await _say(platform, channel, refusal, thread_id=reply_thread)
-        reply = LiveReply(platform, channel, thread_id=reply_thread, pacer=_pacer(platform))
+            return await _say(platform, answer_in, refusal, thread_id=reply_thread)
+        reply = LiveReply(platform, answer_in, thread_id=reply_thread, pacer=_pacer(platform))
         done = functools.partial(self._replied, reply, channel=channel, feature="summary", started=started)
         await reply.start()
         if reply.unreachable:  # no model call whose answer nobody could see
             return done(ReplyOutcome([], "", ok=False))
-        async with self._registered(reply, channel, thread_id=reply_thread):
+        async with self._registered(reply, answer_in, thread_id=reply_thread):
             try:
                 result = await self.summarizer.summarize(
                     mention, platform, bill_to=bill_to, on_text=reply.append, on_status=reply.set_status
@@ -123,23 +134,32 @@ class Assistant:
 
     # ---- /faq -----------------------------------------------------------------------------------------
 
-    async def faq(self, command: Command, platform: ChatPlatform) -> ReplyOutcome:
+    async def faq(
+        self,
+        command: Command,
+        platform: ChatPlatform,
+        *,
+        reply_in: ChannelRef | None = None,
+        reply_thread: str | None = None,
+    ) -> ReplyOutcome:
+        """/faq for ``command.channel``, published there, or where the person asked (``reply_in``)."""
         started = time.monotonic()
         channel = command.channel
+        answer_in = reply_in or channel
         days = _days(command.args, default=FAQ_DEFAULT_DAYS)
         if days is None:
             usage = f"Usage: /faq [days] — days is a whole number from 1 to {FAQ_MAX_DAYS} (default {FAQ_DEFAULT_DAYS})."
-            return await _say(platform, channel, usage)
+            return await _say(platform, answer_in, usage, thread_id=reply_thread)
         refusal = await self._refusal(channel, command.user)
         if refusal:
-            return await _say(platform, channel, refusal)
-        reply = LiveReply(platform, channel, pacer=_pacer(platform))
+            return await _say(platform, answer_in, refusal, thread_id=reply_thread)
+        reply = LiveReply(platform, answer_in, thread_id=reply_thread, pacer=_pacer(platform))
         done = functools.partial(self._replied, reply, channel=channel, feature="faq", started=started)
         bill_to = Attribution(channel.platform, channel.workspace, channel.channel, command.user, "faq")
         await reply.start(placeholder=f"Writing an FAQ from the last {days} days of questions…")
         if reply.unreachable:
             return done(ReplyOutcome([], "", ok=False))
-        async with self._registered(reply, channel, thread_id=None):
+        async with self._registered(reply, answer_in, thread_id=reply_thread):
             try:
                 result: FaqResult = await self.faq_writer.run(
                     channel, days=days, bill_to=bill_to, progress=reply.set_status
@@ -275,6 +295,7 @@ def _days(args: str, *, default: int) -> int | None:
     if not word:
         return default
     word = word[:-1] if word.lower().endswith("d") else word
-    if word.isdigit() and 1 <= int(word) <= FAQ_MAX_DAYS:
+    # isascii: "²".isdigit() is true but int() refuses it; the length cap keeps int() off 100,000-digit words.
+    if word.isascii() and word.isdigit() and len(word) <= 4 and 1 <= int(word) <= FAQ_MAX_DAYS:
         return int(word)
     return None

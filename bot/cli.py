@@ -43,6 +43,9 @@ def _parser() -> argparse.ArgumentParser:
     con = sub.add_parser("console", help="chat with the bot in this terminal")
     con.add_argument("--replay", metavar="FILE.jsonl", help="replay a transcript and exit when replies are final")
     con.add_argument("--show-edits", action="store_true", help="print every edit of every reply, timestamped")
+    con.add_argument(
+        "--log-file", default=None, help="where the interactive console logs (default: beside the database)"
+    )
     sub.add_parser("doctor", help="check providers, store and platforms; say what is missing")
     sp = sub.add_parser("spend", help="what the bot has spent (from the ledger)")
     sp.add_argument("--days", type=int, default=7)
@@ -93,7 +96,7 @@ def _platforms(settings: Settings, asked: list[str] | None) -> list[str]:
 async def _run(settings: Settings, args: argparse.Namespace) -> int:
     platforms = _platforms(settings, getattr(args, "platform", None))
     if platforms == ["console"]:
-        return await _console(settings, argparse.Namespace(replay=None, show_edits=False))
+        return await _console(settings, argparse.Namespace(replay=None, show_edits=False, log_file=None))
     from bot.app import build_app
 
     app = await build_app(settings)
@@ -162,11 +165,32 @@ async def _console(settings: Settings, args: argparse.Namespace) -> int:
     from adapters.console import run_console
     from bot.app import build_app
 
+    log_file = None
+    if not args.replay:
+        # Interactive: stderr is the same terminal, so log lines (every HTTP request's, warnings) would land in
+        # the middle of the chat. They go to a file instead, named in the banner.
+        log_file = args.log_file or _console_log_path(settings)
+        _log_to_file(settings, log_file)
     app = await build_app(settings)
     try:
-        return await run_console(app, replay_file=args.replay, show_edits=args.show_edits)
+        return await run_console(app, replay_file=args.replay, show_edits=args.show_edits, log_file=log_file)
     finally:
         await app.close()
+
+
+def _console_log_path(settings: Settings) -> str:
+    from pathlib import Path
+
+    db = Path(settings.db)
+    return str(db.with_name(db.stem + "-console.log"))
+
+
+def _log_to_file(settings: Settings, path: str) -> None:
+    from bot.observability import configure_logging
+
+    stream = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process's logging does
+    configure_logging(settings, stream=stream)
+    logging.captureWarnings(True)  # SDK deprecation warnings too, not only log records
 
 
 async def _doctor(settings: Settings, args: argparse.Namespace) -> int:

@@ -227,6 +227,12 @@ class Metrics:
         )
         self._ledger_failures = _LedgerFailures()
         r.register(self._ledger_failures)
+        self.platform_events = Counter(
+            "supportbot_platform_events",
+            "Platform deliveries acknowledged without a reply (app_rate_limited, ignored_duplicate, ignored_bot, …)",
+            ["platform", "kind"],
+            registry=r,
+        )
 
     # ---- model calls ---------------------------------------------------------------------------------------------
 
@@ -297,6 +303,10 @@ class Metrics:
 
     def refused(self, platform: str, reason: str) -> None:
         self.refusals.labels(platform, reason).inc()
+
+    def platform_event(self, platform: str, kind: str) -> None:
+        """For adapters: a delivery answered without a reply (kinds are a fixed set per adapter, never ids)."""
+        self.platform_events.labels(platform, kind).inc()
 
     def observe_budget(self, channel: ChannelRef, state: BudgetState, *, own_budget: bool) -> None:
         # A default budget applies to every channel: a gauge each would grow with every channel the bot is ever

@@ -20,7 +20,7 @@ def parse_period(arg: str) -> tuple[str, int]:
     if word in PERIODS:
         return word, PERIODS[word]
     digits = word[:-1] if word.endswith("d") else word
-    if digits.isdigit() and 1 <= int(digits) <= 90:
+    if digits.isascii() and digits.isdigit() and len(digits) <= 3 and 1 <= int(digits) <= 90:  # no int() on huge input
         return f"{int(digits)}d", int(digits)
     raise ValueError(f"unknown period {word!r}: use today, 7d or 30d")
 

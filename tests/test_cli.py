@@ -142,3 +142,76 @@ def test_console_replay_with_a_model(db: str, fake_server: str, tmp_path: Path) 
     out = run(["console", "--replay", str(transcript), "--show-edits"], env)
     assert out.returncode == 0, out.stderr
     assert "post m" in out.stdout and "edit m" in out.stdout and "Summary:" in out.stdout
+
+
+class Terminal:
+    """A program on a pseudo-terminal, as a person runs it: stdin, stdout and stderr are all the one terminal."""
+
+    def __init__(self, args: list[str], env: dict[str, str]) -> None:
+        import pty
+
+        self.master, slave = pty.openpty()
+        clean = {k: v for k, v in os.environ.items() if not k.startswith(("SUPPORTBOT_", "OPENAI", "ANTHROPIC",
+                                                                          "SLACK", "DISCORD", "REDIS"))}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bot.cli", *args], stdin=slave, stdout=slave, stderr=slave, cwd=ROOT,
+            env={**clean, **env, "TERM": "dumb"}, start_new_session=True,
+        )
+        os.close(slave)
+        self.screen = ""
+
+    def expect(self, text: str, *, within_s: float = 60) -> str:
+        """Everything shown until ``text`` appears (fails with the screen if it never does)."""
+        import select
+        import time
+
+        deadline = time.monotonic() + within_s
+        start = len(self.screen)
+        while text not in self.screen[start:]:
+            ready, _, _ = select.select([self.master], [], [], max(0.0, deadline - time.monotonic()))
+            assert ready, f"{text!r} never appeared; the terminal shows:\n{self.screen[-3000:]}"
+            try:
+                chunk = os.read(self.master, 65536)
+            except OSError:  # the program ended
+                chunk = b""
+            assert chunk, f"the program ended before {text!r}; the terminal shows:\n{self.screen[-3000:]}"
+            self.screen += chunk.decode(errors="replace").replace("\r\n", "\n")
+        return self.screen[start:]
+
+    def type(self, line: str) -> None:
+        os.write(self.master, (line + "\n").encode())
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait(10)
+        os.close(self.master)
+
+
+def test_interactive_console_in_a_terminal_shows_every_reply_and_no_log_lines(
+    db: str, fake_server: str, tmp_path: Path
+) -> None:
+    env = {"SUPPORTBOT_DB": db, "OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": fake_server,
+           "TIKTOKEN_CACHE_DIR": os.environ.get("TIKTOKEN_CACHE_DIR", "")}  # fmt: skip
+    term = Terminal(["console"], env)
+    try:
+        term.expect("#general you> ")
+        term.type("my export to CSV fails with a timeout")
+        term.expect("#general you> ")
+        term.type("@bot summarize")
+        assert "bot> Summary:" in term.expect("#general you> ")  # the streamed reply
+        term.type("/llmcost")
+        assert "LLM spend — general" in term.expect("#general you> ")  # a report: never posted, still shown
+        term.type("/faq 9999999999999999999999")
+        assert "bot> Usage: /faq [days]" in term.expect("#general you> ")  # a one-line reply
+        term.type("/llmcost all")
+        assert "Only admins can see the spend of all channels" in term.expect("#general you> ")  # a refusal
+        term.type("/frobnicate")
+        assert "Unknown or incomplete command /frobnicate. Commands:" in term.expect("#general you> ")
+        os.write(term.master, b"\x04")  # Ctrl-D
+        assert term.proc.wait(30) == 0
+    finally:
+        term.close()
+    assert " INFO " not in term.screen and "HTTP Request" not in term.screen, term.screen
+    log = Path(db).with_name(Path(db).stem + "-console.log")
+    assert "HTTP Request" in log.read_text()  # the logs went to the file the banner names
+    assert f"Logs go to {log}" in term.screen

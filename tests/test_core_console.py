@@ -271,3 +271,32 @@ async def test_one_person_cannot_run_up_the_bill(tmp_path, server) -> None:
     assert out.count("the most one person can") == 1
     assert len(server.received) == 5  # mallory twice, the boss (an admin) three times
     await app.close()
+
+
+async def test_interactive_console_prints_every_kind_of_reply(tmp_path, server) -> None:
+    from adapters.console import interactive
+
+    app = await make_app(tmp_path, server)
+    typed = iter(["my export fails with a timeout", "@bot summarize", "/llmcost", "/faq 0", "/llmcost all",
+                  "/frobnicate", "/channel"])  # fmt: skip
+
+    def read(prompt: str) -> str:
+        out.write(prompt)
+        try:
+            return next(typed)
+        except StopIteration:
+            raise EOFError from None
+
+    out = io.StringIO()
+    try:
+        assert await interactive(app, out=out, read=read, log_file=str(tmp_path / "console.log")) == 0
+    finally:
+        await app.close()
+    shown = out.getvalue()
+    assert "bot> Summary:" in shown  # streamed
+    assert "bot> *LLM spend — general, 7d*" in shown  # a report, never posted: printed whole
+    assert "bot> Usage: /faq [days]" in shown  # a one-line reply posted by the core
+    assert "bot> Only admins can see the spend of all channels" in shown  # a refusal
+    assert "Unknown or incomplete command /frobnicate. Commands:" in shown
+    assert "Unknown or incomplete command /channel." in shown  # a move without its argument is not a message
+    assert f"Logs go to {tmp_path / 'console.log'}" in shown

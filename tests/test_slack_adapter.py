@@ -230,14 +230,15 @@ async def test_malformed_events_are_ignored_or_refused_never_crash(h: Harness) -
     root = await deliver_thread(h, replies=2)
     channel = ChannelRef("slack", TEAM, "C1")
     before = await h.app.store.messages.thread(channel, root)
-    # Bolt itself cannot read these (it looks for ids in the body first): refused as the sender's error.
+    # Bolt itself cannot read these (it looks for ids in the body first); they are signed, so they are still
+    # acknowledged (Slack disables an app whose deliveries keep failing) and nothing else happens.
     unreadable: list[dict[str, object]] = [
         {"type": "app_mention", "user": False},
         {"type": "app_mention", "channel": 1.5},
         {"type": "message", "channel": True, "user": "U1", "text": "hi", "ts": payloads.new_ts()},
     ]
     for event in unreadable:
-        assert (await h.event(event)).status == 400
+        assert (await h.event(event)).status == 200
     # Bolt reads these; the adapter finds them malformed and ignores them (200: Slack must not retry them).
     malformed: list[dict[str, object]] = [
         {"type": "app_mention"},
@@ -646,3 +647,22 @@ def test_bench_figures_staleness_and_lost_pieces() -> None:
     assert [round(s, 3) for s in f.staleness_s] == [0.5, 0.9] and f.never_visible == 1 and not f.final_ok
     summary = aggregate([f], rate_limited=0, cpu_s=0.1, peak_rss_mb=50.0)
     assert summary["staleness_counting_lost_s"]["p95"] == "never" and summary["final_text_wrong_or_lost"] == 1
+
+
+# ---- direct requests -------------------------------------------------------------------------------------------
+
+
+def test_direct_requests_are_read_from_slack_wire_text() -> None:
+    from adapters.slack_conversation import Ask, read_ask
+
+    reply_link = "<https://acme.slack.com/archives/C0123ABC/p1700000000000100?thread_ts=1699999999.000200&cid=C0123ABC>"
+    assert read_ask(f"summarize {reply_link}") == Ask("summarize", "C0123ABC", None, "1699999999.000200", "")
+    root_link = "<https://acme.slack.com/archives/C0123ABC/p1700000000000100|that message>"
+    assert read_ask(root_link) == Ask("summarize", "C0123ABC", None, "1700000000.000100", "")
+    assert read_ask("Summarize this channel") == Ask("summarize")
+    assert read_ask("<@UBOT> can you summarize support please?").channel_name == "support"
+    assert read_ask("faq <#C1|support> 30") == Ask("faq", "C1", None, None, "30")
+    assert read_ask("Build an FAQ") == Ask("faq")
+    assert read_ask("What did we spend?") == Ask("cost")
+    assert read_ask("cost #support 7d all") == Ask("cost", None, "support", None, "7d all")
+    assert read_ask("hello there").kind == "help"

@@ -25,6 +25,7 @@ from typing import Any
 
 from aiohttp import web
 
+from tests.fakes.slack_directory import DIRECTORY_METHODS
 from tests.fakes.slack_methods import APP_TOKEN_METHODS, METHODS, Refusal
 from tests.fakes.slack_rates import (
     DEFAULT_RATES,
@@ -110,6 +111,13 @@ class FakeSlack:
         )
         self.channels: dict[str, Channel] = {}
         self.users: dict[str, User] = {}
+        self.members: dict[str, set[str]] = {}  # channel id → user ids (conversations.members)
+        # Enterprise Grid: set enterprise_id (and enterprise_install for an org-wide install) before start().
+        self.enterprise_id: str | None = None
+        self.enterprise_install = False
+        self.assistant_statuses: dict[tuple[str, str], list[str]] = {}  # (channel, thread_ts) → every status set
+        self.suggested_prompts: dict[tuple[str, str], list[Any]] = {}
+        self.delays: dict[str, float] = {}  # method → seconds the fake waits before answering (a slow Web API)
         self.messages: dict[tuple[str, str], FakeMessage] = {}
         self.ephemerals: list[Ephemeral] = []
         self.response_url_posts: list[ResponseUrlPost] = []
@@ -202,7 +210,10 @@ class FakeSlack:
         is_member: bool = True,
         is_private: bool = False,
         is_im: bool = False,
+        members: tuple[str, ...] = (),
     ) -> Channel:
+        """A channel; ``members`` are the people in it (conversations.members), ``is_member`` says if the bot is."""
+        self.members.setdefault(channel_id, set()).update(members)
         channel = Channel(
             id=channel_id,
             name=name or channel_id.lower(),
@@ -441,6 +452,8 @@ class FakeSlack:
         except Refusal as refusal:
             return answer(200, {"ok": False, "error": refusal.error})
         team = ws.team_id
+        if self.delays.get(method):
+            await asyncio.sleep(self.delays[method])
 
         queued = self._faults.get(method)
         if queued:
@@ -477,7 +490,7 @@ class FakeSlack:
             header = retry_after_header(wait, fractional=self.fractional_retry_after)
             return answer(429, {"ok": False, "error": "ratelimited"}, {"Retry-After": header})
 
-        handler = METHODS.get(method)
+        handler = DIRECTORY_METHODS.get(method) or METHODS.get(method)
         if handler is None:
             return answer(200, {"ok": False, "error": "unknown_method"})
         try:
