@@ -10,6 +10,7 @@ import contextlib
 import functools
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -59,7 +60,12 @@ class Assistant:
         self.alert_sink = alert_sink  # the platform that owns settings.admin_channel
         self.metrics = metrics
         self.summarizer = ThreadSummarizer(llm=llm, store=store, max_input_tokens=settings.summary_input_tokens)
-        self.faq_writer = FaqWriter(llm=llm, store=store, max_entries=settings.faq_max_entries)
+        self.faq_writer = FaqWriter(
+            llm=llm,
+            store=store,
+            max_entries=settings.faq_max_entries,
+            support_staff=frozenset(settings.support_staff),
+        )
 
     # ---- what the bot sees ----------------------------------------------------------------------------
 
@@ -141,7 +147,11 @@ class Assistant:
         async with self._registered(reply, channel, thread_id=None):
             try:
                 result: FaqResult = await self.faq_writer.run(
-                    channel, days=days, bill_to=bill_to, progress=reply.set_status
+                    channel,
+                    days=days,
+                    bill_to=bill_to,
+                    progress=reply.set_status,
+                    link_for=_link_for(platform),
                 )
             except FaqBusy as busy:
                 refs = await reply.fail(str(busy))
@@ -154,6 +164,9 @@ class Assistant:
                 refs = await reply.fail("something went wrong on my side. Run /faq again to retry.")
                 return done(ReplyOutcome(refs, reply.text, ok=False))
             reply.set_status("")
+            if result.unchanged:
+                made = result.made_at[:16].replace("T", " ")
+                reply.append(f"No new questions or answers since the last FAQ ({made} UTC); here it is.\n\n")
             reply.append(result.to_text())
             await self._after_spend(channel, reply)
             refs = await reply.finish()
@@ -244,6 +257,12 @@ class Assistant:
                     log.exception("could not post a spend alert to %s", admin.key)
         for alert in alerts:
             log.warning("%s", alert)
+
+
+def _link_for(platform: ChatPlatform) -> Callable[[MessageRef], str]:
+    """The platform's link to a message, for FAQ sources; "" where it has none (the console)."""
+    link = getattr(platform, "message_link", None)
+    return link if callable(link) else lambda ref: ""
 
 
 def _pacer(platform: ChatPlatform) -> EditPacer | None:

@@ -1,45 +1,57 @@
-"""/faq: the channel's collected inquiries → FAQ entries.
+"""/faq: the channel's collected inquiries and the team's answers to them → FAQ entries with their sources.
 
 Where the money goes and how this pipeline saves it:
-- near-duplicates are sorted once (one representative per group, counted by group size);
+- near-duplicates are sorted once (one representative per group, counted by group size), and a refresh sorts only
+  the groups no earlier run labelled (the stored labels are reused, and offered to the model as "labels in use");
 - the cheap route sorts questions in batches of up to 200 with structured output, answering with groups of
   question *numbers* per category rather than a label per question (output tokens cost 4–5× input);
-- the strong route writes entries for several categories per call, as many entries as a category's volume
-  deserves, with one system prompt shared by every call of the run (the cached prefix).
+- only categories with answers in the channel reach the strong route (the rest are listed as not answered yet,
+  at no cost), each question with a few trimmed replies, several categories per call, one system prompt shared by
+  every call of the run (the cached prefix); a refresh rewrites only categories with new answered questions or new
+  answers, sending their current entries and the new material only, and keeps every other entry verbatim.
+
+Entries are grounded: each cites the replies it was drawn from by the labels it was shown; a label that was not
+sent (made up) is dropped, and an entry left citing nothing is not published as an answer — its question goes to
+"Asked but not answered yet".
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import defaultdict
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel
 
 from bot import prompts
+from bot.faq_answers import Answer, collect
+from bot.faq_doc import OPEN_EXAMPLES, Faq, FaqResult, FaqState, OpenTopic, Source
 from bot.stores.base import Store
-from bot.types import ChannelRef, Inquiry
+from bot.types import ChannelRef, Inquiry, MessageRef
 from llm.router import ModelRouter
 from llm.tokens import count_tokens
 from llm.types import Attribution, Request, Task
 
+__all__ = ["Entries", "Entry", "Faq", "FaqBusy", "FaqResult", "FaqWriter", "Group", "Sorting", "plan_entries"]
+
 BATCH_TOKENS = 6_000  # questions per classification call, by tokens …
 BATCH_MAX = 200  # … and by count: the answer must list every number
 # An FAQ is read by people: past a few dozen entries nobody reads on, and each entry is the strong model's output,
-# the bulk of a run's cost. Entries go to the most-asked categories first; the rest are listed as "also asked".
+# the bulk of a run's cost. Entries go to the most-asked answered categories first; the rest are listed as "also
+# answered".
 MAX_ENTRIES = 40
-QUESTIONS_PER_ENTRY = 8  # most-asked distinct questions shown to the writer per entry it is asked to write
-PACK_TOKENS = 3_000  # question text per writing call (several small categories share one call) …
+QUESTIONS_PER_ENTRY = 4  # most-asked answered questions (with their replies) shown per entry asked for
+PACK_TOKENS = 4_000  # questions and replies per writing call (several small categories share one call) …
 PACK_MAX = 6  # … and categories per writing call
 PARALLEL_CALLS = 4
-RESULT_TTL_S = 30 * 86400
+STATE_TTL_S = 90 * 86400  # a channel nobody asks for an FAQ for a quarter starts afresh
 LOCK_TTL_S = 15 * 60
 
 Priority = Literal["high", "medium", "low"]
+LinkFor = Callable[[MessageRef], str]
 
 
 def entries_for(count: int) -> int:
@@ -77,46 +89,11 @@ class Entry(BaseModel):
     answer: str
     priority: Priority
     covers: int
+    sources: list[str]
 
 
 class Entries(BaseModel):
     entries: list[Entry]
-
-
-@dataclass(frozen=True, slots=True)
-class Faq:
-    question: str
-    answer: str
-    category: str
-    priority: str
-    covers: int
-
-
-@dataclass(frozen=True, slots=True)
-class FaqResult:
-    faqs: list[Faq]
-    inquiries: int
-    unique: int
-    categories: int  # categories written
-    also_asked: list[tuple[str, int]]  # categories beyond the entry budget, with their counts
-    made_at: str
-
-    def to_text(self) -> str:
-        if not self.faqs:
-            return "No questions were collected in this channel for that period, so there is no FAQ to write yet."
-        order = {"high": 0, "medium": 1, "low": 2}
-        lines = [
-            f"*FAQ* — from {self.inquiries:,} questions ({self.unique:,} distinct) in {self.categories} categories"
-        ]
-        category = None
-        for f in sorted(self.faqs, key=lambda f: (f.category, order.get(f.priority, 3), -f.covers)):
-            if f.category != category:
-                category = f.category
-                lines.append(f"\n*{category}*")
-            lines.append(f"• *{f.question}* ({f.priority}, {f.covers} asked)\n  {f.answer}")
-        if self.also_asked:
-            lines.append("\nAlso asked: " + ", ".join(f"{name} ({n})" for name, n in self.also_asked))
-        return "\n".join(lines)
 
 
 class FaqBusy(Exception):
@@ -124,14 +101,33 @@ class FaqBusy(Exception):
 
 
 @dataclass
+class _Question:
+    group: str
+    text: str
+    count: int
+    answers: list[Answer]
+
+
+@dataclass
 class _Category:
     name: str
     priority: str
-    questions: list[tuple[str, int]]  # (representative text, times asked), most asked first
+    questions: list[_Question] = field(default_factory=list)  # most asked first
+
+    @property
+    def key(self) -> str:
+        return self.name.lower()
 
     @property
     def count(self) -> int:
-        return sum(n for _, n in self.questions)
+        return sum(q.count for q in self.questions)
+
+    @property
+    def answered(self) -> list[_Question]:
+        return [q for q in self.questions if q.answers]
+
+    def fingerprint(self) -> dict[str, list[str]]:
+        return {q.group: sorted(a.ref.message_id for a in q.answers) for q in self.answered}
 
 
 def batches(items: list[tuple[int, str]], *, max_tokens: int, max_items: int) -> list[list[tuple[int, str]]]:
@@ -150,55 +146,151 @@ def batches(items: list[tuple[int, str]], *, max_tokens: int, max_items: int) ->
     return out
 
 
+def _no_link(ref: MessageRef) -> str:
+    return ""
+
+
 class FaqWriter:
-    def __init__(self, *, llm: ModelRouter, store: Store, max_entries: int = MAX_ENTRIES) -> None:
+    def __init__(
+        self,
+        *,
+        llm: ModelRouter,
+        store: Store,
+        max_entries: int = MAX_ENTRIES,
+        support_staff: frozenset[str] = frozenset(),
+    ) -> None:
         self._llm = llm
         self._store = store
         self._max_entries = max_entries
+        self._staff = support_staff
+
+    @staticmethod
+    def state_key(channel: ChannelRef) -> str:
+        return f"faq:{channel.key}"
+
+    async def state(self, channel: ChannelRef) -> FaqState:
+        return FaqState.loads(await self._store.kv.get(self.state_key(channel)))
+
+    async def save(self, channel: ChannelRef, state: FaqState) -> None:
+        await self._store.kv.put(self.state_key(channel), state.dumps(), ttl_s=STATE_TTL_S)
 
     async def run(
-        self, channel: ChannelRef, *, days: int, bill_to: Attribution, progress: Callable[[str], None]
+        self,
+        channel: ChannelRef,
+        *,
+        days: int,
+        bill_to: Attribution,
+        progress: Callable[[str], None],
+        link_for: LinkFor = _no_link,
     ) -> FaqResult:
+        """One run per channel at a time (a lock shared by every replica); starts from the stored state."""
         token = await self._store.locks.acquire(f"faq:{channel.key}", ttl_s=LOCK_TTL_S)
         if token is None:
             raise FaqBusy("an FAQ run is already under way in this channel; its result will be posted here")
         try:
             since = datetime.now(UTC) - timedelta(days=days)
-            result = await self.make(await self._store.inquiries.list(channel, since=since), bill_to, progress)
-            await self._store.kv.put(f"faq:{channel.key}", json.dumps(asdict(result)), ttl_s=RESULT_TTL_S)
+            inquiries = await self._store.inquiries.list(channel, since=since)
+            state = await self.state(channel)
+            result = await self.make(inquiries, bill_to, progress, state=state, link_for=link_for)
+            await self.save(channel, state)
             return result
         finally:
             await self._store.locks.release(f"faq:{channel.key}", token)
 
-    async def make(self, inquiries: list[Inquiry], bill_to: Attribution, progress: Callable[[str], None]) -> FaqResult:
+    async def make(
+        self,
+        inquiries: list[Inquiry],
+        bill_to: Attribution,
+        progress: Callable[[str], None],
+        *,
+        state: FaqState | None = None,
+        link_for: LinkFor = _no_link,
+    ) -> FaqResult:
+        """The FAQ for ``inquiries``; ``state`` (updated in place) holds what an earlier run sorted and wrote."""
+        state = state if state is not None else FaqState()
         now = datetime.now(UTC).isoformat()
         groups: dict[str, list[Inquiry]] = defaultdict(list)
         for inq in inquiries:
             groups[inq.group or inq.message_id].append(inq)
-        reps = [(i + 1, g[0].text[:500]) for i, g in enumerate(groups.values())]
-        sizes = {i + 1: len(g) for i, g in enumerate(groups.values())}
-        if not reps:
+        if not groups:
             return FaqResult([], 0, 0, 0, [], now)
-        categories = await self._sort(reps, sizes, bill_to, progress, total=len(inquiries))
-        plan = plan_entries([c.count for c in categories], self._max_entries)
-        written = [(c, n) for c, n in zip(categories, plan, strict=True) if n]
-        rest = [c for c, n in zip(categories, plan, strict=True) if not n]
-        progress(f"sorted {len(inquiries):,} questions into {len(categories)} categories; writing the FAQ…")
-        faqs = await self._write(written, categories, bill_to, progress)
-        return FaqResult(faqs, len(inquiries), len(reps), len(written), [(c.name, c.count) for c in rest], now)
+        new = [i for i in inquiries if i.message_id not in state.seen]
+        progress(f"reading the team's answers to {len(inquiries):,} questions…")
+        answers = await collect(self._store.messages, inquiries, staff=self._staff)
+        unlabelled = [(k, g) for k, g in groups.items() if k not in state.labels]
+        if unlabelled:
+            await self._sort(unlabelled, state, bill_to, progress, total=sum(len(g) for _, g in unlabelled))
+        state.seen.update(i.message_id for i in inquiries)
+        categories = _categories(groups, answers, state)
+        touched = [c for c in categories if c.answered and _is_new(c, state.written.get(c.key, {}))]
+        if not new and not touched and state.result is not None:
+            return replace(
+                state.result, unchanged=True, new_inquiries=0, rewritten=0, rejected=0, dropped_sources=0
+            )
+        answered = [c for c in categories if c.answered]
+        plan = plan_entries([len(c.answered) for c in answered], self._max_entries)
+        fresh = {c.key for c in touched}
+        keep = [
+            c
+            for c, n in zip(answered, plan, strict=True)
+            if n and c.key not in fresh and c.key in state.entries
+        ]
+        kept = {c.key for c in keep}
+        write = [(c, n) for c, n in zip(answered, plan, strict=True) if n and c.key not in kept]
+        if write:
+            progress(
+                f"sorted {len(inquiries):,} questions into {len(categories)} categories; writing the FAQ…"
+            )
+        written, refused, dropped = await self._write(write, categories, state, bill_to, progress, link_for)
+        faqs: list[Faq] = []
+        with_entries: set[str] = set()
+        for c in keep:
+            faqs.extend(state.entries[c.key])
+            with_entries.add(c.key)
+        for c, _ in write:
+            if written.get(c.key):
+                state.entries[c.key] = written[c.key]
+                state.written[c.key] = c.fingerprint()
+                faqs.extend(written[c.key])
+                with_entries.add(c.key)
+            elif state.entries.get(c.key):
+                # an update that brought nothing grounded: the current entries stay
+                faqs.extend(state.entries[c.key])
+                with_entries.add(c.key)
+            else:  # nothing grounded came back: no entry, its questions are listed as not answered
+                state.written.pop(c.key, None)
+        also = [(c.name, c.count) for c, n in zip(answered, plan, strict=True) if not n]
+        result = FaqResult(
+            faqs=faqs,
+            inquiries=len(inquiries),
+            unique=len(groups),
+            categories=len(with_entries),
+            also_asked=also,
+            made_at=now,
+            unanswered=_open_topics(categories, with_entries, refused),
+            new_inquiries=len(new),
+            rewritten=sum(1 for c, _ in write if c.key in with_entries),
+            kept=len(keep),
+            rejected=sum(len(v) for v in refused.values()),
+            dropped_sources=dropped,
+        )
+        state.result = result
+        return result
 
     async def _sort(
         self,
-        reps: list[tuple[int, str]],
-        sizes: dict[int, int],
+        unlabelled: list[tuple[str, list[Inquiry]]],
+        state: FaqState,
         bill_to: Attribution,
         progress: Callable[[str], None],
         *,
         total: int,
-    ) -> list[_Category]:
-        texts = dict(reps)
-        placed: dict[int, tuple[str, str]] = {}
-        known: list[str] = []
+    ) -> None:
+        """Labels for the groups no run sorted yet, into ``state.labels``."""
+        reps = [(i + 1, g[0].text[:500]) for i, (_, g) in enumerate(unlabelled)]
+        keys = {i + 1: k for i, (k, _) in enumerate(unlabelled)}
+        sizes = {i + 1: len(g) for i, (_, g) in enumerate(unlabelled)}
+        known: list[str] = sorted({label for label, _ in state.labels.values()})
         done = 0
 
         async def sort(batch: list[tuple[int, str]]) -> None:
@@ -206,82 +298,209 @@ class FaqWriter:
             listing = "\n".join(f"{n}. {text}" for n, text in batch)
             hint = f"Labels in use: {', '.join(known)}\n" if known else ""
             request = Request.of(
-                prompts.CLASSIFY_SYSTEM, hint + prompts.transcript([listing]), prompt_version=prompts.FAQ_VERSION
+                prompts.CLASSIFY_SYSTEM,
+                hint + prompts.transcript([listing]),
+                prompt_version=prompts.FAQ_VERSION,
             )
             result = await self._llm.structured(Task.CLASSIFY, request, Sorting, bill_to=bill_to)
             wanted = {n for n, _ in batch}
             for group in result.groups:
                 for n in group.questions:
-                    if n in wanted and n not in placed:
-                        placed[n] = (group.category.strip() or "Other", group.priority)
-            for n in wanted - placed.keys():  # a number the model left out still counts, as "Other"
-                placed[n] = ("Other", "low")
+                    if n in wanted and keys[n] not in state.labels:
+                        state.labels[keys[n]] = (group.category.strip() or "Other", group.priority)
+            for n in wanted:  # a number the model left out still counts, as "Other"
+                state.labels.setdefault(keys[n], ("Other", "low"))
             done += sum(sizes[n] for n in wanted)
             progress(f"sorted {min(done, total):,} of {total:,} questions…")
 
         work = batches(reps, max_tokens=BATCH_TOKENS, max_items=BATCH_MAX)
         # The first batch alone sets the label vocabulary; the rest run in parallel and reuse it.
-        await sort(work[0])
-        known.extend(sorted({c for c, _ in placed.values()}))
+        if not known:
+            await sort(work.pop(0))
+            known.extend(sorted({label for label, _ in state.labels.values()}))
         gate = asyncio.Semaphore(PARALLEL_CALLS)
 
         async def gated(batch: list[tuple[int, str]]) -> None:
             async with gate:
                 await sort(batch)
 
-        await asyncio.gather(*(gated(b) for b in work[1:]))
-        by_name: dict[str, _Category] = {}
-        for n, (name, priority) in placed.items():
-            cat = by_name.setdefault(name.lower(), _Category(name, priority, []))
-            cat.questions.append((texts[n], sizes[n]))
-        for cat in by_name.values():
-            cat.questions.sort(key=lambda q: -q[1])
-        return sorted(by_name.values(), key=lambda c: (-c.count, c.name))
+        await asyncio.gather(*(gated(b) for b in work))
 
     async def _write(
         self,
-        written: list[tuple[_Category, int]],
+        write: list[tuple[_Category, int]],
         everything: list[_Category],
+        state: FaqState,
         bill_to: Attribution,
         progress: Callable[[str], None],
-    ) -> list[Faq]:
-        system = prompts.faq_context([(c.name, c.count) for c in everything])
-        packs: list[list[tuple[_Category, int]]] = []
+        link_for: LinkFor,
+    ) -> tuple[dict[str, list[Faq]], dict[str, list[str]], int]:
+        """Entries per category key; per category key the questions of entries rejected for citing nothing that
+        was sent; how many made-up sources were dropped."""
+        if not write:
+            return {}, {}, 0
+        system = prompts.faq_context([(c.name, c.count) for c in everything if c.answered])
+        sections = [
+            _Section(c, n, state.entries.get(c.key, []), state.written.get(c.key, {})) for c, n in write
+        ]
+        packs: list[list[_Section]] = []
         used = 0
-        for cat, n in written:
-            cost = sum(count_tokens(t) + 6 for t, _ in cat.questions[: QUESTIONS_PER_ENTRY * n])
-            if packs and used + cost <= PACK_TOKENS and len(packs[-1]) < PACK_MAX:
-                packs[-1].append((cat, n))
-                used += cost
+        for s in sections:
+            if packs and used + s.tokens <= PACK_TOKENS and len(packs[-1]) < PACK_MAX:
+                packs[-1].append(s)
+                used += s.tokens
             else:
-                packs.append([(cat, n)])
-                used = cost
-        done = 0
+                packs.append([s])
+                used = s.tokens
+        done = dropped = 0
+        out: dict[str, list[Faq]] = {}
+        refused: dict[str, list[str]] = {}
         gate = asyncio.Semaphore(PARALLEL_CALLS)
 
-        async def write(pack: list[tuple[_Category, int]]) -> list[Faq]:
-            nonlocal done
-            sections = []
-            for cat, n in pack:
-                shown = "\n".join(f"- ({k}×) {t}" for t, k in cat.questions[: QUESTIONS_PER_ENTRY * n])
-                sections.append(
-                    f"Category: {cat.name} — asked {cat.count} times — write {n} entr{'y' if n == 1 else 'ies'}\n"
-                    f"{shown}"
-                )
-            request = Request.of(
-                system, prompts.transcript(["\n\n".join(sections)]), prompt_version=prompts.FAQ_VERSION
-            )
+        async def run_pack(pack: list[_Section]) -> None:
+            nonlocal done, dropped
+            labels = _Labels(link_for)
+            body = "\n\n".join(s.render(labels) for s in pack)
+            request = Request.of(system, prompts.transcript([body]), prompt_version=prompts.FAQ_VERSION)
             async with gate:
                 answer = await self._llm.structured(Task.FAQ, request, Entries, bill_to=bill_to)
             done += len(pack)
-            progress(f"wrote FAQ entries for {done} of {len(written)} categories…")
-            names = {c.name.lower(): c for c, _ in pack}
-            faqs = []
+            progress(f"wrote FAQ entries for {done} of {len(write)} categories…")
+            by_key = {s.category.key: s for s in pack}
             for e in answer.entries:
-                found = names.get(e.category.strip().lower())
-                if found is not None:  # an entry for a category not asked for is dropped, not misfiled
-                    faqs.append(Faq(e.question, e.answer, found.name, e.priority, max(0, min(e.covers, found.count))))
-            return faqs
+                section = by_key.get(e.category.strip().lower())
+                if section is None:  # an entry for a category not asked for is dropped, not misfiled
+                    continue
+                sources, unknown = labels.resolve(e.sources, allowed=section.labels)
+                dropped += unknown
+                if not sources:  # claims an answer without anything sent to back it
+                    refused.setdefault(section.category.key, []).append(e.question)
+                    continue
+                got = out.setdefault(section.category.key, [])
+                if len(got) < section.entries:
+                    covers = max(1, min(e.covers, section.category.count))
+                    got.append(Faq(e.question, e.answer, section.category.name, e.priority, covers, sources))
 
-        results = await asyncio.gather(*(write(p) for p in packs))
-        return [f for group in results for f in group]
+        await asyncio.gather(*(run_pack(p) for p in packs))
+        return out, refused, dropped
+
+
+def _categories(
+    groups: dict[str, list[Inquiry]], answers: dict[str, list[Answer]], state: FaqState
+) -> list[_Category]:
+    by_key: dict[str, _Category] = {}
+    for key, group in groups.items():
+        name, priority = state.labels.get(key, ("Other", "low"))
+        cat = by_key.setdefault(name.lower(), _Category(name, priority))
+        found: dict[str, Answer] = {}
+        for inq in group:  # a near-duplicate's answers count for the whole group
+            for a in answers.get(inq.message_id, []):
+                found.setdefault(a.ref.message_id, a)
+        best = sorted(found.values(), key=lambda a: -(4 * a.thanked + 3 * a.staff))
+        cat.questions.append(_Question(key, group[0].text, len(group), best[:3]))
+    for cat in by_key.values():
+        cat.questions.sort(key=lambda q: (-q.count, q.text))
+    return sorted(by_key.values(), key=lambda c: (-c.count, c.name))
+
+
+def _is_new(category: _Category, written: dict[str, list[str]]) -> bool:
+    """New answered questions, or new answers to old ones, since its entries were written."""
+    return any(not set(ids) <= set(written.get(group, [])) for group, ids in category.fingerprint().items())
+
+
+def _open_topics(
+    categories: list[_Category], with_entries: set[str], refused: dict[str, list[str]]
+) -> list[OpenTopic]:
+    """Questions nobody answered, per category, most asked first: those without replies, every question of a
+    category that got no grounded entry, and the questions of entries refused for citing nothing real."""
+    topics = []
+    for c in categories:
+        if c.key in with_entries:
+            open_ = [q.text for q in c.questions if not q.answers]
+            count = sum(q.count for q in c.questions if not q.answers) + len(refused.get(c.key, []))
+            open_ = refused.get(c.key, []) + open_
+        else:
+            open_ = [q.text for q in c.questions]
+            count = c.count
+        if open_:
+            topics.append(OpenTopic(c.name, count, tuple(open_[:OPEN_EXAMPLES])))
+    return sorted(topics, key=lambda t: (-t.count, t.category))
+
+
+class _Labels:
+    """Short labels ([A1], [A2] …) for the messages one writing call shows; only these resolve back to sources."""
+
+    def __init__(self, link_for: LinkFor) -> None:
+        self._link_for = link_for
+        self._by_label: dict[str, Source] = {}
+        self._by_id: dict[str, str] = {}
+
+    def label(self, ref: MessageRef | None, source: Source | None = None) -> str:
+        mid = ref.message_id if ref is not None else source.message_id if source is not None else ""
+        if mid in self._by_id:
+            return self._by_id[mid]
+        name = f"A{len(self._by_label) + 1}"
+        self._by_id[mid] = name
+        self._by_label[name] = source or Source(mid, self._link_for(ref) if ref is not None else "")
+        return name
+
+    def resolve(self, cited: list[str], *, allowed: set[str]) -> tuple[tuple[Source, ...], int]:
+        """The sources behind ``cited`` (labels, or the message ids themselves) that were shown for the entry's
+        category, and how many cited ones were not."""
+        out: list[Source] = []
+        unknown = 0
+        for raw in cited:
+            name = raw.strip().strip("[]#").strip()
+            name = self._by_id.get(name, name.upper())
+            if name in allowed and self._by_label[name] not in out:
+                out.append(self._by_label[name])
+            elif name not in allowed:
+                unknown += 1
+        return tuple(out), unknown
+
+
+class _Section:
+    """One category's part of a writing call: its answered questions with their replies (only what is new when
+    the category already has entries), and its current entries."""
+
+    def __init__(
+        self, category: _Category, entries: int, current: list[Faq], written: dict[str, list[str]]
+    ) -> None:
+        self.category = category
+        self.entries = entries
+        self.current = current
+        # An update sends only what is new: questions with replies the entries were not written from.
+        if current:
+            fresh = [
+                replace(q, answers=[a for a in q.answers if a.ref.message_id not in written.get(q.group, [])])
+                for q in category.answered
+            ]
+            self.questions = [q for q in fresh if q.answers][: QUESTIONS_PER_ENTRY * entries]
+        else:
+            self.questions = category.answered[: QUESTIONS_PER_ENTRY * entries]
+        self.labels: set[str] = set()
+        self.tokens = sum(
+            count_tokens(q.text) + sum(count_tokens(a.text) + 8 for a in q.answers) for q in self.questions
+        )
+        self.tokens += sum(count_tokens(f.question) + count_tokens(f.answer) + 10 for f in current)
+
+    def render(self, labels: _Labels) -> str:
+        c = self.category
+        head = f"Category: {c.name} — asked {c.count} times — write {self.entries} entr{'y' if self.entries == 1 else 'ies'}"
+        lines = [head]
+        if self.current:
+            lines.append("Current entries:")
+            for f in self.current:
+                cited = " ".join(f"[{self._label(labels, None, s)}]" for s in f.sources)
+                lines.append(f"- Q: {f.question} | A: {f.answer} | sources: {cited}")
+            lines.append("New questions and replies:")
+        for q in self.questions:
+            lines.append(f"Q ({q.count}×) {q.text[:500]}")
+            for a in q.answers:
+                lines.append(f"  [{self._label(labels, a.ref, None)}] {a.author_name or a.author}: {a.text}")
+        return "\n".join(lines)
+
+    def _label(self, labels: _Labels, ref: MessageRef | None, source: Source | None) -> str:
+        name = labels.label(ref, source)
+        self.labels.add(name)
+        return name
