@@ -83,10 +83,19 @@ def resolution(
 async def collect(
     log: MessageLog, inquiries: list[Inquiry], *, staff: frozenset[str]
 ) -> dict[str, list[Answer]]:
-    """Answers per inquiry message id (inquiries without any are left out). Store reads only: no model call."""
+    """Answers per inquiry message id (inquiries without any are left out). Store reads only: no model call.
+
+    A question asked inside someone else's thread is answered by the replies after it in that thread."""
     out: dict[str, list[Answer]] = {}
+    roots: dict[str, list[ChatMessage]] = {}
     for inq in inquiries:
         thread = await log.thread(inq.channel, inq.message_id)
+        me = next((m for m in thread if m.ref.message_id == inq.message_id), None)
+        root = me.ref.thread_id if me is not None else None
+        if me is not None and root and root != inq.message_id:
+            if root not in roots:
+                roots[root] = await log.thread(inq.channel, root)
+            thread = [m for m in roots[root] if m.sent_at > me.sent_at]
         found = resolution(thread, question_id=inq.message_id, asker=inq.author, staff=staff)
         if found:
             out[inq.message_id] = found

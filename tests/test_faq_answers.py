@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from bot.faq import FaqWriter
-from bot.faq_answers import resolution
+from bot.faq_answers import collect, resolution
 from bot.faq_doc import FaqState
 from bot.inquiries import is_inquiry, to_inquiry
 from bot.stores.sqlite import SqliteStore
@@ -217,3 +217,14 @@ def test_a_long_thread_is_trimmed_to_the_replies_that_matter() -> None:
     thread += [msg(str(i), f"u{i}", "a long reply about the build " * 60) for i in range(2, 30)]
     got = resolution(thread, question_id="1", asker="ann", staff=frozenset())
     assert 1 <= len(got) <= 3 and all(len(a.text) < 600 for a in got)
+
+
+async def test_a_question_asked_inside_a_thread_is_answered_by_the_replies_after_it(bench: Bench) -> None:
+    root = await bench.say("ann", "How do I connect to the VPN from home?")
+    await bench.say("bob", "Install the client from the portal and sign in with SSO", thread=root)
+    follow = await bench.say("cat", "Which printer driver does the VPN client need?", thread=root)
+    later = await bench.say("dan", "The printer driver is on the wiki under Printing", thread=root)
+    inquiries = await bench.store.inquiries.list(CHANNEL, since=T0)
+    got = await collect(bench.store.messages, inquiries, staff=frozenset())
+    assert [a.ref.message_id for a in got[follow]] == [later]
+    assert later in {a.ref.message_id for a in got[root]}
