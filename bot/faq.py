@@ -90,6 +90,7 @@ class Entry(BaseModel):
     priority: Priority
     covers: int
     sources: list[str]
+    replaces: str  # the label of the current entry this one replaces ("E2"), "" for a new entry
 
 
 class Entries(BaseModel):
@@ -106,6 +107,12 @@ class _Question:
     text: str
     count: int
     answers: list[Answer]
+    asked_at: datetime
+
+    @property
+    def rank(self) -> tuple[int, int, datetime]:
+        best = max((4 * a.thanked + 3 * a.staff for a in self.answers), default=0)
+        return (-self.count, -best, self.asked_at)
 
 
 @dataclass
@@ -126,8 +133,14 @@ class _Category:
     def answered(self) -> list[_Question]:
         return [q for q in self.questions if q.answers]
 
-    def fingerprint(self) -> dict[str, list[str]]:
-        return {q.group: sorted(a.ref.message_id for a in q.answers) for q in self.answered}
+    def shown(self, entries: int) -> list[_Question]:
+        """The answered questions the writer sees for ``entries`` entries: the most asked (ties: the best
+        answered, then the longest known), so a refresh that adds a one-off question leaves them as they were."""
+        return self.answered[: QUESTIONS_PER_ENTRY * entries]
+
+
+def _fingerprint(questions: list[_Question]) -> dict[str, list[str]]:
+    return {q.group: sorted(a.ref.message_id for a in q.answers) for q in questions}
 
 
 def batches(items: list[tuple[int, str]], *, max_tokens: int, max_items: int) -> list[list[tuple[int, str]]]:
@@ -222,21 +235,19 @@ class FaqWriter:
             await self._sort(unlabelled, state, bill_to, progress, total=sum(len(g) for _, g in unlabelled))
         state.seen.update(i.message_id for i in inquiries)
         categories = _categories(groups, answers, state)
-        touched = [c for c in categories if c.answered and _is_new(c, state.written.get(c.key, {}))]
+        answered = [c for c in categories if c.answered]
+        plan = plan_entries([len(c.answered) for c in answered], self._max_entries)
+        planned = [(c, n) for c, n in zip(answered, plan, strict=True) if n]
+        # A category is rewritten when what a full run would show its writer changed: new answered questions
+        # among its most-asked, or new answers to them. Every other category keeps its entries verbatim.
+        touched = {c.key for c, n in planned if _is_new(_fingerprint(c.shown(n)), state.written.get(c.key, {}))}
         if not new and not touched and state.result is not None:
             return replace(
                 state.result, unchanged=True, new_inquiries=0, rewritten=0, rejected=0, dropped_sources=0
             )
-        answered = [c for c in categories if c.answered]
-        plan = plan_entries([len(c.answered) for c in answered], self._max_entries)
-        fresh = {c.key for c in touched}
-        keep = [
-            c
-            for c, n in zip(answered, plan, strict=True)
-            if n and c.key not in fresh and c.key in state.entries
-        ]
+        keep = [c for c, _ in planned if c.key not in touched and c.key in state.entries]
         kept = {c.key for c in keep}
-        write = [(c, n) for c, n in zip(answered, plan, strict=True) if n and c.key not in kept]
+        write = [(c, n) for c, n in planned if c.key not in kept]
         if write:
             progress(
                 f"sorted {len(inquiries):,} questions into {len(categories)} categories; writing the FAQ…"
@@ -247,10 +258,10 @@ class FaqWriter:
         for c in keep:
             faqs.extend(state.entries[c.key])
             with_entries.add(c.key)
-        for c, _ in write:
+        for c, n in write:
             if written.get(c.key):
                 state.entries[c.key] = written[c.key]
-                state.written[c.key] = c.fingerprint()
+                state.written[c.key] = _fingerprint(c.shown(n))
                 faqs.extend(written[c.key])
                 with_entries.add(c.key)
             elif state.entries.get(c.key):
@@ -376,10 +387,17 @@ class FaqWriter:
                 if not sources:  # claims an answer without anything sent to back it
                     refused.setdefault(section.category.key, []).append(e.question)
                     continue
-                got = out.setdefault(section.category.key, [])
-                if len(got) < section.entries:
-                    covers = max(1, min(e.covers, section.category.count))
-                    got.append(Faq(e.question, e.answer, section.category.name, e.priority, covers, sources))
+                got = out.setdefault(section.category.key, list(section.current))
+                covers = max(1, min(e.covers, section.category.count))
+                entry = Faq(e.question, e.answer, section.category.name, e.priority, covers, sources)
+                slot = section.slot(e.replaces)
+                if slot is not None and slot < len(got):
+                    got[slot] = entry
+                elif len(got) < section.entries:
+                    got.append(entry)
+            for section in pack:  # an update that changed nothing keeps the current entries
+                if section.current:
+                    out.setdefault(section.category.key, list(section.current))
 
         await asyncio.gather(*(run_pack(p) for p in packs))
         return out, refused, dropped
@@ -397,15 +415,16 @@ def _categories(
             for a in answers.get(inq.message_id, []):
                 found.setdefault(a.ref.message_id, a)
         best = sorted(found.values(), key=lambda a: -(4 * a.thanked + 3 * a.staff))
-        cat.questions.append(_Question(key, group[0].text, len(group), best[:3]))
+        first = min(group, key=lambda i: i.asked_at)
+        cat.questions.append(_Question(key, first.text, len(group), best[:3], first.asked_at))
     for cat in by_key.values():
-        cat.questions.sort(key=lambda q: (-q.count, q.text))
+        cat.questions.sort(key=lambda q: q.rank)
     return sorted(by_key.values(), key=lambda c: (-c.count, c.name))
 
 
-def _is_new(category: _Category, written: dict[str, list[str]]) -> bool:
-    """New answered questions, or new answers to old ones, since its entries were written."""
-    return any(not set(ids) <= set(written.get(group, [])) for group, ids in category.fingerprint().items())
+def _is_new(shown: dict[str, list[str]], written: dict[str, list[str]]) -> bool:
+    """New answered questions, or new answers to old ones, since the entries were written."""
+    return any(not set(ids) <= set(written.get(group, [])) for group, ids in shown.items())
 
 
 def _open_topics(
@@ -473,11 +492,11 @@ class _Section:
         if current:
             fresh = [
                 replace(q, answers=[a for a in q.answers if a.ref.message_id not in written.get(q.group, [])])
-                for q in category.answered
+                for q in category.shown(entries)
             ]
-            self.questions = [q for q in fresh if q.answers][: QUESTIONS_PER_ENTRY * entries]
+            self.questions = [q for q in fresh if q.answers]
         else:
-            self.questions = category.answered[: QUESTIONS_PER_ENTRY * entries]
+            self.questions = category.shown(entries)
         self.labels: set[str] = set()
         self.tokens = sum(
             count_tokens(q.text) + sum(count_tokens(a.text) + 8 for a in q.answers) for q in self.questions
@@ -490,15 +509,22 @@ class _Section:
         lines = [head]
         if self.current:
             lines.append("Current entries:")
-            for f in self.current:
+            for k, f in enumerate(self.current, 1):
                 cited = " ".join(f"[{self._label(labels, None, s)}]" for s in f.sources)
-                lines.append(f"- Q: {f.question} | A: {f.answer} | sources: {cited}")
+                lines.append(f"- [E{k}] Q: {f.question} | A: {f.answer} | sources: {cited}")
             lines.append("New questions and replies:")
         for q in self.questions:
             lines.append(f"Q ({q.count}×) {q.text[:500]}")
             for a in q.answers:
                 lines.append(f"  [{self._label(labels, a.ref, None)}] {a.author_name or a.author}: {a.text}")
         return "\n".join(lines)
+
+    def slot(self, replaces: str) -> int | None:
+        """Which current entry ``replaces`` names (0-based), None for a new entry or a label never shown."""
+        name = replaces.strip().strip("[]").upper()
+        if name.startswith("E") and name[1:].isdigit() and 1 <= int(name[1:]) <= len(self.current):
+            return int(name[1:]) - 1
+        return None
 
     def _label(self, labels: _Labels, ref: MessageRef | None, source: Source | None) -> str:
         name = labels.label(ref, source)

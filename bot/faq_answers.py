@@ -22,7 +22,11 @@ from llm.tokens import count_tokens
 TOKENS_PER_QUESTION = 240
 EXCERPT_TOKENS = 110  # one reply's excerpt: a long reply is cut here, its start says what it is
 MAX_REPLIES = 4
-MIN_REPLY_CHARS = 8  # "np", "ok", "yw" answer nothing
+# Replies that answer nothing ("yes" and "no" do answer a yes/no question, so they stay).
+_CHATTER = frozenset(
+    "ok okay k kk np yw lol haha hi hello hey thanks thank you thx ty cool nice same +1 me too welcome hm hmm "
+    "oh ah sorry".split()
+)
 _THANKS = re.compile(
     r"(\bthanks?\b|\bthank you\b|\bthx\b|\bty\b|\bcheers\b|\bthat (did it|worked|works|fixed it)\b|\bit works\b|"
     r"\bworks now\b|\bsolved\b|\bfixed\b|✅|:white_check_mark:|:heavy_check_mark:|감사|고마워|해결)",
@@ -60,7 +64,7 @@ def resolution(
     asker_names = {m.author_name.lower() for m in thread if m.author == asker and m.author_name}
     ranked: list[tuple[int, int, ChatMessage]] = []
     for order, m in enumerate(replies):
-        if m.author == asker or len(m.text.strip()) < MIN_REPLY_CHARS:
+        if m.author == asker or _is_chatter(m.text):
             continue
         score = 4 * (m.ref.message_id in thanked) + 3 * (m.author in staff)
         score += 1 if any(name and name in m.text.lower() for name in asker_names) else 0
@@ -100,6 +104,11 @@ async def collect(
         if found:
             out[inq.message_id] = found
     return out
+
+
+def _is_chatter(text: str) -> bool:
+    words = re.findall(r"[\w+']+", text.lower())
+    return not words or all(w in _CHATTER for w in words)
 
 
 def excerpt(text: str, max_tokens: int) -> str:

@@ -51,16 +51,14 @@ topic none of them covers. Every question number appears in exactly one group.
 {_DATA_RULE}"""
 
 FAQ_SYSTEM = f"""You write FAQ entries for a support team from the answers its own people gave in the channel.
-You get one or more categories. Each has questions users asked (how often each was asked), and under each question
-the replies it got in the channel, each with a label such as [A3]. For each entry give: the category exactly as
-given; a question phrased the way users ask it; an answer of 1–3 sentences saying what the replies said — the
-commands, settings and facts they gave, nothing they did not say; the priority (high, medium or low); how many of
-the listed questions it answers (covers); and sources: the labels of the replies the answer is drawn from (at
-least one; only labels shown for that category). Write an entry only where the replies really answer the question;
-skip a question whose replies do not, rather than guessing. Cover the most-asked questions first, at most the
-number of entries asked for, and do not write two entries for the same question. When a category shows its
-current entries, return the entries the category should have now: keep a current entry as it is (same sources)
-unless new replies change or add to it. Write in the language of the questions.
+Per category you get the questions users asked (with how often) and under each the replies it got, labelled [A1],
+[A2] … Per entry give: the category as given; the question as users ask it; an answer of 1–3 sentences saying only
+what the replies said (their commands, settings, facts); priority (high, medium, low); covers (how many listed
+questions it answers); sources (labels of the replies it draws on, at least one, from that category); replaces.
+Write entries only where replies really answer the question, most-asked first, at most the number asked for, no
+two for one question; replaces is "" for a new entry. If a category shows current entries ([E1] …) and new
+replies, return only changes: new entries, or one replacing a current entry the new replies correct or extend
+(replaces: its label). Current entries you do not return stay. Write in the questions' language.
 {_DATA_RULE}"""
 
 

@@ -17,7 +17,7 @@ _NUMBERED = re.compile(r"^(\d+)\. (.*)$")
 _CATEGORY = re.compile(r"^Category: (.+?) — asked (\d+) times — write (\d+)")
 _QUESTION = re.compile(r"^Q \((\d+)×\) (.*)$")
 _REPLY = re.compile(r"^  \[(A\d+)\] [^:]*: (.*)$")
-_CURRENT = re.compile(r"^- Q: (.*) \| A: (.*) \| sources: (.*)$")
+_CURRENT = re.compile(r"^- \[(E\d+)\] Q: (.*) \| A: (.*) \| sources: (.*)$")
 MADE_UP = "A999"  # a label no call ever shows (calls show far fewer replies)
 BAD = frozenset({"made_up_ids", "no_sources", "unasked_category"})
 
@@ -43,8 +43,8 @@ def parse_sections(text: str) -> list[_Section]:
         elif not sections:
             continue
         elif m := _CURRENT.match(line):
-            labels = re.findall(r"A\d+", m.group(3))
-            sections[-1].current.append({"question": m.group(1), "answer": m.group(2), "sources": labels})
+            labels = re.findall(r"A\d+", m.group(4))
+            sections[-1].current.append({"label": m.group(1), "question": m.group(2), "sources": labels})
         elif m := _QUESTION.match(line):
             sections[-1].questions.append((m.group(2), []))
         elif (m := _REPLY.match(line)) and sections[-1].questions:
@@ -55,12 +55,18 @@ def parse_sections(text: str) -> list[_Section]:
 def write_entries(text: str, *, bad: frozenset[str] = frozenset()) -> list[dict[str, Any]]:
     entries: list[dict[str, Any]] = []
     for s in parse_sections(text):
-        mine = [
-            {**c, "category": s.category, "priority": "medium", "covers": 1} for c in s.current
-        ]  # current entries kept as they are
+        # Fresh: one entry per answered question, up to the number asked for. Update: only what changes — a new
+        # entry while there is room, else one that replaces the last current entry with the new answer.
+        mine: list[dict[str, Any]] = []
+        room = s.entries - len(s.current)
         for q, replies in s.questions:
-            if len(mine) >= s.entries:
-                break
+            if not replies:  # nothing to write an answer from
+                continue
+            replaces = ""
+            if len(mine) >= room:
+                if not s.current or len(mine) >= room + 1:
+                    break
+                replaces = s.current[-1]["label"]
             mine.append(
                 {
                     "category": s.category,
@@ -69,16 +75,23 @@ def write_entries(text: str, *, bad: frozenset[str] = frozenset()) -> list[dict[
                     "priority": "medium",
                     "covers": max(1, s.count // max(1, s.entries)),
                     "sources": [label for label, _ in replies],
+                    "replaces": replaces,
                 }
             )
+        if not mine:
+            continue
         if "made_up_ids" in bad:
             for e in mine:
                 e["sources"] = [*e["sources"], MADE_UP]
-            mine.append({**mine[0], "question": "A question answered by a made-up message", "sources": [MADE_UP]})
+            mine.append(
+                {**mine[0], "question": "A question answered by a made-up message", "sources": [MADE_UP], "replaces": ""}
+            )
         if "no_sources" in bad:
-            mine.append({**mine[0], "question": "A question answered without any source", "sources": []})
+            mine.append(
+                {**mine[0], "question": "A question answered without any source", "sources": [], "replaces": ""}
+            )
         if "unasked_category" in bad:
-            mine.append({**mine[0], "category": "Nobody Asked This"})
+            mine.append({**mine[0], "category": "Nobody Asked This", "replaces": ""})
         entries.extend(mine)
     return entries
 
