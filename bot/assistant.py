@@ -10,10 +10,10 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from bot import faq_publish
 from bot.budgets import BudgetState, budget_state, spike_alerts
 from bot.faq import FaqBusy, FaqResult, FaqWriter
 from bot.inquiries import is_inquiry, to_inquiry
@@ -151,7 +151,8 @@ class Assistant:
                     days=days,
                     bill_to=bill_to,
                     progress=reply.set_status,
-                    link_for=_link_for(platform),
+                    link_for=faq_publish.link_for(platform),
+                    publish=faq_publish.publisher(platform, channel),
                 )
             except FaqBusy as busy:
                 refs = await reply.fail(str(busy))
@@ -164,10 +165,7 @@ class Assistant:
                 refs = await reply.fail("something went wrong on my side. Run /faq again to retry.")
                 return done(ReplyOutcome(refs, reply.text, ok=False))
             reply.set_status("")
-            if result.unchanged:
-                made = result.made_at[:16].replace("T", " ")
-                reply.append(f"No new questions or answers since the last FAQ ({made} UTC); here it is.\n\n")
-            reply.append(result.to_text())
+            reply.append(faq_publish.reply_text(result))
             await self._after_spend(channel, reply)
             refs = await reply.finish()
             return done(ReplyOutcome(refs, reply.text, ok=True))
@@ -257,12 +255,6 @@ class Assistant:
                     log.exception("could not post a spend alert to %s", admin.key)
         for alert in alerts:
             log.warning("%s", alert)
-
-
-def _link_for(platform: ChatPlatform) -> Callable[[MessageRef], str]:
-    """The platform's link to a message, for FAQ sources; "" where it has none (the console)."""
-    link = getattr(platform, "message_link", None)
-    return link if callable(link) else lambda ref: ""
 
 
 def _pacer(platform: ChatPlatform) -> EditPacer | None:

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
@@ -51,7 +51,10 @@ STATE_TTL_S = 90 * 86400  # a channel nobody asks for an FAQ for a quarter start
 LOCK_TTL_S = 15 * 60
 
 Priority = Literal["high", "medium", "low"]
-LinkFor = Callable[[MessageRef], str]
+LinkFor = Callable[[MessageRef], Awaitable[str]]
+# Publishes a finished FAQ where the channel keeps it: gets the result and the stored handle of the document,
+# returns the result (saying where it went) and the handle to store.
+Publish = Callable[[FaqResult, dict[str, str]], Awaitable[tuple[FaqResult, dict[str, str]]]]
 
 
 def entries_for(count: int) -> int:
@@ -159,7 +162,7 @@ def batches(items: list[tuple[int, str]], *, max_tokens: int, max_items: int) ->
     return out
 
 
-def _no_link(ref: MessageRef) -> str:
+async def _no_link(ref: MessageRef) -> str:
     return ""
 
 
@@ -195,8 +198,10 @@ class FaqWriter:
         bill_to: Attribution,
         progress: Callable[[str], None],
         link_for: LinkFor = _no_link,
+        publish: Publish | None = None,
     ) -> FaqResult:
-        """One run per channel at a time (a lock shared by every replica); starts from the stored state."""
+        """One run per channel at a time (a lock shared by every replica); starts from the stored state and,
+        with ``publish``, updates the channel's FAQ document in place before the lock is released."""
         token = await self._store.locks.acquire(f"faq:{channel.key}", ttl_s=LOCK_TTL_S)
         if token is None:
             raise FaqBusy("an FAQ run is already under way in this channel; its result will be posted here")
@@ -205,6 +210,8 @@ class FaqWriter:
             inquiries = await self._store.inquiries.list(channel, since=since)
             state = await self.state(channel)
             result = await self.make(inquiries, bill_to, progress, state=state, link_for=link_for)
+            if publish is not None:
+                result, state.document = await publish(result, state.document)
             await self.save(channel, state)
             return result
         finally:
@@ -252,7 +259,10 @@ class FaqWriter:
             progress(
                 f"sorted {len(inquiries):,} questions into {len(categories)} categories; writing the FAQ…"
             )
-        written, refused, dropped = await self._write(write, categories, state, bill_to, progress, link_for)
+        written, refused, dropped = await self._write(write, categories, state, bill_to, progress)
+        refs = {a.ref.message_id: a.ref for found in answers.values() for a in found}
+        for key, entries in written.items():
+            written[key] = [await _linked(f, refs, link_for) for f in entries]
         faqs: list[Faq] = []
         with_entries: set[str] = set()
         for c in keep:
@@ -344,7 +354,6 @@ class FaqWriter:
         state: FaqState,
         bill_to: Attribution,
         progress: Callable[[str], None],
-        link_for: LinkFor,
     ) -> tuple[dict[str, list[Faq]], dict[str, list[str]], int]:
         """Entries per category key; per category key the questions of entries rejected for citing nothing that
         was sent; how many made-up sources were dropped."""
@@ -370,7 +379,7 @@ class FaqWriter:
 
         async def run_pack(pack: list[_Section]) -> None:
             nonlocal done, dropped
-            labels = _Labels(link_for)
+            labels = _Labels()
             body = "\n\n".join(s.render(labels) for s in pack)
             request = Request.of(system, prompts.transcript([body]), prompt_version=prompts.FAQ_VERSION)
             async with gate:
@@ -427,6 +436,19 @@ def _is_new(shown: dict[str, list[str]], written: dict[str, list[str]]) -> bool:
     return any(not set(ids) <= set(written.get(group, [])) for group, ids in shown.items())
 
 
+async def _linked(faq: Faq, refs: dict[str, MessageRef], link_for: LinkFor) -> Faq:
+    """The entry with the platform's link on each new source (a failed lookup leaves the id alone)."""
+    sources = []
+    for s in faq.sources:
+        if not s.link and s.message_id in refs:
+            try:
+                s = Source(s.message_id, await link_for(refs[s.message_id]))
+            except Exception:  # a link is a convenience: the entry stands without it
+                pass
+        sources.append(s)
+    return replace(faq, sources=tuple(sources))
+
+
 def _open_topics(
     categories: list[_Category], with_entries: set[str], refused: dict[str, list[str]]
 ) -> list[OpenTopic]:
@@ -449,8 +471,7 @@ def _open_topics(
 class _Labels:
     """Short labels ([A1], [A2] …) for the messages one writing call shows; only these resolve back to sources."""
 
-    def __init__(self, link_for: LinkFor) -> None:
-        self._link_for = link_for
+    def __init__(self) -> None:
         self._by_label: dict[str, Source] = {}
         self._by_id: dict[str, str] = {}
 
@@ -460,7 +481,7 @@ class _Labels:
             return self._by_id[mid]
         name = f"A{len(self._by_label) + 1}"
         self._by_id[mid] = name
-        self._by_label[name] = source or Source(mid, self._link_for(ref) if ref is not None else "")
+        self._by_label[name] = source or Source(mid, "")  # linked once the entry is kept (_linked)
         return name
 
     def resolve(self, cited: list[str], *, allowed: set[str]) -> tuple[tuple[Source, ...], int]:

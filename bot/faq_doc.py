@@ -55,6 +55,8 @@ class FaqResult:
     dropped_sources: int = 0  # cited ids that were never sent (made up), removed from entries
     unchanged: bool = False  # nothing new since the last run: this is the stored FAQ
     where: str = ""  # where the FAQ is published ("canvas", "pinned messages", "message"), set by the caller
+    link: str = ""  # the published document's link, when the platform gives one
+    note: str = ""  # why it is not where it should be (a missing permission), for the person who asked
 
     @property
     def open_questions(self) -> int:

@@ -36,7 +36,7 @@ def topic(text: str) -> str:
     return "Other"
 
 
-def link(ref: MessageRef) -> str:
+async def link(ref: MessageRef) -> str:
     return f"https://chat.example/{ref.channel.channel}/{ref.message_id}"
 
 
