@@ -17,8 +17,10 @@ log = logging.getLogger(__name__)
 
 TITLE = "FAQ"
 DOCUMENTS = ("canvas", "pinned messages")
-_PLACES = {"canvas": "this channel's canvas (the FAQ tab at the top of the channel)", "pinned messages": "the "
-           "pinned messages of this channel"}
+_PLACES = {
+    "canvas": "this channel's canvas (the FAQ tab at the top of the channel)",
+    "pinned messages": "the pinned messages of this channel",
+}
 
 
 def link_for(platform: ChatPlatform) -> Callable[[MessageRef], Awaitable[str]]:
@@ -42,9 +44,13 @@ def publisher(
             return replace(result, where=previous["where"], link=previous.get("link", "")), previous
         try:
             doc = await publish_document(channel, title=TITLE, text=result.to_text(), previous=previous)
-        except Exception as exc:  # the FAQ is still answered in the reply; the document waits for the next run
+        except (
+            Exception
+        ) as exc:  # the FAQ is still answered in the reply; the document waits for the next run
             log.exception("could not publish the FAQ in %s", channel.key)
-            return replace(result, where="message", note=f"could not update the FAQ document ({exc})"), previous
+            return replace(
+                result, where="message", note=f"could not update the FAQ document ({exc})"
+            ), previous
         if doc.where not in DOCUMENTS:
             return replace(result, where="message", note=doc.note), previous
         handle = {**doc.handle, "where": doc.where, "link": doc.link}
@@ -57,11 +63,12 @@ def reply_text(result: FaqResult) -> str:
     """The reply to /faq: a short note pointing at the document, or the FAQ itself where there is none."""
     if result.where in DOCUMENTS:
         place = _PLACES[result.where] + (f": {result.link}" if result.link else "")
-        counts = f"{len(result.faqs)} answered entries, {result.open_questions:,} questions not answered yet"
+        n, open_ = len(result.faqs), result.open_questions
+        counts = f"{n} answered entr{'y' if n == 1 else 'ies'}, {open_:,} question{'' if open_ == 1 else 's'} not answered yet"
         if result.unchanged:
-            return f"No new questions or answers since the last FAQ ({counts}). It is in {place}."
+            return f"*FAQ* — no new questions or answers since the last run ({counts}). It is in {place}."
         changed = f"{result.rewritten} categories written, {result.kept} kept as they were"
-        return f"*FAQ updated* — {counts}; {changed}. It is in {place}."
+        return f"*FAQ* — updated in {place}. {counts[0].upper()}{counts[1:]}; {changed}."
     text = result.to_text()
     if result.unchanged:
         made = result.made_at[:16].replace("T", " ")
