@@ -168,6 +168,8 @@ class Assistant:
             reply.append(faq_publish.reply_text(result))
             await self._after_spend(channel, reply)
             refs = await reply.finish()
+            if result.where == "reply":  # the platform keeps this reply as the FAQ (Discord pins it)
+                await faq_publish.keep_reply(self.faq_writer, platform, channel, refs)
             return done(ReplyOutcome(refs, reply.text, ok=True))
 
     # ---- /llmcost -------------------------------------------------------------------------------------

@@ -190,6 +190,18 @@ class FaqWriter:
     async def save(self, channel: ChannelRef, state: FaqState) -> None:
         await self._store.kv.put(self.state_key(channel), state.dumps(), ttl_s=STATE_TTL_S)
 
+    async def remember_document(self, channel: ChannelRef, handle: dict[str, str]) -> None:
+        """Store where the FAQ was published after the run (a reply kept as the document)."""
+        token = await self._store.locks.acquire(f"faq:{channel.key}", ttl_s=LOCK_TTL_S)
+        if token is None:  # a newer run is under way and will publish its own
+            return
+        try:
+            state = await self.state(channel)
+            state.document = handle
+            await self.save(channel, state)
+        finally:
+            await self._store.locks.release(f"faq:{channel.key}", token)
+
     async def run(
         self,
         channel: ChannelRef,

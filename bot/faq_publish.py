@@ -9,6 +9,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
+from bot.faq import FaqWriter
 from bot.faq_doc import FaqResult
 from bot.ports import ChatPlatform
 from bot.types import ChannelRef, MessageRef
@@ -51,12 +52,33 @@ def publisher(
             return replace(
                 result, where="message", note=f"could not update the FAQ document ({exc})"
             ), previous
+        if doc.where == "reply":  # the reply will carry the FAQ; keep_reply() then keeps it as the document
+            return replace(result, where="reply"), previous
         if doc.where not in DOCUMENTS:
             return replace(result, where="message", note=doc.note), previous
         handle = {**doc.handle, "where": doc.where, "link": doc.link}
         return replace(result, where=doc.where, link=doc.link, note=doc.note), handle
 
     return publish
+
+
+async def keep_reply(
+    writer: FaqWriter, platform: ChatPlatform, channel: ChannelRef, refs: list[MessageRef]
+) -> None:
+    """After a reply that carried the FAQ (where="reply"): the platform keeps those messages as the FAQ document
+    (Discord pins them), and the next run updates them in place. Failing that, the FAQ stays a message."""
+    keep = getattr(platform, "keep_as_document", None)
+    if keep is None or not refs:
+        return
+    try:
+        doc = await keep(channel, refs, title=TITLE)
+    except Exception:
+        log.exception("could not keep the FAQ reply as the document in %s", channel.key)
+        return
+    if doc.where in DOCUMENTS:
+        await writer.remember_document(channel, {**doc.handle, "where": doc.where, "link": doc.link})
+    else:
+        log.info("the FAQ in %s stays a message: %s", channel.key, doc.note)
 
 
 def reply_text(result: FaqResult) -> str:

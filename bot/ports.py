@@ -38,7 +38,9 @@ class ChatPlatform(Protocol):
 class PublishedDocument:
     """Where a platform put a document (the channel's FAQ) and what it needs to update it in place next time."""
 
-    where: str  # "canvas", "pinned messages", or "message" when the platform could not keep a document
+    # "canvas", "pinned messages"; "reply" when the platform keeps the reply itself as the document (see
+    # keep_as_document); "message" when it could not keep a document
+    where: str
     handle: dict[str, str]  # opaque to bot/: canvas id, message ids … (stored, then handed back as ``previous``)
     link: str = ""  # where people open it, "" when the platform gives none
     note: str = ""  # why it fell back to a message, for the person who asked
@@ -52,4 +54,8 @@ class DocumentPublisher(Protocol):
     ) -> PublishedDocument:
         """Create the document, or update the one ``previous`` names in place; never raises for a missing
         permission or feature: falls back to where="message" (posting nothing) with a ``note`` saying why."""
+        ...
+
+    async def keep_as_document(self, channel: ChannelRef, refs: list[MessageRef], *, title: str) -> PublishedDocument:
+        """Keep messages already posted (the reply that carried the document) as the document, e.g. pin them."""
         ...

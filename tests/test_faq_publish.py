@@ -4,6 +4,7 @@ AsyncWebClient against the fake Slack, the real OpenAI SDK against the fake mode
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -18,10 +19,13 @@ from adapters.slack_platform import SlackPlatform
 from bot.app import App, build_app
 from bot.settings import Settings
 from bot.types import ChannelRef, ChatMessage, Command, MessageRef
+from tests.fakes.discord_pins import pins as discord_pins
 from tests.fakes.faq_model import faq_responder
 from tests.fakes.llm_server import FakeLLMServer
 from tests.fakes.slack_api import FakeSlack
 from tests.fakes.slack_canvases import canvases
+from tests.test_discord_adapter import World as DiscordWorld
+from tests.test_discord_adapter import world as discord_world
 
 TEAM = "T0FAKE"
 CHANNEL = ChannelRef("slack", TEAM, "C1")
@@ -141,3 +145,63 @@ def test_canvas_markdown_and_permalinks() -> None:
         permalink("https://acme.slack.com/", MessageRef(CHANNEL, "1.5"))
         == "https://acme.slack.com/archives/C1/p15"
     )
+
+
+# ---- Discord: the first FAQ reply is pinned, a refresh edits the pinned messages in place --------------------------
+
+
+async def discord_faq(w: DiscordWorld) -> str:
+    before = len([x for x in w.fake.writes if x.kind == "followup_edit"])
+    await w.fake.slash_command(w.channel, user_id=w.alice, name="faq", options={"days": 7})
+    await w.wait(lambda: len([x for x in w.fake.writes if x.kind == "followup_edit"]) > before)
+    return [x for x in w.fake.writes if x.kind == "followup_edit"][-1].content or ""
+
+
+async def test_discord_pins_the_first_faq_and_edits_it_in_place_on_refresh(tmp_path: Path) -> None:
+    async with discord_world(tmp_path) as w:
+        w.llm.responder = faq_responder(label=topic)
+        question = await w.fake.user_message(
+            w.channel, author_id=w.alice, content="How do I connect to the VPN?"
+        )
+        thread = await w.fake.create_thread(
+            w.channel, name="vpn", owner_id=w.alice, starter_message_id=int(question["id"])
+        )
+        answer = await w.fake.user_message(
+            thread, author_id=w.bob, content="Install the client from the portal"
+        )
+        await w.fake.user_message(w.channel, author_id=w.bob, content="Why does the printer jam?")
+        await w.wait(lambda: len(w.fake.messages) >= 3)
+        await discord_faq(w)
+        pinned = discord_pins(w.fake).pinned.get(w.channel, [])
+        (faq_message,) = [c for c in w.bot_creates(w.channel)]
+        assert pinned == [faq_message.message_id]  # the reply itself, pinned: no second copy
+        text = w.final(faq_message.message_id) or ""
+        guild = w.guild
+        assert (
+            f"https://discord.com/channels/{guild}/{thread}/{answer['id']}" in text
+        )  # the source's jump URL
+        # A new answer: the pinned message is edited in place; the reply only points at it.
+        await w.fake.user_message(thread, author_id=w.bob, content="Or use the web VPN when the client fails")
+        await asyncio.sleep(0.3)
+        await discord_faq(w)
+        creates = w.bot_creates(w.channel)
+        assert len(creates) == 2 and discord_pins(w.fake).pinned[w.channel] == [faq_message.message_id]
+        assert "web VPN" in (w.final(faq_message.message_id) or "")
+        pointer = w.final(creates[1].message_id) or ""
+        assert (
+            pointer.startswith("*FAQ* — updated in the pinned messages")
+            and str(faq_message.message_id) in pointer
+        )
+
+
+async def test_discord_without_the_pin_permission_keeps_the_faq_as_a_message(tmp_path: Path) -> None:
+    async with discord_world(tmp_path) as w:
+        w.llm.responder = faq_responder(label=topic)
+        discord_pins(w.fake).allowed = False
+        await w.fake.user_message(w.channel, author_id=w.alice, content="How do I connect to the VPN?")
+        await w.wait(lambda: len(w.fake.messages) >= 1)
+        await discord_faq(w)
+        (reply,) = w.bot_creates(w.channel)
+        assert (w.final(reply.message_id) or "").startswith("*FAQ*") and not discord_pins(w.fake).pinned
+        state = await w.app.assistant.faq_writer.state(w.ref(w.channel))
+        assert state.document == {}  # nothing kept: the next run tries again
