@@ -197,7 +197,7 @@ class FaqWriter:
             return
         try:
             state = await self.state(channel)
-            state.document = handle
+            state.document = {**state.document, **handle}
             await self.save(channel, state)
         finally:
             await self._store.locks.release(f"faq:{channel.key}", token)
@@ -221,9 +221,12 @@ class FaqWriter:
             since = datetime.now(UTC) - timedelta(days=days)
             inquiries = await self._store.inquiries.list(channel, since=since)
             state = await self.state(channel)
+            if state.document.get("days") != str(days):  # another period: recount, even with nothing new
+                state.result = None
             result = await self.make(inquiries, bill_to, progress, state=state, link_for=link_for)
             if publish is not None:
                 result, state.document = await publish(result, state.document)
+            state.document = {**state.document, "days": str(days)}
             await self.save(channel, state)
             return result
         finally:
@@ -252,7 +255,9 @@ class FaqWriter:
         unlabelled = [(k, g) for k, g in groups.items() if k not in state.labels]
         if unlabelled:
             await self._sort(unlabelled, state, bill_to, progress, total=sum(len(g) for _, g in unlabelled))
-        state.seen.update(i.message_id for i in inquiries)
+        # What the next run starts from, for this period's questions only (older ones leave with retention).
+        state.seen = {i.message_id for i in inquiries}
+        state.labels = {k: v for k, v in state.labels.items() if k in groups}
         categories = _categories(groups, answers, state)
         answered = [c for c in categories if c.answered]
         plan = plan_entries([len(c.answered) for c in answered], self._max_entries)

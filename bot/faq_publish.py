@@ -56,7 +56,7 @@ def publisher(
             return replace(result, where="reply"), previous
         if doc.where not in DOCUMENTS:
             return replace(result, where="message", note=doc.note), previous
-        handle = {**doc.handle, "where": doc.where, "link": doc.link}
+        handle = {**previous, **doc.handle, "where": doc.where, "link": doc.link}
         return replace(result, where=doc.where, link=doc.link, note=doc.note), handle
 
     return publish

@@ -228,3 +228,11 @@ async def test_a_question_asked_inside_a_thread_is_answered_by_the_replies_after
     got = await collect(bench.store.messages, inquiries, staff=frozenset())
     assert [a.ref.message_id for a in got[follow]] == [later]
     assert later in {a.ref.message_id for a in got[root]}
+
+
+async def test_another_period_is_recounted_without_calling_the_model(bench: Bench) -> None:
+    await seed(bench)
+    await bench.run()
+    before = len(bench.server.received)
+    other = await bench.writer().run(CHANNEL, days=2, bill_to=WHO, progress=lambda _: None, link_for=link)
+    assert not other.unchanged and other.inquiries == 3 and len(bench.server.received) == before
