@@ -20,15 +20,16 @@ from __future__ import annotations
 import asyncio
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel
 
 from bot import prompts
-from bot.faq_answers import Answer, collect
-from bot.faq_doc import OPEN_EXAMPLES, Faq, FaqResult, FaqState, OpenTopic, Source
+from bot.faq_answers import collect
+from bot.faq_doc import Faq, FaqResult, FaqState, Source
+from bot.faq_topics import Category, Labels, Section, categories_of, fingerprint, is_new, open_topics
 from bot.stores.base import Store
 from bot.types import ChannelRef, Inquiry, MessageRef
 from llm.router import ModelRouter
@@ -43,7 +44,6 @@ BATCH_MAX = 200  # … and by count: the answer must list every number
 # the bulk of a run's cost. Entries go to the most-asked answered categories first; the rest are listed as "also
 # answered".
 MAX_ENTRIES = 40
-QUESTIONS_PER_ENTRY = 4  # most-asked answered questions (with their replies) shown per entry asked for
 PACK_TOKENS = 4_000  # questions and replies per writing call (several small categories share one call) …
 PACK_MAX = 6  # … and categories per writing call
 PARALLEL_CALLS = 4
@@ -102,48 +102,6 @@ class Entries(BaseModel):
 
 class FaqBusy(Exception):
     """Another /faq run holds this channel's lock."""
-
-
-@dataclass
-class _Question:
-    group: str
-    text: str
-    count: int
-    answers: list[Answer]
-    asked_at: datetime
-
-    @property
-    def rank(self) -> tuple[int, int, datetime]:
-        best = max((4 * a.thanked + 3 * a.staff for a in self.answers), default=0)
-        return (-self.count, -best, self.asked_at)
-
-
-@dataclass
-class _Category:
-    name: str
-    priority: str
-    questions: list[_Question] = field(default_factory=list)  # most asked first
-
-    @property
-    def key(self) -> str:
-        return self.name.lower()
-
-    @property
-    def count(self) -> int:
-        return sum(q.count for q in self.questions)
-
-    @property
-    def answered(self) -> list[_Question]:
-        return [q for q in self.questions if q.answers]
-
-    def shown(self, entries: int) -> list[_Question]:
-        """The answered questions the writer sees for ``entries`` entries: the most asked (ties: the best
-        answered, then the longest known), so a refresh that adds a one-off question leaves them as they were."""
-        return self.answered[: QUESTIONS_PER_ENTRY * entries]
-
-
-def _fingerprint(questions: list[_Question]) -> dict[str, list[str]]:
-    return {q.group: sorted(a.ref.message_id for a in q.answers) for q in questions}
 
 
 def batches(items: list[tuple[int, str]], *, max_tokens: int, max_items: int) -> list[list[tuple[int, str]]]:
@@ -258,13 +216,13 @@ class FaqWriter:
         # What the next run starts from, for this period's questions only (older ones leave with retention).
         state.seen = {i.message_id for i in inquiries}
         state.labels = {k: v for k, v in state.labels.items() if k in groups}
-        categories = _categories(groups, answers, state)
+        categories = categories_of(groups, answers, state)
         answered = [c for c in categories if c.answered]
         plan = plan_entries([len(c.answered) for c in answered], self._max_entries)
         planned = [(c, n) for c, n in zip(answered, plan, strict=True) if n]
         # A category is rewritten when what a full run would show its writer changed: new answered questions
         # among its most-asked, or new answers to them. Every other category keeps its entries verbatim.
-        touched = {c.key for c, n in planned if _is_new(_fingerprint(c.shown(n)), state.written.get(c.key, {}))}
+        touched = {c.key for c, n in planned if is_new(fingerprint(c.shown(n)), state.written.get(c.key, {}))}
         if not new and not touched and state.result is not None:
             return replace(
                 state.result, unchanged=True, new_inquiries=0, rewritten=0, rejected=0, dropped_sources=0
@@ -288,7 +246,7 @@ class FaqWriter:
         for c, n in write:
             if written.get(c.key):
                 state.entries[c.key] = written[c.key]
-                state.written[c.key] = _fingerprint(c.shown(n))
+                state.written[c.key] = fingerprint(c.shown(n))
                 faqs.extend(written[c.key])
                 with_entries.add(c.key)
             elif state.entries.get(c.key):
@@ -305,7 +263,7 @@ class FaqWriter:
             categories=len(with_entries),
             also_asked=also,
             made_at=now,
-            unanswered=_open_topics(categories, with_entries, refused),
+            unanswered=open_topics(categories, with_entries, refused),
             new_inquiries=len(new),
             rewritten=sum(1 for c, _ in write if c.key in with_entries),
             kept=len(keep),
@@ -366,8 +324,8 @@ class FaqWriter:
 
     async def _write(
         self,
-        write: list[tuple[_Category, int]],
-        everything: list[_Category],
+        write: list[tuple[Category, int]],
+        everything: list[Category],
         state: FaqState,
         bill_to: Attribution,
         progress: Callable[[str], None],
@@ -378,9 +336,9 @@ class FaqWriter:
             return {}, {}, 0
         system = prompts.faq_context([(c.name, c.count) for c in everything if c.answered])
         sections = [
-            _Section(c, n, state.entries.get(c.key, []), state.written.get(c.key, {})) for c, n in write
+            Section(c, n, state.entries.get(c.key, []), state.written.get(c.key, {})) for c, n in write
         ]
-        packs: list[list[_Section]] = []
+        packs: list[list[Section]] = []
         used = 0
         for s in sections:
             if packs and used + s.tokens <= PACK_TOKENS and len(packs[-1]) < PACK_MAX:
@@ -394,9 +352,9 @@ class FaqWriter:
         refused: dict[str, list[str]] = {}
         gate = asyncio.Semaphore(PARALLEL_CALLS)
 
-        async def run_pack(pack: list[_Section]) -> None:
+        async def run_pack(pack: list[Section]) -> None:
             nonlocal done, dropped
-            labels = _Labels()
+            labels = Labels()
             body = "\n\n".join(s.render(labels) for s in pack)
             request = Request.of(system, prompts.transcript([body]), prompt_version=prompts.FAQ_VERSION)
             async with gate:
@@ -429,30 +387,6 @@ class FaqWriter:
         return out, refused, dropped
 
 
-def _categories(
-    groups: dict[str, list[Inquiry]], answers: dict[str, list[Answer]], state: FaqState
-) -> list[_Category]:
-    by_key: dict[str, _Category] = {}
-    for key, group in groups.items():
-        name, priority = state.labels.get(key, ("Other", "low"))
-        cat = by_key.setdefault(name.lower(), _Category(name, priority))
-        found: dict[str, Answer] = {}
-        for inq in group:  # a near-duplicate's answers count for the whole group
-            for a in answers.get(inq.message_id, []):
-                found.setdefault(a.ref.message_id, a)
-        best = sorted(found.values(), key=lambda a: -(4 * a.thanked + 3 * a.staff))
-        first = min(group, key=lambda i: i.asked_at)
-        cat.questions.append(_Question(key, first.text, len(group), best[:3], first.asked_at))
-    for cat in by_key.values():
-        cat.questions.sort(key=lambda q: q.rank)
-    return sorted(by_key.values(), key=lambda c: (-c.count, c.name))
-
-
-def _is_new(shown: dict[str, list[str]], written: dict[str, list[str]]) -> bool:
-    """New answered questions, or new answers to old ones, since the entries were written."""
-    return any(not set(ids) <= set(written.get(group, [])) for group, ids in shown.items())
-
-
 async def _linked(faq: Faq, refs: dict[str, MessageRef], link_for: LinkFor) -> Faq:
     """The entry with the platform's link on each new source (a failed lookup leaves the id alone)."""
     sources = []
@@ -464,107 +398,3 @@ async def _linked(faq: Faq, refs: dict[str, MessageRef], link_for: LinkFor) -> F
                 pass
         sources.append(s)
     return replace(faq, sources=tuple(sources))
-
-
-def _open_topics(
-    categories: list[_Category], with_entries: set[str], refused: dict[str, list[str]]
-) -> list[OpenTopic]:
-    """Questions nobody answered, per category, most asked first: those without replies, every question of a
-    category that got no grounded entry, and the questions of entries refused for citing nothing real."""
-    topics = []
-    for c in categories:
-        if c.key in with_entries:
-            open_ = [q.text for q in c.questions if not q.answers]
-            count = sum(q.count for q in c.questions if not q.answers) + len(refused.get(c.key, []))
-            open_ = refused.get(c.key, []) + open_
-        else:
-            open_ = [q.text for q in c.questions]
-            count = c.count
-        if open_:
-            topics.append(OpenTopic(c.name, count, tuple(open_[:OPEN_EXAMPLES])))
-    return sorted(topics, key=lambda t: (-t.count, t.category))
-
-
-class _Labels:
-    """Short labels ([A1], [A2] …) for the messages one writing call shows; only these resolve back to sources."""
-
-    def __init__(self) -> None:
-        self._by_label: dict[str, Source] = {}
-        self._by_id: dict[str, str] = {}
-
-    def label(self, ref: MessageRef | None, source: Source | None = None) -> str:
-        mid = ref.message_id if ref is not None else source.message_id if source is not None else ""
-        if mid in self._by_id:
-            return self._by_id[mid]
-        name = f"A{len(self._by_label) + 1}"
-        self._by_id[mid] = name
-        self._by_label[name] = source or Source(mid, "")  # linked once the entry is kept (_linked)
-        return name
-
-    def resolve(self, cited: list[str], *, allowed: set[str]) -> tuple[tuple[Source, ...], int]:
-        """The sources behind ``cited`` (labels, or the message ids themselves) that were shown for the entry's
-        category, and how many cited ones were not."""
-        out: list[Source] = []
-        unknown = 0
-        for raw in cited:
-            name = raw.strip().strip("[]#").strip()
-            name = self._by_id.get(name, name.upper())
-            if name in allowed and self._by_label[name] not in out:
-                out.append(self._by_label[name])
-            elif name not in allowed:
-                unknown += 1
-        return tuple(out), unknown
-
-
-class _Section:
-    """One category's part of a writing call: its answered questions with their replies (only what is new when
-    the category already has entries), and its current entries."""
-
-    def __init__(
-        self, category: _Category, entries: int, current: list[Faq], written: dict[str, list[str]]
-    ) -> None:
-        self.category = category
-        self.entries = entries
-        self.current = current
-        # An update sends only what is new: questions with replies the entries were not written from.
-        if current:
-            fresh = [
-                replace(q, answers=[a for a in q.answers if a.ref.message_id not in written.get(q.group, [])])
-                for q in category.shown(entries)
-            ]
-            self.questions = [q for q in fresh if q.answers]
-        else:
-            self.questions = category.shown(entries)
-        self.labels: set[str] = set()
-        self.tokens = sum(
-            count_tokens(q.text) + sum(count_tokens(a.text) + 8 for a in q.answers) for q in self.questions
-        )
-        self.tokens += sum(count_tokens(f.question) + count_tokens(f.answer) + 10 for f in current)
-
-    def render(self, labels: _Labels) -> str:
-        c = self.category
-        head = f"Category: {c.name} — asked {c.count} times — write {self.entries} entr{'y' if self.entries == 1 else 'ies'}"
-        lines = [head]
-        if self.current:
-            lines.append("Current entries:")
-            for k, f in enumerate(self.current, 1):
-                cited = " ".join(f"[{self._label(labels, None, s)}]" for s in f.sources)
-                lines.append(f"- [E{k}] Q: {f.question} | A: {f.answer} | sources: {cited}")
-            lines.append("New questions and replies:")
-        for q in self.questions:
-            lines.append(f"Q ({q.count}×) {q.text[:500]}")
-            for a in q.answers:
-                lines.append(f"  [{self._label(labels, a.ref, None)}] {a.author_name or a.author}: {a.text}")
-        return "\n".join(lines)
-
-    def slot(self, replaces: str) -> int | None:
-        """Which current entry ``replaces`` names (0-based), None for a new entry or a label never shown."""
-        name = replaces.strip().strip("[]").upper()
-        if name.startswith("E") and name[1:].isdigit() and 1 <= int(name[1:]) <= len(self.current):
-            return int(name[1:]) - 1
-        return None
-
-    def _label(self, labels: _Labels, ref: MessageRef | None, source: Source | None) -> str:
-        name = labels.label(ref, source)
-        self.labels.add(name)
-        return name
