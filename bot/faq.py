@@ -29,7 +29,7 @@ from pydantic import BaseModel
 from bot import prompts
 from bot.faq_answers import collect
 from bot.faq_doc import Faq, FaqResult, FaqState, Source
-from bot.faq_topics import Category, Labels, Section, categories_of, fingerprint, is_new, open_topics
+from bot.faq_topics import Category, Labels, Section, categories_of, covers, fingerprint, is_new, open_topics
 from bot.stores.base import Store
 from bot.types import ChannelRef, Inquiry, MessageRef
 from llm.router import ModelRouter
@@ -90,8 +90,6 @@ class Entry(BaseModel):
     category: str
     question: str
     answer: str
-    priority: Priority
-    covers: int
     sources: list[str]
     replaces: str  # the label of the current entry this one replaces ("E2"), "" for a new entry
 
@@ -240,7 +238,11 @@ class FaqWriter:
             written[key] = [await _linked(f, refs, link_for) for f in entries]
         faqs: list[Faq] = []
         with_entries: set[str] = set()
-        for c in keep:
+        for c in keep:  # kept verbatim; only how often it was asked is recounted
+            written_from = state.written.get(c.key, {})
+            state.entries[c.key] = [
+                replace(f, covers=covers(c, f.sources, written_from)) for f in state.entries[c.key]
+            ]
             faqs.extend(state.entries[c.key])
             with_entries.add(c.key)
         for c, n in write:
@@ -372,8 +374,10 @@ class FaqWriter:
                     refused.setdefault(section.category.key, []).append(e.question)
                     continue
                 got = out.setdefault(section.category.key, list(section.current))
-                covers = max(1, min(e.covers, section.category.count))
-                entry = Faq(e.question, e.answer, section.category.name, e.priority, covers, sources)
+                # How often it was asked and how urgent it is follow from what it cites and from the sorting, not
+                # from the writer's say-so (and cost no output tokens).
+                cat = section.category
+                entry = Faq(e.question, e.answer, cat.name, cat.priority, section.covers(sources), sources)
                 slot = section.slot(e.replaces)
                 if slot is not None and slot < len(got):
                     got[slot] = entry

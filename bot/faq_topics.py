@@ -100,6 +100,16 @@ def open_topics(
     return sorted(topics, key=lambda t: (-t.count, t.category))
 
 
+def covers(category: Category, sources: tuple[Source, ...], written: dict[str, list[str]]) -> int:
+    """How many times the questions an entry's sources answer were asked (at least 1): the replies' questions in
+    this run, else the questions they were written from."""
+    question_of = {mid: group for group, ids in written.items() for mid in ids}
+    question_of.update({a.ref.message_id: q.group for q in category.answered for a in q.answers})
+    asked = {q.group: q.count for q in category.questions}
+    groups = {question_of[s.message_id] for s in sources if s.message_id in question_of}
+    return max(1, sum(asked.get(g, 0) for g in groups))
+
+
 class Labels:
     """Short labels ([A1], [A2] …) for the messages one writing call shows; only these resolve back to sources."""
 
@@ -151,6 +161,7 @@ class Section:
         else:
             self.questions = category.shown(entries)
         self.labels: set[str] = set()
+        self._written = written
         self.tokens = sum(
             count_tokens(q.text) + sum(count_tokens(a.text) + 8 for a in q.answers) for q in self.questions
         )
@@ -171,6 +182,9 @@ class Section:
             for a in q.answers:
                 lines.append(f"  [{self._label(labels, a.ref, None)}] {a.author_name or a.author}: {a.text}")
         return "\n".join(lines)
+
+    def covers(self, sources: tuple[Source, ...]) -> int:
+        return covers(self.category, sources, self._written)
 
     def slot(self, replaces: str) -> int | None:
         """Which current entry ``replaces`` names (0-based), None for a new entry or a label never shown."""

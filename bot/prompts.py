@@ -53,8 +53,8 @@ topic none of them covers. Every question number appears in exactly one group.
 FAQ_SYSTEM = f"""You write FAQ entries for a support team from the answers its own people gave in the channel.
 Per category you get the questions users asked (with how often) and under each the replies it got, labelled [A1],
 [A2] … Per entry give: the category as given; the question as users ask it; an answer of 1–3 sentences saying only
-what the replies said (their commands, settings, facts); priority (high, medium, low); covers (how many listed
-questions it answers); sources (labels of the replies it draws on, at least one, from that category); replaces.
+what the replies said (their commands, settings, facts); sources (labels of the replies it draws on, at least
+one, from that category); replaces.
 Write entries only where replies really answer the question, most-asked first, at most the number asked for, no
 two for one question; replaces is "" for a new entry. If a category shows current entries ([E1] …) and new
 replies, return only changes: new entries, or one replacing a current entry the new replies correct or extend

@@ -94,12 +94,16 @@ async def bench(tmp_path: Path) -> AsyncIterator[Bench]:
 async def seed(b: Bench) -> dict[str, str]:
     ids = {}
     ids["vpn_q"] = await b.say("ann", "How do I connect to the VPN from home?")
-    ids["vpn_a"] = await b.say("bob", "Install the client from the portal and sign in with SSO", thread=ids["vpn_q"])
+    ids["vpn_a"] = await b.say(
+        "bob", "Install the client from the portal and sign in with SSO", thread=ids["vpn_q"]
+    )
     ids["vpn_thanks"] = await b.say("ann", "thanks bob, that worked", thread=ids["vpn_q"])
     ids["printer_q"] = await b.say("cat", "Why does the printer on floor 3 jam every morning?")
     ids["printer_self"] = await b.say("cat", "still jammed this morning, no luck", thread=ids["printer_q"])
     ids["invoice_q"] = await b.say("dan", "Where can I download last month's invoice?")
-    ids["invoice_bot"] = await b.say("bot", "Summary: dan asks about invoices", thread=ids["invoice_q"], is_bot=True)
+    ids["invoice_bot"] = await b.say(
+        "bot", "Summary: dan asks about invoices", thread=ids["invoice_q"], is_bot=True
+    )
     return ids
 
 
@@ -126,7 +130,9 @@ async def test_entries_are_written_from_the_team_replies_and_cite_them(bench: Be
 async def test_made_up_ids_are_dropped_and_an_entry_without_a_real_source_is_not_published(
     bench: Bench,
 ) -> None:
-    bench.server.responder = faq_responder(label=topic, bad=frozenset({"made_up_ids", "no_sources", "unasked_category"}))
+    bench.server.responder = faq_responder(
+        label=topic, bad=frozenset({"made_up_ids", "no_sources", "unasked_category"})
+    )
     ids = await seed(bench)
     result, _ = await bench.run()
     real = {ids["vpn_a"]}
@@ -168,7 +174,15 @@ async def test_refresh_sorts_only_new_questions_and_rewrites_only_categories_wit
     (write,) = bench.calls("entries")[1:]
     assert "Laptop" in write and "Printer" in write and "Vpn" not in write
     assert result.new_inquiries == 2 and result.rewritten == 2 and result.kept == 1
-    assert next(f for f in result.faqs if f.category == "Vpn") == first.faqs[0]  # kept verbatim
+    kept = next(f for f in result.faqs if f.category == "Vpn")
+    assert (kept.question, kept.answer, kept.sources) == (
+        first.faqs[0].question,
+        first.faqs[0].answer,
+        first.faqs[0].sources,
+    )  # kept verbatim …
+    assert (
+        first.faqs[0].covers == 1 and kept.covers == 2
+    )  # … and recounted: the near-duplicate asked it again
     assert {t.category for t in result.unanswered} == {"Invoice"}
     vpn_group = next(t for t in result.faqs if t.category == "Vpn")
     assert vpn_group.sources[0].message_id == ids["vpn_a"]

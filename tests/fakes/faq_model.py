@@ -72,8 +72,6 @@ def write_entries(text: str, *, bad: frozenset[str] = frozenset()) -> list[dict[
                     "category": s.category,
                     "question": q,
                     "answer": replies[0][1],
-                    "priority": "medium",
-                    "covers": max(1, s.count // max(1, s.entries)),
                     "sources": [label for label, _ in replies],
                     "replaces": replaces,
                 }
