@@ -45,13 +45,11 @@ def publisher(
             return replace(result, where=previous["where"], link=previous.get("link", "")), previous
         try:
             doc = await publish_document(channel, title=TITLE, text=result.to_text(), previous=previous)
-        except (
-            Exception
-        ) as exc:  # the FAQ is still answered in the reply; the document waits for the next run
+        except Exception as exc:
+            # The FAQ is still answered in the reply; the document waits for the next run.
             log.exception("could not publish the FAQ in %s", channel.key)
-            return replace(
-                result, where="message", note=f"could not update the FAQ document ({exc})"
-            ), previous
+            note = f"could not update the FAQ document ({type(exc).__name__})"
+            return replace(result, where="message", note=note), previous
         if doc.where == "reply":  # the reply will carry the FAQ; keep_reply() then keeps it as the document
             return replace(result, where="reply"), previous
         if doc.where not in DOCUMENTS:
