@@ -38,6 +38,7 @@ from adapters.slack_pacing import (
 )
 from adapters.slack_render import to_mrkdwn
 from bot.live_reply import DEFAULT_PLACEHOLDER, WRITING_MARKER
+from bot.ports import PublishedDocument
 from bot.safety import defang_mass_mentions
 from bot.stores import StoreUnavailable
 from bot.stores.base import MessageLog
@@ -491,6 +492,24 @@ class SlackPlatform:
             if not cursor:
                 return None
         return None
+
+    # ---- the channel's FAQ as a canvas, and message links (adapters/slack_canvas.py) ----------------------------
+
+    _team_url: str | None = None  # from auth.test, on the first link asked for
+
+    async def publish_document(
+        self, channel: ChannelRef, *, title: str, text: str, previous: dict[str, str]
+    ) -> PublishedDocument:
+        from adapters.slack_canvas import publish_canvas
+
+        return await publish_canvas(self.client, channel, title=title, text=text, previous=previous)
+
+    async def message_link(self, ref: MessageRef) -> str:
+        from adapters.slack_canvas import permalink, team_url
+
+        if self._team_url is None:
+            self._team_url = await team_url(self.client)
+        return permalink(self._team_url, ref)
 
 
 

@@ -13,6 +13,7 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+from bot import faq_publish
 from bot.budgets import BudgetState, budget_state, spike_alerts
 from bot.faq import FaqBusy, FaqResult, FaqWriter
 from bot.inquiries import is_inquiry, to_inquiry
@@ -60,7 +61,12 @@ class Assistant:
         self.alert_sink = alert_sink  # the platform that owns settings.admin_channel
         self.metrics = metrics
         self.summarizer = ThreadSummarizer(llm=llm, store=store, max_input_tokens=settings.summary_input_tokens)
-        self.faq_writer = FaqWriter(llm=llm, store=store, max_entries=settings.faq_max_entries)
+        self.faq_writer = FaqWriter(
+            llm=llm,
+            store=store,
+            max_entries=settings.faq_max_entries,
+            support_staff=frozenset(settings.support_staff),
+        )
 
     # ---- what the bot sees ----------------------------------------------------------------------------
 
@@ -162,7 +168,12 @@ class Assistant:
         async with self._registered(reply, answer_in, thread_id=reply_thread):
             try:
                 result: FaqResult = await self.faq_writer.run(
-                    channel, days=days, bill_to=bill_to, progress=reply.set_status
+                    channel,
+                    days=days,
+                    bill_to=bill_to,
+                    progress=reply.set_status,
+                    link_for=faq_publish.link_for(platform),
+                    publish=faq_publish.publisher(platform, channel),
                 )
             except FaqBusy as busy:
                 refs = await reply.fail(str(busy))
@@ -175,9 +186,11 @@ class Assistant:
                 refs = await reply.fail("something went wrong on my side. Run /faq again to retry.")
                 return done(ReplyOutcome(refs, reply.text, ok=False))
             reply.set_status("")
-            reply.append(result.to_text())
+            reply.append(faq_publish.reply_text(result))
             await self._after_spend(channel, reply)
             refs = await reply.finish()
+            if result.where == "reply":  # the platform keeps this reply as the FAQ (Discord pins it)
+                await faq_publish.keep_reply(self.faq_writer, platform, channel, refs)
             return done(ReplyOutcome(refs, reply.text, ok=True))
 
     # ---- /llmcost -------------------------------------------------------------------------------------

@@ -1,45 +1,60 @@
-"""/faq: the channel's collected inquiries → FAQ entries.
+"""/faq: the channel's collected inquiries and the team's answers to them → FAQ entries with their sources.
 
 Where the money goes and how this pipeline saves it:
-- near-duplicates are sorted once (one representative per group, counted by group size);
+- near-duplicates are sorted once (one representative per group, counted by group size), and a refresh sorts only
+  the groups no earlier run labelled (the stored labels are reused, and offered to the model as "labels in use");
 - the cheap route sorts questions in batches of up to 200 with structured output, answering with groups of
   question *numbers* per category rather than a label per question (output tokens cost 4–5× input);
-- the strong route writes entries for several categories per call, as many entries as a category's volume
-  deserves, with one system prompt shared by every call of the run (the cached prefix).
+- only categories with answers in the channel reach the strong route (the rest are listed as not answered yet,
+  at no cost), each question with a few trimmed replies, several categories per call, one system prompt shared by
+  every call of the run (the cached prefix); a refresh rewrites only categories with new answered questions or new
+  answers, sending their current entries and the new material only, and keeps every other entry verbatim.
+
+Entries are grounded: each cites the replies it was drawn from by the labels it was shown; a label that was not
+sent (made up) is dropped, and an entry left citing nothing is not published as an answer — its question goes to
+"Asked but not answered yet".
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import defaultdict
-from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 from pydantic import BaseModel
 
 from bot import prompts
+from bot.faq_answers import collect
+from bot.faq_doc import Faq, FaqResult, FaqState, Source
+from bot.faq_topics import Category, Labels, Section, categories_of, covers, fingerprint, is_new, open_topics
 from bot.stores.base import Store
-from bot.types import ChannelRef, Inquiry
+from bot.types import ChannelRef, Inquiry, MessageRef
 from llm.router import ModelRouter
 from llm.tokens import count_tokens
 from llm.types import Attribution, Request, Task
 
+__all__ = ["Entries", "Entry", "Faq", "FaqBusy", "FaqResult", "FaqWriter", "Group", "Sorting", "plan_entries"]
+
 BATCH_TOKENS = 6_000  # questions per classification call, by tokens …
 BATCH_MAX = 200  # … and by count: the answer must list every number
 # An FAQ is read by people: past a few dozen entries nobody reads on, and each entry is the strong model's output,
-# the bulk of a run's cost. Entries go to the most-asked categories first; the rest are listed as "also asked".
+# the bulk of a run's cost. Entries go to the most-asked answered categories first; the rest are listed as "also
+# answered".
 MAX_ENTRIES = 40
-QUESTIONS_PER_ENTRY = 8  # most-asked distinct questions shown to the writer per entry it is asked to write
-PACK_TOKENS = 3_000  # question text per writing call (several small categories share one call) …
+PACK_TOKENS = 4_000  # questions and replies per writing call (several small categories share one call) …
 PACK_MAX = 6  # … and categories per writing call
 PARALLEL_CALLS = 4
-RESULT_TTL_S = 30 * 86400
+STATE_TTL_S = 90 * 86400  # a channel nobody asks for an FAQ for a quarter starts afresh
 LOCK_TTL_S = 15 * 60
 
 Priority = Literal["high", "medium", "low"]
+LinkFor = Callable[[MessageRef], Awaitable[str]]
+# Publishes a finished FAQ where the channel keeps it: gets the result and the stored handle of the document,
+# returns the result (saying where it went) and the handle to store.
+Publish = Callable[[FaqResult, dict[str, str]], Awaitable[tuple[FaqResult, dict[str, str]]]]
 
 
 def entries_for(count: int) -> int:
@@ -75,63 +90,16 @@ class Entry(BaseModel):
     category: str
     question: str
     answer: str
-    priority: Priority
-    covers: int
+    sources: list[str]
+    replaces: str  # the label of the current entry this one replaces ("E2"), "" for a new entry
 
 
 class Entries(BaseModel):
     entries: list[Entry]
 
 
-@dataclass(frozen=True, slots=True)
-class Faq:
-    question: str
-    answer: str
-    category: str
-    priority: str
-    covers: int
-
-
-@dataclass(frozen=True, slots=True)
-class FaqResult:
-    faqs: list[Faq]
-    inquiries: int
-    unique: int
-    categories: int  # categories written
-    also_asked: list[tuple[str, int]]  # categories beyond the entry budget, with their counts
-    made_at: str
-
-    def to_text(self) -> str:
-        if not self.faqs:
-            return "No questions were collected in this channel for that period, so there is no FAQ to write yet."
-        order = {"high": 0, "medium": 1, "low": 2}
-        lines = [
-            f"*FAQ* — from {self.inquiries:,} questions ({self.unique:,} distinct) in {self.categories} categories"
-        ]
-        category = None
-        for f in sorted(self.faqs, key=lambda f: (f.category, order.get(f.priority, 3), -f.covers)):
-            if f.category != category:
-                category = f.category
-                lines.append(f"\n*{category}*")
-            lines.append(f"• *{f.question}* ({f.priority}, {f.covers} asked)\n  {f.answer}")
-        if self.also_asked:
-            lines.append("\nAlso asked: " + ", ".join(f"{name} ({n})" for name, n in self.also_asked))
-        return "\n".join(lines)
-
-
 class FaqBusy(Exception):
     """Another /faq run holds this channel's lock."""
-
-
-@dataclass
-class _Category:
-    name: str
-    priority: str
-    questions: list[tuple[str, int]]  # (representative text, times asked), most asked first
-
-    @property
-    def count(self) -> int:
-        return sum(n for _, n in self.questions)
 
 
 def batches(items: list[tuple[int, str]], *, max_tokens: int, max_items: int) -> list[list[tuple[int, str]]]:
@@ -150,55 +118,177 @@ def batches(items: list[tuple[int, str]], *, max_tokens: int, max_items: int) ->
     return out
 
 
+async def _no_link(ref: MessageRef) -> str:
+    return ""
+
+
 class FaqWriter:
-    def __init__(self, *, llm: ModelRouter, store: Store, max_entries: int = MAX_ENTRIES) -> None:
+    def __init__(
+        self,
+        *,
+        llm: ModelRouter,
+        store: Store,
+        max_entries: int = MAX_ENTRIES,
+        support_staff: frozenset[str] = frozenset(),
+    ) -> None:
         self._llm = llm
         self._store = store
         self._max_entries = max_entries
+        self._staff = support_staff
+
+    @staticmethod
+    def state_key(channel: ChannelRef) -> str:
+        return f"faq:{channel.key}"
+
+    async def state(self, channel: ChannelRef) -> FaqState:
+        return FaqState.loads(await self._store.kv.get(self.state_key(channel)))
+
+    async def save(self, channel: ChannelRef, state: FaqState) -> None:
+        await self._store.kv.put(self.state_key(channel), state.dumps(), ttl_s=STATE_TTL_S)
+
+    async def remember_document(self, channel: ChannelRef, handle: dict[str, str]) -> None:
+        """Store where the FAQ was published after the run (a reply kept as the document)."""
+        token = await self._store.locks.acquire(f"faq:{channel.key}", ttl_s=LOCK_TTL_S)
+        if token is None:  # a newer run is under way and will publish its own
+            return
+        try:
+            state = await self.state(channel)
+            state.document = {**state.document, **handle}
+            await self.save(channel, state)
+        finally:
+            await self._store.locks.release(f"faq:{channel.key}", token)
 
     async def run(
-        self, channel: ChannelRef, *, days: int, bill_to: Attribution, progress: Callable[[str], None]
+        self,
+        channel: ChannelRef,
+        *,
+        days: int,
+        bill_to: Attribution,
+        progress: Callable[[str], None],
+        link_for: LinkFor = _no_link,
+        publish: Publish | None = None,
     ) -> FaqResult:
+        """One run per channel at a time (a lock shared by every replica); starts from the stored state and,
+        with ``publish``, updates the channel's FAQ document in place before the lock is released."""
         token = await self._store.locks.acquire(f"faq:{channel.key}", ttl_s=LOCK_TTL_S)
         if token is None:
             raise FaqBusy("an FAQ run is already under way in this channel; its result will be posted here")
         try:
             since = datetime.now(UTC) - timedelta(days=days)
-            result = await self.make(await self._store.inquiries.list(channel, since=since), bill_to, progress)
-            await self._store.kv.put(f"faq:{channel.key}", json.dumps(asdict(result)), ttl_s=RESULT_TTL_S)
+            inquiries = await self._store.inquiries.list(channel, since=since)
+            state = await self.state(channel)
+            if state.document.get("days") != str(days):  # another period: recount, even with nothing new
+                state.result = None
+            result = await self.make(inquiries, bill_to, progress, state=state, link_for=link_for)
+            if publish is not None:
+                result, state.document = await publish(result, state.document)
+            state.document = {**state.document, "days": str(days)}
+            await self.save(channel, state)
             return result
         finally:
             await self._store.locks.release(f"faq:{channel.key}", token)
 
-    async def make(self, inquiries: list[Inquiry], bill_to: Attribution, progress: Callable[[str], None]) -> FaqResult:
+    async def make(
+        self,
+        inquiries: list[Inquiry],
+        bill_to: Attribution,
+        progress: Callable[[str], None],
+        *,
+        state: FaqState | None = None,
+        link_for: LinkFor = _no_link,
+    ) -> FaqResult:
+        """The FAQ for ``inquiries``; ``state`` (updated in place) holds what an earlier run sorted and wrote."""
+        state = state if state is not None else FaqState()
         now = datetime.now(UTC).isoformat()
         groups: dict[str, list[Inquiry]] = defaultdict(list)
         for inq in inquiries:
             groups[inq.group or inq.message_id].append(inq)
-        reps = [(i + 1, g[0].text[:500]) for i, g in enumerate(groups.values())]
-        sizes = {i + 1: len(g) for i, g in enumerate(groups.values())}
-        if not reps:
+        if not groups:
             return FaqResult([], 0, 0, 0, [], now)
-        categories = await self._sort(reps, sizes, bill_to, progress, total=len(inquiries))
-        plan = plan_entries([c.count for c in categories], self._max_entries)
-        written = [(c, n) for c, n in zip(categories, plan, strict=True) if n]
-        rest = [c for c, n in zip(categories, plan, strict=True) if not n]
-        progress(f"sorted {len(inquiries):,} questions into {len(categories)} categories; writing the FAQ…")
-        faqs = await self._write(written, categories, bill_to, progress)
-        return FaqResult(faqs, len(inquiries), len(reps), len(written), [(c.name, c.count) for c in rest], now)
+        new = [i for i in inquiries if i.message_id not in state.seen]
+        progress(f"reading the team's answers to {len(inquiries):,} questions…")
+        answers = await collect(self._store.messages, inquiries, staff=self._staff)
+        unlabelled = [(k, g) for k, g in groups.items() if k not in state.labels]
+        if unlabelled:
+            await self._sort(unlabelled, state, bill_to, progress, total=sum(len(g) for _, g in unlabelled))
+        # What the next run starts from, for this period's questions only (older ones leave with retention).
+        state.seen = {i.message_id for i in inquiries}
+        state.labels = {k: v for k, v in state.labels.items() if k in groups}
+        categories = categories_of(groups, answers, state)
+        answered = [c for c in categories if c.answered]
+        plan = plan_entries([len(c.answered) for c in answered], self._max_entries)
+        planned = [(c, n) for c, n in zip(answered, plan, strict=True) if n]
+        # A category is rewritten when what a full run would show its writer changed: new answered questions
+        # among its most-asked, or new answers to them. Every other category keeps its entries verbatim.
+        touched = {c.key for c, n in planned if is_new(fingerprint(c.shown(n)), state.written.get(c.key, {}))}
+        if not new and not touched and state.result is not None:
+            return replace(
+                state.result, unchanged=True, new_inquiries=0, rewritten=0, rejected=0, dropped_sources=0
+            )
+        keep = [c for c, _ in planned if c.key not in touched and c.key in state.entries]
+        kept = {c.key for c in keep}
+        write = [(c, n) for c, n in planned if c.key not in kept]
+        if write:
+            progress(
+                f"sorted {len(inquiries):,} questions into {len(categories)} categories; writing the FAQ…"
+            )
+        written, refused, dropped = await self._write(write, categories, state, bill_to, progress)
+        refs = {a.ref.message_id: a.ref for found in answers.values() for a in found}
+        for key, entries in written.items():
+            written[key] = [await _linked(f, refs, link_for) for f in entries]
+        faqs: list[Faq] = []
+        with_entries: set[str] = set()
+        for c in keep:  # kept verbatim; only how often it was asked is recounted
+            written_from = state.written.get(c.key, {})
+            state.entries[c.key] = [
+                replace(f, covers=covers(c, f.sources, written_from)) for f in state.entries[c.key]
+            ]
+            faqs.extend(state.entries[c.key])
+            with_entries.add(c.key)
+        for c, n in write:
+            if written.get(c.key):
+                state.entries[c.key] = written[c.key]
+                state.written[c.key] = fingerprint(c.shown(n))
+                faqs.extend(written[c.key])
+                with_entries.add(c.key)
+            elif state.entries.get(c.key):
+                # an update that brought nothing grounded: the current entries stay
+                faqs.extend(state.entries[c.key])
+                with_entries.add(c.key)
+            else:  # nothing grounded came back: no entry, its questions are listed as not answered
+                state.written.pop(c.key, None)
+        also = [(c.name, c.count) for c, n in zip(answered, plan, strict=True) if not n]
+        result = FaqResult(
+            faqs=faqs,
+            inquiries=len(inquiries),
+            unique=len(groups),
+            categories=len(with_entries),
+            also_asked=also,
+            made_at=now,
+            unanswered=open_topics(categories, with_entries, refused),
+            new_inquiries=len(new),
+            rewritten=sum(1 for c, _ in write if c.key in with_entries),
+            kept=len(keep),
+            rejected=sum(len(v) for v in refused.values()),
+            dropped_sources=dropped,
+        )
+        state.result = result
+        return result
 
     async def _sort(
         self,
-        reps: list[tuple[int, str]],
-        sizes: dict[int, int],
+        unlabelled: list[tuple[str, list[Inquiry]]],
+        state: FaqState,
         bill_to: Attribution,
         progress: Callable[[str], None],
         *,
         total: int,
-    ) -> list[_Category]:
-        texts = dict(reps)
-        placed: dict[int, tuple[str, str]] = {}
-        known: list[str] = []
+    ) -> None:
+        """Labels for the groups no run sorted yet, into ``state.labels``."""
+        reps = [(i + 1, g[0].text[:500]) for i, (_, g) in enumerate(unlabelled)]
+        keys = {i + 1: k for i, (k, _) in enumerate(unlabelled)}
+        sizes = {i + 1: len(g) for i, (_, g) in enumerate(unlabelled)}
+        known: list[str] = sorted({label for label, _ in state.labels.values()})
         done = 0
 
         async def sort(batch: list[tuple[int, str]]) -> None:
@@ -206,82 +296,109 @@ class FaqWriter:
             listing = "\n".join(f"{n}. {text}" for n, text in batch)
             hint = f"Labels in use: {', '.join(known)}\n" if known else ""
             request = Request.of(
-                prompts.CLASSIFY_SYSTEM, hint + prompts.transcript([listing]), prompt_version=prompts.FAQ_VERSION
+                prompts.CLASSIFY_SYSTEM,
+                hint + prompts.transcript([listing]),
+                prompt_version=prompts.FAQ_VERSION,
             )
             result = await self._llm.structured(Task.CLASSIFY, request, Sorting, bill_to=bill_to)
             wanted = {n for n, _ in batch}
             for group in result.groups:
                 for n in group.questions:
-                    if n in wanted and n not in placed:
-                        placed[n] = (group.category.strip() or "Other", group.priority)
-            for n in wanted - placed.keys():  # a number the model left out still counts, as "Other"
-                placed[n] = ("Other", "low")
+                    if n in wanted and keys[n] not in state.labels:
+                        state.labels[keys[n]] = (group.category.strip() or "Other", group.priority)
+            for n in wanted:  # a number the model left out still counts, as "Other"
+                state.labels.setdefault(keys[n], ("Other", "low"))
             done += sum(sizes[n] for n in wanted)
             progress(f"sorted {min(done, total):,} of {total:,} questions…")
 
         work = batches(reps, max_tokens=BATCH_TOKENS, max_items=BATCH_MAX)
         # The first batch alone sets the label vocabulary; the rest run in parallel and reuse it.
-        await sort(work[0])
-        known.extend(sorted({c for c, _ in placed.values()}))
+        if not known:
+            await sort(work.pop(0))
+            known.extend(sorted({label for label, _ in state.labels.values()}))
         gate = asyncio.Semaphore(PARALLEL_CALLS)
 
         async def gated(batch: list[tuple[int, str]]) -> None:
             async with gate:
                 await sort(batch)
 
-        await asyncio.gather(*(gated(b) for b in work[1:]))
-        by_name: dict[str, _Category] = {}
-        for n, (name, priority) in placed.items():
-            cat = by_name.setdefault(name.lower(), _Category(name, priority, []))
-            cat.questions.append((texts[n], sizes[n]))
-        for cat in by_name.values():
-            cat.questions.sort(key=lambda q: -q[1])
-        return sorted(by_name.values(), key=lambda c: (-c.count, c.name))
+        await asyncio.gather(*(gated(b) for b in work))
 
     async def _write(
         self,
-        written: list[tuple[_Category, int]],
-        everything: list[_Category],
+        write: list[tuple[Category, int]],
+        everything: list[Category],
+        state: FaqState,
         bill_to: Attribution,
         progress: Callable[[str], None],
-    ) -> list[Faq]:
-        system = prompts.faq_context([(c.name, c.count) for c in everything])
-        packs: list[list[tuple[_Category, int]]] = []
+    ) -> tuple[dict[str, list[Faq]], dict[str, list[str]], int]:
+        """Entries per category key; per category key the questions of entries rejected for citing nothing that
+        was sent; how many made-up sources were dropped."""
+        if not write:
+            return {}, {}, 0
+        system = prompts.faq_context([(c.name, c.count) for c in everything if c.answered])
+        sections = [
+            Section(c, n, state.entries.get(c.key, []), state.written.get(c.key, {})) for c, n in write
+        ]
+        packs: list[list[Section]] = []
         used = 0
-        for cat, n in written:
-            cost = sum(count_tokens(t) + 6 for t, _ in cat.questions[: QUESTIONS_PER_ENTRY * n])
-            if packs and used + cost <= PACK_TOKENS and len(packs[-1]) < PACK_MAX:
-                packs[-1].append((cat, n))
-                used += cost
+        for s in sections:
+            if packs and used + s.tokens <= PACK_TOKENS and len(packs[-1]) < PACK_MAX:
+                packs[-1].append(s)
+                used += s.tokens
             else:
-                packs.append([(cat, n)])
-                used = cost
-        done = 0
+                packs.append([s])
+                used = s.tokens
+        done = dropped = 0
+        out: dict[str, list[Faq]] = {}
+        refused: dict[str, list[str]] = {}
         gate = asyncio.Semaphore(PARALLEL_CALLS)
 
-        async def write(pack: list[tuple[_Category, int]]) -> list[Faq]:
-            nonlocal done
-            sections = []
-            for cat, n in pack:
-                shown = "\n".join(f"- ({k}×) {t}" for t, k in cat.questions[: QUESTIONS_PER_ENTRY * n])
-                sections.append(
-                    f"Category: {cat.name} — asked {cat.count} times — write {n} entr{'y' if n == 1 else 'ies'}\n"
-                    f"{shown}"
-                )
-            request = Request.of(
-                system, prompts.transcript(["\n\n".join(sections)]), prompt_version=prompts.FAQ_VERSION
-            )
+        async def run_pack(pack: list[Section]) -> None:
+            nonlocal done, dropped
+            labels = Labels()
+            body = "\n\n".join(s.render(labels) for s in pack)
+            request = Request.of(system, prompts.transcript([body]), prompt_version=prompts.FAQ_VERSION)
             async with gate:
                 answer = await self._llm.structured(Task.FAQ, request, Entries, bill_to=bill_to)
             done += len(pack)
-            progress(f"wrote FAQ entries for {done} of {len(written)} categories…")
-            names = {c.name.lower(): c for c, _ in pack}
-            faqs = []
+            progress(f"wrote FAQ entries for {done} of {len(write)} categories…")
+            by_key = {s.category.key: s for s in pack}
             for e in answer.entries:
-                found = names.get(e.category.strip().lower())
-                if found is not None:  # an entry for a category not asked for is dropped, not misfiled
-                    faqs.append(Faq(e.question, e.answer, found.name, e.priority, max(0, min(e.covers, found.count))))
-            return faqs
+                section = by_key.get(e.category.strip().lower())
+                if section is None:  # an entry for a category not asked for is dropped, not misfiled
+                    continue
+                sources, unknown = labels.resolve(e.sources, allowed=section.labels)
+                dropped += unknown
+                if not sources:  # claims an answer without anything sent to back it
+                    refused.setdefault(section.category.key, []).append(e.question)
+                    continue
+                got = out.setdefault(section.category.key, list(section.current))
+                # How often it was asked and how urgent it is follow from what it cites and from the sorting, not
+                # from the writer's say-so (and cost no output tokens).
+                cat = section.category
+                entry = Faq(e.question, e.answer, cat.name, cat.priority, section.covers(sources), sources)
+                slot = section.slot(e.replaces)
+                if slot is not None and slot < len(got):
+                    got[slot] = entry
+                elif len(got) < section.entries:
+                    got.append(entry)
+            for section in pack:  # an update that changed nothing keeps the current entries
+                if section.current:
+                    out.setdefault(section.category.key, list(section.current))
 
-        results = await asyncio.gather(*(write(p) for p in packs))
-        return [f for group in results for f in group]
+        await asyncio.gather(*(run_pack(p) for p in packs))
+        return out, refused, dropped
+
+
+async def _linked(faq: Faq, refs: dict[str, MessageRef], link_for: LinkFor) -> Faq:
+    """The entry with the platform's link on each new source (a failed lookup leaves the id alone)."""
+    sources = []
+    for s in faq.sources:
+        if not s.link and s.message_id in refs:
+            try:
+                s = Source(s.message_id, await link_for(refs[s.message_id]))
+            except Exception:  # a link is a convenience: the entry stands without it
+                pass
+        sources.append(s)
+    return replace(faq, sources=tuple(sources))

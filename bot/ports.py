@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
@@ -30,4 +31,31 @@ class ChatPlatform(Protocol):
         """Messages of the thread ``ref`` belongs to (or recent channel messages), oldest first. A platform that
         reads slowly (Slack's restricted history tier: a page a minute) tells the person waiting through
         ``progress`` ("" clears the line); others may ignore it."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class PublishedDocument:
+    """Where a platform put a document (the channel's FAQ) and what it needs to update it in place next time."""
+
+    # "canvas", "pinned messages"; "reply" when the platform keeps the reply itself as the document (see
+    # keep_as_document); "message" when it could not keep a document
+    where: str
+    handle: dict[str, str]  # opaque to bot/: canvas id, message ids … (stored, then handed back as ``previous``)
+    link: str = ""  # where people open it, "" when the platform gives none
+    note: str = ""  # why it fell back to a message, for the person who asked
+
+
+class DocumentPublisher(Protocol):
+    """A platform that can keep a document in a channel (Slack canvases, Discord pinned messages)."""
+
+    async def publish_document(
+        self, channel: ChannelRef, *, title: str, text: str, previous: dict[str, str]
+    ) -> PublishedDocument:
+        """Create the document, or update the one ``previous`` names in place; never raises for a missing
+        permission or feature: falls back to where="message" (posting nothing) with a ``note`` saying why."""
+        ...
+
+    async def keep_as_document(self, channel: ChannelRef, refs: list[MessageRef], *, title: str) -> PublishedDocument:
+        """Keep messages already posted (the reply that carried the document) as the document, e.g. pin them."""
         ...

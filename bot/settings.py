@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     support_channels: list[str] = Field(default_factory=list)  # empty: every channel the bot is in
     retention_days: int = Field(default=30, ge=1)
     faq_max_entries: int = Field(default=40, ge=1, le=500)  # entries one /faq posts, most-asked topics first
+    support_staff: list[str] = Field(default_factory=list)  # user ids whose replies /faq prefers as answers
     user_requests_per_hour: int = Field(default=30, ge=1)  # model-backed requests per user (admins exempt)
     # Transcript tokens one summary call may carry (capped by the model's context window); longer threads are
     # summarized in parts. Smaller parts cost a little more in total but stay fast and within rate limits.

@@ -154,6 +154,9 @@ class RestApi:
         ]
 
     def install(self, app: web.Application) -> None:
+        from tests.fakes.discord_pins import pin_routes  # its own module; it imports this one
+
+        self.routes.extend(pin_routes(self))
         for route in self.routes:
             app.router.add_route(route.method, API_PREFIX + route.template, self._wrap(route))
         app.router.add_route("*", API_PREFIX + "/{tail:.*}", self._unknown)

@@ -368,3 +368,6 @@ METHODS: dict[str, Handler] = {
 }
 # Methods that take the app-level token (xapp-) instead of the bot token.
 APP_TOKEN_METHODS = frozenset({"apps.connections.open"})
+
+# Canvas methods live in their own module, which adds them to METHODS when imported (last: it uses the names above).
+import tests.fakes.slack_canvases  # noqa: E402, F401

@@ -1,0 +1,98 @@
+"""Where the FAQ lives: a document the channel keeps (a Slack canvas, Discord pinned messages), updated in place
+on every refresh, and the short reply to /faq that says what changed and where to find it. A platform that cannot
+keep documents (the console), or refuses to (a missing scope or permission), gets the FAQ as the reply itself,
+with the reason."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+from bot.faq import FaqWriter
+from bot.faq_doc import FaqResult
+from bot.ports import ChatPlatform
+from bot.types import ChannelRef, MessageRef
+
+log = logging.getLogger(__name__)
+
+TITLE = "FAQ"
+DOCUMENTS = ("canvas", "pinned messages")
+_PLACES = {
+    "canvas": "this channel's canvas (the FAQ tab at the top of the channel)",
+    "pinned messages": "the pinned messages of this channel",
+}
+
+
+def link_for(platform: ChatPlatform) -> Callable[[MessageRef], Awaitable[str]]:
+    """The platform's link to a message, for FAQ sources; "" where it has none (the console)."""
+    link = getattr(platform, "message_link", None)
+
+    async def none(ref: MessageRef) -> str:
+        return ""
+
+    return link if callable(link) else none
+
+
+def publisher(
+    platform: ChatPlatform, channel: ChannelRef
+) -> Callable[[FaqResult, dict[str, str]], Awaitable[tuple[FaqResult, dict[str, str]]]]:
+    async def publish(result: FaqResult, previous: dict[str, str]) -> tuple[FaqResult, dict[str, str]]:
+        publish_document = getattr(platform, "publish_document", None)
+        if publish_document is None:
+            return result, previous
+        if result.unchanged and previous.get("where") in DOCUMENTS:  # nothing to update: point at it
+            return replace(result, where=previous["where"], link=previous.get("link", "")), previous
+        try:
+            doc = await publish_document(channel, title=TITLE, text=result.to_text(), previous=previous)
+        except Exception as exc:
+            # The FAQ is still answered in the reply; the document waits for the next run.
+            log.exception("could not publish the FAQ in %s", channel.key)
+            note = f"could not update the FAQ document ({type(exc).__name__})"
+            return replace(result, where="message", note=note), previous
+        if doc.where == "reply":  # the reply will carry the FAQ; keep_reply() then keeps it as the document
+            return replace(result, where="reply"), previous
+        if doc.where not in DOCUMENTS:
+            return replace(result, where="message", note=doc.note), previous
+        handle = {**previous, **doc.handle, "where": doc.where, "link": doc.link}
+        return replace(result, where=doc.where, link=doc.link, note=doc.note), handle
+
+    return publish
+
+
+async def keep_reply(
+    writer: FaqWriter, platform: ChatPlatform, channel: ChannelRef, refs: list[MessageRef]
+) -> None:
+    """After a reply that carried the FAQ (where="reply"): the platform keeps those messages as the FAQ document
+    (Discord pins them), and the next run updates them in place. Failing that, the FAQ stays a message."""
+    keep = getattr(platform, "keep_as_document", None)
+    if keep is None or not refs:
+        return
+    try:
+        doc = await keep(channel, refs, title=TITLE)
+    except Exception:
+        log.exception("could not keep the FAQ reply as the document in %s", channel.key)
+        return
+    if doc.where in DOCUMENTS:
+        await writer.remember_document(channel, {**doc.handle, "where": doc.where, "link": doc.link})
+    else:
+        log.info("the FAQ in %s stays a message: %s", channel.key, doc.note)
+
+
+def reply_text(result: FaqResult) -> str:
+    """The reply to /faq: a short note pointing at the document, or the FAQ itself where there is none."""
+    if result.where in DOCUMENTS:
+        place = _PLACES[result.where] + (f": {result.link}" if result.link else "")
+        n, open_ = len(result.faqs), result.open_questions
+        counts = f"{n} answered entr{'y' if n == 1 else 'ies'}, {open_:,} question{'' if open_ == 1 else 's'} not answered yet"
+        if result.unchanged:
+            return f"*FAQ* — no new questions or answers since the last run ({counts}). It is in {place}."
+        changed = f"{result.rewritten} categories written, {result.kept} kept as they were"
+        return f"*FAQ* — updated in {place}. {counts[0].upper()}{counts[1:]}; {changed}."
+    text = result.to_text()
+    if result.unchanged:
+        made = result.made_at[:16].replace("T", " ")
+        text = f"No new questions or answers since the last FAQ ({made} UTC); here it is.\n\n{text}"
+    if result.note:
+        text = f"{text}\n\n_(Posted here as a message: {result.note}.)_"
+    return text
