@@ -119,17 +119,19 @@ async def run(
         sampled_at: list[float] = [0.0]
         started = time.perf_counter()
         cpu_started = time.process_time()
-        ok = 0
+        ok = counted = 0
         done = 0
         while done < mentions:
             batch = range(done, min(done + concurrency, mentions))
             await asyncio.gather(*(one(i) for i in batch))
             done = batch.stop
-            ok += sum(1 for r in console.replies if not r.startswith("⚠️"))
+            ok += sum(1 for r in console.replies[counted:] if not r.startswith("⚠️"))
+            counted = len(console.replies)
             if not keep_transcript:
                 platform.posted.clear()
                 platform.history.clear()
                 console.replies.clear()
+                counted = 0
             if done % sample_every == 0 or done == mentions:
                 gc.collect()
                 samples.append((done, rss_bytes()))
