@@ -121,9 +121,12 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
         finally:
             stop.set()
             await asyncio.gather(*servers, upkeep, return_exceptions=True)
-        for task in servers:
+        crashed = [t for t in servers if not t.cancelled() and t.exception() is not None]
+        for task in [*crashed[1:], upkeep]:  # what is not raised below would otherwise vanish in the gather
             if not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+                log.error("%s failed", task.get_name(), exc_info=task.exception())
+        if crashed:
+            raise crashed[0].exception()  # type: ignore[misc]
     finally:
         if health is not None:
             await health.cleanup()

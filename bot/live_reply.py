@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Protocol, cast
 
+from cachetools import TTLCache
+
 from bot.ports import ChatPlatform
 from bot.safety import ZERO_WIDTH_SPACE, defang_mass_mentions, settled_length
 from bot.textsplit import StreamSplitter, safe_prefix_len
@@ -46,7 +48,8 @@ DECAY_FACTOR = 0.7
 # When the platform refuses a message as too long, the part limit shrinks to this share of the refused length.
 SHRINK_FACTOR = 0.75
 MIN_PART_CHARS = 16
-# A shared in-process pacer forgets lanes idle this long once it holds many (one lane per message ever edited).
+# An in-process pacer holds one lane per message it paces; a lane idle this long is forgotten, and past this many the
+# least recently used one goes (cachetools.TTLCache: one size/age policy).
 PACER_MAX_LANES = 1000
 PACER_IDLE_S = 600.0
 # Unexpected platform errors in a row before a reply gives up (bounded so a broken adapter cannot loop forever).
@@ -96,15 +99,11 @@ class IntervalPacer:
         self.min_interval_s = min_interval_s
         self.max_interval_s = max(max_interval_s, min_interval_s)
         self._clock, self._sleep = clock, sleep
-        self._lanes: dict[str, _Lane] = {}
+        self._lanes: TTLCache[str, _Lane] = TTLCache(maxsize=PACER_MAX_LANES, ttl=PACER_IDLE_S, timer=clock)
 
     def _lane(self, key: str) -> _Lane:
-        lane = self._lanes.get(key)
-        if lane is None:
-            if len(self._lanes) >= PACER_MAX_LANES:
-                idle_since = self._clock() - PACER_IDLE_S
-                self._lanes = {k: v for k, v in self._lanes.items() if v.next_at > idle_since}
-            lane = self._lanes[key] = _Lane(next_at=float("-inf"), interval=self.min_interval_s)
+        lane = self._lanes.get(key) or _Lane(next_at=float("-inf"), interval=self.min_interval_s)
+        self._lanes[key] = lane  # set on every use: the time to live counts from the last one
         return lane
 
     async def wait_turn(self, key: str, *, final: bool = False) -> None:
@@ -125,6 +124,11 @@ class IntervalPacer:
 
     def forget(self, key: str) -> None:
         self._lanes.pop(key, None)
+
+    @property
+    def lanes(self) -> int:
+        """How many messages it paces now (at most PACER_MAX_LANES)."""
+        return len(self._lanes)
 
 
 def _takes_final(pacer: EditPacer | EditPacerWithoutFinal) -> bool:
@@ -359,7 +363,7 @@ class LiveReply:
     async def _guarded_step(self, *, final: bool) -> bool:
         try:
             progressed = await self._step(final=final)
-        except (asyncio.CancelledError, AssertionError):
+        except asyncio.CancelledError:
             raise
         except Exception:
             self._unexpected += 1
@@ -518,4 +522,6 @@ class LiveReply:
         if not self._in_call:
             task.cancel()  # it is only waiting (for text or its turn); a call in flight is left to complete
         self._dirty.set()
-        await asyncio.gather(task, return_exceptions=True)
+        [ended] = await asyncio.gather(task, return_exceptions=True)
+        if isinstance(ended, Exception):  # the final step still runs; this only makes the failure visible
+            log.error("live reply: the pump failed", exc_info=ended)

@@ -5,6 +5,11 @@ refreshes that every ``live_heartbeat_s``. A replica that dies (kill -9, OOM, a 
 janitor of any replica — or of the same one after a restart — finds the reply silent for ``orphan_after_s``, takes
 a lock on it so only one replica touches it, and edits its last message to the text shown so far plus a clear line
 asking to mention the bot again. Platform-neutral: adapters tell the janitor which ChatPlatform serves a workspace.
+
+What cannot succeed is not retried for ever: a message deleted meanwhile needs nothing; a text the platform refuses
+as too long will be refused again; any other failure (no permission, a revoked token, a broken adapter) is logged
+with its traceback and retried by later sweeps up to ``MAX_FINALISE_ATTEMPTS`` times, counted in the store so every
+replica's attempts add up, then given up with one log line. Only rate limits do not count: the platform said when.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ from bot.ports import ChatPlatform
 from bot.safety import defang_mass_mentions
 from bot.stores.base import LiveReplies, Store
 from bot.textsplit import safe_prefix_len, split_message
-from bot.types import ChannelRef, MessageGone, MessageRef, PlatformRateLimited
+from bot.types import ChannelRef, MessageGone, MessageRef, MessageTooLong, PlatformRateLimited
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +36,11 @@ INTERRUPTED_LINE = "⚠️ Interrupted — mention me again."
 # earlier must not edit it a second time. It only has to outlive one sweep; two minutes is plenty.
 FINALISE_LOCK_TTL_S = 120.0
 STALE_BATCH = 100  # replies looked at per sweep; the rest wait for the next one
+# Failed attempts (any replica) after which a reply is given up and left as it is. Sweeps come every
+# orphan_sweep_s (15 s by default), so a transient cause (a Discord process still logging in) has a minute to pass.
+MAX_FINALISE_ATTEMPTS = 5
+# How long the store remembers a reply's failed attempts; far longer than MAX_FINALISE_ATTEMPTS sweeps.
+ATTEMPTS_TTL_S = 24 * 3600.0
 
 PlatformFor = Callable[[str], ChatPlatform]  # a workspace id → the platform object that serves it
 
@@ -133,7 +143,8 @@ class OrphanJanitor:
         self._platforms[platform] = resolve
 
     async def sweep(self) -> int:
-        """One pass over the stale replies this process can reach; returns how many it finalised."""
+        """One pass over the stale replies this process can reach; returns how many it finalised (or found with
+        nothing left to finalise); those given up are not counted."""
         finalised = 0
         for reply_id, raw in await self._store.live.stale(older_than_s=self._after_s, limit=STALE_BATCH):
             try:
@@ -145,27 +156,51 @@ class OrphanJanitor:
             resolve = self._platforms.get(state.platform)
             if resolve is None:
                 continue  # served by another kind of process (a Discord shard, say): its janitor will do it
-            token = await self._store.locks.acquire(f"orphan:{reply_id}", ttl_s=FINALISE_LOCK_TTL_S)
+            lock = f"orphan:{reply_id}"
+            token = await self._store.locks.acquire(lock, ttl_s=FINALISE_LOCK_TTL_S)
             if token is None:
                 continue  # another replica is on it
+            where = f"{state.platform}:{state.workspace}:{state.channel}"
             try:
-                await finalise(resolve(state.workspace), state)
-            except Exception as exc:
-                # Rate limited, or the platform is unreachable: let go, and the next sweep (any replica) tries again.
-                log.warning("could not finalise interrupted reply %s: %s", reply_id, exc)
-                await self._store.locks.release(f"orphan:{reply_id}", token)
+                edited = await finalise(resolve(state.workspace), state)
+            except PlatformRateLimited as limited:
+                log.info("finalising interrupted reply %s in %s: rate limited for %.1fs; the next sweep tries again",
+                         reply_id, where, limited.retry_after_s)  # fmt: skip
+                await self._store.locks.release(lock, token)
+                continue
+            except MessageTooLong:
+                # The same text would be refused again: leave the message as it is.
+                log.error("giving up on interrupted reply %s in %s: the platform refuses its final text as too long",
+                          reply_id, where, exc_info=True)  # fmt: skip
+                await self._store.live.done(reply_id)
+                continue
+            except Exception:
+                attempts = await self._store.kv.incr(f"orphan-attempts:{reply_id}", ttl_s=ATTEMPTS_TTL_S)
+                if attempts >= MAX_FINALISE_ATTEMPTS:
+                    log.error("giving up on interrupted reply %s in %s after %d failed attempts; its message stays "
+                              "as it was", reply_id, where, attempts, exc_info=True)  # fmt: skip
+                    await self._store.live.done(reply_id)
+                    continue
+                log.warning("could not finalise interrupted reply %s in %s (attempt %d of %d); the next sweep tries "
+                            "again", reply_id, where, attempts, MAX_FINALISE_ATTEMPTS, exc_info=True)  # fmt: skip
+                await self._store.locks.release(lock, token)
                 continue
             await self._store.live.done(reply_id)
             finalised += 1
-            log.info("finalised a reply interrupted in %s:%s:%s", state.platform, state.workspace, state.channel)
+            if edited:
+                log.info("finalised a reply interrupted in %s", where)
+            else:
+                log.info(
+                    "interrupted reply %s in %s: its message is gone, nothing to finalise", reply_id, where
+                )
         return finalised
 
 
-async def finalise(platform: ChatPlatform, state: LiveState) -> None:
-    """Edit the reply's last message to what it showed plus the interrupted line. A reply that never posted has
-    nothing stuck; a message deleted meanwhile needs nothing either."""
+async def finalise(platform: ChatPlatform, state: LiveState) -> bool:
+    """Edit the reply's last message to what it showed plus the interrupted line; False when there was nothing to
+    edit: a reply that never posted has nothing stuck, and a message deleted meanwhile needs nothing either."""
     if not state.messages:
-        return
+        return False
     channel = ChannelRef(state.platform, state.workspace, state.channel)
     ref = MessageRef(channel, state.messages[-1], state.thread_id)
     text = final_text(state, limit=platform.limits.max_message_chars)
@@ -176,11 +211,12 @@ async def finalise(platform: ChatPlatform, state: LiveState) -> None:
     try:
         await platform.edit(ref, text)
     except MessageGone:
-        return
+        return False
     except PlatformRateLimited as limited:
         if pacer is not None:
             await pacer.penalize(key, limited.retry_after_s)
         raise
+    return True
 
 
 def final_text(state: LiveState, *, limit: int) -> str:

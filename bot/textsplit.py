@@ -27,8 +27,9 @@ later text can no longer change the decision: the parts frozen from a prefix are
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections.abc import Iterator
+
+import regex
 
 # Bounded spans (inline code, links, angle tokens, emphasis) are recognised only up to about this many characters.
 MAX_SPAN_CHARS = 240
@@ -62,117 +63,59 @@ _URL = re.compile(r"(?:https?|ftp|mailto):[^\s<>]+|www\.[^\s<>]+", re.IGNORECASE
 # Bold / italic / strikethrough within one line (to avoid, not forbidden).
 _SOFT_SPANS = re.compile(r"(\*\*|__|\*|_|~~|~)(?=\S)[^\n]{1," + _INNER + r"}?(?<=\S)\1")
 
-# Grapheme-cluster approximation (UAX #29) without a dependency. It may refuse a real boundary (harmless: the
-# cut moves left) but must never allow a cut inside a cluster. Characters that join the previous one beyond
-# the marks (Mn/Me/Mc) that unicodedata reports:
-_EXTEND_EXTRA = (
-    (0x200C, 0x200D),  # ZWNJ, ZWJ
-    (0xFE00, 0xFE0F),  # variation selectors
-    (0xFF9E, 0xFF9F),  # halfwidth katakana sound marks
-    (0x1F3FB, 0x1F3FF),  # emoji skin-tone modifiers
-    (0xE0020, 0xE007F),  # tag characters (subdivision flags)
-    (0xE0100, 0xE01EF),  # variation selectors supplement
-    (0x0E33, 0x0E33),  # Thai SARA AM (SpacingMark)
-    (0x0EB3, 0x0EB3),  # Lao AM (SpacingMark)
+# Extended grapheme clusters as Unicode defines them (UAX #29), from the `regex` module: what a reader sees as one
+# character (an emoji ZWJ sequence, a flag, a Hangul syllable from jamo, a letter with its marks, an Indic conjunct).
+_GRAPHEME = regex.compile(r"\X")
+
+
+# Positions that are grapheme boundaries whatever comes before them, so ``\\X`` can run from the nearest one rather
+# than from the start of the text: after a line feed (UAX #29 GB4; one the search can see past), and before a character that no rule joins to
+# what precedes it (Grapheme_Cluster_Break=Other, except conjunct consonants (GB9c) and pictographs (GB11)) unless
+# that is a Prepend character (GB9b). Searched backwards ((?r)) from the position asked.
+_SURE_BOUNDARY = regex.compile(
+    r"(?rV1s)(?<=\n)(?=.)|(?<!\p{Grapheme_Cluster_Break=Prepend})"
+    r"(?=[\p{Grapheme_Cluster_Break=Other}--\p{Indic_Conjunct_Break=Consonant}--\p{Extended_Pictographic}])"
 )
-# Characters that join the *next* one (Grapheme_Cluster_Break=Prepend).
-_PREPEND = (
-    (0x0600, 0x0605),
-    (0x06DD, 0x06DD),
-    (0x070F, 0x070F),
-    (0x0890, 0x0891),
-    (0x08E2, 0x08E2),
-    (0x0D4E, 0x0D4E),
-    (0x110BD, 0x110BD),
-    (0x110CD, 0x110CD),
-    (0x111C2, 0x111C3),
-    (0x1193F, 0x1193F),
-    (0x11941, 0x11941),
-    (0x11A84, 0x11A89),
-    (0x11D46, 0x11D46),
-)
-_ZWJ = "\u200d"
 
 
-def _in(ranges: tuple[tuple[int, int], ...], ch: str) -> bool:
-    cp = ord(ch)
-    return any(lo <= cp <= hi for lo, hi in ranges)
+def _scan_start(text: str, i: int) -> int:
+    """The nearest position <= ``i`` (< ``len(text)``) that is surely a grapheme boundary."""
+    sure = _SURE_BOUNDARY.search(text, 0, i + 1)
+    return sure.start() if sure else 0
 
 
-def _joins_previous(ch: str) -> bool:
-    return unicodedata.category(ch) in ("Mn", "Me", "Mc") or _in(_EXTEND_EXTRA, ch)
-
-
-def _is_regional_indicator(ch: str) -> bool:
-    return 0x1F1E6 <= ord(ch) <= 0x1F1FF
-
-
-def _hangul_kind(ch: str) -> str:
-    cp = ord(ch)
-    if 0x1100 <= cp <= 0x115F or 0xA960 <= cp <= 0xA97C:
-        return "L"
-    if 0x1160 <= cp <= 0x11A7 or 0xD7B0 <= cp <= 0xD7C6:
-        return "V"
-    if 0x11A8 <= cp <= 0x11FF or 0xD7CB <= cp <= 0xD7FB:
-        return "T"
-    if 0xAC00 <= cp <= 0xD7A3:
-        return "LV" if (cp - 0xAC00) % 28 == 0 else "LVT"
-    return ""
-
-
-def _no_break_between(prev: str, cur: str) -> bool:
-    if prev == "\r" and cur == "\n":
-        return True
-    if _joins_previous(cur) or prev == _ZWJ or _in(_PREPEND, prev):
-        return True
-    before, after = _hangul_kind(prev), _hangul_kind(cur)
-    if before and after:
-        if before == "L" and after in ("L", "V", "LV", "LVT"):
-            return True
-        if before in ("LV", "V") and after in ("V", "T"):
-            return True
-        if before in ("LVT", "T") and after == "T":
-            return True
-    return False
-
-
-def _after_virama(text: str, i: int) -> bool:
-    """Indic conjuncts (UAX #29 GB9c): consonant + virama (+ marks) + consonant is one cluster."""
-    if not unicodedata.category(text[i]).startswith("L"):
-        return False
-    j = i - 1
-    while j >= 0 and (_joins_previous(text[j])):
-        if unicodedata.combining(text[j]) == 9:
-            return True
-        j -= 1
-    return False
+def _boundaries(text: str, start: int, stop: int) -> set[int]:
+    """The grapheme boundaries ``p`` with ``start < p <= stop`` (``stop`` < ``len(text)``)."""
+    found: set[int] = set()
+    for m in _GRAPHEME.finditer(text, _scan_start(text, start)):
+        end = m.end()
+        if end > stop:
+            break
+        if end > start:
+            found.add(end)
+    return found
 
 
 def is_grapheme_boundary(text: str, i: int) -> bool:
-    """Whether cutting ``text`` at index ``i`` keeps every grapheme cluster whole (approximately, conservatively)."""
+    """Whether cutting ``text`` at index ``i`` keeps every grapheme cluster whole."""
     if i <= 0 or i >= len(text):
         return True
-    prev, cur = text[i - 1], text[i]
-    if _no_break_between(prev, cur) or _after_virama(text, i):
-        return False
-    if _is_regional_indicator(prev) and _is_regional_indicator(cur):
-        run = 0
-        j = i - 1
-        while j >= 0 and _is_regional_indicator(text[j]):
-            run += 1
-            j -= 1
-        return run % 2 == 0  # flags are pairs: break only after a complete pair
-    return True
+    end = _scan_start(text, i)
+    while end < i:
+        end = _GRAPHEME.match(text, end).end()
+    return end == i
 
 
 def safe_prefix_len(text: str, limit: int) -> int:
     """The longest prefix length <= ``limit`` that ends on a grapheme boundary (0 if none but a cut inside)."""
     if len(text) <= limit:
         return len(text)
-    for i in range(limit, 0, -1):
-        if is_grapheme_boundary(text, i):
-            return i
-    return 0
+    best = _scan_start(text, limit)
+    for m in _GRAPHEME.finditer(text, best):
+        if m.end() > limit:
+            break
+        best = m.end()
+    return best
 
 
 def _fence_blocks(text: str) -> list[tuple[int, int]]:
@@ -230,6 +173,7 @@ class _Layout:
         # the part (or continues from the previous one) and does not fit is cut at a line break inside it.
         code_forbidden = self._mark([b for b in self.blocks if b[0] > start or b[1] <= stop], start, stop)
         code_lines_only = self._mark([b for b in self.blocks if b[0] <= start < stop < b[1]], start, stop)
+        graphemes = _boundaries(text, start, stop)
 
         # best[kind] = largest acceptable position of that kind; kinds: 0 paragraph, 1 line, 2 sentence, 3 word.
         best_soft: list[int] = [0, 0, 0, 0]
@@ -238,7 +182,7 @@ class _Layout:
         fallback_any = 0
         for p in range(stop, start, -1):
             k = p - start
-            if not is_grapheme_boundary(text, p):
+            if p not in graphemes:
                 continue
             if fallback_any == 0:
                 fallback_any = p

@@ -108,6 +108,43 @@ def test_grapheme_clusters_are_not_cut(cluster: str) -> None:
         assert all(len(p) % len(cluster) == 0 for p in parts), (limit, parts)
 
 
+# Each is one user-perceived character; neighbours in ASCII exercise the scan that starts near the position asked.
+KINDS_OF_CLUSTER = {
+    "emoji ZWJ family": "👩\u200d👩\u200d👧\u200d👦",
+    "emoji ZWJ rainbow flag": "🏳\ufe0f\u200d🌈",
+    "emoji ZWJ with skin tone": "🧑🏽\u200d💻",
+    "flag": "🇰🇷",
+    "subdivision flag": "🏴\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f",
+    "keycap": "#\ufe0f\u20e3",
+    "Hangul jamo LVT": "\u1112\u1161\u11ab",
+    "Hangul jamo LLV": "\u1100\u1100\u1161",
+    "Hangul syllable LV + T": "\uac00\u11a8",
+    "combining marks": "e\u0301\u0323",
+    "enclosing mark": "a\u20dd",
+    "Devanagari conjunct": "क्ष",
+    "Devanagari conjunct of three": "स्त्र",
+    "Devanagari conjunct with ZWJ": "क्\u200dष",
+    "Bengali conjunct": "ক্ষ",
+    "Thai SARA AM": "กำ",
+    "CR LF": "\r\n",
+}
+
+
+@pytest.mark.parametrize("cluster", KINDS_OF_CLUSTER.values(), ids=KINDS_OF_CLUSTER.keys())
+def test_grapheme_boundaries_fall_only_between_clusters(cluster: str) -> None:
+    text = "ab" + cluster + cluster + "c"
+    n = len(cluster)
+    expected = [0, 1, 2, 2 + n, 2 + 2 * n, 3 + 2 * n]
+    assert [i for i in range(len(text) + 1) if is_grapheme_boundary(text, i)] == expected
+    assert safe_prefix_len(text, 2 + 2 * n - 1) == 2 + n
+    assert all(len(p) % n == 0 for p in split_message(cluster * 9, 2 * n + 1)), cluster
+
+
+def test_an_odd_run_of_regional_indicators_pairs_from_the_left() -> None:
+    text = "x🇰🇷🇯🇵🇺"  # two flags, then a lone indicator
+    assert [i for i in range(len(text) + 1) if is_grapheme_boundary(text, i)] == [0, 1, 3, 5, 6]
+
+
 def test_a_cluster_longer_than_the_limit_is_cut_anyway() -> None:
     text = "a" + "\u0301" * 30
     parts = split_message(text, 10)
@@ -145,10 +182,12 @@ def test_rewind_resplits_with_a_smaller_limit() -> None:
 
 @PROPERTY
 @given(text=st.text(st.characters(exclude_categories=("Cs", "Cn"))) | texts())
-def test_our_grapheme_boundaries_are_real_boundaries(text: str) -> None:
+def test_boundaries_found_near_a_position_match_a_scan_of_the_whole_text(text: str) -> None:
+    """is_grapheme_boundary scans from a nearby surely-known boundary, not from the start: it must agree."""
     real = true_boundaries(text)
-    ours = {i for i in range(len(text) + 1) if is_grapheme_boundary(text, i)}
-    assert ours <= real
+    assert {i for i in range(len(text) + 1) if is_grapheme_boundary(text, i)} == real
+    for limit in range(len(text) + 1):
+        assert safe_prefix_len(text, limit) == max(b for b in real if b <= limit)
 
 
 @PROPERTY

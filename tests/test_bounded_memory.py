@@ -1,0 +1,53 @@
+"""Per-message state has one size/age policy, and nothing made for one mention outlives it."""
+
+from __future__ import annotations
+
+import pytest
+
+from bot.live_reply import PACER_IDLE_S, PACER_MAX_LANES, IntervalPacer
+from tests.bench import soak
+
+
+class FakeTime:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+async def test_the_pacer_holds_at_most_its_bound_of_messages() -> None:
+    t = FakeTime()
+    pacer = IntervalPacer(min_interval_s=1.0, clock=t.clock, sleep=t.sleep)
+    for i in range(3 * PACER_MAX_LANES):
+        await pacer.wait_turn(f"fake:W1:C1/m{i}")
+        assert pacer.lanes <= PACER_MAX_LANES
+    assert t.slept == []  # every message's first turn is immediate
+
+
+async def test_the_pacer_forgets_a_message_idle_for_its_age_and_keeps_one_in_use() -> None:
+    t = FakeTime()
+    pacer = IntervalPacer(min_interval_s=1.0, max_interval_s=8.0, clock=t.clock, sleep=t.sleep)
+    await pacer.wait_turn("idle")
+    await pacer.penalize("idle", 5.0)
+    while t.now <= PACER_IDLE_S + 5.0:
+        await pacer.wait_turn("busy")  # in use all along
+        t.now += 3.0
+    assert pacer.lanes == 1  # "idle" aged out; "busy", used every few seconds, did not
+    t.slept.clear()
+    await pacer.wait_turn("idle")
+    assert t.slept == []  # a fresh lane: its old penalty is gone with it
+
+
+@pytest.mark.timeout(120)
+async def test_a_few_hundred_mentions_leave_nothing_behind() -> None:
+    result = await soak.run(mentions=300, sample_every=100, concurrency=25)
+    assert result["model_calls"] == 300 and result["replies_ok"] == 300
+    assert result["alive_after"] == {"LiveReply": 0, "Mention": 0, "Request": 0}
+    assert result["tasks_left"] == 0
+    assert result["live_registry_left"] == 0
