@@ -50,7 +50,10 @@ CREATE TABLE IF NOT EXISTS messages (
     PRIMARY KEY (platform, workspace, channel, message_id)
 );
 CREATE INDEX IF NOT EXISTS messages_by_time ON messages (platform, workspace, channel, sent_us);
-CREATE INDEX IF NOT EXISTS messages_by_thread ON messages (platform, workspace, channel, thread_id);
+-- A thread's replies in time order (replaces messages_by_thread, which lacked sent_us: SQLite then preferred
+-- messages_by_time and scanned the whole channel).
+DROP INDEX IF EXISTS messages_by_thread;
+CREATE INDEX IF NOT EXISTS messages_by_thread_time ON messages (platform, workspace, channel, thread_id, sent_us);
 CREATE INDEX IF NOT EXISTS messages_by_author ON messages (author);
 CREATE INDEX IF NOT EXISTS messages_sent ON messages (sent_us);
 CREATE TABLE IF NOT EXISTS inquiries (
@@ -72,6 +75,8 @@ CREATE TABLE IF NOT EXISTS ledger (
 CREATE INDEX IF NOT EXISTS ledger_by_time ON ledger (at_us);
 CREATE INDEX IF NOT EXISTS ledger_by_channel ON ledger (platform, workspace, channel, at_us);
 CREATE INDEX IF NOT EXISTS ledger_by_day ON ledger (day);
+-- /llmcost and the budget check read one channel's days: without this they scanned its whole ledger.
+CREATE INDEX IF NOT EXISTS ledger_by_channel_day ON ledger (platform, workspace, channel, day);
 """
 
 CELL_COLUMNS = ("platform", "workspace", "channel", "provider", "model", "task", "feature")
@@ -206,14 +211,17 @@ class SqliteMessages:
         self, channel: ChannelRef, thread_id: str, *, since: datetime | None = None
     ) -> list[ChatMessage]:
         since_us = codec.to_us(since) if since is not None else -(2**62)
+        # Two indexed lookups (the starter by primary key, the replies by messages_by_thread_time): one WHERE with
+        # "message_id = ? OR thread_id = ?" made SQLite scan the channel's whole log, so a mention's cost grew
+        # with the channel's history (the soak bench showed 0.06 → 2.4 ms per call over 8,000 mentions).
         query = (
-            f"SELECT doc FROM messages WHERE {CH_WHERE} AND (message_id = ? OR thread_id = ?) AND sent_us > ?"
-            " ORDER BY sent_us, message_id"
+            f"SELECT doc, sent_us, message_id FROM messages WHERE {CH_WHERE} AND message_id = ? AND sent_us > ?"
+            f" UNION SELECT doc, sent_us, message_id FROM messages WHERE {CH_WHERE} AND thread_id = ?"
+            " AND sent_us > ? ORDER BY sent_us, message_id"
         )
-        rows = await self._db.read(
-            lambda c: c.execute(query, (*_ch(channel), thread_id, thread_id, since_us)).fetchall()
-        )
-        return [codec.decode_message(doc) for (doc,) in rows]
+        args = (*_ch(channel), thread_id, since_us, *_ch(channel), thread_id, since_us)
+        rows = await self._db.read(lambda c: c.execute(query, args).fetchall())
+        return [codec.decode_message(doc) for (doc, _, _) in rows]
 
     async def recent(self, channel: ChannelRef, *, limit: int) -> list[ChatMessage]:
         query = f"SELECT doc FROM messages WHERE {CH_WHERE} ORDER BY sent_us DESC, message_id DESC LIMIT ?"
