@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Coroutine
 from dataclasses import replace
 from typing import Any
@@ -26,7 +27,7 @@ import yarl
 from discord import app_commands
 from discord.gateway import DiscordWebSocket
 
-from adapters.discord_guard import guard_parsers
+from adapters.discord_guard import guard_parsers, log_dropped
 from adapters.discord_interaction import InteractionReply, bot_is_in_channel, has_who_and_where, message_link
 from adapters.discord_platform import (
     CONTENT_LIMIT,
@@ -72,6 +73,11 @@ INSTALLS = {"guilds": True, "users": True}
 # Message types people write, https://discord.com/developers/docs/resources/message#message-object-message-types:
 # only these can be evidence that content is withheld; system messages (joins, pins, boosts) are blank by nature.
 CONVERSATION_TYPES = (discord.MessageType.default, discord.MessageType.reply)
+# The gateway event behind each of our handlers, for the one log line of a dispatch our translation could not take.
+EVENT_OF_HANDLER = {
+    "on_message": "MESSAGE_CREATE", "on_raw_message_edit": "MESSAGE_UPDATE", "on_raw_message_delete": "MESSAGE_DELETE",
+    "on_raw_bulk_message_delete": "MESSAGE_DELETE_BULK", "on_thread_create": "THREAD_CREATE", "on_ready": "READY",
+}
 
 
 # ---- the adapter -----------------------------------------------------------------------------------------------
@@ -109,6 +115,7 @@ class DiscordAdapter:
         self.ready = asyncio.Event()
         self._blank_in_a_row = 0
         self._noticed = False
+        self._failures_seen: set[tuple[str, str]] = set()
         self.accepting = True  # False from shutdown on: events are left alone (not claimed) and commands declined
         self.work = BackgroundWork(label="discord")
         self.client, self.tree, self.platform = self._build(message_content=True)
@@ -139,6 +146,7 @@ class DiscordAdapter:
             await tree.sync()  # registered on every start: a bulk overwrite is idempotent
 
         client.setup_hook = setup_hook  # type: ignore[method-assign]
+        client.event(self.on_error)
         client.event(self.on_ready)
         client.event(self.on_message)
         client.event(self.on_raw_message_edit)
@@ -216,6 +224,13 @@ class DiscordAdapter:
             await self._tell_admin_once()
 
     # -- dispatches that did not parse
+
+    async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
+        """A handler of ours raised on an event discord.py did parse (a message with no author, say): the same one
+        line as a dispatch that did not parse, instead of discord.py's traceback per event."""
+        error = sys.exc_info()[1] or RuntimeError("unknown error")
+        event = EVENT_OF_HANDLER.get(event_method, event_method)
+        log_dropped(event, error, seen=self._failures_seen, stage="could not be handled")
 
     def _dropped(self, event: str, data: Any, exc: Exception) -> None:
         """What is still owed for a dispatch discord_guard.py dropped (it has already logged it)."""

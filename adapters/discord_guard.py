@@ -39,17 +39,21 @@ class _Guarded:
         try:
             self.parse(data)
         except Exception as exc:  # noqa: BLE001 - whatever the payload did, the gateway session goes on
-            kind = (self.event, type(exc).__name__)
-            first = kind not in self.seen
-            self.seen.add(kind)
-            # One line per dropped dispatch; the traceback only the first time a kind of failure shows up, so a
-            # burst of the same bad payload does not bury the log.
-            log.warning("discord: dropped a %s dispatch that did not parse (%s: %s)", self.event,
-                        type(exc).__name__, exc, exc_info=exc if first else None)
+            log_dropped(self.event, exc, seen=self.seen, stage="did not parse")
             try:
                 self.on_dropped(self.event, data, exc)
             except Exception:  # noqa: BLE001 - the fallback must not undo the guard
                 log.exception("discord: handling the dropped %s failed", self.event)
+
+
+def log_dropped(event: str, exc: BaseException, *, seen: set[tuple[str, str]], stage: str) -> None:
+    """One line per dropped dispatch; the traceback only the first time a kind of failure shows up, so a burst of
+    the same bad payload does not bury the log."""
+    kind = (event, type(exc).__name__)
+    first = kind not in seen
+    seen.add(kind)
+    log.warning("discord: dropped a %s dispatch that %s (%s: %s)", event, stage, type(exc).__name__, exc,
+                exc_info=exc if first else None)
 
 
 def guard_parsers(client: discord.Client, *, on_dropped: OnDropped) -> int:
