@@ -376,17 +376,34 @@ async def test_accord_captured_message_and_update_are_kept_and_start_nothing(tmp
         assert len(w.llm.received) == 1  # only the mention reached the model
 
 
-async def test_a_captured_interaction_runs_the_command(tmp_path: Path) -> None:
+def llmcost_from_capture(w: World) -> Json:
     """Accord.jl's live capture of a slash command, pointed at /llmcost in the fake's guild."""
+    payload = captured("gateway_interaction_create.json", "INTERACTION_CREATE")
+    channel = {**w.fake.channels[w.channel], "permissions": payload["channel"].get("permissions", "0")}
+    payload.update(id=str(w.fake.snowflakes.next()), guild_id=str(w.guild), channel_id=str(w.channel),
+                   channel=channel, token=secrets.token_urlsafe(16), application_id=str(w.fake.application_id),
+                   authorizing_integration_owners={"0": str(w.guild)})
+    payload["guild"] = {**payload.get("guild", {}), "id": str(w.guild)}
+    payload["data"] = {"id": command_id(w, "llmcost"), "name": "llmcost", "type": 1}
+    return payload
+
+
+async def test_a_captured_interaction_whose_member_lacks_flags_is_answered(tmp_path: Path) -> None:
+    """The live capture with only ``member.flags`` taken out, the one difference from the docs' example that
+    discord.py 2.7 trips on (Member reads data['flags'])."""
     async with world(tmp_path) as w:
-        payload = captured("gateway_interaction_create.json", "INTERACTION_CREATE")
-        channel = {**w.fake.channels[w.channel], "permissions": payload["channel"].get("permissions", "0")}
-        payload.update(id=str(w.fake.snowflakes.next()), guild_id=str(w.guild), channel_id=str(w.channel),
-                       channel=channel, token=secrets.token_urlsafe(16), application_id=str(w.fake.application_id),
-                       authorizing_integration_owners={"0": str(w.guild)})
-        payload["guild"] = {**payload.get("guild", {}), "id": str(w.guild)}
-        payload["data"] = {"id": command_id(w, "llmcost"), "name": "llmcost", "type": 1}
+        payload = llmcost_from_capture(w)
+        del payload["member"]["flags"]
         interaction = await w.fake.raw_interaction(payload, guild_id=w.guild)
+        await w.wait(lambda: bool(callbacks_of(w, interaction.id)))
+        [callback] = callbacks_of(w, interaction.id)
+        assert callback.callback_type == CALLBACK_CHANNEL_MESSAGE and callback.data["content"] == UNREADABLE_COMMAND
+        await mention_is_answered(w)
+
+
+async def test_a_captured_interaction_runs_the_command(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        interaction = await w.fake.raw_interaction(llmcost_from_capture(w), guild_id=w.guild)
         await w.wait(lambda: any(x.kind == "followup" for x in w.fake.writes))
         [callback] = callbacks_of(w, interaction.id)
         assert callback.callback_type == CALLBACK_DEFERRED_CHANNEL_MESSAGE
