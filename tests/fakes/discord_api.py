@@ -347,8 +347,10 @@ class FakeDiscord:
 
     async def raw_interaction(self, payload: Json, *, guild_id: int | None = None) -> FakeInteraction:
         """Dispatch an INTERACTION_CREATE exactly as given (a recorded or malformed one) and accept its callbacks
-        at `payload["token"]`; with no channel in it, its messages are kept in a hidden channel."""
-        home = int(payload["channel_id"]) if payload.get("channel_id") else self._hidden_channel()
+        at `payload["token"]`; with no channel in it (or one the fake does not know), its messages are kept in a
+        hidden channel."""
+        named = int(payload["channel_id"]) if payload.get("channel_id") else None
+        home = named if named in self.channels else self._hidden_channel()
         interaction = FakeInteraction(payload, home_channel_id=home)
         self.interactions[interaction.token] = interaction
         await self.dispatch("INTERACTION_CREATE", payload, guild_id=guild_id)
