@@ -180,6 +180,17 @@ async def test_a_captured_message_mentioning_the_bots_managed_role_is_a_mention(
         assert_no_pings(w.fake)
 
 
+async def test_a_role_mention_counts_without_the_message_content_intent(tmp_path: Path) -> None:
+    """Without the intent the text may arrive blank (the fake blanks it; whether Discord does for role mentions is
+    not documented), but ``mention_roles`` is not content and still names the role."""
+    async with world(tmp_path, message_content=False) as w:
+        role = w.fake.bot_role(w.guild)
+        await w.fake.user_message(w.channel, author_id=w.alice, content=f"<@&{role}> summary please")
+        await w.wait(lambda: any(w.final(c.message_id) == scope_header("channel") + RENDERED_TEXT
+                                 for c in w.bot_creates(w.channel)))
+        assert len(w.llm.received) == 1
+
+
 async def test_another_roles_mention_is_not_a_mention(tmp_path: Path) -> None:
     async with world(tmp_path) as w:
         data = placed(w, captured("gateway_message_create.json", "MESSAGE_CREATE"))
@@ -367,6 +378,19 @@ async def test_the_docs_example_interactions_get_an_answer_and_the_bot_goes_on(
 
 
 # ---- captured payloads replayed as they are -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["docs_example_message.json", "docs_example_crossposted_message.json"])
+async def test_the_docs_example_messages_are_kept_and_start_nothing(tmp_path: Path, name: str) -> None:
+    async with world(tmp_path) as w:
+        data = placed(w, fixture(name))  # Discord API docs: Example Message / Example Crossposted Message
+        await w.fake.dispatch("MESSAGE_CREATE", data, guild_id=w.guild)
+        await mention_is_answered(w)
+        await w.adapter.idle()
+        # Kept as people read it (clean_content: a channel mention shows as #name), and only the mention was answered.
+        opening = data["content"].split("<")[0]
+        assert any(t.startswith(opening) for t in await stored_texts(w, w.channel))
+        assert len(w.llm.received) == 1 and not w.bot_creates(w.admin_channel)
 
 
 async def test_accord_captured_message_and_update_are_kept_and_start_nothing(tmp_path: Path) -> None:
