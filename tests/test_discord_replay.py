@@ -14,6 +14,8 @@ import copy
 import json
 import logging
 import secrets
+import signal
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +25,12 @@ from adapters.discord import FAILED, UNREADABLE_COMMAND
 from adapters.discord_guard import is_guarded
 from adapters.discord_render import MESSAGE_CONTENT_NOTICE, scope_header
 from bot.live_reply import WRITING_MARKER
-from tests.fakes.discord_api import ROUTE_CREATE_MESSAGE, ROUTE_INTERACTION_CALLBACK
+from tests.fakes.discord_api import ROUTE_CREATE_MESSAGE, ROUTE_INTERACTION_CALLBACK, FakeDiscord
 from tests.fakes.discord_payloads import FLAG_EPHEMERAL, Json
 from tests.fakes.discord_rest import CALLBACK_CHANNEL_MESSAGE, CALLBACK_DEFERRED_CHANNEL_MESSAGE
-from tests.test_discord_adapter import RENDERED_TEXT, WAIT_S, World, assert_no_pings, world
+from tests.fakes.llm_server import FakeLLMServer
+from tests.test_discord_adapter import RENDERED_TEXT, WAIT_S, World, assert_no_pings, responder, world
+from tests.test_discord_replicas import start_discord_process
 
 FIXTURES = Path(__file__).parent / "fixtures" / "discord"
 GUARD_LOGGER = "adapters.discord_guard"
@@ -440,3 +444,59 @@ async def test_a_captured_interaction_runs_the_command(tmp_path: Path) -> None:
         assert callback.callback_type == CALLBACK_DEFERRED_CHANNEL_MESSAGE
         [report] = [x for x in w.fake.writes if x.kind == "followup"]
         assert report.embeds and report.embeds[0]["title"].startswith("LLM spend")
+
+
+# ---- the real process ---------------------------------------------------------------------------------------------
+
+
+async def test_a_real_discord_process_outlives_the_four_payloads_that_used_to_stop_it(tmp_path: Path) -> None:
+    """`supportbot run --platform discord` (the entry point that exited with code 1): the issue's four payloads,
+    then a mention that is answered, then a SIGTERM that ends it cleanly."""
+    async with FakeDiscord() as fake, FakeLLMServer(responder=responder) as llm:
+        guild = fake.add_guild(name="support")
+        channel = fake.add_text_channel(guild, name="help")
+        alice = fake.add_member(guild, username="alice")
+        env = {"OPENAI_API_KEY": "x", "OPENAI_BASE_URL": llm.openai_base_url, "DISCORD_TOKEN": fake.token,
+               "DISCORD_API_URL": fake.api_base, "DISCORD_GATEWAY_URL": str(fake.gateway_url),
+               "SUPPORTBOT_DB": str(tmp_path / "bot.db"), "SUPPORTBOT_LOG_LEVEL": "WARNING"}
+        log_path = tmp_path / "discord-process.log"
+        proc = start_discord_process(env, log_path)
+        try:
+            async def until(predicate: Callable[[], bool], what: str) -> None:
+                try:
+                    async with asyncio.timeout(WAIT_S):
+                        while not predicate():  # noqa: ASYNC110 - a subprocess and the fakes: polling is simplest
+                            assert proc.poll() is None, f"exited {proc.returncode}:\n{log_path.read_text()}"
+                            await asyncio.sleep(0.05)
+                except TimeoutError:
+                    raise AssertionError(f"{what}:\n{log_path.read_text()}") from None
+
+            await until(lambda: bool(fake.command_overwrites) and bool(fake.gateway.sessions), "connected")
+            base = captured("gateway_message_create.json", "MESSAGE_CREATE")
+            base.update(channel_id=str(channel), guild_id=str(guild))
+            no_author = {**base, "id": str(fake.snowflakes.next())}
+            del no_author["author"], no_author["timestamp"], no_author["member"]
+            interaction = captured("gateway_interaction_create.json", "INTERACTION_CREATE")
+            interaction.update(id=str(fake.snowflakes.next()), token=secrets.token_urlsafe(12), guild_id=str(guild))
+            del interaction["member"]["flags"]
+            await fake.dispatch("MESSAGE_UPDATE", {k: base[k] for k in ("id", "channel_id", "guild_id", "embeds")},
+                                guild_id=guild)
+            await fake.raw_interaction(interaction, guild_id=guild)
+            await fake.dispatch("MESSAGE_CREATE", {**base, "id": str(fake.snowflakes.next()), "mentions": "x"},
+                                guild_id=guild)
+            await fake.dispatch("MESSAGE_CREATE", no_author, guild_id=guild)
+            await fake.user_message(channel, author_id=alice, content=f"<@{fake.bot_user_id}> summary?")
+            header = scope_header("channel")
+            await until(lambda: any(fake.versions(x.message_id)[-1] == header + RENDERED_TEXT
+                                    for x in fake.writes_in(channel) if x.kind == "create"), "the mention answered")
+            assert sum(1 for p in fake.gateway.received if p.get("op") == 2) == 1  # one session throughout
+            log = log_path.read_text()
+            assert log.count("discord: dropped a") == 4, log
+            assert any(c.data.get("content") == UNREADABLE_COMMAND for c in fake.interaction_callbacks)
+            proc.send_signal(signal.SIGTERM)
+            await until(lambda: proc.poll() is not None, "exited after SIGTERM")
+            assert proc.returncode == 0, log_path.read_text()
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
