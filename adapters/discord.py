@@ -28,7 +28,12 @@ from discord import app_commands
 from discord.gateway import DiscordWebSocket
 
 from adapters.discord_guard import guard_parsers, log_dropped
-from adapters.discord_interaction import InteractionReply, bot_is_in_channel, has_who_and_where, message_link
+from adapters.discord_interaction import (
+    InteractionReply,
+    bot_is_in_channel,
+    message_link,
+    missing_who_or_where,
+)
 from adapters.discord_platform import (
     CONTENT_LIMIT,
     NO_PINGS,
@@ -465,7 +470,7 @@ class DiscordAdapter:
     async def _resolved(self, interaction: discord.Interaction, work: Coroutine[Any, Any, None], *, name: str) -> None:
         """Run a command so that its interaction always ends answered: with the result, or with a clear error
         (an exception after the defer would otherwise leave "thinking…" on screen for 15 minutes)."""
-        lacking = has_who_and_where(interaction)
+        lacking = missing_who_or_where(interaction)
         if lacking:
             work.close()
             log.warning("discord: /%s interaction %s came without %s", name, interaction.id, lacking)

@@ -27,10 +27,6 @@ log = logging.getLogger(__name__)
 # Application integration types, https://discord.com/developers/docs/resources/application#application-object-
 # application-integration-types: the key in an interaction's ``authorizing_integration_owners``.
 GUILD_INSTALL = 0
-# Discord limits a user-installed app that the server did not install to 5 follow-ups per interaction
-# (https://discord.com/developers/docs/interactions/receiving-and-responding#followup-messages); a live reply's
-# continuation messages count against it, so the reply is kept within it by its message size, not here.
-MAX_FOLLOWUPS_USER_INSTALL = 5
 
 
 def bot_is_in_channel(interaction: discord.Interaction) -> bool:
@@ -53,7 +49,10 @@ def message_link(workspace: str, channel: str, message_id: str) -> str:
 
 
 class InteractionReply:
-    """ChatPlatform over one interaction's follow-ups: posts are follow-ups, edits edit them.
+    """ChatPlatform over one interaction's follow-ups: posts are follow-ups, edits edit them. Discord allows a
+    user-installed app that the server did not install 5 follow-ups per interaction
+    (https://discord.com/developers/docs/interactions/receiving-and-responding#followup-messages): a live reply's
+    continuation messages count, so an answer longer than 5 × 2,000 characters is cut off there.
 
     ``known`` is what the interaction itself carried (the target message of a context-menu command): where the bot
     cannot read the channel's history, that is the whole thread it can summarize."""
@@ -99,7 +98,7 @@ class InteractionReply:
         return [m for m in self._known if since is None or m.sent_at > since]
 
 
-def has_who_and_where(interaction: discord.Interaction) -> str:
+def missing_who_or_where(interaction: discord.Interaction) -> str:
     """What the interaction lacks to run a command ('' when it has both): Discord documents ``user`` or
     ``member`` and ``channel`` as present for commands, but a payload without them must still get an answer."""
     user: Any = getattr(interaction, "user", None)
