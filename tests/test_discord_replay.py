@@ -224,6 +224,24 @@ async def test_a_reply_to_the_bots_message_counts_with_the_ping_on_and_not_with_
         assert "thanks, noted" in await stored_texts(w, w.channel)  # ... and was kept like any message
 
 
+async def test_in_a_thread_a_reply_to_the_bot_and_its_role_both_summon_it(tmp_path: Path) -> None:
+    async with world(tmp_path) as w:
+        fake = w.fake
+        thread = await fake.create_thread(w.channel, name="outage", owner_id=w.alice)
+        await fake.user_message(thread, author_id=w.bob, content="eu-west is down since 9:00")
+        await fake.user_message(thread, author_id=w.alice, content=f"<@&{fake.bot_role(w.guild)}> recap?")
+        await summary_posted(w, thread, "thread")
+        bot_message = w.bot_creates(thread)[0].message_id
+        await fake.user_message(thread, author_id=w.alice, content="restarted the load balancer")
+        asked = await fake.user_message(thread, author_id=w.bob, content="what is left?", reply_to=bot_message)
+        await w.wait(lambda: len(w.bot_creates(thread)) == 2 and WRITING_MARKER not in (
+            w.final(w.bot_creates(thread)[1].message_id) or WRITING_MARKER))
+        second = w.bot_creates(thread)[1]
+        assert str(second.body["message_reference"]["message_id"]) == asked["id"]
+        assert len(w.llm.received) == 2 and "restarted the load balancer" in w.llm.received[1].user_text
+        assert not w.bot_creates(w.channel)
+
+
 async def test_a_forum_post_that_mentions_the_bot_gets_the_summary_in_its_thread(tmp_path: Path) -> None:
     async with world(tmp_path) as w:
         fake = w.fake
