@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 from collections.abc import Coroutine
 from dataclasses import replace
 from typing import Any
@@ -26,6 +27,13 @@ import yarl
 from discord import app_commands
 from discord.gateway import DiscordWebSocket
 
+from adapters.discord_guard import guard_parsers, log_dropped
+from adapters.discord_interaction import (
+    InteractionReply,
+    bot_is_in_channel,
+    message_link,
+    missing_who_or_where,
+)
 from adapters.discord_platform import (
     CONTENT_LIMIT,
     NO_PINGS,
@@ -56,7 +64,25 @@ API_VERSION_PATH = "/api/v10"
 # Application flags, https://discord.com/developers/docs/resources/application#application-object-application-flags
 FLAG_MESSAGE_CONTENT = 1 << 18
 FLAG_MESSAGE_CONTENT_LIMITED = 1 << 19
+# https://discord.com/developers/docs/interactions/receiving-and-responding#interaction-response-object-interaction-
+# callback-type and #...-messages (message flags): an immediate answer only the person who ran the command sees.
+CALLBACK_CHANNEL_MESSAGE = 4
+FLAG_EPHEMERAL = 1 << 6
 RESTARTING = "I'm restarting — please run the command again in a minute."
+FAILED = "Something went wrong on my side and this command stopped. Please run it again in a minute."
+UNREADABLE_COMMAND = "Discord sent this command in a form I could not read, so I could not run it. Please try again."
+# Where a command may run and who may install it (discord.py sends them as each command's ``contexts`` and
+# ``integration_types``): everywhere. Where the bot is not a channel member, answers go through the interaction.
+CONTEXTS = {"guilds": True, "dms": True, "private_channels": True}
+INSTALLS = {"guilds": True, "users": True}
+# Message types people write, https://discord.com/developers/docs/resources/message#message-object-message-types:
+# only these can be evidence that content is withheld; system messages (joins, pins, boosts) are blank by nature.
+CONVERSATION_TYPES = (discord.MessageType.default, discord.MessageType.reply)
+# The gateway event behind each of our handlers, for the one log line of a dispatch our translation could not take.
+EVENT_OF_HANDLER = {
+    "on_message": "MESSAGE_CREATE", "on_raw_message_edit": "MESSAGE_UPDATE", "on_raw_message_delete": "MESSAGE_DELETE",
+    "on_raw_bulk_message_delete": "MESSAGE_DELETE_BULK", "on_thread_create": "THREAD_CREATE", "on_ready": "READY",
+}
 
 
 # ---- the adapter -----------------------------------------------------------------------------------------------
@@ -94,6 +120,7 @@ class DiscordAdapter:
         self.ready = asyncio.Event()
         self._blank_in_a_row = 0
         self._noticed = False
+        self._failures_seen: set[tuple[str, str]] = set()
         self.accepting = True  # False from shutdown on: events are left alone (not claimed) and commands declined
         self.work = BackgroundWork(label="discord")
         self.client, self.tree, self.platform = self._build(message_content=True)
@@ -113,6 +140,7 @@ class DiscordAdapter:
             client = discord.AutoShardedClient(shard_count=self.shard_count, **options)
         else:
             client = discord.Client(**options)
+        guard_parsers(client, on_dropped=self._dropped)  # no payload can stop the process (discord_guard.py)
         tree: app_commands.CommandTree[Any] = app_commands.CommandTree(client)
         platform = DiscordPlatform(client)
         self._register(client, tree)
@@ -123,6 +151,7 @@ class DiscordAdapter:
             await tree.sync()  # registered on every start: a bulk overwrite is idempotent
 
         client.setup_hook = setup_hook  # type: ignore[method-assign]
+        client.event(self.on_error)
         client.event(self.on_ready)
         client.event(self.on_message)
         client.event(self.on_raw_message_edit)
@@ -131,16 +160,22 @@ class DiscordAdapter:
         client.event(self.on_thread_create)
 
         @tree.command(name="faq", description="Turn the questions asked in this channel into an FAQ")
+        @app_commands.allowed_contexts(**CONTEXTS)
+        @app_commands.allowed_installs(**INSTALLS)
         @app_commands.describe(days="How many days of questions to use (1–365, default 30)")
         async def faq(interaction: discord.Interaction, days: app_commands.Range[int, 1, 365] | None = None) -> None:
             await self.faq(interaction, days)
 
         @tree.command(name="llmcost", description="What the bot has spent on language models")
+        @app_commands.allowed_contexts(**CONTEXTS)
+        @app_commands.allowed_installs(**INSTALLS)
         @app_commands.describe(period="today, 7d or 30d (add 'all' for every channel)", share="Show it to the channel")
         async def llmcost(interaction: discord.Interaction, period: str | None = None, share: bool = False) -> None:
             await self.llmcost(interaction, period or "", share)
 
         @tree.context_menu(name="Summarize")
+        @app_commands.allowed_contexts(**CONTEXTS)
+        @app_commands.allowed_installs(**INSTALLS)
         async def summarize(interaction: discord.Interaction, message: discord.Message) -> None:
             await self.summarize_command(interaction, message)
 
@@ -193,6 +228,56 @@ class DiscordAdapter:
         if not self.content_intent:
             await self._tell_admin_once()
 
+    # -- dispatches that did not parse
+
+    async def on_error(self, event_method: str, /, *args: Any, **kwargs: Any) -> None:
+        """A handler of ours raised on an event discord.py did parse (a message with no author, say): the same one
+        line as a dispatch that did not parse, instead of discord.py's traceback per event."""
+        error = sys.exc_info()[1] or RuntimeError("unknown error")
+        event = EVENT_OF_HANDLER.get(event_method, event_method)
+        log_dropped(event, error, seen=self._failures_seen, stage="could not be handled")
+
+    def _dropped(self, event: str, data: Any, exc: Exception) -> None:
+        """What is still owed for a dispatch discord_guard.py dropped (it has already logged it)."""
+        if not isinstance(data, dict) or not self.accepting:
+            return
+        if event == "INTERACTION_CREATE" and data.get("id") and data.get("token"):
+            with request_context(platform=PLATFORM, event_id=str(data["id"])):
+                self._spawn(self._answer_unreadable(str(data["id"]), str(data["token"])),
+                            name=f"unreadable-{data['id']}")
+        elif event == "MESSAGE_UPDATE" and isinstance(data.get("content"), str) and data.get("id"):
+            # A partial update (documented until 2024: no type, no author) that still says what the text is now:
+            # the message log keeps it, as it would a parsed edit. Bots' edits are left alone as in on_raw_message_edit.
+            raw_author = data.get("author")
+            author: dict[str, Any] = raw_author if isinstance(raw_author, dict) else {}
+            me = self.client.user
+            if author.get("bot") or data.get("webhook_id") or (me is not None and str(author.get("id")) == str(me.id)):
+                return
+            with request_context(platform=PLATFORM, event_id=f"edit-{data['id']}"):
+                self._spawn(self._raw_edit(data), name=f"raw-edit-{data['id']}")
+
+    async def _answer_unreadable(self, interaction_id: str, token: str) -> None:
+        """Answer an interaction discord.py could not parse, within Discord's 3 s, with a clear error."""
+        if not await self.app.store.claims.claim(f"discord:{interaction_id}", ttl_s=CLAIM_TTL_S):
+            return
+        route = discord.http.Route("POST", "/interactions/{interaction_id}/{interaction_token}/callback",
+                                   interaction_id=interaction_id, interaction_token=token)
+        body = {"type": CALLBACK_CHANNEL_MESSAGE,
+                "data": {"content": UNREADABLE_COMMAND, "flags": FLAG_EPHEMERAL, "allowed_mentions": {"parse": []}}}
+        try:
+            await self.client.http.request(route, json=body)
+        except (discord.HTTPException, aiohttp.ClientError) as exc:
+            log.warning("could not answer an unreadable interaction %s: %s", interaction_id, exc)
+
+    async def _raw_edit(self, data: dict[str, Any]) -> None:
+        try:
+            channel_id, message_id = int(data["channel_id"]), int(data["id"])
+            guild_id = int(data["guild_id"]) if data.get("guild_id") else None
+        except (KeyError, TypeError, ValueError):
+            return  # not even an address: nothing to keep
+        channel, thread_id = await self._place(channel_id, guild_id)
+        await self.assistant.edited(MessageRef(channel, str(message_id), thread_id), str(data["content"]))
+
     # -- background work
 
     def _spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> None:
@@ -217,11 +302,33 @@ class DiscordAdapter:
         me = self.client.user
         return author.bot or webhook_id is not None or (me is not None and author.id == me.id)
 
-    def _mentions_me(self, message: discord.Message) -> bool:
-        # The explicit <@id> only: a reply to one of the bot's messages lists the bot in `mentions` too, and that
-        # must not start a summary.
+    def _addressed(self, message: discord.Message) -> bool:
+        """Whether the message asks the bot for a summary. Counted: ``<@bot>`` or ``<@!bot>`` in the text; a
+        mention of the bot's managed role (``<@&role>``, which Discord's autocomplete offers beside the bot, as the
+        role carries the bot's name); and a reply to one of the bot's messages with the reply ping left on (Discord's
+        default; Discord then lists the bot in ``mentions``). A reply with the ping turned off does not count, so
+        people can answer the bot without summoning it."""
         me = self.client.user
-        return me is not None and (f"<@{me.id}>" in message.content or f"<@!{me.id}>" in message.content)
+        if me is None:
+            return False
+        content = message.content
+        if f"<@{me.id}>" in content or f"<@!{me.id}>" in content:
+            return True
+        role = message.guild.self_role if message.guild is not None else None
+        if role is not None and (role.id in message.raw_role_mentions
+                                 or any(r.id == role.id for r in message.role_mentions)):
+            return True  # role_mentions comes from mention_roles, which Discord sends even without content
+        return message.reference is not None and self._replies_to_me(message, me.id)
+
+    def _replies_to_me(self, message: discord.Message, me: int) -> bool:
+        if not any(u.id == me for u in message.mentions):
+            return False  # the ping was turned off (or it is someone else's message)
+        replied = message.reference.resolved if message.reference is not None else None
+        if isinstance(replied, discord.Message):
+            return replied.author.id == me
+        # Discord omits referenced_message at times (deep chains, a deleted message): without <@bot> in the text, the
+        # bot can only be in `mentions` as the author pinged by the reply.
+        return True
 
     async def on_message(self, message: discord.Message) -> None:
         if not self.accepting or self._is_own_or_bot(message.author, message.webhook_id):
@@ -234,7 +341,9 @@ class DiscordAdapter:
             return  # a replay after a reconnect, or another process already took it
         if isinstance(message.channel, discord.Thread):
             self.platform.note_thread(message.channel.id)
-        mentioned = self._mentions_me(message)
+        if message.type not in CONVERSATION_TYPES:
+            return  # a member join, a pin, a boost: nobody said anything, and blank by nature (no intent evidence)
+        mentioned = self._addressed(message)
         if not mentioned and await self._content_missing(message):
             return
         chat = to_chat(message)
@@ -243,7 +352,9 @@ class DiscordAdapter:
             await self._summarize(message, requester=chat, fresh=wants_fresh(chat.text))
 
     async def _content_missing(self, message: discord.Message) -> bool:
-        """True for a blank message that only says the intent is missing; tells the admin after a few in a row."""
+        """True for a blank message (not kept: there is nothing to read). Called for people's ordinary messages and
+        replies only (bots, webhooks and system messages never get here): one of those that is blank with nothing
+        attached is evidence that the Message Content intent is off; the admin is told after a few in a row."""
         if message.content or message.attachments or message.embeds or message.stickers or message.poll:
             self._blank_in_a_row = 0
             return False
@@ -351,18 +462,41 @@ class DiscordAdapter:
         "did not respond" for an interaction unanswered for 3 s, and only this process received it)."""
         with request_context(platform=PLATFORM, event_id=str(interaction.id), command=name):
             if self.accepting:
-                self._spawn(work, name=f"{name}-{interaction.id}")
+                self._spawn(self._resolved(interaction, work, name=name), name=f"{name}-{interaction.id}")
             else:
                 work.close()  # never started
-                self._spawn(self._decline(interaction), name=f"decline-{interaction.id}")
+                self._spawn(self._decline(interaction, RESTARTING), name=f"decline-{interaction.id}")
 
-    async def _decline(self, interaction: discord.Interaction) -> None:
-        if not await self._claim(interaction):
+    async def _resolved(self, interaction: discord.Interaction, work: Coroutine[Any, Any, None], *, name: str) -> None:
+        """Run a command so that its interaction always ends answered: with the result, or with a clear error
+        (an exception after the defer would otherwise leave "thinking…" on screen for 15 minutes)."""
+        lacking = missing_who_or_where(interaction)
+        if lacking:
+            work.close()
+            log.warning("discord: /%s interaction %s came without %s", name, interaction.id, lacking)
+            await self._decline(interaction, f"Discord did not say {lacking}, so I could not run this command. "
+                                             "Please try again.")
             return
         try:
-            await interaction.response.send_message(RESTARTING, ephemeral=True, allowed_mentions=NO_PINGS)
-        except discord.HTTPException as exc:
-            log.warning("could not tell the user the bot is restarting: %s", exc)
+            await work
+        except Exception:
+            log.exception("discord: /%s failed", name)
+            await self._tell(interaction, FAILED)
+
+    async def _decline(self, interaction: discord.Interaction, text: str) -> None:
+        if not await self._claim(interaction):
+            return
+        await self._tell(interaction, text)
+
+    async def _tell(self, interaction: discord.Interaction, text: str) -> None:
+        """An ephemeral line to the person who ran the command, as the answer or after a defer."""
+        try:
+            if interaction.response.is_done():
+                await interaction.followup.send(text, ephemeral=True, allowed_mentions=NO_PINGS)
+            else:
+                await interaction.response.send_message(text, ephemeral=True, allowed_mentions=NO_PINGS)
+        except (discord.HTTPException, aiohttp.ClientError) as exc:
+            log.warning("could not tell the user %r: %s", text, exc)
 
     async def faq(self, interaction: discord.Interaction, days: int | None) -> None:
         self._accept(interaction, self._faq(interaction, days), name="faq")
@@ -371,18 +505,24 @@ class DiscordAdapter:
         if not await self._claim(interaction):
             return
         await interaction.response.defer(thinking=True)  # within 3 s (FACTS.md); the FAQ is for the channel
+        command = self._command(interaction, "faq", str(days or ""))
+        if not bot_is_in_channel(interaction):
+            # A user install or a group DM: the FAQ streams into the interaction's own follow-ups.
+            await self.assistant.faq(command, InteractionReply(interaction))
+            return
         if interaction.channel_id is not None:
             self.platform.show_typing(interaction.channel_id)  # where the FAQ's live reply will appear
-        command = self._command(interaction, "faq", str(days or ""))
         note = await interaction.followup.send(
             "Writing the FAQ in this channel — it appears below as it is written.", allowed_mentions=NO_PINGS, wait=True
         )
         outcome = await self.assistant.faq(command, self.platform)
         if outcome.refs:
             first = outcome.refs[0]
-            link = f"https://discord.com/channels/{first.channel.workspace}/{first.channel.channel}/{first.message_id}"
+            link = message_link(first.channel.workspace, first.channel.channel, first.message_id)
             await note.edit(content=f"FAQ: {link}" if outcome.ok else f"The FAQ stopped: {link}",
                             allowed_mentions=NO_PINGS)
+        else:
+            await note.edit(content="The FAQ could not be posted in this channel.", allowed_mentions=NO_PINGS)
 
     async def llmcost(self, interaction: discord.Interaction, period: str, share: bool) -> None:
         self._accept(interaction, self._llmcost(interaction, period, share), name="llmcost")
@@ -403,11 +543,19 @@ class DiscordAdapter:
     async def _summarize_command(self, interaction: discord.Interaction, message: discord.Message) -> None:
         if not await self._claim(interaction):
             return
-        await interaction.response.defer(ephemeral=True, thinking=True)
+        in_channel = bot_is_in_channel(interaction)
+        # Where the bot posts the summary as a reply, the interaction only gets a private note; elsewhere the
+        # summary itself is the (visible) answer, as it would be as a reply in the channel.
+        await interaction.response.defer(ephemeral=in_channel, thinking=True)
         user = interaction.user
-        requester = replace(
-            to_chat(message), author=str(user.id), author_name=user.display_name, text="", is_bot=False
-        )
+        target = to_chat(message)
+        requester = replace(target, author=str(user.id), author_name=user.display_name, text="", is_bot=False)
+        if not in_channel:
+            # The bot cannot read this channel: what the interaction carried (the message) is what it summarizes.
+            mention = Mention(message=replace(requester, ref=replace(target.ref, thread_id=target.ref.message_id)))
+            await self.assistant.summarize(mention, InteractionReply(interaction, known=[target],
+                                                                     header=scope_header("message")))
+            return
         await interaction.followup.send("Summarizing — the summary is posted as a reply to that message.",
                                         ephemeral=True, allowed_mentions=NO_PINGS)
         await self._summarize(message, requester=requester, fresh=False)

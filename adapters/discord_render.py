@@ -25,6 +25,8 @@ SCOPE_HEADERS = {
     "thread": "-# Summary of this thread\n",
     "reply chain": "-# Summary of this reply chain\n",
     "channel": "-# Summary of the recent conversation in this channel\n",
+    # A context-menu summary where the bot cannot read the channel (a user install, a group DM): just that message.
+    "message": "-# Summary of this message\n",
 }
 
 MESSAGE_CONTENT_NOTICE = (

@@ -30,6 +30,9 @@ from aiohttp import web
 from tests.fakes.discord_gateway import Gateway
 from tests.fakes.discord_payloads import (
     ALL_PERMISSIONS,
+    DM,
+    GROUP_DM,
+    GUILD_FORUM,
     PUBLIC_THREAD,
     Json,
     SnowflakeFactory,
@@ -45,6 +48,7 @@ from tests.fakes.discord_payloads import (
 from tests.fakes.discord_ratelimit import RateLimitConfig, RateLimiter
 from tests.fakes.discord_rest import (
     API_PREFIX,
+    MISSING_ACCESS,
     UNKNOWN_CHANNEL,
     DiscordApiError,
     RecordedRequest,
@@ -63,6 +67,9 @@ CHAT_INPUT = 1
 MESSAGE_COMMAND = 3
 # Interaction type APPLICATION_COMMAND
 INTERACTION_APPLICATION_COMMAND = 2
+# Interaction contexts, https://discord.com/developers/docs/interactions/receiving-and-responding#interaction-object-
+# interaction-context-types
+CONTEXT_GUILD, CONTEXT_BOT_DM, CONTEXT_PRIVATE_CHANNEL = 0, 1, 2
 # Option types by Python value, for slash_command(options=...)
 _OPTION_TYPES: dict[type, int] = {str: 3, int: 4, bool: 5, float: 10}
 
@@ -99,6 +106,7 @@ class CommandOverwrite:
 @dataclass
 class FakeInteraction:
     payload: Json  # the INTERACTION_CREATE data sent
+    home_channel_id: int  # where its response and follow-ups are stored (a hidden one if the payload names none)
     acknowledged: bool = False
     original_id: int | None = None
 
@@ -121,6 +129,7 @@ class _Guild:
     name: str
     channel_ids: list[int] = field(default_factory=list)
     member_ids: list[int] = field(default_factory=list)
+    bot_role_id: int = 0  # the managed role Discord gives the bot in the guild (tags.bot_id)
 
 
 class FakeDiscord:
@@ -156,6 +165,7 @@ class FakeDiscord:
         self.typing: list[int] = []
         self.invalid_requests = 0  # 401/403/429 served; Discord bans an IP at 10,000 per 10 minutes
         self._guilds: dict[int, _Guild] = {}
+        self.no_access: set[int] = set()  # channels the bot is not a member of (group DMs): 403 on channel routes
         self._changed = asyncio.Event()
         self.gateway = Gateway(self, heartbeat_interval_ms=heartbeat_interval_ms)
         self._runner: web.AppRunner | None = None
@@ -202,8 +212,33 @@ class FakeDiscord:
 
     def add_guild(self, *, name: str = "guild") -> int:
         guild_id = self.snowflakes.next()
-        self._guilds[guild_id] = _Guild(guild_id, name, member_ids=[self.bot_user_id])
+        self._guilds[guild_id] = _Guild(guild_id, name, member_ids=[self.bot_user_id],
+                                        bot_role_id=self.snowflakes.next())
         return guild_id
+
+    def bot_role(self, guild_id: int) -> int:
+        return self._guilds[guild_id].bot_role_id
+
+    def add_forum_channel(self, guild_id: int, *, name: str = "forum") -> int:
+        channel_id = self.add_text_channel(guild_id, name=name)
+        self.channels[channel_id]["type"] = GUILD_FORUM
+        return channel_id
+
+    def add_dm(self, user_id: int) -> int:
+        """The DM channel between the bot and a user (no guild)."""
+        channel_id = self.snowflakes.next()
+        self.channels[channel_id] = {"id": str(channel_id), "type": DM, "last_message_id": None, "flags": 0,
+                                     "recipients": [self.users[user_id]]}
+        return channel_id
+
+    def add_group_dm(self, user_ids: list[int], *, name: str = "group") -> int:
+        """A group DM of people, without the bot: channel routes answer 403 Missing Access."""
+        channel_id = self.snowflakes.next()
+        self.channels[channel_id] = {"id": str(channel_id), "type": GROUP_DM, "name": name, "icon": None,
+                                     "owner_id": str(user_ids[0]), "last_message_id": None, "flags": 0,
+                                     "recipients": [self.users[u] for u in user_ids]}
+        self.no_access.add(channel_id)
+        return channel_id
 
     def add_text_channel(self, guild_id: int, *, name: str = "general") -> int:
         guild = self._guilds[guild_id]
@@ -241,12 +276,31 @@ class FakeDiscord:
         return await self.gateway.dispatch(event, data, guild_id=guild_id)
 
     async def user_message(self, channel_id: int, *, author_id: int, content: str,
-                           reply_to: int | None = None) -> Json:
-        """A user posts: stored in history and dispatched as MESSAGE_CREATE. `<@id>` in content become mentions."""
+                           reply_to: int | None = None, reply_ping: bool = True) -> Json:
+        """A user posts: stored in history and dispatched as MESSAGE_CREATE. `<@id>` in content become mentions;
+        a reply with `reply_ping` (Discord's default, "@ON") also mentions the replied message's author (unless
+        that is the author: nobody pings themselves)."""
         message = self.store_message(channel_id=channel_id, author_id=author_id, content=content,
                                      reference_id=reply_to)
+        if reply_to is not None and reply_ping:
+            replied_author = self.messages[reply_to]["author"]
+            if replied_author["id"] != str(author_id) and all(u["id"] != replied_author["id"]
+                                                              for u in message["mentions"]):
+                message["mentions"] = [*message["mentions"], replied_author]
         await self._dispatch_message("MESSAGE_CREATE", message)
         return message
+
+    async def forum_post(self, forum_id: int, *, author_id: int, title: str, content: str) -> tuple[int, Json]:
+        """A forum post: a thread whose starter message lives in the thread itself and shares its id; Discord
+        dispatches THREAD_CREATE, then the starter's MESSAGE_CREATE."""
+        thread_id = self.snowflakes.next()
+        self.add_thread(forum_id, name=title, owner_id=author_id, starter_message_id=thread_id)
+        guild_id = self.guild_of(thread_id)
+        await self.dispatch("THREAD_CREATE", {**self.channels[thread_id], "newly_created": True}, guild_id=guild_id)
+        message = self.store_message(channel_id=thread_id, author_id=author_id, content=content,
+                                     message_id=thread_id)
+        await self._dispatch_message("MESSAGE_CREATE", message)
+        return thread_id, message
 
     async def edit_user_message(self, message_id: int, *, content: str) -> Json:
         message = self.messages[message_id]
@@ -273,20 +327,34 @@ class FakeDiscord:
 
     async def slash_command(self, channel_id: int, *, user_id: int, name: str,
                             options: dict[str, str | int | bool | float] | None = None,
-                            guild_command: bool = True) -> FakeInteraction:
-        """INTERACTION_CREATE for `/name`. `guild_command` puts data.guild_id, as for guild-registered commands."""
+                            guild_command: bool = True, user_install: bool = False) -> FakeInteraction:
+        """INTERACTION_CREATE for `/name`. `guild_command` puts data.guild_id, as for guild-registered commands;
+        `user_install` sends it as from a user-installed app (authorizing_integration_owners {"1": user})."""
         data: Json = {"id": str(self._command_id(name)), "name": name, "type": CHAT_INPUT}
         if options:
             data["options"] = [{"name": k, "type": _OPTION_TYPES[type(v)], "value": v} for k, v in options.items()]
-        return await self._interaction(channel_id, user_id=user_id, data=data, guild_command=guild_command)
+        return await self._interaction(channel_id, user_id=user_id, data=data, guild_command=guild_command,
+                                       user_install=user_install)
 
     async def message_command(self, channel_id: int, *, user_id: int, name: str, target_message_id: int,
-                              guild_command: bool = True) -> FakeInteraction:
+                              guild_command: bool = True, user_install: bool = False) -> FakeInteraction:
         """INTERACTION_CREATE for a message context-menu command on `target_message_id`."""
         target = self.messages[target_message_id]
         data: Json = {"id": str(self._command_id(name)), "name": name, "type": MESSAGE_COMMAND,
                       "target_id": target["id"], "resolved": {"messages": {target["id"]: target}}}
-        return await self._interaction(channel_id, user_id=user_id, data=data, guild_command=guild_command)
+        return await self._interaction(channel_id, user_id=user_id, data=data, guild_command=guild_command,
+                                       user_install=user_install)
+
+    async def raw_interaction(self, payload: Json, *, guild_id: int | None = None) -> FakeInteraction:
+        """Dispatch an INTERACTION_CREATE exactly as given (a recorded or malformed one) and accept its callbacks
+        at `payload["token"]`; with no channel in it (or one the fake does not know), its messages are kept in a
+        hidden channel."""
+        named = int(payload["channel_id"]) if payload.get("channel_id") else None
+        home = named if named in self.channels else self._hidden_channel()
+        interaction = FakeInteraction(payload, home_channel_id=home)
+        self.interactions[interaction.token] = interaction
+        await self.dispatch("INTERACTION_CREATE", payload, guild_id=guild_id)
+        return interaction
 
     async def wait_until(self, predicate: Callable[[], bool]) -> None:
         """Wait until `predicate()` holds, re-checked after every request served and gateway payload received.
@@ -341,6 +409,13 @@ class FakeDiscord:
             raise DiscordApiError(404, UNKNOWN_CHANNEL, "Unknown Channel")
         return channel
 
+    def require_access(self, channel_id: int) -> Json:
+        """A channel the bot may use through the channel routes (a group DM without the bot answers 403)."""
+        channel = self.require_channel(channel_id)
+        if channel_id in self.no_access:
+            raise DiscordApiError(403, MISSING_ACCESS, "Missing Access")
+        return channel
+
     def application_payload(self) -> Json:
         return {"id": str(self.application_id), "name": self.bot_user["username"], "icon": None,
                 "description": "", "bot_public": False, "bot_require_code_grant": False,
@@ -348,7 +423,9 @@ class FakeDiscord:
                 "verify_key": "0" * 64, "flags": self.application_flags, "team": None, "bot": self.bot_user}
 
     def member_payloads(self, guild_id: int) -> list[Json]:
-        return [member_payload(user=self.users[u], role_ids=[]) for u in self._guilds[guild_id].member_ids]
+        guild = self._guilds[guild_id]
+        return [member_payload(user=self.users[u], role_ids=[guild.bot_role_id] if u == self.bot_user_id else [])
+                for u in guild.member_ids]
 
     def guild_create_payload(self, guild_id: int) -> Json:
         guild = self._guilds[guild_id]
@@ -361,7 +438,9 @@ class FakeDiscord:
             "explicit_content_filter": 0, "mfa_level": 0, "nsfw_level": 0, "premium_tier": 0,
             "preferred_locale": "en-US", "system_channel_id": None, "system_channel_flags": 0,
             "rules_channel_id": None, "public_updates_channel_id": None, "afk_channel_id": None, "afk_timeout": 300,
-            "roles": [role_payload(role_id=guild_id, name="@everyone", position=0)],
+            "roles": [role_payload(role_id=guild_id, name="@everyone", position=0),
+                      role_payload(role_id=guild.bot_role_id, name=self.bot_user["username"], position=1,
+                                   bot_id=self.bot_user_id)],
             "emojis": [], "stickers": [], "voice_states": [], "presences": [], "stage_instances": [],
             "guild_scheduled_events": [], "soundboard_sounds": [], "joined_at": "2024-02-27T19:50:51.701000+00:00",
             # member_count == len(members) marks the guild as chunked, so discord.py sends no op 8 at startup
@@ -371,9 +450,10 @@ class FakeDiscord:
         }
 
     def store_message(self, *, channel_id: int, author_id: int, content: str, embeds: list[Json] | None = None,
-                      reference_id: int | None = None, flags: int = 0, webhook: bool = False) -> Json:
+                      reference_id: int | None = None, flags: int = 0, webhook: bool = False,
+                      message_id: int | None = None) -> Json:
         self.require_channel(channel_id)
-        message_id = self.snowflakes.next()
+        message_id = message_id or self.snowflakes.next()
         reference = self.messages.get(reference_id) if reference_id is not None else None
         message = message_payload(
             message_id=message_id, channel_id=channel_id, author=self.users[author_id], content=content,
@@ -421,32 +501,56 @@ class FakeDiscord:
                     return int(command["id"])
         return self.snowflakes.next()
 
+    def _hidden_channel(self) -> int:
+        channel_id = self.snowflakes.next()
+        self.channels[channel_id] = {"id": str(channel_id), "type": GROUP_DM, "last_message_id": None}
+        self.no_access.add(channel_id)
+        return channel_id
+
     async def _dispatch_message(self, event: str, message: Json) -> None:
         channel = self.channels[int(message["channel_id"])]
+        if "guild_id" not in channel:  # a DM: no guild, no member, channel_type 1 (delivered on shard 0)
+            await self.dispatch(event, {**message, "channel_type": channel["type"]}, guild_id=None)
+            return
         guild_id = int(channel["guild_id"])
         member = member_payload(user=None, role_ids=[])
         data = gateway_message(message, guild_id=guild_id, channel_type=channel["type"], member=member)
         data["mentions"] = [{**u, "member": member} for u in data["mentions"]]
         await self.dispatch(event, data, guild_id=guild_id)
 
-    async def _interaction(self, channel_id: int, *, user_id: int, data: Json, guild_command: bool) -> FakeInteraction:
+    async def _interaction(self, channel_id: int, *, user_id: int, data: Json, guild_command: bool,
+                           user_install: bool) -> FakeInteraction:
         channel = self.require_channel(channel_id)
+        common: Json = {
+            "id": str(self.snowflakes.next()), "application_id": str(self.application_id),
+            "type": INTERACTION_APPLICATION_COMMAND, "data": data,
+            "channel_id": str(channel_id), "channel": {**channel, "permissions": ALL_PERMISSIONS},
+            "token": secrets.token_urlsafe(24), "version": 1, "app_permissions": ALL_PERMISSIONS,
+            "locale": "en-US", "entitlements": [], "entitlement_sku_ids": [], "attachment_size_limit": 524_288_000,
+        }
+        if "guild_id" not in channel:  # the bot's DM or a private channel: a user, no guild
+            in_dm = channel["type"] == DM and channel_id not in self.no_access
+            payload = {**common, "user": self.users[user_id],
+                       "context": CONTEXT_BOT_DM if in_dm else CONTEXT_PRIVATE_CHANNEL,
+                       "authorizing_integration_owners": {"1": str(user_id)} if user_install or not in_dm
+                       else {"0": "0"}}
+            interaction = FakeInteraction(payload, home_channel_id=channel_id)
+            self.interactions[interaction.token] = interaction
+            await self.dispatch("INTERACTION_CREATE", payload, guild_id=None)
+            return interaction
         guild_id = int(channel["guild_id"])
         if guild_command:
             data["guild_id"] = str(guild_id)
-        payload: Json = {
-            "id": str(self.snowflakes.next()), "application_id": str(self.application_id),
-            "type": INTERACTION_APPLICATION_COMMAND, "data": data, "guild_id": str(guild_id),
+        payload = {
+            **common, "guild_id": str(guild_id),
             "guild": {"id": str(guild_id), "locale": "en-US", "features": []},
-            "channel_id": str(channel_id), "channel": {**channel, "permissions": ALL_PERMISSIONS},
             "member": {**member_payload(user=self.users[user_id], role_ids=[]), "permissions": ALL_PERMISSIONS,
                        "collectibles": None, "display_name_styles": None},
-            "token": secrets.token_urlsafe(24), "version": 1, "app_permissions": ALL_PERMISSIONS,
-            "locale": "en-US", "guild_locale": "en-US", "entitlements": [], "entitlement_sku_ids": [],
-            "authorizing_integration_owners": {"0": str(guild_id)}, "context": 0,
-            "attachment_size_limit": 524_288_000,
+            "guild_locale": "en-US",
+            "authorizing_integration_owners": {"1": str(user_id)} if user_install else {"0": str(guild_id)},
+            "context": CONTEXT_GUILD,
         }
-        interaction = FakeInteraction(payload)
+        interaction = FakeInteraction(payload, home_channel_id=channel_id)
         self.interactions[interaction.token] = interaction
         await self.dispatch("INTERACTION_CREATE", payload, guild_id=guild_id)
         return interaction

@@ -20,7 +20,10 @@ DISCORD_EPOCH_MS = 1_420_070_400_000
 
 # Channel types, https://discord.com/developers/docs/resources/channel#channel-object-channel-types
 GUILD_TEXT = 0
+DM = 1
+GROUP_DM = 3
 PUBLIC_THREAD = 11
+GUILD_FORUM = 15
 
 # Message types, https://discord.com/developers/docs/resources/message#message-object-message-types
 MESSAGE_DEFAULT = 0
@@ -34,6 +37,7 @@ FLAG_LOADING = 1 << 7
 ALL_PERMISSIONS = str((1 << 53) - 1)
 
 _MENTION_RE = re.compile(r"<@!?(\d+)>")
+_ROLE_MENTION_RE = re.compile(r"<@&(\d+)>")
 
 
 class SnowflakeFactory:
@@ -102,8 +106,9 @@ def member_payload(*, user: Json | None, role_ids: list[int]) -> Json:
     return member
 
 
-def role_payload(*, role_id: int, name: str, position: int) -> Json:
-    return {
+def role_payload(*, role_id: int, name: str, position: int, bot_id: int | None = None) -> Json:
+    """A role; with ``bot_id`` the managed role Discord creates for a bot when it joins (``tags.bot_id``)."""
+    role: Json = {
         "id": str(role_id),
         "name": name,
         "color": 0,
@@ -117,6 +122,9 @@ def role_payload(*, role_id: int, name: str, position: int) -> Json:
         "mentionable": False,
         "flags": 0,
     }
+    if bot_id is not None:
+        role.update(managed=True, tags={"bot_id": str(bot_id)})
+    return role
 
 
 def text_channel_payload(*, channel_id: int, guild_id: int, name: str, position: int) -> Json:
@@ -161,6 +169,11 @@ def thread_payload(*, thread_id: int, guild_id: int, parent_id: int, owner_id: i
     }
 
 
+def mentioned_role_ids(content: str) -> list[str]:
+    """Role ids of `<@&id>` mentions (Discord fills `mention_roles` from these)."""
+    return list(dict.fromkeys(_ROLE_MENTION_RE.findall(content)))
+
+
 def mentioned_user_ids(content: str) -> list[int]:
     """User ids of `<@id>` mentions, in order, without duplicates (Discord fills `mentions` from these)."""
     seen: list[int] = []
@@ -194,7 +207,7 @@ def message_payload(
         "tts": False,
         "mention_everyone": False,
         "mentions": mentions,
-        "mention_roles": [],
+        "mention_roles": mentioned_role_ids(content),
         "attachments": [],
         "embeds": embeds or [],
         "components": [],

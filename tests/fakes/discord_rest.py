@@ -45,6 +45,7 @@ EMPTY_MESSAGE = 50006
 UNKNOWN_CHANNEL = 10003
 UNKNOWN_MESSAGE = 10008
 UNKNOWN_INTERACTION = 10062
+MISSING_ACCESS = 50001
 ALREADY_ACKNOWLEDGED = 40060
 
 Handler = Callable[[web.Request, Json], Awaitable[web.StreamResponse]]
@@ -220,11 +221,11 @@ class RestApi:
     # --- channels and messages ---------------------------------------------------------------------
 
     async def get_channel(self, request: web.Request, body: Json) -> web.StreamResponse:
-        return json_response(self.fake.require_channel(int(request.match_info["channel_id"])))
+        return json_response(self.fake.require_access(int(request.match_info["channel_id"])))
 
     async def get_history(self, request: web.Request, body: Json) -> web.StreamResponse:
         channel_id = int(request.match_info["channel_id"])
-        self.fake.require_channel(channel_id)
+        self.fake.require_access(channel_id)
         query = request.query
         limit = int(query.get("limit", "50"))
         if not 1 <= limit <= MAX_HISTORY_LIMIT:
@@ -241,7 +242,7 @@ class RestApi:
 
     async def create_message(self, request: web.Request, body: Json) -> web.StreamResponse:
         channel_id = int(request.match_info["channel_id"])
-        self.fake.require_channel(channel_id)
+        self.fake.require_access(channel_id)
         validate_message_body(body, require_something=True)
         reference = body.get("message_reference")
         message = self.fake.store_message(
@@ -273,13 +274,13 @@ class RestApi:
 
     async def typing(self, request: web.Request, body: Json) -> web.StreamResponse:
         channel_id = int(request.match_info["channel_id"])
-        self.fake.require_channel(channel_id)
+        self.fake.require_access(channel_id)
         self.fake.typing.append(channel_id)
         return web.Response(status=204)
 
     def _message_in(self, request: web.Request) -> Json:
         channel_id = int(request.match_info["channel_id"])
-        self.fake.require_channel(channel_id)
+        self.fake.require_access(channel_id)
         message = self.fake.messages.get(int(request.match_info["message_id"]))
         if message is None or message["channel_id"] != str(channel_id):
             raise DiscordApiError(404, UNKNOWN_MESSAGE, "Unknown Message")
@@ -317,7 +318,7 @@ class RestApi:
             loading = callback_type == CALLBACK_DEFERRED_CHANNEL_MESSAGE
             validate_message_body(data, require_something=not loading)
             original = self.fake.store_message(
-                channel_id=interaction.channel_id, author_id=self.fake.bot_user_id,
+                channel_id=interaction.home_channel_id, author_id=self.fake.bot_user_id,
                 content=data.get("content") or "", embeds=data.get("embeds") or [],
                 flags=flags | (FLAG_LOADING if loading else 0), webhook=True,
             )
@@ -333,7 +334,7 @@ class RestApi:
         interaction = self._interaction(request)
         validate_message_body(body, require_something=True)
         message = self.fake.store_message(
-            channel_id=interaction.channel_id, author_id=self.fake.bot_user_id,
+            channel_id=interaction.home_channel_id, author_id=self.fake.bot_user_id,
             content=body.get("content") or "", embeds=body.get("embeds") or [],
             flags=int(body.get("flags") or 0), webhook=True,
         )
