@@ -36,7 +36,9 @@ class BackgroundWork:
     async def idle(self) -> None:
         """Wait until every piece of work started so far (and any it started) is done."""
         while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            # asyncio.wait, not gather: a cancelled gather cancels the work it waits on, so a drain that timed out
+            # found its tasks already gone and reported "0 unfinished".
+            await asyncio.wait(list(self._tasks))
 
     async def drain(self, *, grace_s: float) -> int:
         """Let the work in flight finish for up to ``grace_s``, then cancel the rest; returns how many were cut
