@@ -13,13 +13,13 @@ import asyncio
 import logging
 import math
 import time
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
+import cachetools
 import discord
 
 from bot.ports import PublishedDocument
@@ -74,6 +74,8 @@ STREAMING_FORGET_S = 60.0  # a reply silent this long (its process died mid-answ
 # a reply posted complete) stops reserving a token.
 POSTED_RESERVE_S = 5.0
 PACER_FORGET_S = 600.0  # a message not edited for this long is forgotten by the pacer
+# One size policy for every per-message / per-channel map: the most recent this many, the rest forgotten.
+REMEMBERED = 10_000
 # History pages hold at most 100 messages (FACTS.md); outside threads the last 200 messages are fetched.
 HISTORY_PAGE = 100
 RECENT_FETCH = 200
@@ -134,16 +136,17 @@ class ChannelEditPacer:
         self.message_spacing_s = message_spacing_s
         self._clock, self._sleep = clock, sleep
         self._lanes: dict[int, _Lane] = {}
-        self._messages: dict[str, _MessagePace] = {}
+        self._messages: cachetools.TTLCache[str, _MessagePace] = cachetools.TTLCache(
+            REMEMBERED, PACER_FORGET_S, timer=clock
+        )
 
     def _message(self, message_id: str) -> _MessagePace:
         now = self._clock()
         pace = self._messages.get(message_id)
         if pace is None:
-            if len(self._messages) > 1000:
-                self._messages = {k: v for k, v in self._messages.items() if now - v.seen_at < PACER_FORGET_S}
-            pace = self._messages[message_id] = _MessagePace(float("-inf"), self.message_spacing_s, now)
+            pace = _MessagePace(float("-inf"), self.message_spacing_s, now)
         pace.seen_at = now
+        self._messages[message_id] = pace  # re-set: the TTL counts from the last edit
         return pace
 
     def _lane(self, key: str, channel_id: int | None = None) -> tuple[int, _Lane]:
@@ -151,6 +154,10 @@ class ChannelEditPacer:
             channel_id = self._lane_of(key)
         lane = self._lanes.get(channel_id)
         if lane is None:
+            if len(self._lanes) >= REMEMBERED:  # forget idle lanes (a held lock must stay the channel's one lock)
+                now = self._clock()
+                self._lanes = {c: k for c, k in self._lanes.items() if k.lock.locked() or k.blocked_until > now
+                               or any(until >= now for until in k.streaming.values())}  # fmt: skip
             lane = self._lanes[channel_id] = _Lane(asyncio.Lock())
         return channel_id, lane
 
@@ -273,7 +280,7 @@ class DiscordPlatform:
         self.client = client
         # LiveReply takes the pacer from the platform (bot/assistant.py: _pacer).
         self.pacer = ChannelEditPacer(budget=self.edit_budget, lane_of=self._lane_of)
-        self._is_thread: dict[int, bool] = {}
+        self._is_thread: cachetools.LRUCache[int, bool] = cachetools.LRUCache(REMEMBERED)
         # One request per channel and route in flight: discord.py 2.7 counts requests in flight twice when one
         # finishes (Ratelimit.__aexit__: remaining - outgoing), so a burst of 4 on a 5-per-5-s bucket makes it hold a
         # request that already succeeded until the window resets. Serialized, the bucket's whole budget is usable.
@@ -282,9 +289,9 @@ class DiscordPlatform:
         # against the bucket at once, before discord.py has seen them.
         self._edits_in_hand: dict[int, int] = {}
         # Where each message we posted lives (a thread or a channel), so an edit needs no lookup.
-        self._where: OrderedDict[int, int] = OrderedDict()
+        self._where: cachetools.LRUCache[int, int] = cachetools.LRUCache(REMEMBERED)
         # Typing indicators: when one was last triggered per channel (a post ends it), and the requests in flight.
-        self._typing_at: dict[int, float] = {}
+        self._typing_at: cachetools.TTLCache[int, float] = cachetools.TTLCache(REMEMBERED, TYPING_REFRESH_S)
         self._typing: dict[int, asyncio.Task[None]] = {}
 
     def _lane_of(self, key: str) -> int:
@@ -401,8 +408,6 @@ class DiscordPlatform:
             raise _translate(exc) from exc
         self._where[sent.id] = where
         self.pacer.note_post(where, sent.id)
-        while len(self._where) > 10_000:
-            self._where.popitem(last=False)
         return sent.id
 
     async def edit_in(self, where: int, message_id: int, text: str) -> None:
@@ -431,8 +436,6 @@ class DiscordPlatform:
         if now - self._typing_at.get(where, -math.inf) < TYPING_REFRESH_S:
             return
         self._typing_at[where] = now
-        if len(self._typing_at) > 10_000:
-            self._typing_at = {k: v for k, v in self._typing_at.items() if now - v < TYPING_REFRESH_S}
         task = asyncio.create_task(self._trigger_typing(where), name="discord-typing")
         self._typing[where] = task
         task.add_done_callback(lambda t: self._typing.pop(where, None) if self._typing.get(where) is t else None)
@@ -454,7 +457,7 @@ class DiscordPlatform:
     def _one_at_a_time(self, route: str, where: int) -> asyncio.Lock:
         lock = self._in_flight.get((route, where))
         if lock is None:
-            if len(self._in_flight) > 10_000:
+            if len(self._in_flight) >= REMEMBERED:  # forget idle locks (a held one must stay the only one)
                 self._in_flight = {k: v for k, v in self._in_flight.items() if v.locked()}
             lock = self._in_flight[(route, where)] = asyncio.Lock()
         return lock

@@ -51,3 +51,15 @@ async def test_a_few_hundred_mentions_leave_nothing_behind() -> None:
     assert result["alive_after"] == {"LiveReply": 0, "Mention": 0, "Request": 0}
     assert result["tasks_left"] == 0
     assert result["live_registry_left"] == 0
+
+
+async def test_the_discord_pacer_holds_at_most_its_bound_of_messages_and_channels() -> None:
+    from adapters.discord_platform import REMEMBERED, ChannelEditPacer
+
+    t = FakeTime()
+    pacer = ChannelEditPacer(clock=t.clock, sleep=t.sleep, lane_of=lambda key: int(key.rpartition("/")[2]))
+    for i in range(REMEMBERED + 500):
+        await pacer.wait_turn(f"discord:G:{i}/{i}")
+        t.now += 0.1  # each channel streams a while, then goes quiet
+    assert len(pacer._messages) <= REMEMBERED
+    assert len(pacer._lanes) <= REMEMBERED
