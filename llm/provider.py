@@ -11,7 +11,11 @@ from typing import Any, Protocol
 import httpx2
 
 from llm.routes import RouteEntry
+from llm.servers import StructuredMode
 from llm.types import Request, Usage
+
+# Normalised finish reasons: OpenAI's "length" and Anthropic's "max_tokens" both mean the answer was cut short.
+FINISH_LENGTH = "length"
 
 
 @dataclass(slots=True)  # not frozen: one is built per streamed token, and frozen __init__ costs more
@@ -19,17 +23,22 @@ class Delta:
     text: str = ""  # answer text, or the JSON text of a structured answer
     usage: Usage | None = None  # latest usage figures seen so far
     final_usage: bool = False  # True when ``usage`` is the provider's final, complete count
+    finish: str | None = None  # the finish reason, when the stream says it ended (FINISH_LENGTH: cut short)
+    accepted: bool = False  # the server accepted the work (response headers arrived): first-token clock starts
 
 
 @dataclass(frozen=True, slots=True)
 class StructuredSpec:
     name: str
     json_schema: dict[str, Any]
+    mode: StructuredMode = StructuredMode.JSON_SCHEMA  # how this call asks for it (llm/servers.py)
 
 
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
-    kind: str  # rate_limited, overloaded, server, timeout, connection, auth, bad_request, stream
+    # rate_limited, overloaded, server, timeout, connection, auth, bad_request, stream, context_length_exceeded,
+    # interrupted (ended without a finish reason), empty (ended with no answer at all)
+    kind: str
     retryable: bool
     retry_after_s: float | None = None
     status: int | None = None
@@ -39,16 +48,35 @@ class ErrorInfo:
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     connect_s: float = 10.0
-    first_token_s: float = 45.0  # from sending the request to the first piece of text
+    first_token_s: float = 45.0  # from the server accepting the request (headers received) to the first text
     idle_s: float = 30.0  # longest silence between two pieces of a stream
+    # From sending the request to the server accepting it (response headers): a busy self-hosted server may
+    # queue the request first, and that wait must not eat into the first-token timeout.
+    accept_s: float = 120.0
 
 
 class Provider(Protocol):
     name: str
+    base_url: str  # where the server is ("" for the provider's own API)
+    self_hosted: bool  # base_url is not the provider's own API
+    default_structured_mode: StructuredMode
 
     def stream(
-        self, entry: RouteEntry, request: Request, *, structured: StructuredSpec | None = None
-    ) -> AsyncGenerator[Delta, None]: ...
+        self,
+        entry: RouteEntry,
+        request: Request,
+        *,
+        structured: StructuredSpec | None = None,
+        streamed: bool = True,
+    ) -> AsyncGenerator[Delta, None]:
+        """Deltas of the answer. The first one has ``accepted`` once the server answered with headers; the last
+        one carries the finish reason if the server sent one. ``streamed=False`` asks for the whole answer at once
+        (one Delta): servers answer errors there that a stream hides (llama.cpp's context overflow)."""
+        ...
+
+    async def context_window(self, entry: RouteEntry) -> int | None:
+        """The context window the server reports for ``entry`` (self-hosted servers), or None."""
+        ...
 
     def classify(self, exc: BaseException) -> ErrorInfo | None:
         """What an exception raised by ``stream`` means; None when it is not a provider error."""
@@ -97,9 +125,8 @@ DEFAULT_TIMEOUTS = Timeouts()
 def http_timeout(timeouts: Timeouts) -> httpx2.Timeout:
     """The SDK client's timeouts: per socket operation, never a whole-request cap that would cut off a long
     answer still arriving. The read timeout is only a backstop behind the router's idle watchdog."""
-    return httpx2.Timeout(
-        connect=timeouts.connect_s, read=timeouts.idle_s * 2, write=timeouts.idle_s, pool=timeouts.connect_s
-    )
+    read = max(timeouts.idle_s * 2, timeouts.accept_s + timeouts.connect_s)  # reading the headers is a read
+    return httpx2.Timeout(connect=timeouts.connect_s, read=read, write=timeouts.idle_s, pool=timeouts.connect_s)
 
 
 def wire_error(exc: BaseException) -> ErrorInfo | None:

@@ -11,7 +11,7 @@ import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -20,11 +20,21 @@ from pydantic import BaseModel, ValidationError
 
 from llm.models import PriceTable, capabilities
 from llm.ports import LedgerSink, ResponseCache
-from llm.provider import DEFAULT_TIMEOUTS, Delta, ErrorInfo, Provider, StructuredSpec, Timeouts
+from llm.provider import DEFAULT_TIMEOUTS, FINISH_LENGTH, Delta, ErrorInfo, Provider, StructuredSpec, Timeouts
 from llm.routes import Route, RouteEntry
-from llm.structured import cache_key, spec_for
+from llm.servers import (
+    DOWNGRADE,
+    ConcurrencyGate,
+    EntryKey,
+    EntryOptions,
+    ServerMemory,
+    options_for,
+    window_after_overflow,
+)
+from llm.structured import cache_key, json_text, spec_for
 from llm.tokens import count_tokens
 from llm.types import (
+    Answer,
     Attribution,
     Chunk,
     LedgerRecord,
@@ -52,12 +62,34 @@ USER_MESSAGES = {
     "auth": "the model provider refused the bot's API key (an admin needs to check it)",
     "timeout": "the model did not answer in time",
     "unconfigured": "no model is configured (set OPENAI_API_KEY or ANTHROPIC_API_KEY)",
+    "interrupted": "the model's answer broke off before it finished",
+    "empty": "the model returned no answer",
+    "context_length_exceeded": "the conversation is too long for the model's context window",
 }
+# A server that cut or refused a request is asked again at once, without counting it as a retry, when the
+# router changed how it asks (a lower concurrency limit, a weaker structured-output mode, a non-streamed probe).
+# Each such change can only happen a few times per call, so this bounds them.
+MAX_ADAPTATIONS = 6
+# When the context window is known, an answer is never allowed more room than the window leaves after the
+# prompt (servers count prompt + max_tokens against it) — unless that leaves less than this, then it is left to
+# the server to refuse (and the caller re-plans in smaller parts).
+MIN_ANSWER_TOKENS = 256
+
+
+class _Ended(Exception):
+    """A stream that ended without error but not as a finished answer (no finish reason, or nothing at all)."""
+
+    def __init__(self, info: ErrorInfo) -> None:
+        super().__init__(info.message)
+        self.info = info
 
 
 class _StreamTimeout(Exception):
-    def __init__(self, first_token: bool) -> None:
-        super().__init__("no first token in time" if first_token else "stream went silent")
+    def __init__(self, first_token: bool, accepted: bool = True) -> None:
+        what = "stream went silent" if not first_token else "no first token in time" if accepted else (
+            "the server did not accept the request in time"
+        )
+        super().__init__(what)
         self.info = ErrorInfo("timeout", retryable=not first_token, message=str(self))
 
 
@@ -86,6 +118,13 @@ class _Watchdog:
         else:  # the caller is busy with a chunk; the deadline moves on when it asks for the next one
             self._handle = self._loop.call_at(now + self._idle_s, self._check)
 
+    def move_to(self, deadline: float) -> None:
+        """A new deadline; an earlier one than the timer's needs the timer moved too."""
+        if deadline < self.deadline:
+            self._handle.cancel()
+            self._handle = self._loop.call_at(deadline, self._check)
+        self.deadline = deadline
+
     def stop(self) -> None:
         self._handle.cancel()
 
@@ -101,6 +140,8 @@ class _Call:
     parts: list[str] = field(default_factory=list)
     usage: Usage | None = None
     final_usage: bool = False
+    finish: str | None = None
+    siblings: int = 0  # most other calls to the same server seen in flight during this one
 
     @property
     def text(self) -> str:
@@ -120,6 +161,7 @@ class ModelRouter:
         max_retries: int = 2,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
         observers: list[Callable[[LedgerRecord], None]] | None = None,
+        options: dict[str, EntryOptions] | None = None,
     ) -> None:
         self._providers = providers
         self.routes = routes
@@ -131,6 +173,9 @@ class ModelRouter:
         self._sleep = sleep
         self._observers = observers or []
         self.unrecorded = 0  # ledger writes that raised (the store buffers; this counts what it could not)
+        self._options = options or {}  # per route entry settings (llm/servers.py)
+        self.servers = ServerMemory(cache)  # dialects, context windows and concurrency learned per server
+        self._gates: dict[EntryKey, ConcurrencyGate] = {}
 
     # ---- the LLM port -------------------------------------------------------------------------------------
 
@@ -140,7 +185,16 @@ class ModelRouter:
         return self._run(task, request, bill_to, structured=None, cacheable=None)
 
     async def complete(self, task: Task, request: Request, *, bill_to: Attribution) -> str:
-        return await self._collect(task, request, bill_to, None, None)
+        return (await self.answer(task, request, bill_to=bill_to)).text
+
+    async def answer(self, task: Task, request: Request, *, bill_to: Attribution) -> Answer:
+        """The whole answer of a call nobody watches arrive: unlike ``stream``, a cut answer is asked again."""
+        parts: list[str] = []
+        truncated = False
+        async for c in self._run(task, request, bill_to, structured=None, cacheable=None, visible=False):
+            parts.append(c.text)
+            truncated = truncated or c.truncated
+        return Answer("".join(parts), truncated)
 
     async def structured(self, task: Task, request: Request, schema: type[M], *, bill_to: Attribution) -> M:
         """A validated instance of ``schema``; one repair attempt on invalid output, then StructuredOutputError."""
@@ -148,14 +202,14 @@ class ModelRouter:
 
         def valid(text: str) -> bool:
             try:
-                schema.model_validate_json(text)
+                schema.model_validate_json(json_text(text))
                 return True
             except ValidationError:
                 return False
 
         text = await self._collect(task, request, bill_to, spec, valid)
         try:
-            return schema.model_validate_json(text)
+            return schema.model_validate_json(json_text(text))
         except ValidationError as first:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in first.errors()[:10])
             last = request.messages[-1]
@@ -171,7 +225,7 @@ class ModelRouter:
             )
             text = await self._collect(task, repair, bill_to, spec, valid)
             try:
-                return schema.model_validate_json(text)
+                return schema.model_validate_json(json_text(text))
             except ValidationError as second:
                 raise StructuredOutputError(
                     f"the model's answer did not match {schema.__name__} after a repair attempt: "
@@ -180,10 +234,45 @@ class ModelRouter:
                 ) from second
 
     def input_budget(self, task: Task) -> int:
-        """Prompt tokens every model of the task's route can take: context window minus the answer."""
+        """Prompt tokens every model of the task's route can take by the built-in table: window minus answer."""
         route = self.routes.get(task)
         entries = route.entries if route else ()
         return min((capabilities(e.model).context_window - e.max_tokens for e in entries), default=8_000)
+
+    async def context_budget(self, task: Task) -> int:
+        """Prompt tokens every configured model of the task's route can take, with what the servers report and
+        what was learned from their overflows (``context_window``), minus the answer."""
+        route = self.routes.get(task)
+        budgets = [
+            await self.context_window(e) - e.max_tokens
+            for e in (route.entries if route else ())
+            if e.provider in self._providers
+        ]
+        return max(MIN_ANSWER_TOKENS, min(budgets, default=8_000))
+
+    async def context_window(self, entry: RouteEntry) -> int:
+        """The entry's context window: the setting, else what its server reports, else the built-in table
+        (llm/models.py ``capabilities``: where a richer table, e.g. genai-prices' context windows, plugs in) —
+        and never more than what an overflow taught (remembered in the store for every replica)."""
+        provider = self._providers.get(entry.provider)
+        window = options_for(self._options, entry).context_window
+        if provider is not None:
+            where = self._where(entry, provider)
+            if window is None:
+                async with self.servers.lock(where):
+                    known, reported = self.servers.reported_context(where)
+                    if not known:
+                        try:
+                            reported = await provider.context_window(entry)
+                        except Exception:  # a probe must never fail a summary
+                            log.warning("could not ask %s for its context window", entry.model, exc_info=True)
+                            reported = None
+                        self.servers.set_reported_context(where, reported)
+                window = reported
+            learned = (await self.servers.get(where)).context_window
+            if learned is not None:
+                window = min(window or learned, learned)
+        return window or capabilities(entry.model).context_window
 
     # ---- internals ----------------------------------------------------------------------------------------
 
@@ -197,7 +286,9 @@ class ModelRouter:
     ) -> str:
         parts = [
             c.text
-            async for c in self._run(task, request, bill_to, structured=structured, cacheable=cacheable)
+            async for c in self._run(
+                task, request, bill_to, structured=structured, cacheable=cacheable, visible=False
+            )
         ]
         return "".join(parts)
 
@@ -209,7 +300,11 @@ class ModelRouter:
         *,
         structured: StructuredSpec | None,
         cacheable: Callable[[str], bool] | None,
+        visible: bool = True,
     ) -> AsyncGenerator[Chunk, None]:
+        """Chunks of one answer. ``visible``: the caller shows text as it arrives, so text is yielded at once and a
+        call that broke after text is never asked again behind the user's back; otherwise the text is yielded
+        only once the answer is complete, and a broken answer is asked again."""
         route = self.routes.get(task)
         if route is None or not any(e.provider in self._providers for e in route.entries):
             raise LLMError(USER_MESSAGES["unconfigured"], kind="unconfigured")
@@ -218,10 +313,10 @@ class ModelRouter:
             key = cache_key(route, request, scope=bill_to.scope, structured=structured)
             hit = await self._cache_get(key)
             if hit is not None:
-                text, entry, saved = hit
+                text, entry, saved, truncated = hit
                 await self._record_hit(task, entry, bill_to, saved)
                 yield Chunk(text=text)
-                yield Chunk(usage=Usage())
+                yield Chunk(usage=Usage(), truncated=truncated)
                 return
 
         last: ErrorInfo | None = None
@@ -229,64 +324,184 @@ class ModelRouter:
             provider = self._providers.get(entry.provider)
             if provider is None:
                 continue
-            for attempt in range(self._max_retries + 1):
-                call = _Call(entry)
-                try:
-                    deltas = self._timed(provider.stream(entry, request, structured=structured), call)
-                    async with aclosing(deltas):
-                        async for delta in deltas:
-                            if delta.usage is not None:
-                                call.usage, call.final_usage = delta.usage, delta.final_usage
-                            if delta.text:
-                                if call.ttft is None:
-                                    call.ttft = time.monotonic() - call.started
-                                call.parts.append(delta.text)
-                                yield Chunk(text=delta.text)
-                except (asyncio.CancelledError, GeneratorExit):
-                    # The caller went away (user cancelled, reply abandoned): the call still cost money.
-                    await self._record(task, request, bill_to, call, _outcome_of(call), "cancelled")
-                    raise
-                except Exception as exc:
-                    info = exc.info if isinstance(exc, _StreamTimeout) else provider.classify(exc)
-                    if info is None:
-                        await self._record(task, request, bill_to, call, _outcome_of(call), repr(exc)[:200])
+            where = self._where(entry, provider)
+            opts = options_for(self._options, entry)
+            spec = await self._spec(structured, where, opts, provider)
+            sized = await self._fit_answer(request, entry)
+            timeouts = self._timeouts if opts.first_token_timeout_s is None else replace(
+                self._timeouts, first_token_s=opts.first_token_timeout_s
+            )
+            attempt = adaptations = 0
+            streamed = True
+            while True:
+                gate = await self._gate(where, opts)
+                async with gate:
+                    call = _Call(entry)
+                    try:
+                        deltas = self._timed(
+                            provider.stream(entry, sized, structured=spec, streamed=streamed), call, timeouts, gate
+                        )
+                        async with aclosing(deltas):
+                            async for delta in deltas:
+                                if delta.usage is not None:
+                                    call.usage, call.final_usage = delta.usage, delta.final_usage
+                                if delta.finish is not None:
+                                    call.finish = delta.finish
+                                if delta.text:
+                                    if call.ttft is None:
+                                        call.ttft = time.monotonic() - call.started
+                                    call.parts.append(delta.text)
+                                    if visible:
+                                        yield Chunk(text=delta.text)
+                        if call.finish is None or not call.parts:
+                            raise _Ended(_ending(call))
+                    except (asyncio.CancelledError, GeneratorExit):
+                        # The caller went away (user cancelled, reply abandoned): the call still cost money.
+                        await self._record(task, sized, bill_to, call, _outcome_of(call), "cancelled")
                         raise
-                    await self._record(
-                        task, request, bill_to, call, _outcome_of(call), f"{info.kind}: {info.message}"
-                    )
-                    if call.parts:
-                        # Text is already visible to the user: retrying would repeat it. Keep what arrived.
-                        raise LLMError(_user_message(info), kind=info.kind, partial_text=call.text) from exc
-                    last = info
-                    delay = self._retry_delay(info, attempt)
-                    if delay is None:
-                        break  # not retryable here: fall back to the next route entry
-                    log.info(
-                        "retrying %s/%s in %.2fs after %s", entry.provider, entry.model, delay, info.kind
-                    )
-                    await self._sleep(delay)
-                    continue
-                record = await self._record(task, request, bill_to, call, Outcome.OK)
+                    except Exception as exc:
+                        info = exc.info if isinstance(exc, (_StreamTimeout, _Ended)) else provider.classify(exc)
+                        if info is None:
+                            await self._record(task, sized, bill_to, call, _outcome_of(call), repr(exc)[:200])
+                            raise
+                        await self._record(
+                            task, sized, bill_to, call, _outcome_of(call), f"{info.kind}: {info.message}"
+                        )
+                        adapted = await self._adapt(info, call, where, provider, gate, spec, streamed)
+                        if adapted and adaptations < MAX_ADAPTATIONS and not (call.parts and visible):
+                            adaptations += 1
+                            if adapted == "downgrade":
+                                assert spec is not None
+                                spec = replace(spec, mode=DOWNGRADE[spec.mode] or spec.mode)
+                            elif adapted == "whole":
+                                streamed = False
+                            log.info("asking %s/%s again: %s after %s", entry.provider, entry.model, adapted,
+                                     info.kind)
+                            continue
+                        if info.kind == "context_length_exceeded":
+                            await self._learn_overflow(where, sized, entry, info)
+                        if call.parts and visible:
+                            # Text is already visible to the user: retrying would repeat it. Keep what arrived.
+                            raise LLMError(_user_message(info), kind=info.kind, partial_text=call.text) from exc
+                        last = info
+                        delay = self._retry_delay(info, attempt)
+                        if delay is None:
+                            break  # not retryable here: fall back to the next route entry
+                        log.info(
+                            "retrying %s/%s in %.2fs after %s", entry.provider, entry.model, delay, info.kind
+                        )
+                        attempt += 1
+                        await self._sleep(delay)
+                        continue
+                    truncated = call.finish == FINISH_LENGTH
+                    record = await self._record(task, sized, bill_to, call, Outcome.OK, truncated=truncated)
+                if structured is not None and spec is not None and spec.mode is not structured.mode:
+                    # The weaker mode answered where the stronger one was refused: remember it for every replica.
+                    await self.servers.update(where, structured_output=spec.mode)
                 if key is not None and (cacheable is None or cacheable(call.text)):
-                    await self._cache_put(key, route.cache_ttl_s, call.text, entry, record.cost_usd)
-                yield Chunk(usage=record.usage)
+                    await self._cache_put(key, route.cache_ttl_s, call.text, entry, record.cost_usd, truncated)
+                if not visible:
+                    yield Chunk(text=call.text)
+                yield Chunk(usage=record.usage, truncated=truncated)
                 return
         info = last or ErrorInfo("unavailable", False)
         raise LLMError(_user_message(info), kind=info.kind)
 
-    async def _timed(self, deltas: AsyncGenerator[Delta, None], call: _Call) -> AsyncGenerator[Delta, None]:
-        """First-token and idle timeouts around a provider stream — never a whole-request cap.
+    # ---- what each server speaks and takes (llm/servers.py) -------------------------------------------------
 
-        One watchdog timer per call instead of a timeout context per chunk: a chunk only moves the deadline."""
+    def _where(self, entry: RouteEntry, provider: Provider) -> EntryKey:
+        return EntryKey(entry.provider, entry.model, provider.base_url)
+
+    async def _spec(
+        self, structured: StructuredSpec | None, where: EntryKey, opts: EntryOptions, provider: Provider
+    ) -> StructuredSpec | None:
+        """How to ask this server for structure: the setting, else what was learned, else the provider's way."""
+        if structured is None:
+            return None
+        mode = opts.structured_output or (await self.servers.get(where)).structured_output
+        return replace(structured, mode=mode or provider.default_structured_mode)
+
+    async def _gate(self, where: EntryKey, opts: EntryOptions) -> ConcurrencyGate:
+        """This server's concurrency gate, at the lower of the setting and what was learned (by any replica)."""
+        learned = (await self.servers.get(where)).max_concurrency
+        limits = [n for n in (opts.max_concurrency, learned) if n is not None]
+        limit = min(limits) if limits else None
+        gate = self._gates.get(where)
+        if gate is None:
+            if len(self._gates) > 256:  # one per configured model and server; only misconfiguration grows it
+                self._gates = {k: g for k, g in self._gates.items() if g.active}
+            gate = self._gates[where] = ConcurrencyGate(limit)
+        elif limit != gate.limit and limit is not None and (gate.limit is None or limit < gate.limit):
+            await gate.set_limit(limit)
+        return gate
+
+    async def _adapt(
+        self,
+        info: ErrorInfo,
+        call: _Call,
+        where: EntryKey,
+        provider: Provider,
+        gate: ConcurrencyGate,
+        spec: StructuredSpec | None,
+        streamed: bool,
+    ) -> str:
+        """How to ask again at once after this failure, having changed what was wrong ("" when nothing is)."""
+        if info.kind == "interrupted" and call.siblings > 0:
+            # A stream cut while other calls ran on the same server: llama.cpp stops a running stream when the
+            # next request arrives (FACTS.md). Fewer at once, shared with every replica; then ask again.
+            current = gate.limit if gate.limit is not None else call.siblings + 1
+            lower = max(1, min(current, call.siblings + 1) // 2)
+            if lower >= current:
+                return ""
+            await gate.set_limit(lower)
+            await self.servers.update(where, max_concurrency=lower)
+            return "fewer at once"
+        if info.kind == "empty" and streamed:
+            # An empty 200 stream hides the reason (llama.cpp past its context); a whole answer says it.
+            return "whole"
+        refused = info.status in (400, 422) or (provider.self_hosted and info.status in (500, 501))
+        if spec is not None and refused and info.kind != "context_length_exceeded" and DOWNGRADE[spec.mode]:
+            return "downgrade"
+        return ""
+
+    async def _learn_overflow(self, where: EntryKey, request: Request, entry: RouteEntry, info: ErrorInfo) -> None:
+        needed = _prompt_tokens(request) + (request.max_tokens or entry.max_tokens)
+        window = window_after_overflow(needed, info.message)
+        known = (await self.servers.get(where)).context_window
+        if known is None or window < known:
+            await self.servers.update(where, context_window=window)
+
+    async def _fit_answer(self, request: Request, entry: RouteEntry) -> Request:
+        """The request with an answer limit that fits the window left after the prompt, when it has to shrink."""
+        wanted = request.max_tokens or entry.max_tokens
+        window = await self.context_window(entry)
+        chars = len(request.system) + sum(len(m.content) for m in request.messages)
+        if chars + wanted + 64 <= window:  # a token is at least one character: it fits without counting
+            return request
+        room = window - _prompt_tokens(request)
+        if wanted <= room or room < MIN_ANSWER_TOKENS:
+            return request
+        return replace(request, max_tokens=room)
+
+    async def _timed(
+        self, deltas: AsyncGenerator[Delta, None], call: _Call, timeouts: Timeouts, gate: ConcurrencyGate
+    ) -> AsyncGenerator[Delta, None]:
+        """Accept, first-token and idle timeouts around a provider stream — never a whole-request cap.
+
+        The first-token clock starts when the server accepted the work (its response headers arrived), so time a
+        busy server queues the request before answering counts against ``accept_s`` instead. One watchdog timer
+        per call instead of a timeout context per chunk: a chunk only moves the deadline."""
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
-        watch = _Watchdog(loop, task, loop.time() + self._timeouts.first_token_s, self._timeouts.idle_s)
+        watch = _Watchdog(loop, task, loop.time() + timeouts.accept_s, timeouts.idle_s)
+        accepted = False
         try:
             async with aclosing(deltas):
                 it = aiter(deltas)
                 while True:
                     watch.waiting = True
+                    call.siblings = max(call.siblings, gate.active - 1)
                     try:
                         delta = await anext(it)
                     except StopAsyncIteration:
@@ -295,13 +510,17 @@ class ModelRouter:
                         if not watch.fired:
                             raise
                         task.uncancel()
-                        raise _StreamTimeout(first_token=not call.parts) from None
+                        raise _StreamTimeout(first_token=not call.parts, accepted=accepted) from None
                     finally:
                         watch.waiting = False
+                    call.siblings = max(call.siblings, gate.active - 1)
+                    if delta.accepted and not accepted:
+                        accepted = True
+                        watch.move_to(loop.time() + timeouts.first_token_s)
                     yield delta
                     # Until text arrives the first-token deadline stands (usage-only events don't move it).
                     if call.parts:
-                        watch.deadline = loop.time() + self._timeouts.idle_s
+                        watch.deadline = loop.time() + timeouts.idle_s
         finally:
             watch.stop()
 
@@ -342,6 +561,8 @@ class ModelRouter:
         call: _Call,
         outcome: Outcome,
         error: str = "",
+        *,
+        truncated: bool = False,
     ) -> LedgerRecord:
         usage = self._usage_of(call, request, outcome)
         model = call.entry.model
@@ -357,6 +578,7 @@ class ModelRouter:
             outcome=outcome,
             error=error,
             saved_usd=self.prices.caching_saved(model, usage),
+            truncated=truncated,
         )
         await self._write(record)
         return record
@@ -387,7 +609,7 @@ class ModelRouter:
             self.unrecorded += 1
             log.exception("ledger write failed for a %s call to %s", record.task, record.model)
 
-    async def _cache_get(self, key: str) -> tuple[str, RouteEntry, Decimal] | None:
+    async def _cache_get(self, key: str) -> tuple[str, RouteEntry, Decimal, bool] | None:
         assert self._cache is not None
         try:
             raw = await self._cache.get(key)
@@ -395,15 +617,18 @@ class ModelRouter:
                 return None
             data = json.loads(raw)
             entry = RouteEntry(data["provider"], data["model"], 0)
-            return data["text"], entry, Decimal(data["cost"])
+            return data["text"], entry, Decimal(data["cost"]), bool(data.get("truncated"))
         except Exception:
             log.warning("response cache read failed; calling the model", exc_info=True)
             return None
 
-    async def _cache_put(self, key: str, ttl_s: float, text: str, entry: RouteEntry, cost: Decimal) -> None:
+    async def _cache_put(
+        self, key: str, ttl_s: float, text: str, entry: RouteEntry, cost: Decimal, truncated: bool
+    ) -> None:
         assert self._cache is not None
         value = json.dumps(
-            {"text": text, "provider": entry.provider, "model": entry.model, "cost": str(cost)}
+            {"text": text, "provider": entry.provider, "model": entry.model, "cost": str(cost),
+             "truncated": truncated}
         )
         try:
             await self._cache.put(key, value, ttl_s=ttl_s)
@@ -432,6 +657,22 @@ def _ledger_record(task: Task, entry: RouteEntry, bill_to: Attribution, **fields
 
 def _outcome_of(call: _Call) -> Outcome:
     return Outcome.INTERRUPTED if call.parts else Outcome.ERROR
+
+
+def _ending(call: _Call) -> ErrorInfo:
+    """What a stream that ended without an error but without a finished answer means."""
+    if not call.parts:
+        # Nothing at all (llama.cpp streams back nothing for a prompt past its context).
+        return ErrorInfo("empty", True, message="the stream ended with no answer")
+    # Text, then a normal end without a finish reason: the server stopped generating (llama.cpp does when the
+    # next request arrives). Never an answer to keep, cache or record as ok.
+    return ErrorInfo("interrupted", True, message="the stream ended without a finish reason")
+
+
+def _prompt_tokens(request: Request) -> int:
+    return count_tokens(request.system + "".join(m.content for m in request.messages)) + 4 * (
+        len(request.messages) + 1  # chat templates add a few tokens per message
+    )
 
 
 def _user_message(info: ErrorInfo) -> str:

@@ -70,6 +70,15 @@ class Chunk:
 
     text: str = ""
     usage: Usage | None = None
+    truncated: bool = False  # on the last chunk: the answer was cut short by the output limit (finish "length")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A whole answer, for callers that do not stream it to anyone."""
+
+    text: str
+    truncated: bool = False  # cut short by the model's output limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +126,7 @@ class LedgerRecord:
     error: str = ""
     saved_usd: Decimal = Decimal(0)  # what prompt caching or the response cache saved on this call
     id: str = field(default="")
+    truncated: bool = False  # the answer was cut short by the output limit (finish reason "length")
 
 
 class LLMError(Exception):
