@@ -520,7 +520,7 @@ class ModelRouter:
                     yield delta
                     # Until text arrives the first-token deadline stands (usage-only events don't move it).
                     if call.parts:
-                        watch.deadline = loop.time() + timeouts.idle_s
+                        watch.move_to(loop.time() + timeouts.idle_s)
         finally:
             watch.stop()
 
