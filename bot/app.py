@@ -86,10 +86,12 @@ async def build_app(settings: Settings, *, store: Store | None = None, metrics: 
             connect_s=settings.connect_timeout_s,
             first_token_s=settings.first_token_timeout_s,
             idle_s=settings.idle_timeout_s,
+            accept_s=settings.accept_timeout_s,
         ),
         max_retries=settings.max_retries,
         anthropic_cache_ttl=settings.anthropic_cache_ttl,
         observers=[metrics.observe_call],
+        server_options=settings.server_options(),
     )
     metrics.watch_router(router)
     assistant = Assistant(settings=settings, store=store, llm=router, metrics=metrics)

@@ -12,6 +12,7 @@ from llm.ports import LedgerSink, ResponseCache
 from llm.provider import DEFAULT_TIMEOUTS, Provider, Timeouts
 from llm.router import ModelRouter
 from llm.routes import Route
+from llm.servers import EntryOptions
 from llm.types import LedgerRecord, Task
 
 
@@ -29,6 +30,7 @@ def create_router(
     max_retries: int = 2,
     anthropic_cache_ttl: str = "5m",
     observers: list[Callable[[LedgerRecord], None]] | None = None,
+    server_options: dict[str, EntryOptions] | None = None,
 ) -> ModelRouter:
     providers: dict[str, Provider] = {}
     if openai_api_key:
@@ -55,6 +57,7 @@ def create_router(
         timeouts=timeouts,
         max_retries=max_retries,
         observers=observers,
+        options=server_options,
     )
 
 

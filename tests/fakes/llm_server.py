@@ -29,9 +29,23 @@ from llm.types import Usage
 from tests.fakes import llm_wire as wire
 from tests.fakes.llm_cache import AnthropicPromptCache, OpenAIPromptCache
 from tests.fakes.llm_faults import Fault, Replay
+from tests.fakes.llm_profiles import (
+    LLAMA_CPP,
+    OLLAMA,
+    OPENAI,
+    VLLM,
+    ServerProfile,
+    context_error_body,
+    models_body,
+    props_body,
+    show_body,
+)
 from tests.fakes.llm_streams import AnthropicEncoder, Encoder, OpenAIEncoder, Plan
 
-__all__ = ["FakeLLMServer", "FakeReply", "Fault", "ReceivedRequest", "ServedResponse", "default_responder"]
+__all__ = [
+    "LLAMA_CPP", "OLLAMA", "OPENAI", "VLLM", "FakeLLMServer", "FakeReply", "Fault", "ReceivedRequest",
+    "ServedResponse", "ServerProfile", "default_responder",
+]
 
 Api = Literal["openai", "anthropic"]
 ANTHROPIC_MIN_CACHEABLE = 1024  # Anthropic docs: minimum cacheable prompt for Sonnet/Opus models
@@ -87,7 +101,7 @@ class ServedResponse:
 
     request: ReceivedRequest
     status: int
-    outcome: Literal["complete", "interrupted", "error", "replay"]
+    outcome: Literal["complete", "interrupted", "error", "replay", "cut", "overflow"]
     text: str = ""  # text (or tool JSON) actually sent
     reported: Usage | None = None
     billed: Usage | None = None
@@ -115,6 +129,7 @@ class FakeLLMServer:
         tokens_per_s: float | None = None,
         anthropic_min_cacheable: int = ANTHROPIC_MIN_CACHEABLE,
         openai_min_cacheable: int = 1024,
+        profile: ServerProfile = OPENAI,
     ) -> None:
         self.responder: Responder = responder or default_responder
         self.ttft_s = ttft_s
@@ -128,6 +143,9 @@ class FakeLLMServer:
         self._port: int | None = None
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
+        self.profile = profile  # which server the OpenAI API plays (tests/fakes/llm_profiles.py)
+        self._running: set[asyncio.Event] = set()  # cut signals of the OpenAI streams in progress
+        self.truncated_prompts = 0  # prompts an Ollama-style server cut to its context
 
     # ------------------------------------------------------------ lifecycle and knobs
 
@@ -135,6 +153,11 @@ class FakeLLMServer:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._openai)
         app.router.add_post("/v1/messages", self._anthropic)
+        app.router.add_get("/v1/models", self._models)
+        if self.profile.props:
+            app.router.add_get("/props", self._props)
+        if self.profile.ollama_show:
+            app.router.add_post("/api/show", self._show)
         # Hanging handlers are released by `_closing`; the timeout only bounds a stop() during a long stall.
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
@@ -193,7 +216,20 @@ class FakeLLMServer:
     # ------------------------------------------------------------ request handling
 
     async def _openai(self, request: web.Request) -> web.StreamResponse:
+        if self.profile.cuts_on_second_request:  # llama.cpp: the next request stops the running stream
+            for cut in self._running:
+                cut.set()
         return await self._handle(request, "openai")
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response(models_body(self.profile, int(time.time())))
+
+    async def _props(self, request: web.Request) -> web.Response:
+        return web.json_response(props_body(self.profile))
+
+    async def _show(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        return web.json_response(show_body(self.profile, str(body.get("model") or body.get("name") or "")))
 
     async def _anthropic(self, request: web.Request) -> web.StreamResponse:
         return await self._handle(request, "anthropic")
@@ -227,12 +263,51 @@ class FakeLLMServer:
             self.served.append(ServedResponse(rec, status, "error"))
             body_out = error_body(api, status, error_type=fault.error_type, message=fault.message)
             return self._json(api, status, body_out, dict(fault.headers))
+        if api == "openai" and self.profile is not OPENAI:
+            refused = self._dialect(rec)
+            if isinstance(refused, web.Response):
+                return refused
+            rec = refused
         reply = await self._ask(rec)
         plan = self._plan(rec, reply)
         encoder: Encoder = (OpenAIEncoder if api == "openai" else AnthropicEncoder)(rec, plan)
         if not rec.stream:
             return await self._complete(request, rec, plan, encoder, fault)
         return await self._stream(request, rec, plan, encoder, fault)
+
+    def _dialect(self, rec: ReceivedRequest) -> ReceivedRequest | web.Response:
+        """What a self-hosted server's profile does before answering: refuse a response format, overflow its
+        context (an error, an empty stream, or a silently truncated prompt)."""
+        profile = self.profile
+        fmt = (rec.body.get("response_format") or {}).get("type")
+        if fmt == "json_schema" and profile.json_schema_status:
+            self.served.append(ServedResponse(rec, profile.json_schema_status, "error"))
+            # llama-cpp-python's pydantic request model has no json_schema variant: it fails inside the handler.
+            body = {"error": {"message": "Internal Server Error", "type": "internal_server_error"}}
+            return self._json("openai", profile.json_schema_status, body)
+        prompt = profile.prompt_tokens(wire.count_tokens(wire.openai_prompt(rec.body)))
+        answer = int(self._limit(rec) or 0)
+        if not profile.overflows(prompt, answer):
+            return rec
+        window = profile.context_window or 0
+        if profile.overflow == "truncate":
+            self.truncated_prompts += 1
+            keep = max(1, len(rec.user_text) * window // max(prompt, 1) // 2)
+            messages = [*rec.messages[:-1], {"role": "user", "content": rec.user_text[-keep:]}]
+            return ReceivedRequest(**{**{f: getattr(rec, f) for f in rec.__dataclass_fields__}, "messages": messages})
+        if profile.overflow == "empty_stream" and rec.stream:
+            self.served.append(ServedResponse(rec, 200, "overflow"))
+            return web.Response(status=200, body=b"", headers={"content-type": "text/event-stream; charset=utf-8"})
+        self.served.append(ServedResponse(rec, 400, "overflow"))
+        return self._json("openai", 400, context_error_body(window, prompt, answer))
+
+    def _limit(self, rec: ReceivedRequest) -> int | None:
+        body = rec.body
+        if rec.api == "openai" and not self.profile.honours_max_completion_tokens:
+            limit = body.get("max_tokens")
+        else:
+            limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        return limit if isinstance(limit, int) else None
 
     async def _ask(self, rec: ReceivedRequest) -> FakeReply:
         answer = self.responder(rec)
@@ -242,12 +317,15 @@ class FakeLLMServer:
 
     def _plan(self, rec: ReceivedRequest, reply: FakeReply) -> Plan:
         body = rec.body
+        limit = self._limit(rec)
         if rec.api == "openai":
             tokens = self.openai_cache.account(rec.model, wire.openai_prompt(body))
-            limit = body.get("max_completion_tokens") or body.get("max_tokens")
+            window = self.profile.context_window
+            if window is not None and not self.profile.answer_counts:  # llama.cpp clips the answer to fit
+                room = window - self.profile.prompt_tokens(tokens.total)
+                limit = room if limit is None else min(limit, room)
         else:
             tokens = self.anthropic_cache.account(rec.model, wire.anthropic_blocks(body))
-            limit = body.get("max_tokens")
         pieces = wire.split_pieces(reply.text)
         cut = isinstance(limit, int) and len(pieces) > limit
         if cut:
@@ -295,13 +373,26 @@ class FakeLLMServer:
                      **_ids(rec.api)},
         )
         sent: list[str] = []
-        outcome: Literal["complete", "interrupted"] = "interrupted"
+        outcome: Literal["complete", "interrupted", "cut"] = "interrupted"
+        cut = asyncio.Event()
+        if rec.api == "openai":
+            if not self.profile.streamed_usage:
+                encoder.include_usage = False  # type: ignore[attr-defined]  # llama.cpp sends none, asked or not
+            if self.profile.cuts_on_second_request:
+                self._running.add(cut)
         try:
             await resp.prepare(request)
             for frame in encoder.preamble():
                 await resp.write(frame)
             await self._sleep(plan.ttft_s)
             for i, piece in enumerate([*plan.pieces, None]):
+                if cut.is_set() and piece is not None:
+                    # llama-cpp-python (server/app.py get_event_publisher): after a chunk, when another request
+                    # waits, it sends [DONE] and stops — no finish_reason, no usage.
+                    await resp.write(wire.sse_data("[DONE]"))
+                    await resp.write_eof()
+                    outcome = "cut"
+                    return resp
                 if fault is not None and min(fault.after_pieces, len(plan.pieces)) == i:
                     if fault.kind == "stall" and not fault.before_headers:
                         await self._pause(fault)
@@ -329,6 +420,7 @@ class FakeLLMServer:
             _drop(request)
             return resp
         finally:
+            self._running.discard(cut)
             raw = encoder.reported(len(sent), complete=outcome == "complete")
             reported = encoder.normalise(raw) if raw is not None else None
             self.served.append(ServedResponse(
