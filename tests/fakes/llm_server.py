@@ -480,7 +480,8 @@ def _parse_request(request: web.Request, api: Api, body: dict[str, Any]) -> Rece
         if fmt.get("type") in ("json_schema", "json_object"):
             structured = True
             js = fmt.get("json_schema") or {}
-            schema, name = js.get("schema"), js.get("name")
+            # json_object may carry a schema of its own (llama.cpp compiles it into a grammar)
+            schema, name = js.get("schema") or fmt.get("schema"), js.get("name")
     else:
         system = wire.content_text(body.get("system"))
         choice = body.get("tool_choice") or {}
