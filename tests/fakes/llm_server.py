@@ -282,8 +282,11 @@ class FakeLLMServer:
         fmt = (rec.body.get("response_format") or {}).get("type")
         if fmt == "json_schema" and profile.json_schema_status:
             self.served.append(ServedResponse(rec, profile.json_schema_status, "error"))
-            # llama-cpp-python's pydantic request model has no json_schema variant: it fails inside the handler.
-            body = {"error": {"message": "Internal Server Error", "type": "internal_server_error"}}
+            # llama-cpp-python 0.3.36's request model has no json_schema variant; its error handler turns the
+            # validation error into a 500 (measured against the real server).
+            message = ("1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+                       "'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema'}")
+            body = {"error": {"message": message, "type": "internal_server_error", "param": None, "code": None}}
             return self._json("openai", profile.json_schema_status, body)
         prompt = profile.prompt_tokens(wire.count_tokens(wire.openai_prompt(rec.body)))
         answer = int(self._limit(rec) or 0)
