@@ -26,6 +26,7 @@ from llm.provider import (
     Timeouts,
     http_timeout,
     retry_after_from_headers,
+    self_hosted_timeouts,
     status_kind,
     wire_error,
 )
@@ -50,16 +51,16 @@ class OpenAIProvider:
     def __init__(
         self, *, api_key: str, base_url: str | None = None, timeouts: Timeouts = DEFAULT_TIMEOUTS
     ) -> None:
+        self._api_key = api_key
+        self.base_url = (base_url or "").rstrip("/")
+        self.self_hosted = bool(base_url) and urlsplit(base_url or "").hostname != OPENAI_HOST
         # max_retries=0: the router owns the one retry loop (STYLE.md rule 7).
         self._client = openai.AsyncOpenAI(
             api_key=api_key,
             base_url=base_url,
             max_retries=0,
-            timeout=http_timeout(timeouts),
+            timeout=http_timeout(self_hosted_timeouts(timeouts) if self.self_hosted else timeouts),
         )
-        self._api_key = api_key
-        self.base_url = (base_url or "").rstrip("/")
-        self.self_hosted = bool(base_url) and urlsplit(base_url or "").hostname != OPENAI_HOST
 
     def _params(
         self, entry: RouteEntry, request: Request, structured: StructuredSpec | None, streamed: bool

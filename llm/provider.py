@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import httpx2
@@ -53,6 +53,8 @@ class Timeouts:
     # From sending the request to the server accepting it (response headers): a busy self-hosted server may
     # queue the request first, and that wait must not eat into the first-token timeout.
     accept_s: float = 120.0
+    # First-token timeout of self-hosted servers (base URL not the provider's own); None: ``first_token_s``.
+    self_hosted_first_token_s: float | None = None
 
 
 class Provider(Protocol):
@@ -120,12 +122,23 @@ def status_kind(status: int) -> str:
 
 
 DEFAULT_TIMEOUTS = Timeouts()
+# A self-hosted server on a CPU reads a long prompt slowly before its first token: llama-cpp-python took 63 s for a
+# 4,231-token prompt on 2 busy cores (measured). The app gives self-hosted servers at least this long unless a
+# route sets its own first-token timeout; cloud APIs keep the tighter default.
+SELF_HOSTED_FIRST_TOKEN_S = 300.0
+
+
+def self_hosted_timeouts(timeouts: Timeouts) -> Timeouts:
+    if timeouts.self_hosted_first_token_s is None:
+        return timeouts
+    return replace(timeouts, first_token_s=max(timeouts.first_token_s, timeouts.self_hosted_first_token_s))
 
 
 def http_timeout(timeouts: Timeouts) -> httpx2.Timeout:
     """The SDK client's timeouts: per socket operation, never a whole-request cap that would cut off a long
     answer still arriving. The read timeout is only a backstop behind the router's idle watchdog."""
-    read = max(timeouts.idle_s * 2, timeouts.accept_s + timeouts.connect_s)  # reading the headers is a read
+    # Reading the headers is a read, and so is waiting for a whole (non-streamed) answer.
+    read = max(timeouts.idle_s * 2, timeouts.accept_s + timeouts.connect_s, timeouts.first_token_s)
     return httpx2.Timeout(connect=timeouts.connect_s, read=read, write=timeouts.idle_s, pool=timeouts.connect_s)
 
 

@@ -20,7 +20,16 @@ from pydantic import BaseModel, ValidationError
 
 from llm.models import PriceTable, capabilities
 from llm.ports import LedgerSink, ResponseCache
-from llm.provider import DEFAULT_TIMEOUTS, FINISH_LENGTH, Delta, ErrorInfo, Provider, StructuredSpec, Timeouts
+from llm.provider import (
+    DEFAULT_TIMEOUTS,
+    FINISH_LENGTH,
+    Delta,
+    ErrorInfo,
+    Provider,
+    StructuredSpec,
+    Timeouts,
+    self_hosted_timeouts,
+)
 from llm.routes import Route, RouteEntry
 from llm.servers import (
     DOWNGRADE,
@@ -328,9 +337,10 @@ class ModelRouter:
             opts = options_for(self._options, entry)
             spec = await self._spec(structured, where, opts, provider)
             sized = await self._fit_answer(request, entry)
-            timeouts = self._timeouts if opts.first_token_timeout_s is None else replace(
-                self._timeouts, first_token_s=opts.first_token_timeout_s
-            )
+            if opts.first_token_timeout_s is not None:
+                timeouts = replace(self._timeouts, first_token_s=opts.first_token_timeout_s)
+            else:
+                timeouts = self_hosted_timeouts(self._timeouts) if provider.self_hosted else self._timeouts
             attempt = adaptations = 0
             streamed = True
             while True:
@@ -446,13 +456,15 @@ class ModelRouter:
         streamed: bool,
     ) -> str:
         """How to ask again at once after this failure, having changed what was wrong ("" when nothing is)."""
-        if info.kind == "interrupted" and call.siblings > 0:
+        overrun = info.kind == "interrupted" or (info.kind == "timeout" and not call.parts)
+        if overrun and call.siblings > 0:
             # A stream cut while other calls ran on the same server: llama.cpp stops a running stream when the
-            # next request arrives (FACTS.md). Fewer at once, shared with every replica; then ask again.
-            current = gate.limit if gate.limit is not None else call.siblings + 1
-            lower = max(1, min(current, call.siblings + 1) // 2)
-            if lower >= current:
-                return ""
+            # next request arrives (FACTS.md); or no first token while they ran: the server queues them. Fewer
+            # at once, shared with every replica; then ask again.
+            seen = call.siblings + 1  # calls in flight at once during this one
+            if gate.limit is not None and gate.limit < seen:
+                return "fewer at once"  # a sibling hit by the same overrun already lowered the limit
+            lower = max(1, seen // 2)
             await gate.set_limit(lower)
             await self.servers.update(where, max_concurrency=lower)
             return "fewer at once"

@@ -10,6 +10,7 @@ answer cut by the output limit says so; a summary too long for the server's cont
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 from collections.abc import AsyncIterator
@@ -29,9 +30,17 @@ from llm.router import ModelRouter
 from llm.routes import Route, RouteEntry
 from llm.servers import EntryKey, EntryOptions, StructuredMode
 from llm.types import Attribution, LedgerRecord, LLMError, Outcome, Request, Task
-from tests.fakes.llm_profiles import LLAMA_CPP, LLAMA_CPP_PYTHON, OLLAMA, VLLM, ServerProfile
-from tests.fakes.llm_server import FakeLLMServer, FakeReply, Fault
-from tests.transcripts import irc_messages
+from tests.fakes.faq_model import faq_responder
+from tests.fakes.llm_profiles import (
+    LLAMA_CPP,
+    LLAMA_CPP_PYTHON,
+    LLAMA_CPP_QUEUEING,
+    OLLAMA,
+    VLLM,
+    ServerProfile,
+)
+from tests.fakes.llm_server import FakeLLMServer, FakeReply, Fault, ReceivedRequest
+from tests.transcripts import banking_inquiries, irc_messages
 
 WHO = Attribution("slack", "T1", "C1", "U1", "summary")
 THREAD = "1000.000000"
@@ -257,6 +266,25 @@ async def test_parallel_calls_cut_by_llama_cpp_lower_the_concurrency_and_all_fin
     await server.stop()
 
 
+async def test_no_first_token_while_siblings_run_means_a_queueing_server_so_fewer_at_once(store) -> None:
+    # llama-cpp-python with interrupt_requests off answers 200 at once and then queues: queue time would count
+    # against the first-token timeout. The router takes such timeouts as overrun and sends fewer at once.
+    server = await served_by(LLAMA_CPP_QUEUEING, tokens_per_s=100)  # ~0.6 s per answer
+    slow = {"openai:*": EntryOptions(first_token_timeout_s=0.4)}
+    router = router_for(server, store, "openai:smollm2", options=slow)
+    hosts = ["alpha", "bravo", "charlie"]
+    answers = await asyncio.gather(*(
+        router.answer(Task.SUMMARIZE, Request.of("Notes.", f"the disk is full on {h}"), bill_to=WHO) for h in hosts
+    ))
+    assert all(h in a.text for h, a in zip(hosts, answers, strict=True))
+    recs = await records(store)
+    assert any("timeout" in r.error for r in recs), "nothing timed out: the test did not exercise the queue"
+    assert sum(r.outcome is Outcome.OK for r in recs) == 3
+    assert (await router.servers.get(where(server, "smollm2"))).max_concurrency == 1
+    await router.close()
+    await server.stop()
+
+
 async def test_the_first_token_clock_starts_when_the_server_accepts_the_request(store) -> None:
     server = await FakeLLMServer().start()
     timeouts = Timeouts(connect_s=2, first_token_s=0.5, idle_s=5, accept_s=10)
@@ -402,5 +430,32 @@ async def test_one_failed_part_cancels_its_siblings(tmp_path) -> None:
     cancelled = [r for r in recs if r.error == "cancelled"]
     assert cancelled, "no sibling was cancelled"
     assert not any(r.outcome is Outcome.OK for r in recs)
+    await app.close()
+    await server.stop()
+
+
+async def test_faq_against_llama_cpp_learns_json_object_once_and_writes_entries(tmp_path) -> None:
+    rows = banking_inquiries(limit=120)
+    by_schema = faq_responder({text[:500]: cat for text, cat in rows})
+
+    def respond(req: ReceivedRequest) -> FakeReply:
+        # json_object carries no schema name: tell the FAQ model which step this is by the schema's fields.
+        fields = set((req.schema or {}).get("properties", {}))
+        name = "sorting" if "groups" in fields else "entries" if "entries" in fields else req.schema_name
+        return by_schema(dataclasses.replace(req, schema_name=name))  # type: ignore[return-value]
+
+    server = await served_by(LLAMA_CPP)
+    server.responder = respond
+    app = await app_for(tmp_path, server)
+    out = io.StringIO()
+    console = Console(app, ConsolePlatform(out=out), out=out)
+    now = datetime.now(UTC).timestamp()
+    for i, (text, _) in enumerate(rows):
+        await console.handle(channel="bank", user=f"u{i % 9}", text=text, ts=f"{now - 3600 + i:.6f}")
+    await console.handle(channel="bank", user="admin", text="/faq")
+    reply = console.replies[-1]
+    assert "*FAQ*" in reply, reply
+    formats = [(r.body.get("response_format") or {}).get("type") for r in server.received]
+    assert formats.count("json_schema") == 1 and set(formats[1:]) == {"json_object"}  # refused once, then learned
     await app.close()
     await server.stop()

@@ -10,6 +10,7 @@ llama-cpp-python 0.3.36's server and the vLLM / Ollama documentation:
   ``context_length_exceeded``); ``/v1/models`` ids are file paths; ``/props`` reports ``n_ctx`` (llama.cpp's own
   C++ ``llama-server`` has it; ``LLAMA_CPP_PYTHON`` is the same without it: the bot then learns from overflows).
   Its tokenizer is not ours: it counts ``token_scale`` times the tokens the bot counts.
+  ``LLAMA_CPP_QUEUEING`` plays it with ``interrupt_requests`` off: streams queue after their headers.
 - ``VLLM``: ``max_model_len`` in ``/v1/models``; ``json_schema`` works; a prompt past the context is a 400.
 - ``OLLAMA``: ``/api/show`` with the model's trained context but a small default ``num_ctx``; a longer prompt is
   silently truncated (the model sees only its end).
@@ -31,6 +32,7 @@ class ServerProfile:
     json_schema_status: int | None = None  # the HTTP status answered to response_format json_schema (None: ok)
     honours_max_completion_tokens: bool = True
     cuts_on_second_request: bool = False
+    one_at_a_time: bool = False  # streams queue behind the running one, after their response headers went out
     context_window: int | None = None  # in the server's own tokens; None: unlimited
     overflow: Overflow = "error"  # what a streamed prompt past the context gets
     answer_counts: bool = True  # the answer's max_tokens counts against the context (llama.cpp clips it instead)
@@ -70,6 +72,10 @@ LLAMA_CPP = ServerProfile(
 )
 # llama-cpp-python's server (0.3.36) has no /props: the bot can only learn its context from an overflow.
 LLAMA_CPP_PYTHON = replace(LLAMA_CPP, name="llama-cpp-python", props=False)
+# llama-cpp-python with interrupt_requests off: a second stream gets its 200 and headers at once, then waits for
+# the running one (server/app.py takes the model lock inside the event publisher, after the response started).
+LLAMA_CPP_QUEUEING = replace(LLAMA_CPP_PYTHON, name="llama-cpp-python (queueing)", cuts_on_second_request=False,
+                             one_at_a_time=True)
 VLLM = ServerProfile(
     "vllm", context_window=32768, max_model_len=True, model_ids=("Qwen/Qwen2.5-7B-Instruct",)
 )

@@ -31,6 +31,8 @@ from tests.fakes.llm_cache import AnthropicPromptCache, OpenAIPromptCache
 from tests.fakes.llm_faults import Fault, Replay
 from tests.fakes.llm_profiles import (
     LLAMA_CPP,
+    LLAMA_CPP_PYTHON,
+    LLAMA_CPP_QUEUEING,
     OLLAMA,
     OPENAI,
     VLLM,
@@ -43,7 +45,7 @@ from tests.fakes.llm_profiles import (
 from tests.fakes.llm_streams import AnthropicEncoder, Encoder, OpenAIEncoder, Plan
 
 __all__ = [
-    "LLAMA_CPP", "OLLAMA", "OPENAI", "VLLM", "FakeLLMServer", "FakeReply", "Fault", "ReceivedRequest",
+    "LLAMA_CPP", "LLAMA_CPP_PYTHON", "LLAMA_CPP_QUEUEING", "OLLAMA", "OPENAI", "VLLM", "FakeLLMServer", "FakeReply", "Fault", "ReceivedRequest",
     "ServedResponse", "ServerProfile", "default_responder",
 ]
 
@@ -145,6 +147,7 @@ class FakeLLMServer:
         self._closing = asyncio.Event()
         self.profile = profile  # which server the OpenAI API plays (tests/fakes/llm_profiles.py)
         self._running: set[asyncio.Event] = set()  # cut signals of the OpenAI streams in progress
+        self._model_lock = asyncio.Lock()  # one stream at a time, for profiles that queue
         self.truncated_prompts = 0  # prompts an Ollama-style server cut to its context
 
     # ------------------------------------------------------------ lifecycle and knobs
@@ -383,8 +386,13 @@ class FakeLLMServer:
                 encoder.include_usage = False  # type: ignore[attr-defined]  # llama.cpp sends none, asked or not
             if self.profile.cuts_on_second_request:
                 self._running.add(cut)
+        queued = rec.api == "openai" and self.profile.one_at_a_time
+        holding = False
         try:
             await resp.prepare(request)
+            if queued:
+                await self._model_lock.acquire()
+                holding = True
             for frame in encoder.preamble():
                 await resp.write(frame)
             await self._sleep(plan.ttft_s)
@@ -423,6 +431,8 @@ class FakeLLMServer:
             _drop(request)
             return resp
         finally:
+            if holding:
+                self._model_lock.release()
             self._running.discard(cut)
             raw = encoder.reported(len(sent), complete=outcome == "complete")
             reported = encoder.normalise(raw) if raw is not None else None
