@@ -1,6 +1,10 @@
 """The LLM port bot/ talks to: picks the route for a task, owns the one retry loop, the timeouts, the fallback
 to the next route entry, the response cache, and writes exactly one ledger record per provider call or cache hit
-— failed and interrupted calls included."""
+— failed and interrupted calls included.
+
+Per server it also asks the way the server takes (llm/servers.py): the structured-output mode, an answer limit
+that fits the context window, and no more calls at once than it bears — learning each from the server's refusals,
+overflows and cut streams. A stream counts as an answer only when it ended with a finish reason and some text."""
 
 from __future__ import annotations
 
@@ -28,18 +32,10 @@ from llm.provider import (
     Provider,
     StructuredSpec,
     Timeouts,
-    self_hosted_timeouts,
 )
 from llm.routes import Route, RouteEntry
-from llm.servers import (
-    DOWNGRADE,
-    ConcurrencyGate,
-    EntryKey,
-    EntryOptions,
-    ServerMemory,
-    options_for,
-    window_after_overflow,
-)
+from llm.server_fit import DOWNGRADE_MODE, MIN_ANSWER_TOKENS, WHOLE, ServerFit
+from llm.servers import DOWNGRADE, ConcurrencyGate, EntryOptions
 from llm.structured import cache_key, json_text, spec_for
 from llm.tokens import count_tokens
 from llm.types import (
@@ -79,10 +75,6 @@ USER_MESSAGES = {
 # router changed how it asks (a lower concurrency limit, a weaker structured-output mode, a non-streamed probe).
 # Each such change can only happen a few times per call, so this bounds them.
 MAX_ADAPTATIONS = 6
-# When the context window is known, an answer is never allowed more room than the window leaves after the
-# prompt (servers count prompt + max_tokens against it) — unless that leaves less than this, then it is left to
-# the server to refuse (and the caller re-plans in smaller parts).
-MIN_ANSWER_TOKENS = 256
 
 
 class _Ended(Exception):
@@ -182,9 +174,9 @@ class ModelRouter:
         self._sleep = sleep
         self._observers = observers or []
         self.unrecorded = 0  # ledger writes that raised (the store buffers; this counts what it could not)
-        self._options = options or {}  # per route entry settings (llm/servers.py)
-        self.servers = ServerMemory(cache)  # dialects, context windows and concurrency learned per server
-        self._gates: dict[EntryKey, ConcurrencyGate] = {}
+        # The way each server takes calls: set per entry, or learned and remembered (llm/server_fit.py).
+        self.fit = ServerFit(providers=providers, options=options or {}, kv=cache)
+        self.servers = self.fit.memory
 
     # ---- the LLM port -------------------------------------------------------------------------------------
 
@@ -260,28 +252,7 @@ class ModelRouter:
         return max(MIN_ANSWER_TOKENS, min(budgets, default=8_000))
 
     async def context_window(self, entry: RouteEntry) -> int:
-        """The entry's context window: the setting, else what its server reports, else the built-in table
-        (llm/models.py ``capabilities``: where a richer table, e.g. genai-prices' context windows, plugs in) —
-        and never more than what an overflow taught (remembered in the store for every replica)."""
-        provider = self._providers.get(entry.provider)
-        window = options_for(self._options, entry).context_window
-        if provider is not None:
-            where = self._where(entry, provider)
-            if window is None:
-                async with self.servers.lock(where):
-                    known, reported = self.servers.reported_context(where)
-                    if not known:
-                        try:
-                            reported = await provider.context_window(entry)
-                        except Exception:  # a probe must never fail a summary
-                            log.warning("could not ask %s for its context window", entry.model, exc_info=True)
-                            reported = None
-                        self.servers.set_reported_context(where, reported)
-                window = reported
-            learned = (await self.servers.get(where)).context_window
-            if learned is not None:
-                window = min(window or learned, learned)
-        return window or capabilities(entry.model).context_window
+        return await self.fit.context_window(entry)
 
     # ---- internals ----------------------------------------------------------------------------------------
 
@@ -333,18 +304,13 @@ class ModelRouter:
             provider = self._providers.get(entry.provider)
             if provider is None:
                 continue
-            where = self._where(entry, provider)
-            opts = options_for(self._options, entry)
-            spec = await self._spec(structured, where, opts, provider)
-            sized = await self._fit_answer(request, entry)
-            if opts.first_token_timeout_s is not None:
-                timeouts = replace(self._timeouts, first_token_s=opts.first_token_timeout_s)
-            else:
-                timeouts = self_hosted_timeouts(self._timeouts) if provider.self_hosted else self._timeouts
+            spec = await self.fit.spec(structured, entry, provider)
+            sized = await self.fit.fit_answer(request, entry)
+            timeouts = self.fit.timeouts(entry, provider, self._timeouts)
             attempt = adaptations = 0
             streamed = True
             while True:
-                gate = await self._gate(where, opts)
+                gate = await self.fit.gate(entry, provider)
                 async with gate:
                     call = _Call(entry)
                     try:
@@ -377,19 +343,22 @@ class ModelRouter:
                         await self._record(
                             task, sized, bill_to, call, _outcome_of(call), f"{info.kind}: {info.message}"
                         )
-                        adapted = await self._adapt(info, call, where, provider, gate, spec, streamed)
+                        adapted = await self.fit.adapt(
+                            info, entry=entry, provider=provider, gate=gate, siblings=call.siblings,
+                            had_text=bool(call.parts), spec=spec, streamed=streamed,
+                        )
                         if adapted and adaptations < MAX_ADAPTATIONS and not (call.parts and visible):
                             adaptations += 1
-                            if adapted == "downgrade":
+                            if adapted == DOWNGRADE_MODE:
                                 assert spec is not None
                                 spec = replace(spec, mode=DOWNGRADE[spec.mode] or spec.mode)
-                            elif adapted == "whole":
+                            elif adapted == WHOLE:
                                 streamed = False
                             log.info("asking %s/%s again: %s after %s", entry.provider, entry.model, adapted,
                                      info.kind)
                             continue
                         if info.kind == "context_length_exceeded":
-                            await self._learn_overflow(where, sized, entry, info)
+                            await self.fit.learn_overflow(entry, provider, sized, info)
                         if call.parts and visible:
                             # Text is already visible to the user: retrying would repeat it. Keep what arrived.
                             raise LLMError(_user_message(info), kind=info.kind, partial_text=call.text) from exc
@@ -406,8 +375,7 @@ class ModelRouter:
                     truncated = call.finish == FINISH_LENGTH
                     record = await self._record(task, sized, bill_to, call, Outcome.OK, truncated=truncated)
                 if structured is not None and spec is not None and spec.mode is not structured.mode:
-                    # The weaker mode answered where the stronger one was refused: remember it for every replica.
-                    await self.servers.update(where, structured_output=spec.mode)
+                    await self.fit.remember_mode(entry, provider, spec)
                 if key is not None and (cacheable is None or cacheable(call.text)):
                     await self._cache_put(key, route.cache_ttl_s, call.text, entry, record.cost_usd, truncated)
                 if not visible:
@@ -416,84 +384,6 @@ class ModelRouter:
                 return
         info = last or ErrorInfo("unavailable", False)
         raise LLMError(_user_message(info), kind=info.kind)
-
-    # ---- what each server speaks and takes (llm/servers.py) -------------------------------------------------
-
-    def _where(self, entry: RouteEntry, provider: Provider) -> EntryKey:
-        return EntryKey(entry.provider, entry.model, provider.base_url)
-
-    async def _spec(
-        self, structured: StructuredSpec | None, where: EntryKey, opts: EntryOptions, provider: Provider
-    ) -> StructuredSpec | None:
-        """How to ask this server for structure: the setting, else what was learned, else the provider's way."""
-        if structured is None:
-            return None
-        mode = opts.structured_output or (await self.servers.get(where)).structured_output
-        return replace(structured, mode=mode or provider.default_structured_mode)
-
-    async def _gate(self, where: EntryKey, opts: EntryOptions) -> ConcurrencyGate:
-        """This server's concurrency gate, at the lower of the setting and what was learned (by any replica)."""
-        learned = (await self.servers.get(where)).max_concurrency
-        limits = [n for n in (opts.max_concurrency, learned) if n is not None]
-        limit = min(limits) if limits else None
-        gate = self._gates.get(where)
-        if gate is None:
-            if len(self._gates) > 256:  # one per configured model and server; only misconfiguration grows it
-                self._gates = {k: g for k, g in self._gates.items() if g.active}
-            gate = self._gates[where] = ConcurrencyGate(limit)
-        elif limit != gate.limit and limit is not None and (gate.limit is None or limit < gate.limit):
-            await gate.set_limit(limit)
-        return gate
-
-    async def _adapt(
-        self,
-        info: ErrorInfo,
-        call: _Call,
-        where: EntryKey,
-        provider: Provider,
-        gate: ConcurrencyGate,
-        spec: StructuredSpec | None,
-        streamed: bool,
-    ) -> str:
-        """How to ask again at once after this failure, having changed what was wrong ("" when nothing is)."""
-        overrun = info.kind == "interrupted" or (info.kind == "timeout" and not call.parts)
-        if overrun and call.siblings > 0:
-            # A stream cut while other calls ran on the same server: llama.cpp stops a running stream when the
-            # next request arrives (FACTS.md); or no first token while they ran: the server queues them. Fewer
-            # at once, shared with every replica; then ask again.
-            seen = call.siblings + 1  # calls in flight at once during this one
-            if gate.limit is not None and gate.limit < seen:
-                return "fewer at once"  # a sibling hit by the same overrun already lowered the limit
-            lower = max(1, seen // 2)
-            await gate.set_limit(lower)
-            await self.servers.update(where, max_concurrency=lower)
-            return "fewer at once"
-        if info.kind == "empty" and streamed:
-            # An empty 200 stream hides the reason (llama.cpp past its context); a whole answer says it.
-            return "whole"
-        refused = info.status in (400, 422) or (provider.self_hosted and info.status in (500, 501))
-        if spec is not None and refused and info.kind != "context_length_exceeded" and DOWNGRADE[spec.mode]:
-            return "downgrade"
-        return ""
-
-    async def _learn_overflow(self, where: EntryKey, request: Request, entry: RouteEntry, info: ErrorInfo) -> None:
-        needed = _prompt_tokens(request) + (request.max_tokens or entry.max_tokens)
-        window = window_after_overflow(needed, info.message)
-        known = (await self.servers.get(where)).context_window
-        if known is None or window < known:
-            await self.servers.update(where, context_window=window)
-
-    async def _fit_answer(self, request: Request, entry: RouteEntry) -> Request:
-        """The request with an answer limit that fits the window left after the prompt, when it has to shrink."""
-        wanted = request.max_tokens or entry.max_tokens
-        window = await self.context_window(entry)
-        chars = len(request.system) + sum(len(m.content) for m in request.messages)
-        if chars + wanted + 64 <= window:  # a token is at least one character: it fits without counting
-            return request
-        room = window - _prompt_tokens(request)
-        if wanted <= room or room < MIN_ANSWER_TOKENS:
-            return request
-        return replace(request, max_tokens=room)
 
     async def _timed(
         self, deltas: AsyncGenerator[Delta, None], call: _Call, timeouts: Timeouts, gate: ConcurrencyGate
@@ -679,12 +569,6 @@ def _ending(call: _Call) -> ErrorInfo:
     # Text, then a normal end without a finish reason: the server stopped generating (llama.cpp does when the
     # next request arrives). Never an answer to keep, cache or record as ok.
     return ErrorInfo("interrupted", True, message="the stream ended without a finish reason")
-
-
-def _prompt_tokens(request: Request) -> int:
-    return count_tokens(request.system + "".join(m.content for m in request.messages)) + 4 * (
-        len(request.messages) + 1  # chat templates add a few tokens per message
-    )
 
 
 def _user_message(info: ErrorInfo) -> str:
