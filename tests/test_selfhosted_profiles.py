@@ -28,7 +28,7 @@ from bot.summarize import CUT_SHORT
 from llm import PriceTable, Timeouts, create_router
 from llm.router import ModelRouter
 from llm.routes import Route, RouteEntry
-from llm.servers import EntryKey, EntryOptions, StructuredMode
+from llm.servers import EntryKey, EntryOptions, StructuredMode, is_context_overflow, window_after_overflow
 from llm.types import Attribution, LedgerRecord, LLMError, Outcome, Request, Task
 from tests.fakes.faq_model import faq_responder
 from tests.fakes.llm_profiles import (
@@ -459,3 +459,15 @@ async def test_faq_against_llama_cpp_learns_json_object_once_and_writes_entries(
     assert formats.count("json_schema") == 1 and set(formats[1:]) == {"json_object"}  # refused once, then learned
     await app.close()
     await server.stop()
+
+
+def test_overflow_messages_teach_a_window_in_the_bots_own_token_count() -> None:
+    # Verbatim from llama-cpp-python 0.3.36 (measured) and Anthropic's wording.
+    llama = ("This model's maximum context length is 8192 tokens. However, you requested 13212 tokens (13192 in "
+             "the messages, 20 in the completion). Please reduce the length of the messages or completion.")
+    assert is_context_overflow(llama) and is_context_overflow("", "context_length_exceeded")
+    assert is_context_overflow("prompt is too long: 210000 tokens > 200000 maximum")
+    assert not is_context_overflow("Input should be 'text' or 'json_object'")
+    # The bot counted 12,000 for that prompt + answer: the window it believes is scaled by 8192/13212, less 3 %.
+    assert window_after_overflow(12_000, llama) == int(12_000 * 8192 / 13212 * 0.97)
+    assert window_after_overflow(12_000, "no numbers here") == int(12_000 * 0.85)
