@@ -340,9 +340,9 @@ class ModelRouter:
                         if info is None:
                             await self._record(task, sized, bill_to, call, _outcome_of(call), repr(exc)[:200])
                             raise
-                        await self._record(
-                            task, sized, bill_to, call, _outcome_of(call), f"{info.kind}: {info.message}"
-                        )
+                        # A stream that ended unfinished (even empty) is interrupted: the server took the request.
+                        outcome = Outcome.INTERRUPTED if isinstance(exc, _Ended) else _outcome_of(call)
+                        await self._record(task, sized, bill_to, call, outcome, f"{info.kind}: {info.message}")
                         adapted = await self.fit.adapt(
                             info, entry=entry, provider=provider, gate=gate, siblings=call.siblings,
                             had_text=bool(call.parts), spec=spec, streamed=streamed,
