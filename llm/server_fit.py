@@ -99,11 +99,12 @@ class ServerFit:
         streamed: bool,
     ) -> str:
         """What to change before asking again at once after this failure ("" when nothing is to change)."""
-        overrun = info.kind == "interrupted" or (info.kind == "timeout" and not had_text)
+        overrun = info.kind in ("interrupted", "empty") or (info.kind == "timeout" and not had_text)
         if overrun and siblings > 0:
             # A stream cut while other calls ran on the same server: llama.cpp stops a running stream when the
-            # next request arrives (FACTS.md); or no first token while they ran: the server queues them. Fewer
-            # at once, shared with every replica; then ask again.
+            # next request arrives (FACTS.md) — right after its first chunk, the role, it looks empty; or no
+            # first token while they ran: the server queues them. Fewer at once, shared with every replica; then
+            # ask again.
             seen = siblings + 1  # calls in flight at once during this one
             if gate.limit is not None and gate.limit < seen:
                 return FEWER_AT_ONCE  # a sibling hit by the same overrun already lowered the limit

@@ -143,8 +143,8 @@ async def test_thread_longer_than_the_context_is_summarized_in_parts(tmp_path, l
     reply = bot_reply(out)
     recs = await ledger(app)
     learned = await app.llm.servers.get(EntryKey("openai", MODEL, llama_server))
-    report("long thread", f"{reply}\n\n[{len(recs)} calls in {time.monotonic() - started:.0f} s; outcomes "
-           f"{[r.outcome.value for r in recs]}; learned {learned}]")
+    report("long thread", f"{reply}\n\n[{len(recs)} calls in {time.monotonic() - started:.0f} s; "
+           f"{[(r.task, r.outcome.value, r.error[:70]) for r in recs]}; learned {learned}]")
     assert reply and "Stopped" not in reply and "too long" not in reply
     assert learned.context_window is not None and learned.context_window < N_CTX  # taught by the overflow
     assert sum(r.task == "summarize" and r.outcome is Outcome.OK for r in recs) >= 2  # parts
