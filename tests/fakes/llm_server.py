@@ -4,8 +4,10 @@
         client = openai.AsyncOpenAI(base_url=server.openai_base_url, api_key="x")
         client = anthropic.AsyncAnthropic(base_url=server.anthropic_base_url, api_key="x")
 
-It speaks ``POST /v1/chat/completions`` and ``POST /v1/messages``, streamed or not, in the wire format of the real
-services (see llm_wire.py), simulates prompt caching (llm_cache.py), paces output, and plays scripted faults.
+It speaks ``POST /v1/chat/completions``, ``POST /v1/messages`` and ``GET /v1/models``, streamed or not, in the
+wire format of the real services (see llm_wire.py), simulates prompt caching (llm_cache.py), paces output, and
+plays scripted faults. ``profile=`` makes its OpenAI API play a self-hosted server instead (llama.cpp, vLLM,
+Ollama: llm_profiles.py), with their endpoints (``/props``, ``/api/show``) and habits.
 Every request lands in ``server.received``; every response's usage in ``server.served``.
 
 Standalone: ``python -m tests.fakes.llm_server --port 8089`` prints the two base URLs and serves until Ctrl-C.
