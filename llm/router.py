@@ -308,7 +308,7 @@ class ModelRouter:
             sized = await self.fit.fit_answer(request, entry)
             timeouts = self.fit.timeouts(entry, provider, self._timeouts)
             attempt = adaptations = 0
-            streamed = True
+            streamed, downgraded = True, False
             while True:
                 gate = await self.fit.gate(entry, provider)
                 async with gate:
@@ -352,6 +352,7 @@ class ModelRouter:
                             if adapted == DOWNGRADE_MODE:
                                 assert spec is not None
                                 spec = replace(spec, mode=DOWNGRADE[spec.mode] or spec.mode)
+                                downgraded = True
                             elif adapted == WHOLE:
                                 streamed = False
                             log.info("asking %s/%s again: %s after %s", entry.provider, entry.model, adapted,
@@ -374,7 +375,7 @@ class ModelRouter:
                         continue
                     truncated = call.finish == FINISH_LENGTH
                     record = await self._record(task, sized, bill_to, call, Outcome.OK, truncated=truncated)
-                if structured is not None and spec is not None and spec.mode is not structured.mode:
+                if downgraded and spec is not None:  # the weaker mode answered where the stronger was refused
                     await self.fit.remember_mode(entry, provider, spec)
                 if key is not None and (cacheable is None or cacheable(call.text)):
                     await self._cache_put(key, route.cache_ttl_s, call.text, entry, record.cost_usd, truncated)

@@ -472,3 +472,15 @@ def test_overflow_messages_teach_a_window_in_the_bots_own_token_count() -> None:
     # The bot counted 12,000 for that prompt + answer: the window it believes is scaled by 8192/13212, less 3 %.
     assert window_after_overflow(12_000, llama) == int(12_000 * 8192 / 13212 * 0.97)
     assert window_after_overflow(12_000, "no numbers here") == int(12_000 * 0.85)
+
+
+async def test_a_providers_own_way_is_not_remembered_as_learned(store) -> None:
+    server = await FakeLLMServer().start()
+    server.responder = lambda req: FakeReply(json.dumps({"category": "Billing", "priority": 2}))
+    router = router_for(server, store, "anthropic:claude-haiku-4-5", task=Task.CLASSIFY)
+    await router.structured(Task.CLASSIFY, Request.of("Sort.", "refund?"), Verdict, bill_to=WHO)
+    assert server.received[0].forced_tool == "verdict"  # Anthropic's way: a forced tool
+    key = EntryKey("anthropic", "claude-haiku-4-5", server.anthropic_base_url)
+    assert await store.kv.get(key.store_key) is None  # nothing learned, nothing written
+    await router.close()
+    await server.stop()
