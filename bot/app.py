@@ -14,6 +14,7 @@ from bot.settings import Settings
 from bot.stores import open_store
 from bot.stores.base import Store
 from llm import PriceTable, Timeouts, create_router
+from llm.provider import SELF_HOSTED_FIRST_TOKEN_S
 from llm.router import ModelRouter
 
 log = logging.getLogger(__name__)
@@ -86,11 +87,14 @@ async def build_app(settings: Settings, *, store: Store | None = None, metrics: 
             connect_s=settings.connect_timeout_s,
             first_token_s=settings.first_token_timeout_s,
             idle_s=settings.idle_timeout_s,
+            accept_s=settings.accept_timeout_s,
+            self_hosted_first_token_s=SELF_HOSTED_FIRST_TOKEN_S,
         ),
         max_retries=settings.max_retries,
         anthropic_cache_ttl=settings.anthropic_cache_ttl,
         observers=[metrics.observe_call],
         base_url_is_provider=settings.base_url_is_provider,
+        server_options=settings.server_options(),
     )
     metrics.watch_router(router)
     assistant = Assistant(settings=settings, store=store, llm=router, metrics=metrics)

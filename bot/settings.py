@@ -11,7 +11,7 @@ import os
 from decimal import Decimal
 from typing import Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
+from pydantic import AliasChoices, BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -20,11 +20,26 @@ from pydantic_settings import (
 )
 
 from llm.routes import Route, RouteEntry, build_routes
+from llm.servers import EntryOptions, StructuredMode
 from llm.types import Task
 
 
 def _env(*names: str) -> Any:
     return Field(default=None, validation_alias=AliasChoices(*names))
+
+
+class ModelServer(BaseModel):
+    """What one model server takes (``SUPPORTBOT_MODEL_SERVERS``); unset fields are learned from its answers."""
+
+    model_config = {"extra": "forbid"}
+    structured_output: StructuredMode | None = None
+    context_window: int | None = Field(default=None, ge=256)
+    max_concurrency: int | None = Field(default=None, ge=1)
+    first_token_timeout_s: float | None = Field(default=None, gt=0)
+
+    def options(self) -> EntryOptions:
+        return EntryOptions(self.structured_output, self.context_window, self.max_concurrency,
+                            self.first_token_timeout_s)
 
 
 class Settings(BaseSettings):
@@ -54,6 +69,13 @@ class Settings(BaseSettings):
     first_token_timeout_s: float = Field(default=45.0, gt=0)
     idle_timeout_s: float = Field(default=30.0, gt=0)
     anthropic_cache_ttl: Literal["5m", "1h"] = "5m"
+    # From sending a request to the server answering with headers: a self-hosted server may queue it first, and
+    # that wait does not count against the first-token timeout.
+    accept_timeout_s: float = Field(default=120.0, gt=0)
+    # Per route entry ("openai:MODEL", or "openai:*" for every model of that provider): structured output
+    # (json_schema | json_object | tool | prompt), context window, calls at once, first-token timeout. Unset fields
+    # are learned from the server's answers (refusals, overflows, cut streams) and remembered in the store.
+    model_servers: dict[str, ModelServer] = Field(default_factory=dict)
 
     # Product
     monthly_budget_usd: Decimal | None = Field(default=None, ge=0)  # default per channel; None: no budget
@@ -131,6 +153,16 @@ class Settings(BaseSettings):
             for spec in specs:
                 RouteEntry.parse(spec, max_tokens=1, temperature=None)
         return routes
+
+    @field_validator("model_servers")
+    @classmethod
+    def _known_entries(cls, servers: dict[str, ModelServer]) -> dict[str, ModelServer]:
+        for spec in servers:
+            RouteEntry.parse(spec, max_tokens=1, temperature=None)
+        return servers
+
+    def server_options(self) -> dict[str, EntryOptions]:
+        return {spec: server.options() for spec, server in self.model_servers.items()}
 
     @property
     def providers(self) -> list[str]:

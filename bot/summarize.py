@@ -2,6 +2,11 @@
 
 Every message reaches the model: a thread that does not fit one call's token budget is summarized in parts whose
 notes are combined. A second mention reuses the last summary and sends only the messages written since.
+
+The budget comes from the model's context window as the router knows it (setting, server, learned, table). When
+the server still says the prompt is too long (our token count is not the server's), the router learns the
+smaller window and the summary is planned again in smaller parts. When one part call fails, its siblings are
+cancelled: their notes would be thrown away anyway. An answer cut short by the output limit says so.
 """
 
 from __future__ import annotations
@@ -10,9 +15,10 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any
 
 from bot import prompts
 from bot.ports import ChatPlatform
@@ -21,11 +27,17 @@ from bot.stores.base import Store
 from bot.types import ChatMessage, Mention
 from llm.router import ModelRouter
 from llm.tokens import count_tokens
-from llm.types import Attribution, Request, Task
+from llm.types import Answer, Attribution, LLMError, Request, Task
 
 RECENT_LIMIT = 200  # outside a thread: the last messages of the channel
 STATE_TTL_S = 14 * 24 * 3600  # how long the last summary of a thread is kept for incremental updates
-PARALLEL_PARTS = 4  # part summaries in flight at once for a long thread
+PARALLEL_PARTS = 4  # part summaries in flight at once for a long thread (the router may allow fewer per server)
+# A prompt the server still finds too long is planned again with at most half the budget, this many times.
+MAX_REPLANS = 3
+MIN_PART_TOKENS = 200  # below this a part carries too little conversation to be worth a call
+CUT_SHORT = "… (cut short: the model's output limit)"
+NOTES_CUT_SHORT = "\n(These notes were cut short by the model's output limit.)"
+REPLANNING = "the conversation is longer than the model can read at once; reading it in smaller parts…"
 log = logging.getLogger(__name__)
 _FRESH = re.compile(r"\b(fresh|again|full|from scratch|restart)\b", re.IGNORECASE)
 
@@ -124,12 +136,11 @@ class ThreadSummarizer:
         self._store = store
         self._max_input_tokens = max_input_tokens
 
-    def input_budget(self) -> int:
-        """Tokens of transcript one call may carry: the smaller of the setting and what the model's context
-        window leaves after the system prompt and the answer."""
-        return min(self._max_input_tokens, self._llm.input_budget(Task.SUMMARIZE)) - count_tokens(
-            prompts.SUMMARY_SYSTEM
-        )
+    async def input_budget(self) -> int:
+        """Tokens of transcript one call may carry: the smaller of the setting and what the models' context
+        windows (summarize and combine routes) leave after the system prompt and the answer."""
+        window = min(await self._llm.context_budget(Task.SUMMARIZE), await self._llm.context_budget(Task.COMBINE))
+        return max(MIN_PART_TOKENS, min(self._max_input_tokens, window) - count_tokens(prompts.SUMMARY_SYSTEM))
 
     async def gather(
         self, mention: Mention, platform: ChatPlatform, *, progress: Callable[[str], None] | None = None
@@ -179,7 +190,36 @@ class ThreadSummarizer:
         ref = mention.message.ref
         state_key = f"summary:{ref.channel.key}:{ref.thread_id or '-'}"
         state = None if mention.fresh else await self._load(state_key)
-        budget = self.input_budget()
+        budget = await self.input_budget()
+        for replan in range(MAX_REPLANS + 1):
+            try:
+                return await self._summarize(messages, scope, mention, state, state_key, budget, bill_to,
+                                             on_text, on_status)
+            except LLMError as exc:
+                if exc.kind != "context_length_exceeded" or exc.partial_text or replan == MAX_REPLANS:
+                    raise
+                # The router learned the server's smaller window; plan again within it, and at most half as much.
+                smaller = min(budget // 2, await self.input_budget())
+                if smaller < MIN_PART_TOKENS:
+                    raise
+                log.info("summary in %s re-planned: budget %d → %d tokens", ref.channel.key, budget, smaller)
+                budget = smaller
+                on_status(REPLANNING)
+        raise AssertionError("unreachable")  # the loop returns or raises
+
+    async def _summarize(
+        self,
+        messages: list[ChatMessage],
+        scope: str,
+        mention: Mention,
+        state: SummaryState | None,
+        state_key: str,
+        budget: int,
+        bill_to: Attribution,
+        on_text: Callable[[str], None],
+        on_status: Callable[[str], None],
+    ) -> SummaryResult:
+        ref = mention.message.ref
         if state is not None:
             since = datetime.fromisoformat(state.last_sent_at)
             new = [m for m in messages if m.sent_at > since and m.ref.message_id != ref.message_id]
@@ -237,12 +277,12 @@ class ThreadSummarizer:
                 request = Request.of(
                     prompts.PARTIAL_SYSTEM, prompts.transcript(chunk), prompt_version=prompts.SUMMARY_VERSION
                 )
-                text = await self._llm.complete(Task.SUMMARIZE, request, bill_to=bill_to)
+                answer: Answer = await self._llm.answer(Task.SUMMARIZE, request, bill_to=bill_to)
             done += 1
             on_status(f"reading a long conversation: part {done} of {len(chunks)}…")
-            return text
+            return answer.text + (NOTES_CUT_SHORT if answer.truncated else "")
 
-        notes = list(await asyncio.gather(*(notes_for(c) for c in chunks)))
+        notes = await _all_or_none([notes_for(c) for c in chunks])
         if prior:
             notes.insert(0, f"(Summary of the earlier conversation)\n{prior}")
         # Notes of very long threads may themselves exceed one call: combine them level by level.
@@ -272,6 +312,9 @@ class ThreadSummarizer:
             if chunk.text:
                 parts.append(chunk.text)
                 on_text(chunk.text)
+            if chunk.truncated:  # the reader must not take a summary that stops mid-sentence for the whole
+                parts.append(CUT_SHORT)
+                on_text(CUT_SHORT)
         return "".join(parts)
 
     async def _load(self, key: str) -> SummaryState | None:
@@ -280,7 +323,21 @@ class ThreadSummarizer:
 
     async def _save(self, key: str, text: str, messages: list[ChatMessage], covered: int) -> None:
         newest = max((m.sent_at for m in messages), default=None)
+        text = text.removesuffix(CUT_SHORT)  # the marker is for the reader, not for the next update's prompt
         if newest is None or not text.strip():
             return
         state = SummaryState(text, newest.isoformat(), covered)
         await self._store.kv.put(key, json.dumps(asdict(state)), ttl_s=STATE_TTL_S)
+
+
+async def _all_or_none(calls: list[Coroutine[Any, Any, str]]) -> list[str]:
+    """Every result in order, or — as soon as one call fails — the siblings cancelled (their answers would be
+    thrown away, and they would keep a busy server from the re-planned calls) and that failure raised."""
+    tasks: list[asyncio.Task[str]] = []
+    try:
+        async with asyncio.TaskGroup() as group:
+            tasks = [group.create_task(c) for c in calls]
+    except BaseExceptionGroup as failed:
+        first = next((e for e in failed.exceptions if isinstance(e, LLMError)), failed.exceptions[0])
+        raise first from None
+    return [t.result() for t in tasks]

@@ -6,24 +6,14 @@ Only this package imports openai and anthropic. bot/ sees the ``ModelRouter`` (t
 from __future__ import annotations
 
 from collections.abc import Callable
-from urllib.parse import urlsplit
 
 from llm.models import PriceTable
 from llm.ports import LedgerSink, ResponseCache
-from llm.provider import DEFAULT_TIMEOUTS, Provider, Timeouts
+from llm.provider import DEFAULT_TIMEOUTS, Provider, Timeouts, is_self_hosted
 from llm.router import ModelRouter
 from llm.routes import Route
+from llm.servers import EntryOptions
 from llm.types import LedgerRecord, Task
-
-# The providers' own API hosts (their SDKs' default base URLs). Any other base URL is a server of the user's own.
-PROVIDER_HOSTS = {"openai": "api.openai.com", "anthropic": "api.anthropic.com"}
-
-
-def is_self_hosted(provider: str, base_url: str | None) -> bool:
-    """True when ``base_url`` points somewhere other than the provider itself (Ollama, vLLM, llama.cpp, …)."""
-    if not base_url:
-        return False
-    return (urlsplit(base_url).hostname or "").lower() != PROVIDER_HOSTS.get(provider)
 
 
 def create_router(
@@ -41,6 +31,7 @@ def create_router(
     anthropic_cache_ttl: str = "5m",
     observers: list[Callable[[LedgerRecord], None]] | None = None,
     base_url_is_provider: bool = False,
+    server_options: dict[str, EntryOptions] | None = None,
 ) -> ModelRouter:
     """``base_url_is_provider``: the base URLs are a gateway or proxy in front of the providers themselves, so
     their list prices apply; otherwise a base URL that is not the provider's own is self-hosted."""
@@ -54,7 +45,7 @@ def create_router(
         from llm.openai_provider import OpenAIProvider
 
         providers["openai"] = OpenAIProvider(
-            api_key=openai_api_key, base_url=openai_base_url, timeouts=timeouts
+            api_key=openai_api_key, base_url=openai_base_url, timeouts=timeouts, self_hosted="openai" in self_hosted
         )
     if anthropic_api_key:
         from llm.anthropic_provider import AnthropicProvider
@@ -64,6 +55,7 @@ def create_router(
             base_url=anthropic_base_url,
             timeouts=timeouts,
             cache_ttl=anthropic_cache_ttl,
+            self_hosted="anthropic" in self_hosted,
         )
     return ModelRouter(
         providers=providers,
@@ -75,6 +67,7 @@ def create_router(
         max_retries=max_retries,
         observers=observers,
         self_hosted=self_hosted,
+        options=server_options,
     )
 
 

@@ -10,21 +10,27 @@ import anthropic
 from llm.models import capabilities
 from llm.provider import (
     DEFAULT_TIMEOUTS,
+    FINISH_LENGTH,
     Delta,
     ErrorInfo,
     StructuredSpec,
     Timeouts,
     http_timeout,
+    is_self_hosted,
     status_error,
     wire_error,
 )
 from llm.routes import RouteEntry
+from llm.servers import StructuredMode, is_context_overflow
+from llm.structured import prompt_instruction
 from llm.tokens import count_tokens
 from llm.types import Request, Usage
 
 
 class AnthropicProvider:
     name = "anthropic"
+    # A forced tool is Anthropic's structured output on every model; JSON in the prompt is the only fallback.
+    default_structured_mode = StructuredMode.TOOL
 
     def __init__(
         self,
@@ -33,6 +39,7 @@ class AnthropicProvider:
         base_url: str | None = None,
         timeouts: Timeouts = DEFAULT_TIMEOUTS,
         cache_ttl: str = "5m",
+        self_hosted: bool | None = None,
     ) -> None:
         # max_retries=0: the router owns the one retry loop (STYLE.md rule 7).
         self._client = anthropic.AsyncAnthropic(
@@ -45,6 +52,8 @@ class AnthropicProvider:
         if cache_ttl == "1h":
             self._cache_control["ttl"] = "1h"
         self._prefix_tokens: dict[str, int] = {}  # system prompt → token count, counted once per prompt
+        self.base_url = (base_url or "").rstrip("/")
+        self.self_hosted = is_self_hosted(self.name, base_url) if self_hosted is None else self_hosted
 
     def _cacheable(self, model: str, system: str, tools: list[dict[str, Any]]) -> bool:
         # Below the model's minimum a marked block is silently not cached (FACTS.md); marking is then pointless,
@@ -61,6 +70,10 @@ class AnthropicProvider:
     ) -> dict[str, Any]:
         caps = capabilities(entry.model)
         tools: list[dict[str, Any]] = []
+        system = request.system
+        if structured is not None and structured.mode is StructuredMode.PROMPT:
+            system = f"{system}\n\n{prompt_instruction(structured)}".strip()
+            structured = None
         params: dict[str, Any] = {
             "model": entry.model,
             "max_tokens": request.max_tokens or entry.max_tokens,
@@ -77,9 +90,9 @@ class AnthropicProvider:
             ]
             params["tools"] = tools
             params["tool_choice"] = {"type": "tool", "name": structured.name}
-        if request.system:
-            block: dict[str, Any] = {"type": "text", "text": request.system}
-            if self._cacheable(entry.model, request.system, tools):
+        if system:
+            block: dict[str, Any] = {"type": "text", "text": system}
+            if self._cacheable(entry.model, system, tools):
                 block["cache_control"] = self._cache_control
             params["system"] = [block]
         if caps.temperature and entry.temperature is not None:
@@ -89,9 +102,15 @@ class AnthropicProvider:
         return params
 
     async def stream(
-        self, entry: RouteEntry, request: Request, *, structured: StructuredSpec | None = None
+        self,
+        entry: RouteEntry,
+        request: Request,
+        *,
+        structured: StructuredSpec | None = None,
+        streamed: bool = True,  # Anthropic's streams tell their errors: always streamed
     ) -> AsyncGenerator[Delta, None]:
         stream = await self._client.messages.create(**self._params(entry, request, structured))
+        yield Delta(accepted=True)  # the SDK returns once the response headers arrived
         usage = Usage()
         try:
             async for event in stream:
@@ -115,7 +134,12 @@ class AnthropicProvider:
                         cache_write_5m=usage.cache_write_5m,
                         cache_write_1h=usage.cache_write_1h,
                     )
-                    yield Delta(usage=usage, final_usage=True)
+                    reason = event.delta.stop_reason
+                    yield Delta(
+                        usage=usage,
+                        final_usage=True,
+                        finish=FINISH_LENGTH if reason == "max_tokens" else reason,
+                    )
         finally:
             await stream.close()
 
@@ -134,6 +158,8 @@ class AnthropicProvider:
                 kind = "overloaded" if etype == "overloaded_error" else "stream"
                 return ErrorInfo(kind, True, status=status, message=etype)
             message = str(err.get("message", "")) or type(exc).__name__
+            if status == 400 and is_context_overflow(message):
+                return ErrorInfo("context_length_exceeded", False, status=status, message=message[:400])
             # A retired or unknown model: 404 `not_found_error` whose message names the model ("model: …").
             missing = status == 404 and "model" in message.lower()
             return status_error(status, exc.response.headers, message, model_missing=missing)
@@ -144,6 +170,8 @@ class AnthropicProvider:
     async def list_models(self) -> list[str]:
         """Model ids the server offers this key (`supportbot doctor`); pages are followed by the SDK."""
         return [m.id async for m in self._client.models.list()]
+    async def context_window(self, entry: RouteEntry) -> int | None:
+        return None  # Anthropic's API does not say; the model table does
 
     async def close(self) -> None:
         await self._client.close()

@@ -6,15 +6,20 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 import httpx2
 
 from llm.routes import RouteEntry
+from llm.servers import StructuredMode
 from llm.types import Request, Usage
+
+# Normalised finish reasons: OpenAI's "length" and Anthropic's "max_tokens" both mean the answer was cut short.
+FINISH_LENGTH = "length"
 
 
 @dataclass(slots=True)  # not frozen: one is built per streamed token, and frozen __init__ costs more
@@ -22,17 +27,22 @@ class Delta:
     text: str = ""  # answer text, or the JSON text of a structured answer
     usage: Usage | None = None  # latest usage figures seen so far
     final_usage: bool = False  # True when ``usage`` is the provider's final, complete count
+    finish: str | None = None  # the finish reason, when the stream says it ended (FINISH_LENGTH: cut short)
+    accepted: bool = False  # the server accepted the work (response headers arrived): first-token clock starts
 
 
 @dataclass(frozen=True, slots=True)
 class StructuredSpec:
     name: str
     json_schema: dict[str, Any]
+    mode: StructuredMode = StructuredMode.JSON_SCHEMA  # how this call asks for it (llm/servers.py)
 
 
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
-    kind: str  # rate_limited, overloaded, server, timeout, connection, auth, bad_request, stream, model_not_found
+    # rate_limited, overloaded, server, timeout, connection, auth, bad_request, stream, model_not_found,
+    # context_length_exceeded, interrupted (ended without a finish reason), empty (ended with no answer at all)
+    kind: str
     retryable: bool
     retry_after_s: float | None = None
     status: int | None = None
@@ -42,16 +52,37 @@ class ErrorInfo:
 @dataclass(frozen=True, slots=True)
 class Timeouts:
     connect_s: float = 10.0
-    first_token_s: float = 45.0  # from sending the request to the first piece of text
+    first_token_s: float = 45.0  # from the server accepting the request (headers received) to the first text
     idle_s: float = 30.0  # longest silence between two pieces of a stream
+    # From sending the request to the server accepting it (response headers): a busy self-hosted server may
+    # queue the request first, and that wait must not eat into the first-token timeout.
+    accept_s: float = 120.0
+    # First-token timeout of self-hosted servers (base URL not the provider's own); None: ``first_token_s``.
+    self_hosted_first_token_s: float | None = None
 
 
 class Provider(Protocol):
     name: str
+    base_url: str  # where the server is ("" for the provider's own API)
+    self_hosted: bool  # base_url is not the provider's own API
+    default_structured_mode: StructuredMode
 
     def stream(
-        self, entry: RouteEntry, request: Request, *, structured: StructuredSpec | None = None
-    ) -> AsyncGenerator[Delta, None]: ...
+        self,
+        entry: RouteEntry,
+        request: Request,
+        *,
+        structured: StructuredSpec | None = None,
+        streamed: bool = True,
+    ) -> AsyncGenerator[Delta, None]:
+        """Deltas of the answer. The first one has ``accepted`` once the server answered with headers; the last
+        one carries the finish reason if the server sent one. ``streamed=False`` asks for the whole answer at once
+        (one Delta): servers answer errors there that a stream hides (llama.cpp's context overflow)."""
+        ...
+
+    async def context_window(self, entry: RouteEntry) -> int | None:
+        """The context window the server reports for ``entry`` (self-hosted servers), or None."""
+        ...
 
     def classify(self, exc: BaseException) -> ErrorInfo | None:
         """What an exception raised by ``stream`` means; None when it is not a provider error."""
@@ -126,14 +157,24 @@ def status_kind(status: int) -> str:
 
 
 DEFAULT_TIMEOUTS = Timeouts()
+# A self-hosted server on a CPU reads a long prompt slowly before its first token: llama-cpp-python took 63 s for a
+# 4,231-token prompt on 2 busy cores (measured). The app gives self-hosted servers at least this long unless a
+# route sets its own first-token timeout; cloud APIs keep the tighter default.
+SELF_HOSTED_FIRST_TOKEN_S = 300.0
+
+
+def self_hosted_timeouts(timeouts: Timeouts) -> Timeouts:
+    if timeouts.self_hosted_first_token_s is None:
+        return timeouts
+    return replace(timeouts, first_token_s=max(timeouts.first_token_s, timeouts.self_hosted_first_token_s))
 
 
 def http_timeout(timeouts: Timeouts) -> httpx2.Timeout:
     """The SDK client's timeouts: per socket operation, never a whole-request cap that would cut off a long
     answer still arriving. The read timeout is only a backstop behind the router's idle watchdog."""
-    return httpx2.Timeout(
-        connect=timeouts.connect_s, read=timeouts.idle_s * 2, write=timeouts.idle_s, pool=timeouts.connect_s
-    )
+    # Reading the headers is a read, and so is waiting for a whole (non-streamed) answer.
+    read = max(timeouts.idle_s * 2, timeouts.accept_s + timeouts.connect_s, timeouts.first_token_s)
+    return httpx2.Timeout(connect=timeouts.connect_s, read=read, write=timeouts.idle_s, pool=timeouts.connect_s)
 
 
 def wire_error(exc: BaseException) -> ErrorInfo | None:
@@ -145,3 +186,14 @@ def wire_error(exc: BaseException) -> ErrorInfo | None:
     if isinstance(exc, (httpx2.TransportError, httpx2.StreamError)):
         return ErrorInfo("connection", True, message=type(exc).__name__)
     return None
+
+
+# The providers' own API hosts (their SDKs' default base URLs). Any other base URL is a server of the user's own.
+PROVIDER_HOSTS = {"openai": "api.openai.com", "anthropic": "api.anthropic.com"}
+
+
+def is_self_hosted(provider: str, base_url: str | None) -> bool:
+    """True when ``base_url`` points somewhere other than the provider itself (Ollama, vLLM, llama.cpp, …)."""
+    if not base_url:
+        return False
+    return (urlsplit(base_url).hostname or "").lower() != PROVIDER_HOSTS.get(provider)

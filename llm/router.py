@@ -1,6 +1,10 @@
 """The LLM port bot/ talks to: picks the route for a task, owns the one retry loop, the timeouts, the fallback
 to the next route entry, the response cache, and writes exactly one ledger record per provider call or cache hit
-— failed and interrupted calls included."""
+— failed and interrupted calls included.
+
+Per server it also asks the way the server takes (llm/servers.py): the structured-output mode, an answer limit
+that fits the context window, and no more calls at once than it bears — learning each from the server's refusals,
+overflows and cut streams. A stream counts as an answer only when it ended with a finish reason and some text."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ import random
 import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import aclosing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -20,11 +24,22 @@ from pydantic import BaseModel, ValidationError
 
 from llm.models import PriceTable, capabilities
 from llm.ports import LedgerSink, ResponseCache
-from llm.provider import DEFAULT_TIMEOUTS, Delta, ErrorInfo, Provider, StructuredSpec, Timeouts
+from llm.provider import (
+    DEFAULT_TIMEOUTS,
+    FINISH_LENGTH,
+    Delta,
+    ErrorInfo,
+    Provider,
+    StructuredSpec,
+    Timeouts,
+)
 from llm.routes import Route, RouteEntry
-from llm.structured import cache_key, spec_for
+from llm.server_fit import DOWNGRADE_MODE, MIN_ANSWER_TOKENS, WHOLE, ServerFit
+from llm.servers import DOWNGRADE, ConcurrencyGate, EntryOptions
+from llm.structured import cache_key, json_text, spec_for
 from llm.tokens import count_tokens
 from llm.types import (
+    Answer,
     Attribution,
     Chunk,
     LedgerRecord,
@@ -57,12 +72,30 @@ USER_MESSAGES = {
     "timeout": "the model did not answer in time",
     "unconfigured": "no model is configured (set OPENAI_API_KEY or ANTHROPIC_API_KEY)",
     "model_not_found": "the configured model no longer exists (an admin needs to change the model route)",
+    "interrupted": "the model's answer broke off before it finished",
+    "empty": "the model returned no answer",
+    "context_length_exceeded": "the conversation is too long for the model's context window",
 }
+# A server that cut or refused a request is asked again at once, without counting it as a retry, when the
+# router changed how it asks (a lower concurrency limit, a weaker structured-output mode, a non-streamed probe).
+# Each such change can only happen a few times per call, so this bounds them.
+MAX_ADAPTATIONS = 6
+
+
+class _Ended(Exception):
+    """A stream that ended without error but not as a finished answer (no finish reason, or nothing at all)."""
+
+    def __init__(self, info: ErrorInfo) -> None:
+        super().__init__(info.message)
+        self.info = info
 
 
 class _StreamTimeout(Exception):
-    def __init__(self, first_token: bool) -> None:
-        super().__init__("no first token in time" if first_token else "stream went silent")
+    def __init__(self, first_token: bool, accepted: bool = True) -> None:
+        what = "stream went silent" if not first_token else "no first token in time" if accepted else (
+            "the server did not accept the request in time"
+        )
+        super().__init__(what)
         self.info = ErrorInfo("timeout", retryable=not first_token, message=str(self))
 
 
@@ -91,6 +124,13 @@ class _Watchdog:
         else:  # the caller is busy with a chunk; the deadline moves on when it asks for the next one
             self._handle = self._loop.call_at(now + self._idle_s, self._check)
 
+    def move_to(self, deadline: float) -> None:
+        """A new deadline; an earlier one than the timer's needs the timer moved too."""
+        if deadline < self.deadline:
+            self._handle.cancel()
+            self._handle = self._loop.call_at(deadline, self._check)
+        self.deadline = deadline
+
     def stop(self) -> None:
         self._handle.cancel()
 
@@ -106,6 +146,8 @@ class _Call:
     parts: list[str] = field(default_factory=list)
     usage: Usage | None = None
     final_usage: bool = False
+    finish: str | None = None
+    siblings: int = 0  # most other calls to the same server seen in flight during this one
 
     @property
     def text(self) -> str:
@@ -127,6 +169,7 @@ class ModelRouter:
         observers: list[Callable[[LedgerRecord], None]] | None = None,
         self_hosted: frozenset[str] = frozenset(),
         on_model_missing: Callable[[ModelMissing, Attribution], Awaitable[None]] | None = None,
+        options: dict[str, EntryOptions] | None = None,
     ) -> None:
         self._providers = providers
         # Providers whose base URL is not the provider's own: priced only by the user's price file.
@@ -143,6 +186,9 @@ class ModelRouter:
         self._sleep = sleep
         self._observers = observers or []
         self.unrecorded = 0  # ledger writes that raised (the store buffers; this counts what it could not)
+        # The way each server takes calls: set per entry, or learned and remembered (llm/server_fit.py).
+        self.fit = ServerFit(providers=providers, options=options or {}, kv=cache)
+        self.servers = self.fit.memory
 
     # ---- the LLM port -------------------------------------------------------------------------------------
 
@@ -152,7 +198,16 @@ class ModelRouter:
         return self._run(task, request, bill_to, structured=None, cacheable=None)
 
     async def complete(self, task: Task, request: Request, *, bill_to: Attribution) -> str:
-        return await self._collect(task, request, bill_to, None, None)
+        return (await self.answer(task, request, bill_to=bill_to)).text
+
+    async def answer(self, task: Task, request: Request, *, bill_to: Attribution) -> Answer:
+        """The whole answer of a call nobody watches arrive: unlike ``stream``, a cut answer is asked again."""
+        parts: list[str] = []
+        truncated = False
+        async for c in self._run(task, request, bill_to, structured=None, cacheable=None, visible=False):
+            parts.append(c.text)
+            truncated = truncated or c.truncated
+        return Answer("".join(parts), truncated)
 
     async def structured(self, task: Task, request: Request, schema: type[M], *, bill_to: Attribution) -> M:
         """A validated instance of ``schema``; one repair attempt on invalid output, then StructuredOutputError."""
@@ -160,14 +215,14 @@ class ModelRouter:
 
         def valid(text: str) -> bool:
             try:
-                schema.model_validate_json(text)
+                schema.model_validate_json(json_text(text))
                 return True
             except ValidationError:
                 return False
 
         text = await self._collect(task, request, bill_to, spec, valid)
         try:
-            return schema.model_validate_json(text)
+            return schema.model_validate_json(json_text(text))
         except ValidationError as first:
             problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in first.errors()[:10])
             last = request.messages[-1]
@@ -183,7 +238,7 @@ class ModelRouter:
             )
             text = await self._collect(task, repair, bill_to, spec, valid)
             try:
-                return schema.model_validate_json(text)
+                return schema.model_validate_json(json_text(text))
             except ValidationError as second:
                 raise StructuredOutputError(
                     f"the model's answer did not match {schema.__name__} after a repair attempt: "
@@ -192,10 +247,24 @@ class ModelRouter:
                 ) from second
 
     def input_budget(self, task: Task) -> int:
-        """Prompt tokens every model of the task's route can take: context window minus the answer."""
+        """Prompt tokens every model of the task's route can take by the built-in table: window minus answer."""
         route = self.routes.get(task)
         entries = route.entries if route else ()
         return min((capabilities(e.model).context_window - e.max_tokens for e in entries), default=8_000)
+
+    async def context_budget(self, task: Task) -> int:
+        """Prompt tokens every configured model of the task's route can take, with what the servers report and
+        what was learned from their overflows (``context_window``), minus the answer."""
+        route = self.routes.get(task)
+        budgets = [
+            await self.context_window(e) - e.max_tokens
+            for e in (route.entries if route else ())
+            if e.provider in self._providers
+        ]
+        return max(MIN_ANSWER_TOKENS, min(budgets, default=8_000))
+
+    async def context_window(self, entry: RouteEntry) -> int:
+        return await self.fit.context_window(entry)
 
     # ---- internals ----------------------------------------------------------------------------------------
 
@@ -209,7 +278,9 @@ class ModelRouter:
     ) -> str:
         parts = [
             c.text
-            async for c in self._run(task, request, bill_to, structured=structured, cacheable=cacheable)
+            async for c in self._run(
+                task, request, bill_to, structured=structured, cacheable=cacheable, visible=False
+            )
         ]
         return "".join(parts)
 
@@ -221,7 +292,11 @@ class ModelRouter:
         *,
         structured: StructuredSpec | None,
         cacheable: Callable[[str], bool] | None,
+        visible: bool = True,
     ) -> AsyncGenerator[Chunk, None]:
+        """Chunks of one answer. ``visible``: the caller shows text as it arrives, so text is yielded at once and a
+        call that broke after text is never asked again behind the user's back; otherwise the text is yielded
+        only once the answer is complete, and a broken answer is asked again."""
         route = self.routes.get(task)
         if route is None or not any(e.provider in self._providers for e in route.entries):
             raise LLMError(USER_MESSAGES["unconfigured"], kind="unconfigured")
@@ -230,10 +305,10 @@ class ModelRouter:
             key = cache_key(route, request, scope=bill_to.scope, structured=structured)
             hit = await self._cache_get(key)
             if hit is not None:
-                text, entry, saved = hit
+                text, entry, saved, truncated = hit
                 await self._record_hit(task, entry, bill_to, saved)
                 yield Chunk(text=text)
-                yield Chunk(usage=Usage())
+                yield Chunk(usage=Usage(), truncated=truncated)
                 return
 
         last: ErrorInfo | None = None
@@ -242,66 +317,109 @@ class ModelRouter:
             provider = self._providers[entry.provider]
             if n < len(usable) - 1 and self._missing.get((entry.provider, entry.model), 0.0) > time.monotonic():
                 continue  # answered "not found" recently; the next entry serves until it is tried again
-            for attempt in range(self._max_retries + 1):
-                call = _Call(entry)
-                try:
-                    deltas = self._timed(provider.stream(entry, request, structured=structured), call)
-                    async with aclosing(deltas):
-                        async for delta in deltas:
-                            if delta.usage is not None:
-                                call.usage, call.final_usage = delta.usage, delta.final_usage
-                            if delta.text:
-                                if call.ttft is None:
-                                    call.ttft = time.monotonic() - call.started
-                                call.parts.append(delta.text)
-                                yield Chunk(text=delta.text)
-                except (asyncio.CancelledError, GeneratorExit):
-                    # The caller went away (user cancelled, reply abandoned): the call still cost money.
-                    await self._record(task, request, bill_to, call, _outcome_of(call), "cancelled")
-                    raise
-                except Exception as exc:
-                    info = exc.info if isinstance(exc, _StreamTimeout) else provider.classify(exc)
-                    if info is None:
-                        await self._record(task, request, bill_to, call, _outcome_of(call), repr(exc)[:200])
+            spec = await self.fit.spec(structured, entry, provider)
+            sized = await self.fit.fit_answer(request, entry)
+            timeouts = self.fit.timeouts(entry, provider, self._timeouts)
+            attempt = adaptations = 0
+            streamed, downgraded = True, False
+            while True:
+                gate = await self.fit.gate(entry, provider)
+                async with gate:
+                    call = _Call(entry)
+                    try:
+                        deltas = self._timed(
+                            provider.stream(entry, sized, structured=spec, streamed=streamed), call, timeouts, gate
+                        )
+                        async with aclosing(deltas):
+                            async for delta in deltas:
+                                if delta.usage is not None:
+                                    call.usage, call.final_usage = delta.usage, delta.final_usage
+                                if delta.finish is not None:
+                                    call.finish = delta.finish
+                                if delta.text:
+                                    if call.ttft is None:
+                                        call.ttft = time.monotonic() - call.started
+                                    call.parts.append(delta.text)
+                                    if visible:
+                                        yield Chunk(text=delta.text)
+                        if call.finish is None or not call.parts:
+                            raise _Ended(_ending(call))
+                    except (asyncio.CancelledError, GeneratorExit):
+                        # The caller went away (user cancelled, reply abandoned): the call still cost money.
+                        await self._record(task, sized, bill_to, call, _outcome_of(call), "cancelled")
                         raise
-                    await self._record(
-                        task, request, bill_to, call, _outcome_of(call), f"{info.kind}: {info.message}"
-                    )
-                    if call.parts:
-                        # Text is already visible to the user: retrying would repeat it. Keep what arrived.
-                        raise LLMError(_user_message(info), kind=info.kind, partial_text=call.text) from exc
-                    last = info
-                    if info.kind == "model_not_found":
-                        await self._model_missing(task, entry, usable[n + 1 :], info, bill_to)
-                    delay = self._retry_delay(info, attempt)
-                    if delay is None:
-                        break  # not retryable here: fall back to the next route entry
-                    log.info(
-                        "retrying %s/%s in %.2fs after %s", entry.provider, entry.model, delay, info.kind
-                    )
-                    await self._sleep(delay)
-                    continue
-                record = await self._record(task, request, bill_to, call, Outcome.OK)
+                    except Exception as exc:
+                        info = exc.info if isinstance(exc, (_StreamTimeout, _Ended)) else provider.classify(exc)
+                        if info is None:
+                            await self._record(task, sized, bill_to, call, _outcome_of(call), repr(exc)[:200])
+                            raise
+                        # A stream that ended unfinished (even empty) is interrupted: the server took the request.
+                        outcome = Outcome.INTERRUPTED if isinstance(exc, _Ended) else _outcome_of(call)
+                        await self._record(task, sized, bill_to, call, outcome, f"{info.kind}: {info.message}")
+                        adapted = await self.fit.adapt(
+                            info, entry=entry, provider=provider, gate=gate, siblings=call.siblings,
+                            had_text=bool(call.parts), spec=spec, streamed=streamed,
+                        )
+                        if adapted and adaptations < MAX_ADAPTATIONS and not (call.parts and visible):
+                            adaptations += 1
+                            if adapted == DOWNGRADE_MODE:
+                                assert spec is not None
+                                spec = replace(spec, mode=DOWNGRADE[spec.mode] or spec.mode)
+                                downgraded = True
+                            elif adapted == WHOLE:
+                                streamed = False
+                            log.info("asking %s/%s again: %s after %s", entry.provider, entry.model, adapted,
+                                     info.kind)
+                            continue
+                        if info.kind == "context_length_exceeded":
+                            await self.fit.learn_overflow(entry, provider, sized, info)
+                        if call.parts and visible:
+                            # Text is already visible to the user: retrying would repeat it. Keep what arrived.
+                            raise LLMError(_user_message(info), kind=info.kind, partial_text=call.text) from exc
+                        last = info
+                        if info.kind == "model_not_found":
+                            await self._model_missing(task, entry, usable[n + 1 :], info, bill_to)
+                        delay = self._retry_delay(info, attempt)
+                        if delay is None:
+                            break  # not retryable here: fall back to the next route entry
+                        log.info(
+                            "retrying %s/%s in %.2fs after %s", entry.provider, entry.model, delay, info.kind
+                        )
+                        attempt += 1
+                        await self._sleep(delay)
+                        continue
+                    truncated = call.finish == FINISH_LENGTH
+                    record = await self._record(task, sized, bill_to, call, Outcome.OK, truncated=truncated)
+                if downgraded and spec is not None:  # the weaker mode answered where the stronger was refused
+                    await self.fit.remember_mode(entry, provider, spec)
                 if key is not None and (cacheable is None or cacheable(call.text)):
-                    await self._cache_put(key, route.cache_ttl_s, call.text, entry, record.cost_usd)
-                yield Chunk(usage=record.usage)
+                    await self._cache_put(key, route.cache_ttl_s, call.text, entry, record.cost_usd, truncated)
+                if not visible:
+                    yield Chunk(text=call.text)
+                yield Chunk(usage=record.usage, truncated=truncated)
                 return
         info = last or ErrorInfo("unavailable", False)
         raise LLMError(_user_message(info), kind=info.kind)
 
-    async def _timed(self, deltas: AsyncGenerator[Delta, None], call: _Call) -> AsyncGenerator[Delta, None]:
-        """First-token and idle timeouts around a provider stream — never a whole-request cap.
+    async def _timed(
+        self, deltas: AsyncGenerator[Delta, None], call: _Call, timeouts: Timeouts, gate: ConcurrencyGate
+    ) -> AsyncGenerator[Delta, None]:
+        """Accept, first-token and idle timeouts around a provider stream — never a whole-request cap.
 
-        One watchdog timer per call instead of a timeout context per chunk: a chunk only moves the deadline."""
+        The first-token clock starts when the server accepted the work (its response headers arrived), so time a
+        busy server queues the request before answering counts against ``accept_s`` instead. One watchdog timer
+        per call instead of a timeout context per chunk: a chunk only moves the deadline."""
         loop = asyncio.get_running_loop()
         task = asyncio.current_task()
         assert task is not None
-        watch = _Watchdog(loop, task, loop.time() + self._timeouts.first_token_s, self._timeouts.idle_s)
+        watch = _Watchdog(loop, task, loop.time() + timeouts.accept_s, timeouts.idle_s)
+        accepted = False
         try:
             async with aclosing(deltas):
                 it = aiter(deltas)
                 while True:
                     watch.waiting = True
+                    call.siblings = max(call.siblings, gate.active - 1)
                     try:
                         delta = await anext(it)
                     except StopAsyncIteration:
@@ -310,13 +428,17 @@ class ModelRouter:
                         if not watch.fired:
                             raise
                         task.uncancel()
-                        raise _StreamTimeout(first_token=not call.parts) from None
+                        raise _StreamTimeout(first_token=not call.parts, accepted=accepted) from None
                     finally:
                         watch.waiting = False
+                    call.siblings = max(call.siblings, gate.active - 1)
+                    if delta.accepted and not accepted:
+                        accepted = True
+                        watch.move_to(loop.time() + timeouts.first_token_s)
                     yield delta
                     # Until text arrives the first-token deadline stands (usage-only events don't move it).
                     if call.parts:
-                        watch.deadline = loop.time() + self._timeouts.idle_s
+                        watch.move_to(loop.time() + timeouts.idle_s)
         finally:
             watch.stop()
 
@@ -372,6 +494,8 @@ class ModelRouter:
         call: _Call,
         outcome: Outcome,
         error: str = "",
+        *,
+        truncated: bool = False,
     ) -> LedgerRecord:
         usage = self._usage_of(call, request, outcome)
         entry = call.entry
@@ -395,6 +519,7 @@ class ModelRouter:
             unpriced=quote.unpriced and billed,  # a call refused before the model ran cost nothing anyway
             self_hosted=self_hosted,
             price_source=quote.source if billed else "",
+            truncated=truncated,
         )
         await self._write(record)
         return record
@@ -425,7 +550,7 @@ class ModelRouter:
             self.unrecorded += 1
             log.exception("ledger write failed for a %s call to %s", record.task, record.model)
 
-    async def _cache_get(self, key: str) -> tuple[str, RouteEntry, Decimal] | None:
+    async def _cache_get(self, key: str) -> tuple[str, RouteEntry, Decimal, bool] | None:
         assert self._cache is not None
         try:
             raw = await self._cache.get(key)
@@ -433,15 +558,18 @@ class ModelRouter:
                 return None
             data = json.loads(raw)
             entry = RouteEntry(data["provider"], data["model"], 0)
-            return data["text"], entry, Decimal(data["cost"])
+            return data["text"], entry, Decimal(data["cost"]), bool(data.get("truncated"))
         except Exception:
             log.warning("response cache read failed; calling the model", exc_info=True)
             return None
 
-    async def _cache_put(self, key: str, ttl_s: float, text: str, entry: RouteEntry, cost: Decimal) -> None:
+    async def _cache_put(
+        self, key: str, ttl_s: float, text: str, entry: RouteEntry, cost: Decimal, truncated: bool
+    ) -> None:
         assert self._cache is not None
         value = json.dumps(
-            {"text": text, "provider": entry.provider, "model": entry.model, "cost": str(cost)}
+            {"text": text, "provider": entry.provider, "model": entry.model, "cost": str(cost),
+             "truncated": truncated}
         )
         try:
             await self._cache.put(key, value, ttl_s=ttl_s)
@@ -474,6 +602,16 @@ def _ledger_record(task: Task, entry: RouteEntry, bill_to: Attribution, **fields
 
 def _outcome_of(call: _Call) -> Outcome:
     return Outcome.INTERRUPTED if call.parts else Outcome.ERROR
+
+
+def _ending(call: _Call) -> ErrorInfo:
+    """What a stream that ended without an error but without a finished answer means."""
+    if not call.parts:
+        # Nothing at all (llama.cpp streams back nothing for a prompt past its context).
+        return ErrorInfo("empty", True, message="the stream ended with no answer")
+    # Text, then a normal end without a finish reason: the server stopped generating (llama.cpp does when the
+    # next request arrives). Never an answer to keep, cache or record as ok.
+    return ErrorInfo("interrupted", True, message="the stream ended without a finish reason")
 
 
 def _user_message(info: ErrorInfo) -> str:

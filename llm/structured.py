@@ -35,6 +35,25 @@ def spec_for(model: type[BaseModel]) -> StructuredSpec:
     return StructuredSpec(name=model.__name__.lower()[:64], json_schema=strict_schema(model))
 
 
+def prompt_instruction(spec: StructuredSpec) -> str:
+    """The structure, said in words, for servers that cannot enforce it (json_object without a grammar, prompt)."""
+    schema = json.dumps(spec.json_schema, ensure_ascii=False, separators=(",", ":"))
+    return (
+        "Answer with one JSON object and nothing else (no prose, no code fence). "
+        f"It must match this JSON schema:\n{schema}"
+    )
+
+
+def json_text(text: str) -> str:
+    """The JSON object in a model's answer: as is when it parses, else the span from the first ``{`` to the last
+    ``}`` (models without enforced structure wrap it in code fences or a sentence)."""
+    stripped = text.strip()
+    if stripped.startswith("{") and stripped.endswith("}"):
+        return stripped
+    start, end = stripped.find("{"), stripped.rfind("}")
+    return stripped[start : end + 1] if 0 <= start < end else stripped
+
+
 def cache_key(route: Route, request: Request, *, scope: str, structured: StructuredSpec | None) -> str:
     """Canonical hash of everything that shapes the answer, scoped so an answer never crosses channels."""
     canonical = {

@@ -70,6 +70,15 @@ class Chunk:
 
     text: str = ""
     usage: Usage | None = None
+    truncated: bool = False  # on the last chunk: the answer was cut short by the output limit (finish "length")
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    """A whole answer, for callers that do not stream it to anyone."""
+
+    text: str
+    truncated: bool = False  # cut short by the model's output limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +129,7 @@ class LedgerRecord:
     unpriced: bool = False  # no price source knows the model: cost_usd is 0 but the call was not free
     self_hosted: bool = False  # the provider's base URL is not the provider's own (priced only by the price file)
     price_source: str = ""  # "genai-prices X.Y.Z", "price file", or "" (unpriced, cache hit, nothing billed)
+    truncated: bool = False  # the answer was cut short by the output limit (finish reason "length")
 
     @property
     def failed(self) -> bool:

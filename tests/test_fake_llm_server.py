@@ -20,6 +20,7 @@ import pytest
 from pydantic import BaseModel
 
 from llm.types import Usage
+from tests.fakes.llm_profiles import LLAMA_CPP, OLLAMA, VLLM
 from tests.fakes.llm_server import FakeLLMServer, FakeReply, Fault, ReceivedRequest
 
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -521,3 +522,86 @@ async def test_stop_releases_a_hanging_request() -> None:
             async for _ in stream:
                 pass
     assert server.served[-1].outcome == "interrupted" and server.served[-1].text == ""
+
+
+# ------------------------------------------------------------------ server profiles (tests/fakes/llm_profiles.py)
+
+SCHEMA = {"type": "object", "properties": {"name": {"type": "string"}}, "required": ["name"],
+          "additionalProperties": False}
+
+
+async def test_llama_cpp_profile_speaks_its_dialect() -> None:
+    async with FakeLLMServer(profile=LLAMA_CPP) as srv, openai.AsyncOpenAI(
+        base_url=srv.openai_base_url, api_key="x", max_retries=0
+    ) as client:
+        with pytest.raises(openai.InternalServerError):
+            await client.chat.completions.create(
+                model="anything", messages=HELLO,
+                response_format={"type": "json_schema", "json_schema": {"name": "n", "schema": SCHEMA}},
+            )
+        fmt: Any = {"type": "json_object", "schema": SCHEMA}
+        whole = await client.chat.completions.create(model="anything", messages=HELLO, response_format=fmt)
+        assert whole.model == "anything" and list(json.loads(whole.choices[0].message.content or "")) == ["name"]
+        stream = await client.chat.completions.create(
+            model="any-name/at all", messages=HELLO, stream=True, stream_options={"include_usage": True},
+            max_completion_tokens=2, max_tokens=5,
+        )
+        chunks = [c async for c in stream]
+        assert all(c.usage is None for c in chunks)  # no usage chunk, asked or not
+        assert chunks[0].model == "any-name/at all"
+        assert sum(1 for c in chunks for ch in c.choices if ch.delta.content) == 5  # max_tokens, not the other
+        assert chunks[-1].choices[0].finish_reason == "length"
+        models = await client.models.list()
+        assert [m.id for m in models.data] == ["/models/SmolLM2-135M-Instruct.Q4_1.gguf"]
+        async with httpx2.AsyncClient() as http:
+            props = (await http.get(f"http://127.0.0.1:{srv.port}/props")).json()
+        assert props["default_generation_settings"]["n_ctx"] == 8192
+
+
+async def test_llama_cpp_second_request_cuts_the_running_stream() -> None:
+    async with FakeLLMServer(profile=LLAMA_CPP, tokens_per_s=200) as srv, openai.AsyncOpenAI(
+        base_url=srv.openai_base_url, api_key="x", max_retries=0
+    ) as client:
+        first = await client.chat.completions.create(model="m", messages=HELLO, stream=True)
+        got = [await anext(aiter(first))]  # the role chunk: the stream runs
+        second = await client.chat.completions.create(model="m", messages=HELLO, stream=True)
+        got += [c async for c in first]
+        assert not any(ch.finish_reason for c in got for ch in c.choices)  # then a normal [DONE]
+        rest = [c async for c in second]
+        assert rest[-1].choices[0].finish_reason == "stop"
+        assert [s.outcome for s in srv.served] == ["cut", "complete"]
+
+
+async def test_llama_cpp_prompt_past_the_context() -> None:
+    long_prompt: Any = [{"role": "user", "content": "word " * 9000}]
+    async with FakeLLMServer(profile=LLAMA_CPP) as srv, openai.AsyncOpenAI(
+        base_url=srv.openai_base_url, api_key="x", max_retries=0
+    ) as client:
+        stream = await client.chat.completions.create(model="m", messages=long_prompt, stream=True)
+        assert [c async for c in stream] == []  # 200, and nothing at all
+        with pytest.raises(openai.BadRequestError) as err:
+            await client.chat.completions.create(model="m", messages=long_prompt, max_tokens=100)
+        assert err.value.code == "context_length_exceeded"
+        assert "maximum context length is 8192 tokens" in str(err.value)
+
+
+async def test_vllm_and_ollama_report_their_context() -> None:
+    async with FakeLLMServer(profile=VLLM) as srv, openai.AsyncOpenAI(
+        base_url=srv.openai_base_url, api_key="x", max_retries=0
+    ) as client:
+        [model] = (await client.models.list()).data
+        assert (model.model_extra or {})["max_model_len"] == 32768
+        with pytest.raises(openai.BadRequestError):  # vLLM counts the answer's room against the context too
+            await client.chat.completions.create(
+                model=model.id, messages=[{"role": "user", "content": "word " * 32000}], max_tokens=1000
+            )
+    async with FakeLLMServer(profile=OLLAMA) as srv, httpx2.AsyncClient() as http:
+        shown = (await http.post(f"http://127.0.0.1:{srv.port}/api/show", json={"model": "llama3.2"})).json()
+        assert shown["model_info"]["llama.context_length"] == 131072 and "num_ctx" not in shown["parameters"]
+        async with openai.AsyncOpenAI(base_url=srv.openai_base_url, api_key="x", max_retries=0) as client:
+            whole = await client.chat.completions.create(
+                model="llama3.2", messages=[{"role": "user", "content": "early words " * 2000 + "late"}]
+            )
+        assert whole.choices[0].finish_reason == "stop" and srv.truncated_prompts == 1
+        seen = srv.served[-1].request.user_text  # what the model read: only the end, and no error said so
+        assert seen.endswith("late") and len(seen) < len("early words " * 2000) // 2

@@ -372,7 +372,7 @@ def mixed_records() -> list[LedgerRecord]:
         record(
             60 * 24 + 1, id="f", channel=ODD, outcome=Outcome.ERROR, usage=Usage(), cost="0", error="timeout"
         ),
-        replace(record(60 * 48, id="g"), ttft_s=None),
+        replace(record(60 * 48, id="g"), ttft_s=None, truncated=True),  # cut short by the output limit
         # a self-hosted model no price source knows: $0 recorded, marked unpriced
         replace(record(60 * 48 + 1, id="h", model="llama-local", cost="0"), unpriced=True, self_hosted=True),
     ]
@@ -391,7 +391,7 @@ async def test_ledger_records_come_back_exactly_oldest_first(store: Store) -> No
         and interrupted.error == "cut"
     )
     assert stored[3].saved_usd == Decimal("0.000456") and stored[3].cache_hit
-    assert stored[0].at.tzinfo is not None and stored[6].ttft_s is None
+    assert stored[0].at.tzinfo is not None and stored[6].ttft_s is None and stored[6].truncated
 
 
 async def test_ledger_records_filter_by_since_until_and_channel(store: Store) -> None:

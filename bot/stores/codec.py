@@ -180,6 +180,7 @@ def encode_record(record: LedgerRecord) -> str:
             "unpriced": record.unpriced,
             "self_hosted": record.self_hosted,
             "price_source": record.price_source,
+            "truncated": record.truncated,
         }
     )
 
@@ -209,6 +210,7 @@ def decode_record(raw: str) -> LedgerRecord:
         unpriced=doc.get("unpriced", False),
         self_hosted=doc.get("self_hosted", False),
         price_source=doc.get("price_source", ""),
+        truncated=doc.get("truncated", False),
     )
 
 

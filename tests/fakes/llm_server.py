@@ -4,8 +4,10 @@
         client = openai.AsyncOpenAI(base_url=server.openai_base_url, api_key="x")
         client = anthropic.AsyncAnthropic(base_url=server.anthropic_base_url, api_key="x")
 
-It speaks ``POST /v1/chat/completions`` and ``POST /v1/messages``, streamed or not, in the wire format of the real
-services (see llm_wire.py), simulates prompt caching (llm_cache.py), paces output, and plays scripted faults.
+It speaks ``POST /v1/chat/completions``, ``POST /v1/messages`` and ``GET /v1/models``, streamed or not, in the
+wire format of the real services (see llm_wire.py), simulates prompt caching (llm_cache.py), paces output, and
+plays scripted faults. ``profile=`` makes its OpenAI API play a self-hosted server instead (llama.cpp, vLLM,
+Ollama: llm_profiles.py), with their endpoints (``/props``, ``/api/show``) and habits.
 Every request lands in ``server.received``; every response's usage in ``server.served``.
 
 Standalone: ``python -m tests.fakes.llm_server --port 8089`` prints the two base URLs and serves until Ctrl-C.
@@ -30,9 +32,25 @@ from tests.fakes import llm_wire as wire
 from tests.fakes.llm_cache import AnthropicPromptCache, OpenAIPromptCache
 from tests.fakes.llm_faults import Fault, Replay
 from tests.fakes.llm_models import default_catalogue, models_page, retired_model_body
+from tests.fakes.llm_profiles import (
+    LLAMA_CPP,
+    LLAMA_CPP_PYTHON,
+    LLAMA_CPP_QUEUEING,
+    OLLAMA,
+    OPENAI,
+    VLLM,
+    ServerProfile,
+    context_error_body,
+    models_body,
+    props_body,
+    show_body,
+)
 from tests.fakes.llm_streams import AnthropicEncoder, Encoder, OpenAIEncoder, Plan
 
-__all__ = ["FakeLLMServer", "FakeReply", "Fault", "ReceivedRequest", "ServedResponse", "default_responder"]
+__all__ = [
+    "LLAMA_CPP", "LLAMA_CPP_PYTHON", "LLAMA_CPP_QUEUEING", "OLLAMA", "OPENAI", "VLLM", "FakeLLMServer", "FakeReply", "Fault", "ReceivedRequest",
+    "ServedResponse", "ServerProfile", "default_responder",
+]
 
 Api = Literal["openai", "anthropic"]
 ANTHROPIC_MIN_CACHEABLE = 1024  # Anthropic docs: minimum cacheable prompt for Sonnet/Opus models
@@ -88,7 +106,7 @@ class ServedResponse:
 
     request: ReceivedRequest
     status: int
-    outcome: Literal["complete", "interrupted", "error", "replay"]
+    outcome: Literal["complete", "interrupted", "error", "replay", "cut", "overflow"]
     text: str = ""  # text (or tool JSON) actually sent
     reported: Usage | None = None
     billed: Usage | None = None
@@ -116,6 +134,7 @@ class FakeLLMServer:
         tokens_per_s: float | None = None,
         anthropic_min_cacheable: int = ANTHROPIC_MIN_CACHEABLE,
         openai_min_cacheable: int = 1024,
+        profile: ServerProfile = OPENAI,
     ) -> None:
         self.responder: Responder = responder or default_responder
         self.ttft_s = ttft_s
@@ -131,6 +150,10 @@ class FakeLLMServer:
         self._port: int | None = None
         self._runner: web.AppRunner | None = None
         self._closing = asyncio.Event()
+        self.profile = profile  # which server the OpenAI API plays (tests/fakes/llm_profiles.py)
+        self._running: set[asyncio.Event] = set()  # cut signals of the OpenAI streams in progress
+        self._model_lock = asyncio.Lock()  # one stream at a time, for profiles that queue
+        self.truncated_prompts = 0  # prompts an Ollama-style server cut to its context
 
     # ------------------------------------------------------------ lifecycle and knobs
 
@@ -138,7 +161,11 @@ class FakeLLMServer:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_post("/v1/chat/completions", self._openai)
         app.router.add_post("/v1/messages", self._anthropic)
-        app.router.add_get("/v1/models", self._models)  # both APIs: Anthropic's SDK sends anthropic-version
+        app.router.add_get("/v1/models", self._models)
+        if self.profile.props:
+            app.router.add_get("/props", self._props)
+        if self.profile.ollama_show:
+            app.router.add_post("/api/show", self._show)
         # Hanging handlers are released by `_closing`; the timeout only bounds a stop() during a long stall.
         self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=2.0)
         await self._runner.setup()
@@ -197,15 +224,27 @@ class FakeLLMServer:
     # ------------------------------------------------------------ request handling
 
     async def _openai(self, request: web.Request) -> web.StreamResponse:
+        if self.profile.cuts_on_second_request:  # llama.cpp: the next request stops the running stream
+            for cut in self._running:
+                cut.set()
         return await self._handle(request, "openai")
-
-    async def _anthropic(self, request: web.Request) -> web.StreamResponse:
-        return await self._handle(request, "anthropic")
 
     async def _models(self, request: web.Request) -> web.Response:
         api: Api = "anthropic" if "anthropic-version" in request.headers else "openai"
+        if self.profile is not OPENAI:  # a self-hosted server lists what it serves, in its own shape
+            return web.json_response(models_body(self.profile, int(time.time())))
         ids = [m for m in self.catalogue[api] if m not in self.retired]
         return self._json(api, 200, models_page(api, ids))
+
+    async def _props(self, request: web.Request) -> web.Response:
+        return web.json_response(props_body(self.profile))
+
+    async def _show(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        return web.json_response(show_body(self.profile, str(body.get("model") or body.get("name") or "")))
+
+    async def _anthropic(self, request: web.Request) -> web.StreamResponse:
+        return await self._handle(request, "anthropic")
 
     async def _handle(self, request: web.Request, api: Api) -> web.StreamResponse:
         try:
@@ -239,12 +278,54 @@ class FakeLLMServer:
             self.served.append(ServedResponse(rec, status, "error"))
             body_out = error_body(api, status, error_type=fault.error_type, message=fault.message)
             return self._json(api, status, body_out, dict(fault.headers))
+        if api == "openai" and self.profile is not OPENAI:
+            refused = self._dialect(rec)
+            if isinstance(refused, web.Response):
+                return refused
+            rec = refused
         reply = await self._ask(rec)
         plan = self._plan(rec, reply)
         encoder: Encoder = (OpenAIEncoder if api == "openai" else AnthropicEncoder)(rec, plan)
         if not rec.stream:
             return await self._complete(request, rec, plan, encoder, fault)
         return await self._stream(request, rec, plan, encoder, fault)
+
+    def _dialect(self, rec: ReceivedRequest) -> ReceivedRequest | web.Response:
+        """What a self-hosted server's profile does before answering: refuse a response format, overflow its
+        context (an error, an empty stream, or a silently truncated prompt)."""
+        profile = self.profile
+        fmt = (rec.body.get("response_format") or {}).get("type")
+        if fmt == "json_schema" and profile.json_schema_status:
+            self.served.append(ServedResponse(rec, profile.json_schema_status, "error"))
+            # llama-cpp-python 0.3.36's request model has no json_schema variant; its error handler turns the
+            # validation error into a 500 (measured against the real server).
+            message = ("1 validation error:\n  {'type': 'literal_error', 'loc': ('body', 'response_format', 'type'), "
+                       "'msg': \"Input should be 'text' or 'json_object'\", 'input': 'json_schema'}")
+            body = {"error": {"message": message, "type": "internal_server_error", "param": None, "code": None}}
+            return self._json("openai", profile.json_schema_status, body)
+        prompt = profile.prompt_tokens(wire.count_tokens(wire.openai_prompt(rec.body)))
+        answer = int(self._limit(rec) or 0)
+        if not profile.overflows(prompt, answer):
+            return rec
+        window = profile.context_window or 0
+        if profile.overflow == "truncate":
+            self.truncated_prompts += 1
+            keep = max(1, len(rec.user_text) * window // max(prompt, 1) // 2)
+            messages = [*rec.messages[:-1], {"role": "user", "content": rec.user_text[-keep:]}]
+            return ReceivedRequest(**{**{f: getattr(rec, f) for f in rec.__dataclass_fields__}, "messages": messages})
+        if profile.overflow == "empty_stream" and rec.stream:
+            self.served.append(ServedResponse(rec, 200, "overflow"))
+            return web.Response(status=200, body=b"", headers={"content-type": "text/event-stream; charset=utf-8"})
+        self.served.append(ServedResponse(rec, 400, "overflow"))
+        return self._json("openai", 400, context_error_body(window, prompt, answer))
+
+    def _limit(self, rec: ReceivedRequest) -> int | None:
+        body = rec.body
+        if rec.api == "openai" and not self.profile.honours_max_completion_tokens:
+            limit = body.get("max_tokens")
+        else:
+            limit = body.get("max_completion_tokens") or body.get("max_tokens")
+        return limit if isinstance(limit, int) else None
 
     async def _ask(self, rec: ReceivedRequest) -> FakeReply:
         answer = self.responder(rec)
@@ -254,12 +335,15 @@ class FakeLLMServer:
 
     def _plan(self, rec: ReceivedRequest, reply: FakeReply) -> Plan:
         body = rec.body
+        limit = self._limit(rec)
         if rec.api == "openai":
             tokens = self.openai_cache.account(rec.model, wire.openai_prompt(body))
-            limit = body.get("max_completion_tokens") or body.get("max_tokens")
+            window = self.profile.context_window
+            if window is not None and not self.profile.answer_counts:  # llama.cpp clips the answer to fit
+                room = window - self.profile.prompt_tokens(tokens.total)
+                limit = room if limit is None else min(limit, room)
         else:
             tokens = self.anthropic_cache.account(rec.model, wire.anthropic_blocks(body))
-            limit = body.get("max_tokens")
         pieces = wire.split_pieces(reply.text)
         cut = isinstance(limit, int) and len(pieces) > limit
         if cut:
@@ -307,13 +391,31 @@ class FakeLLMServer:
                      **_ids(rec.api)},
         )
         sent: list[str] = []
-        outcome: Literal["complete", "interrupted"] = "interrupted"
+        outcome: Literal["complete", "interrupted", "cut"] = "interrupted"
+        cut = asyncio.Event()
+        if rec.api == "openai":
+            if not self.profile.streamed_usage:
+                encoder.include_usage = False  # type: ignore[attr-defined]  # llama.cpp sends none, asked or not
+            if self.profile.cuts_on_second_request:
+                self._running.add(cut)
+        queued = rec.api == "openai" and self.profile.one_at_a_time
+        holding = False
         try:
             await resp.prepare(request)
+            if queued:
+                await self._model_lock.acquire()
+                holding = True
             for frame in encoder.preamble():
                 await resp.write(frame)
             await self._sleep(plan.ttft_s)
             for i, piece in enumerate([*plan.pieces, None]):
+                if cut.is_set() and piece is not None:
+                    # llama-cpp-python (server/app.py get_event_publisher): after a chunk, when another request
+                    # waits, it sends [DONE] and stops — no finish_reason, no usage.
+                    await resp.write(wire.sse_data("[DONE]"))
+                    await resp.write_eof()
+                    outcome = "cut"
+                    return resp
                 if fault is not None and min(fault.after_pieces, len(plan.pieces)) == i:
                     if fault.kind == "stall" and not fault.before_headers:
                         await self._pause(fault)
@@ -341,6 +443,9 @@ class FakeLLMServer:
             _drop(request)
             return resp
         finally:
+            if holding:
+                self._model_lock.release()
+            self._running.discard(cut)
             raw = encoder.reported(len(sent), complete=outcome == "complete")
             reported = encoder.normalise(raw) if raw is not None else None
             self.served.append(ServedResponse(
@@ -400,7 +505,8 @@ def _parse_request(request: web.Request, api: Api, body: dict[str, Any]) -> Rece
         if fmt.get("type") in ("json_schema", "json_object"):
             structured = True
             js = fmt.get("json_schema") or {}
-            schema, name = js.get("schema"), js.get("name")
+            # json_object may carry a schema of its own (llama.cpp compiles it into a grammar)
+            schema, name = js.get("schema") or fmt.get("schema"), js.get("name")
     else:
         system = wire.content_text(body.get("system"))
         choice = body.get("tool_choice") or {}
