@@ -32,6 +32,7 @@ from llm.models import PriceTable
 from llm.provider import RETRYABLE_STATUS, Delta, ErrorInfo, StructuredSpec, status_kind
 from llm.router import ModelRouter
 from llm.routes import RouteEntry
+from llm.servers import StructuredMode
 from llm.tokens import count_tokens
 from llm.types import Request, Usage
 
@@ -76,6 +77,10 @@ class Received:
 class InProcessProvider:
     """llm.provider.Provider, answering from a queue."""
 
+    base_url = ""  # the provider's own API, as far as the router can tell
+    self_hosted = False
+    default_structured_mode = StructuredMode.JSON_SCHEMA
+
     def __init__(
         self,
         *,
@@ -99,7 +104,12 @@ class InProcessProvider:
         return len(self._queue)
 
     async def stream(
-        self, entry: RouteEntry, request: Request, *, structured: StructuredSpec | None = None
+        self,
+        entry: RouteEntry,
+        request: Request,
+        *,
+        structured: StructuredSpec | None = None,
+        streamed: bool = True,
     ) -> AsyncGenerator[Delta, None]:
         self.calls += 1
         self.requests.append(Received(entry, request, structured))
@@ -109,18 +119,23 @@ class InProcessProvider:
             answer = self._default
         else:
             raise NothingEnqueued(f"call {self.calls} ({entry.model}) found nothing enqueued")
+        yield Delta(accepted=True)  # as a server's response headers would
         text = ""
         for piece in answer.chunks:
             if isinstance(piece, BaseException):
                 raise piece
             text += piece
             yield Delta(text=piece)
-            await asyncio.sleep(
-                0
-            )  # the consumer runs between chunks, as it does between a real stream's events
+            await asyncio.sleep(0)  # the consumer runs between chunks, as it does between a real stream's events
         prompt = request.system + "".join(m.content for m in request.messages)
         usage = answer.usage or Usage(input=count_tokens(prompt), output=count_tokens(text))
-        yield Delta(usage=usage, final_usage=True)
+        yield Delta(usage=usage, final_usage=True, finish="stop")
+
+    async def context_window(self, entry: RouteEntry) -> int | None:
+        return None  # the model table's figure applies
+
+    async def list_models(self) -> list[str]:
+        return []
 
     def classify(self, exc: BaseException) -> ErrorInfo | None:
         return exc.info if isinstance(exc, ProviderFailure) else None
