@@ -27,10 +27,13 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack_events import CHANGED, DELETED, SlackEvent, SlackMessage, read_event
+from adapters.slack_learned import LearnedBudget, WorkspaceFacts
 from adapters.slack_pacing import (
+    CHAT_UPDATE_BURST_S,
+    HISTORY_BURST_S,
     POST_PER_CHANNEL_BURST,
     POST_PER_CHANNEL_PER_MINUTE,
-    STREAM_CALLS_BURST,
+    STREAM_CALLS_BURST_S,
     StoreBudget,
     StreamBudgets,
 )
@@ -102,6 +105,7 @@ class SlackAdapter:
         client: AsyncWebClient | None = None,
         history_per_minute: float | None = None,
         history_page_limit: int | None = None,
+        restricted_history_per_minute: float | None = None,
         edits_per_minute: float | None = None,
         edit_burst: int | None = None,
         stream_calls_per_minute: float | None = None,
@@ -117,6 +121,7 @@ class SlackAdapter:
         # so a "minute" is short.
         self._history_per_minute = history_per_minute or settings.slack_history_per_minute
         self._history_page_limit = history_page_limit or settings.slack_history_page_limit
+        self._restricted_per_minute = restricted_history_per_minute  # None: the tier's documented 1 per minute
         self._edits_per_minute = edits_per_minute or settings.slack_edits_per_minute
         self._edit_burst = edit_burst or settings.slack_edit_burst
         stream_calls_per_minute = stream_calls_per_minute or settings.slack_stream_calls_per_minute
@@ -126,20 +131,26 @@ class SlackAdapter:
         # Slack's limits are per workspace (and per channel for posts), not per process: the buckets live in the
         # store, so N replicas on one Redis together stay within one workspace's tier. On SQLite they serve one
         # process (or several on one host) the same way.
-        budgets = app.store.budgets
-        self._edit_budget = StoreBudget(
-            budgets, name="chat.update", per_minute=self._edits_per_minute, burst=self._edit_burst
-        )
+        budgets, kv = app.store.budgets, app.store.kv
+        # Each budget starts at the documented tier and learns the workspace's real rate from Slack's answers; the
+        # learned rates and facts (restricted history tier, streaming refused) are kept in the store for all.
+        self._edit_budget = LearnedBudget(
+            budgets, name="chat.update", start_per_minute=self._edits_per_minute, burst_s=CHAT_UPDATE_BURST_S,
+            min_burst=self._edit_burst, kv=kv,
+        )  # fmt: skip
         self._post_budget = StoreBudget(
             budgets, name="chat.postMessage", per_minute=POST_PER_CHANNEL_PER_MINUTE, burst=POST_PER_CHANNEL_BURST
         )
-        self._history_budget = StoreBudget(
-            budgets, name="conversations.replies", per_minute=self._history_per_minute, burst=1
-        )
+        self._history_budget = LearnedBudget(
+            budgets, name="conversations.replies", start_per_minute=self._history_per_minute,
+            burst_s=HISTORY_BURST_S, kv=kv,
+        )  # fmt: skip
         self._stream_budgets = StreamBudgets(
-            *(StoreBudget(budgets, name=method, per_minute=stream_calls_per_minute, burst=STREAM_CALLS_BURST)
+            *(LearnedBudget(budgets, name=method, start_per_minute=stream_calls_per_minute,
+                            burst_s=STREAM_CALLS_BURST_S, kv=kv)
               for method in ("chat.startStream", "chat.appendStream", "chat.stopStream"))
         )  # fmt: skip
+        self._facts = WorkspaceFacts(kv)
         self.identity = BotIdentity(self.client)
         self.bolt = AsyncApp(
             client=self.client,
@@ -170,7 +181,10 @@ class SlackAdapter:
                 post_budget=self._post_budget,
                 history_budget=self._history_budget,
                 stream_budgets=self._stream_budgets,
+                facts=self._facts,
                 history_page_limit=self._history_page_limit,
+                **({} if self._restricted_per_minute is None
+                   else {"restricted_per_minute": self._restricted_per_minute}),  # fmt: skip
             )
         return found
 
