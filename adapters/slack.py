@@ -38,6 +38,7 @@ from adapters.slack_pacing import (
     StreamBudgets,
 )
 from adapters.slack_platform import (
+    RESTRICTED_PER_MINUTE,
     SlackPlatform,
     readable,
 )
@@ -183,8 +184,7 @@ class SlackAdapter:
                 stream_budgets=self._stream_budgets,
                 facts=self._facts,
                 history_page_limit=self._history_page_limit,
-                **({} if self._restricted_per_minute is None
-                   else {"restricted_per_minute": self._restricted_per_minute}),  # fmt: skip
+                restricted_per_minute=self._restricted_per_minute or RESTRICTED_PER_MINUTE,
             )
         return found
 

@@ -102,14 +102,16 @@ STREAM_REFUSALS = frozenset(
 PATH_HORIZON_S = 10.0
 # A reply whose final text never landed (its replica died) stops counting as active after this long.
 ACTIVE_MAX_S = 600.0
-# No grace before the first message (PlatformLimits.first_post_grace_s): the placeholder goes out at once. Slack shows
-# bots no typing indicator in channels, so a grace is time with nothing on screen. Measured with the stream bench
-# (model: 0.4 s to first token) and a 1 s grace: at N=1 the first message came at 0.48 s instead of 0.01 s, for no
-# fewer edits (6) and the same staleness; at N=20 the first text came at 1.7 s instead of 28.6 s (p95) because it
-# was posted with the message, but what followed was as stale as before (p50 14.4 s against 14.2 s) and the edits
-# were the same (1.25 per reply): the first words, then nothing for as long as "…writing" would have shown. And it
-# only helps when the model answers within the grace, which long threads (the case worth waiting for) rarely do.
+# No grace before the first message (PlatformLimits.first_post_grace_s) for chat.update replies: the placeholder
+# goes out at once. Slack shows bots no typing indicator in channels, so a grace is time with nothing on screen.
+# Measured with the stream bench (model: 0.4 s to first token) and a 1 s grace: at N=1 the first message came at
+# 0.48 s instead of 0.01 s, for no fewer edits (6) and the same staleness.
 FIRST_POST_GRACE_S = 0.0
+# With native streaming the placeholder cannot be shown anyway (a stream only grows, so it starts empty), and a
+# stream started with the first text draws it from chat.startStream's budget, which nothing else spends: the first
+# words never queue behind other replies' appends (slack_load bench, 20 unseen threads: first text after the first
+# token p95 4.3 s when streams started empty). Past the grace (a slow history read) the placeholder is posted.
+STREAM_FIRST_POST_GRACE_S = 2.0
 # markdown_text per chat.*Stream call (FACTS.md).
 STREAM_MARKDOWN_MAX = 12000
 # Display names change rarely; an hour keeps users.info (Tier 4) calls to one per author per hour.
@@ -177,9 +179,14 @@ def readable(text: str, names: Mapping[str, str]) -> str:
 
 @dataclass
 class _Stream:
-    """One reply streamed natively; ``streamed`` is the markdown Slack has been sent so far."""
+    """One reply streamed natively; ``streamed`` is the markdown Slack has been sent so far.
+
+    ``AsyncChatStream`` starts it; appends and the stop go out as plain chat.appendStream/stopStream calls on its
+    ts, because the helper keeps a refused call's text in its buffer and would send it twice on the retry."""
 
     stream: AsyncChatStream
+    channel: str
+    ts: str
     streamed: str = ""
     active: bool = True
 
@@ -225,7 +232,7 @@ class SlackPlatform:
             min_edit_interval_s=min_edit_interval_s
             or (MIN_APPEND_INTERVAL_S if native_streaming else MIN_EDIT_INTERVAL_S),
             markup="slack_mrkdwn",
-            first_post_grace_s=FIRST_POST_GRACE_S,
+            first_post_grace_s=STREAM_FIRST_POST_GRACE_S if native_streaming else FIRST_POST_GRACE_S,
             extra={"native_streaming": 1.0 if native_streaming else 0.0},
         )
         # This process's own buckets unless the adapter passes shared ones (the store's, for every replica).
@@ -264,6 +271,7 @@ class SlackPlatform:
         self._name_locks: dict[str, asyncio.Lock] = {}
         self._streams: dict[tuple[str, str], _Stream] = {}
         self._live: dict[tuple[str, str], _Live] = {}
+        self._choosing_streams = self._choosing_edits = 0  # posts in flight, by the path they took
         self._recipients: dict[tuple[str, str], str] = {}
         self.rate_limited = 0  # 429s met (for the benches and logs)
 
@@ -292,10 +300,20 @@ class SlackPlatform:
 
     async def post(self, channel: ChannelRef, text: str, *, thread_id: str | None = None) -> MessageRef:
         if self.native_streaming and thread_id and await self._stream_here(channel):
+            self._choosing_streams += 1  # counted at once: replies starting together see each other's choice
             try:
                 return await self._start_stream(channel, text, thread_id)
             except _StreamRefused:
                 pass  # posted as a message below, edited with chat.update
+            finally:
+                self._choosing_streams -= 1
+        self._choosing_edits += 1
+        try:
+            return await self._post_message(channel, text, thread_id=thread_id)
+        finally:
+            self._choosing_edits -= 1
+
+    async def _post_message(self, channel: ChannelRef, text: str, *, thread_id: str | None) -> MessageRef:
         rendered = _fit(to_mrkdwn(text))
         await self._posts.take(channel.key)
         try:
@@ -354,7 +372,8 @@ class SlackPlatform:
         if await self._facts.get(f"{workspace}:native_streaming") == "refused":
             return False
         streams = sum(1 for live in self._live.values() if live.streamed)
-        edits = len(self._live) - streams
+        edits = len(self._live) - streams + self._choosing_edits
+        streams += self._choosing_streams
 
         def room(budget: WorkspaceBudget, replies: int) -> float:
             calls = budget.burst(workspace) + budget.per_minute(workspace) * PATH_HORIZON_S / 60.0
@@ -501,9 +520,8 @@ class SlackPlatform:
     async def _start_stream(self, channel: ChannelRef, text: str, thread_id: str) -> MessageRef:
         recipient = self._recipients.get((channel.channel, thread_id))
         workspace = workspace_of(channel.key)
-        # A stream is a new message in the channel (the per-channel posting limit) and a chat.startStream call
-        # (that method's workspace budget).
-        await self._posts.take(channel.key)
+        # chat.startStream has a tier of its own (per workspace); chat.postMessage's per-channel limit is that
+        # method's (FACTS.md), so a stream does not wait for it.
         await self._stream_budgets.start.take(workspace)
         stream = await self.client.chat_stream(
             channel=channel.channel,
@@ -513,9 +531,11 @@ class SlackPlatform:
             buffer_size=1,  # LiveReply paces the calls; the SDK must not buffer behind its back
         )
         # The placeholder is not streamed (a stream can only grow, and the placeholder must go away): the stream
-        # starts empty and Slack shows its own "is writing" state until the first text.
+        # starts empty and Slack shows its own "is writing" state until the first text. Model text (the first post
+        # after the grace) starts the stream.
+        first = "" if text.startswith(DEFAULT_PLACEHOLDER) else _stream_content(text)
         try:
-            await self._call(stream.append, chunks=[])
+            await self._call(stream.append, chunks=[{"type": "markdown_text", "text": first}] if first else [])
         except PlatformRateLimited as limited:
             await self._stream_budgets.start.pause(workspace, limited.retry_after_s)
             raise
@@ -533,15 +553,14 @@ class SlackPlatform:
         if not stream.ts:
             raise MessageGone("chat.startStream returned no ts")
         await self._stream_budgets.start.accepted(workspace)
-        self._streams[(channel.channel, stream.ts)] = _Stream(stream)
+        self._streams[(channel.channel, stream.ts)] = _Stream(stream, channel.channel, stream.ts, streamed=first)
         self._track(channel, stream.ts, streamed=True)
         return MessageRef(channel, stream.ts, thread_id)
 
     async def _edit_stream(self, state: _Stream, text: str, *, workspace: str) -> bool:
         """Show ``text`` through the stream if it only adds to what was streamed; False: use chat.update."""
         writing = WRITING_MARKER in text
-        content = text[: text.rfind(WRITING_MARKER)] if writing else text
-        content = defang_mass_mentions(content)
+        content = _stream_content(text)
         # Without the marker the text is final, unless it is the placeholder (with a status line under it, like
         # "Reading the thread…"), which a stream cannot show.
         placeholder = not writing and not state.streamed and content.startswith(DEFAULT_PLACEHOLDER)
@@ -555,11 +574,15 @@ class SlackPlatform:
             for n, piece in enumerate(pieces):
                 if not writing and n == len(pieces) - 1:
                     # The final text's last piece goes with chat.stopStream: one call, not an append and a stop.
-                    await self._call(state.stream.stop, markdown_text=piece or None)
+                    await self._call(
+                        self.client.chat_stopStream, channel=state.channel, ts=state.ts, markdown_text=piece or None
+                    )
                     state.active = False
                     await self._stream_budgets.stop.accepted(workspace)
                 elif piece:
-                    await self._call(state.stream.append, markdown_text=piece)
+                    await self._call(
+                        self.client.chat_appendStream, channel=state.channel, ts=state.ts, markdown_text=piece
+                    )
                     await self._stream_budgets.append.accepted(workspace)
                 state.streamed += piece
         except SlackApiError as exc:
@@ -573,10 +596,15 @@ class SlackPlatform:
     async def _stop_stream(self, state: _Stream) -> None:
         state.active = False
         try:
-            await self._call(state.stream.stop)
+            await self._call(self.client.chat_stopStream, channel=state.channel, ts=state.ts)
         except SlackApiError as exc:  # already expired: chat.update works on it either way
             if exc.response.get("error") != STREAM_EXPIRED:
                 raise
+
+
+def _stream_content(text: str) -> str:
+    """What a stream shows of LiveReply's text: everything before the writing marker, crowd pings defanged."""
+    return defang_mass_mentions(text[: text.rfind(WRITING_MARKER)] if WRITING_MARKER in text else text)
 
 
 def _slow_reading(read: int, expected: int | None) -> str:

@@ -52,6 +52,7 @@ def table(result: dict[str, Any]) -> dict[str, Any]:
         "history_pages": result["history_pages"],
         "finished_after_mention_s": result["finished_after_mention_s"],
         "status_lines": result["status_lines"],
+        "wrong_finals": result["wrong_finals"],
     }
 
 

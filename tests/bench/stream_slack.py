@@ -419,6 +419,11 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
     )
     result["rate_limited_by_method"] = data["by_method"]
     result["calls_by_method"] = data["calls_by_method"]
+    result["wrong_finals"] = [
+        {"reply": k, "chars": len(reply["final"]), "of": len(text), "last_kinds": [v[2] for v in reply["versions"]][-3:],
+         "tail": reply["final"][-40:]}
+        for k, reply in data["replies"].items() if reply["final"] != text
+    ][:3]  # fmt: skip
     result["slack_calls"] = data["calls"]
     result["rate_limited_share"] = round(data["rate_limited"] / max(1, data["calls"]), 4)
     result["history_pages"] = data["history_pages"]
