@@ -31,8 +31,9 @@ log = logging.getLogger(__name__)
 # said where its limit is (then the rate creeps towards the last 429's rate and stops short of it).
 PROBE_STEP = 4.0
 SETTLED_STEP = 0.5
-# Multiplicative decrease on a 429 (TCP's AIMD halves; Slack's windows are a minute long, so halving is enough).
-DECREASE = 0.5
+# Multiplicative decrease on a 429. TCP halves; here each 429 also pauses the budget for its Retry-After, so a gentler
+# cut keeps most of the throughput while the ceiling (below) stops the next probe short of the refused rate.
+DECREASE = 0.7
 # The rate never falls below this share of the documented start: Slack's tiers promise at least that ("50+ per
 # minute"), so repeated 429s mean a busy window (each one paused for its Retry-After), not a smaller tier.
 FLOOR_SHARE = 0.2

@@ -278,11 +278,13 @@ class WorkspaceEditPacer:
         streams: StreamBudgets | None = None,
         is_stream: Callable[[str], bool] | None = None,
         first_edit: Callable[[str], bool] | None = None,
+        refused: Callable[[str], str | None] | None = None,
     ) -> None:
         self.budget = budget
         self._streams = streams
         self._is_stream = is_stream
         self._first_edit = first_edit
+        self._refused = refused  # which Slack method got the 429 for a key, when the platform knows
 
     def _streamed(self, key: str) -> StreamBudgets | None:
         if self._streams is not None and self._is_stream is not None and self._is_stream(key):
@@ -297,6 +299,14 @@ class WorkspaceEditPacer:
 
     async def penalize(self, key: str, retry_after_s: float) -> None:
         streams = self._streamed(key)
-        # Which stream method was refused is not known here: both pause, as Slack's Retry-After asks.
-        for budget in (self.budget,) if streams is None else (streams.append, streams.stop):
+        method = self._refused(key) if self._refused is not None else None
+        by_method = {} if self._streams is None else {
+            "chat.appendStream": self._streams.append, "chat.stopStream": self._streams.stop}  # fmt: skip
+        if method in by_method:
+            budgets: tuple[WorkspaceBudget, ...] = (by_method[method],)
+        elif method == "chat.update" or streams is None:
+            budgets = (self.budget,)
+        else:  # which stream method was refused is not known: both pause, as Slack's Retry-After asks
+            budgets = (streams.append, streams.stop)
+        for budget in budgets:
             await budget.pause(workspace_of(key), retry_after_s)

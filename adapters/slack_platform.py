@@ -198,6 +198,7 @@ class _Live:
     streamed: bool
     since: float
     edited: bool = False
+    refused: str | None = None  # the method of the last call Slack answered 429
 
 
 class SlackPlatform:
@@ -252,6 +253,7 @@ class SlackPlatform:
             streams=self._stream_budgets,
             is_stream=self._is_streaming,
             first_edit=self._not_edited_yet,
+            refused=self._refused_method,
         )
         self.native_streaming = native_streaming
         self._facts = facts or WorkspaceFacts(clock=clock)
@@ -339,9 +341,13 @@ class SlackPlatform:
             if await self._edit_stream(stream, text, workspace=workspace_of(ref.channel.key)):
                 self._edited(key, text)
                 return
-        await self._call(
-            self.client.chat_update, channel=ref.channel.channel, ts=ref.message_id, text=_fit(to_mrkdwn(text))
-        )
+        try:
+            await self._call(
+                self.client.chat_update, channel=ref.channel.channel, ts=ref.message_id, text=_fit(to_mrkdwn(text))
+            )
+        except PlatformRateLimited:
+            self._note_refused(key, "chat.update")
+            raise
         await self._edit_budget.accepted(workspace_of(ref.channel.key))
         self._edited(key, text)
 
@@ -358,6 +364,17 @@ class SlackPlatform:
         live.edited = True
         if WRITING_MARKER not in text and not text.startswith(DEFAULT_PLACEHOLDER):
             self._live.pop(key, None)  # the final text: this reply no longer draws from any budget
+
+    def _note_refused(self, key: tuple[str, str], method: str) -> None:
+        live = self._live.get(key)
+        if live is not None:
+            live.refused = method
+
+    def _refused_method(self, key: str) -> str | None:
+        """The Slack method whose 429 LiveReply is reporting for this pacing key (its budget alone pauses)."""
+        head, _, ts = key.partition("/")
+        live = self._live.get((head.split(":", 2)[-1], ts))
+        return None if live is None else live.refused
 
     def _not_edited_yet(self, key: str) -> bool:
         head, _, ts = key.partition("/")
@@ -570,9 +587,11 @@ class SlackPlatform:
             return False
         delta = content[len(state.streamed) :]
         pieces = [delta[i : i + STREAM_MARKDOWN_MAX] for i in range(0, len(delta), STREAM_MARKDOWN_MAX)] or [""]
+        method = "chat.appendStream"
         try:
             for n, piece in enumerate(pieces):
-                if not writing and n == len(pieces) - 1:
+                method = "chat.stopStream" if not writing and n == len(pieces) - 1 else "chat.appendStream"
+                if method == "chat.stopStream":
                     # The final text's last piece goes with chat.stopStream: one call, not an append and a stop.
                     await self._call(
                         self.client.chat_stopStream, channel=state.channel, ts=state.ts, markdown_text=piece or None
@@ -585,6 +604,9 @@ class SlackPlatform:
                     )
                     await self._stream_budgets.append.accepted(workspace)
                 state.streamed += piece
+        except PlatformRateLimited:
+            self._note_refused((state.channel, state.ts), method)
+            raise
         except SlackApiError as exc:
             if exc.response.get("error") != STREAM_EXPIRED:
                 raise

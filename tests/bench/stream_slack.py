@@ -424,6 +424,7 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
          "tail": reply["final"][-40:]}
         for k, reply in data["replies"].items() if reply["final"] != text
     ][:3]  # fmt: skip
+    result["finished_s"] = sorted(round(t.versions[-1][0] - t.event_at, 1) for t in traces if t.versions)
     result["slack_calls"] = data["calls"]
     result["rate_limited_share"] = round(data["rate_limited"] / max(1, data["calls"]), 4)
     result["history_pages"] = data["history_pages"]
