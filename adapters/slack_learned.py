@@ -185,8 +185,8 @@ class LearnedBudget:
         """A known fact sets the rate (the restricted history tier): no probing above it for ``for_s``."""
         state = self._scopes.setdefault(scope, _Scope(Learned(self.start_per_minute)))
         state.learned = Learned(per_minute=per_minute, pinned_until=self._wall() + for_s)
-        # A call was just made at the old pace: the next one waits a full interval of the new one.
-        await self._buckets.pause(self._key(scope), 60.0 / per_minute)
+        # A call was just made at the old pace: the bucket restarts empty, so the next call waits a full interval.
+        await self._buckets.pause(self._key(scope), 0.0)
         await self._write(scope, state, force=True)
 
     def pinned(self, scope: str) -> bool:

@@ -186,6 +186,9 @@ async def _bot(conn: multiprocessing.connection.Connection, spec: RunSpec, urls:
 
     loop = asyncio.get_running_loop()
     with tempfile.TemporaryDirectory() as tmp:
+        overrides: dict[str, Any] = dict(spec.settings)
+        if spec.variant != "ours_default":
+            overrides["slack_native_streaming"] = spec.variant == "ours_native"
         settings = Settings(
             openai_api_key=SecretStr("x"),
             openai_base_url=urls["llm_url"],
@@ -193,8 +196,7 @@ async def _bot(conn: multiprocessing.connection.Connection, spec: RunSpec, urls:
             slack_signing_secret=SecretStr(SECRET),
             slack_api_url=urls["api_url"],
             db=str(Path(tmp) / "bench.db"),
-            **({"slack_native_streaming": spec.variant == "ours_native"} if spec.variant != "ours_default" else {}),
-            **dict(spec.settings),
+            **overrides,
         )
         app = await build_app(settings)
         # Each mention's thread is already in the bot's log (it saw it as message events) unless it is unseen.
@@ -302,7 +304,6 @@ class _Baseline:
     async def reply(self, event: dict[str, Any]) -> None:
         from slack_sdk.errors import SlackApiError
 
-        from adapters.slack_platform import SlackPlatform
         from bot.types import ChannelRef, ChatMessage, Mention, MessageRef
         from llm.types import Attribution
 
