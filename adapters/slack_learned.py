@@ -95,7 +95,9 @@ class LearnedBudget:
     """A WorkspaceBudget (slack_pacing) for one Slack method whose rate is learned per scope (a workspace).
 
     ``start_per_minute`` is the documented tier; ``burst_s`` sizes the burst as that many seconds of the current
-    rate (never below ``min_burst``), so a learned higher rate also allows a larger burst."""
+    rate, at most of the documented one (never below ``min_burst``): a lower learned or pinned rate shrinks the
+    burst, a higher one does not grow it — Slack's answers show the sustained rate, and a burst larger than
+    Slack's would only be found by a 429 (measured in the slack_load bench: 2–3 429s a run when it grew)."""
 
     def __init__(
         self,
@@ -132,7 +134,7 @@ class LearnedBudget:
         return self._burst(self.per_minute(scope))
 
     def _burst(self, per_minute: float) -> int:
-        return max(self._min_burst, int(per_minute * self._burst_s / 60.0))
+        return max(self._min_burst, int(min(per_minute, self.start_per_minute) * self._burst_s / 60.0))
 
     async def take(self, scope: str, *, urgent: bool = False) -> None:
         state = self._scopes.setdefault(scope, _Scope(Learned(self.start_per_minute)))
