@@ -29,11 +29,10 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack_events import CHANGED, DELETED, SlackEvent, SlackMessage, read_event
 from adapters.slack_learned import LearnedBudget, WorkspaceFacts
 from adapters.slack_pacing import (
-    CHAT_UPDATE_BURST_S,
-    HISTORY_BURST_S,
+    HISTORY_BURST,
     POST_PER_CHANNEL_BURST,
     POST_PER_CHANNEL_PER_MINUTE,
-    STREAM_CALLS_BURST_S,
+    STREAM_CALLS_BURST,
     StoreBudget,
     StreamBudgets,
 )
@@ -136,19 +135,18 @@ class SlackAdapter:
         # Each budget starts at the documented tier and learns the workspace's real rate from Slack's answers; the
         # learned rates and facts (restricted history tier, streaming refused) are kept in the store for all.
         self._edit_budget = LearnedBudget(
-            budgets, name="chat.update", start_per_minute=self._edits_per_minute, burst_s=CHAT_UPDATE_BURST_S,
-            min_burst=self._edit_burst, kv=kv,
+            budgets, name="chat.update", start_per_minute=self._edits_per_minute, burst=self._edit_burst, kv=kv,
         )  # fmt: skip
         self._post_budget = StoreBudget(
             budgets, name="chat.postMessage", per_minute=POST_PER_CHANNEL_PER_MINUTE, burst=POST_PER_CHANNEL_BURST
         )
         self._history_budget = LearnedBudget(
             budgets, name="conversations.replies", start_per_minute=self._history_per_minute,
-            burst_s=HISTORY_BURST_S, kv=kv,
+            burst=HISTORY_BURST, kv=kv,
         )  # fmt: skip
         self._stream_budgets = StreamBudgets(
             *(LearnedBudget(budgets, name=method, start_per_minute=stream_calls_per_minute,
-                            burst_s=STREAM_CALLS_BURST_S, kv=kv)
+                            burst=STREAM_CALLS_BURST, kv=kv)
               for method in ("chat.startStream", "chat.appendStream", "chat.stopStream"))
         )  # fmt: skip
         self._facts = WorkspaceFacts(kv)

@@ -27,10 +27,12 @@ from bot.stores.base import KeyValue, RateBudgets
 
 log = logging.getLogger(__name__)
 
-# Additive increase: calls per minute added per accepted call while no 429 is known (probing), and once Slack has
-# said where its limit is (then the rate creeps towards the last 429's rate and stops short of it).
-PROBE_STEP = 4.0
-SETTLED_STEP = 0.5
+# Additive increase, as TCP does it per window rather than per packet: a minute of calls accepted at the current rate
+# raises it by this share of the documented rate while no 429 is known (probing), and by the smaller share once
+# Slack has said where its limit is (then the rate creeps towards the last 429's rate and stops short of it).
+# Measured (slack_load bench): 4 calls/min more per accepted call probed past Tier 4 within seconds, 2–3 429s a run.
+PROBE_SHARE = 0.2
+SETTLED_SHARE = 0.05
 # Multiplicative decrease on a 429. TCP halves; here each 429 also pauses the budget for its Retry-After, so a gentler
 # cut keeps most of the throughput while the ceiling (below) stops the next probe short of the refused rate.
 DECREASE = 0.7
@@ -94,10 +96,10 @@ class LocalBuckets:
 class LearnedBudget:
     """A WorkspaceBudget (slack_pacing) for one Slack method whose rate is learned per scope (a workspace).
 
-    ``start_per_minute`` is the documented tier; ``burst_s`` sizes the burst as that many seconds of the current
-    rate, at most of the documented one (never below ``min_burst``): a lower learned or pinned rate shrinks the
-    burst, a higher one does not grow it — Slack's answers show the sustained rate, and a burst larger than
-    Slack's would only be found by a 429 (measured in the slack_load bench: 2–3 429s a run when it grew)."""
+    ``start_per_minute`` is the documented tier and ``burst`` the calls that may go at once at that rate. A lower
+    learned or pinned rate shrinks the burst in proportion (the restricted tier's 1 a minute allows 1); a higher one
+    does not grow it — Slack's answers show the sustained rate, and a burst larger than Slack's would only be found
+    by a 429 (measured in the slack_load bench: 2–3 429s a run when it grew with the rate)."""
 
     def __init__(
         self,
@@ -105,19 +107,18 @@ class LearnedBudget:
         *,
         name: str,
         start_per_minute: float,
-        burst_s: float,
-        min_burst: int = 1,
+        burst: int,
         cap_per_minute: float = 1200.0,
         kv: KeyValue | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        if start_per_minute <= 0 or burst_s <= 0:
-            raise ValueError("start_per_minute and burst_s must be > 0")
+        if start_per_minute <= 0 or burst < 1:
+            raise ValueError("start_per_minute must be > 0 and burst >= 1")
         self.name = name  # the Slack method: buckets and memories of different methods never mix
         self.start_per_minute = start_per_minute
-        self._burst_s, self._min_burst = burst_s, min_burst
+        self._start_burst = burst
         self._floor, self._cap = start_per_minute * FLOOR_SHARE, max(cap_per_minute, start_per_minute)
         self._buckets, self._kv = buckets, kv
         self._clock, self._wall, self._sleep = clock, wall, sleep
@@ -134,7 +135,7 @@ class LearnedBudget:
         return self._burst(self.per_minute(scope))
 
     def _burst(self, per_minute: float) -> int:
-        return max(self._min_burst, int(min(per_minute, self.start_per_minute) * self._burst_s / 60.0))
+        return max(1, min(self._start_burst, int(self._start_burst * per_minute / self.start_per_minute)))
 
     async def take(self, scope: str, *, urgent: bool = False) -> None:
         state = self._scopes.setdefault(scope, _Scope(Learned(self.start_per_minute)))
@@ -173,12 +174,14 @@ class LearnedBudget:
         learned, now = state.learned, self._wall()
         if now < learned.pinned_until:
             return
+        # One call is 1/per_minute of a minute's window: its share of the window's increase.
+        step = self.start_per_minute / learned.per_minute
         if learned.ceiling > 0 and now < learned.ceiling_until:
             target = min(self._cap, learned.ceiling * CEILING_SHARE)
-            raised = min(target, learned.per_minute + SETTLED_STEP)
+            raised = min(target, learned.per_minute + SETTLED_SHARE * step)
         else:
             learned.ceiling = 0.0
-            raised = min(self._cap, learned.per_minute + PROBE_STEP)
+            raised = min(self._cap, learned.per_minute + PROBE_SHARE * step)
         if raised > learned.per_minute:
             learned.per_minute = raised
             await self._write(scope, state, force=False)

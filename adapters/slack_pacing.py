@@ -21,25 +21,24 @@ from bot.stores.base import RateBudgets
 # chat.update is Tier 3: "50+ per minute" per workspace (https://docs.slack.dev/reference/methods/chat.update).
 # The starting point only: the budget learns the workspace's real rate from Slack's answers (slack_learned).
 CHAT_UPDATE_PER_MINUTE = 50.0
-# The burst, as seconds of the current rate: Slack allows "sporadic bursts" without a number (FACTS.md); 6 s of
-# 50/min is 5 calls, and grows with the learned rate.
-CHAT_UPDATE_BURST_S = 6.0
-CHAT_UPDATE_BURST = 4  # the fixed budgets' burst (InMemoryBudget defaults, tests)
+# The burst at that rate: Slack allows "sporadic bursts" without a number (FACTS.md); a few calls keep a reply's
+# first edits quick without relying on a large undocumented allowance. Only the sustained rate is learned.
+CHAT_UPDATE_BURST = 4
 # conversations.replies: Tier 3, "typically attached to methods with paginating collections ... sporadic bursts
 # are welcome" (https://docs.slack.dev/apis/web-api/rate-limits). A minute's allowance may go at once: the bot
 # slows down on Slack's answer (429, or the restricted tier's 15-message pages), not before.
 HISTORY_PER_MINUTE = 50.0
-HISTORY_BURST_S = 60.0
+HISTORY_BURST = 50
 # chat.postMessage: about one message per second per channel, short bursts allowed (FACTS.md). 10 % under it, so
 # network jitter between our clock and Slack's does not turn the last call of a burst into a 429.
 POST_PER_CHANNEL_PER_MINUTE = 54.0
 POST_PER_CHANNEL_BURST = 3
 # chat.startStream / appendStream / stopStream: FACTS.md calls their tier unverified; slack-ruby/slack-api-ref
 # lists chat.appendStream as Tier 4 (100+ per minute, "generous burst behavior"). Each method has a budget of its
-# own (tiers are per method), learned like chat.update's; 12 s of 100/min is a burst of 20.
+# own (tiers are per method), learned like chat.update's; a burst of 20 (12 s of the rate) keeps 20 replies
+# starting together from queueing their first appends.
 STREAM_CALLS_PER_MINUTE = 100.0
-STREAM_CALLS_BURST_S = 12.0
-STREAM_CALLS_BURST = 4  # the fixed budgets' burst (StreamBudgets.in_memory, tests)
+STREAM_CALLS_BURST = 20
 
 
 class WorkspaceBudget(Protocol):

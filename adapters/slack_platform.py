@@ -30,13 +30,13 @@ from slack_sdk.web.async_slack_response import AsyncSlackResponse
 from adapters.slack_events import SlackMessage, read_message
 from adapters.slack_learned import LearnedBudget, LocalBuckets, WorkspaceFacts
 from adapters.slack_pacing import (
-    CHAT_UPDATE_BURST_S,
+    CHAT_UPDATE_BURST,
     CHAT_UPDATE_PER_MINUTE,
-    HISTORY_BURST_S,
+    HISTORY_BURST,
     HISTORY_PER_MINUTE,
     POST_PER_CHANNEL_BURST,
     POST_PER_CHANNEL_PER_MINUTE,
-    STREAM_CALLS_BURST_S,
+    STREAM_CALLS_BURST,
     STREAM_CALLS_PER_MINUTE,
     InMemoryBudget,
     StreamBudgets,
@@ -240,11 +240,11 @@ class SlackPlatform:
         local = LocalBuckets(clock=clock)
         self._stream_budgets = stream_budgets or StreamBudgets(
             *(LearnedBudget(local, name=method, start_per_minute=stream_calls_per_minute,
-                            burst_s=STREAM_CALLS_BURST_S, clock=clock)
+                            burst=STREAM_CALLS_BURST, clock=clock)
               for method in ("chat.startStream", "chat.appendStream", "chat.stopStream"))
         )  # fmt: skip
         self._edit_budget = edit_budget or LearnedBudget(
-            local, name="chat.update", start_per_minute=edits_per_minute, burst_s=CHAT_UPDATE_BURST_S, clock=clock
+            local, name="chat.update", start_per_minute=edits_per_minute, burst=CHAT_UPDATE_BURST, clock=clock
         )
         # Every live reply of this workspace shares one chat.update budget (LiveReply gets it via .pacer); replies
         # streamed natively share the stream methods' budgets instead.
@@ -259,7 +259,7 @@ class SlackPlatform:
         self._facts = facts or WorkspaceFacts(clock=clock)
         self._log = log_store
         self._history = history_budget or LearnedBudget(
-            local, name="conversations.replies", start_per_minute=history_per_minute, burst_s=HISTORY_BURST_S,
+            local, name="conversations.replies", start_per_minute=history_per_minute, burst=HISTORY_BURST,
             clock=clock,
         )
         self._history_page_limit = history_page_limit

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack_learned import DECREASE, PROBE_STEP, LearnedBudget, LocalBuckets, WorkspaceFacts
+from adapters.slack_learned import DECREASE, PROBE_SHARE, LearnedBudget, LocalBuckets, WorkspaceFacts
 from adapters.slack_platform import SlackPlatform
 from bot.live_reply import LiveReply
 from bot.stores.sqlite import SqliteStore
@@ -31,28 +31,29 @@ async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
 
 
 def budget(store: SqliteStore, *, start: float = 60.0) -> LearnedBudget:
-    return LearnedBudget(store.budgets, name="chat.update", start_per_minute=start, burst_s=6.0, kv=store.kv)
+    return LearnedBudget(store.budgets, name="chat.update", start_per_minute=start, burst=6, kv=store.kv)
 
 
 async def test_learned_rate_rises_while_accepted_falls_on_429_and_is_shared(store: SqliteStore) -> None:
     one = budget(store)
     await one.take(SCOPE)
-    for _ in range(5):
+    for _ in range(60):  # a minute's worth of calls at 60/min, all accepted ...
         await one.accepted(SCOPE)
-    assert one.per_minute(SCOPE) == 60.0 + 5 * PROBE_STEP  # additive increase
+    probed = one.per_minute(SCOPE)
+    assert probed == pytest.approx(60.0 * (1 + PROBE_SHARE), rel=0.02)  # ... add a fifth of the start (additive)
     await one.pause(SCOPE, 0.01)  # Slack said 429
-    assert one.per_minute(SCOPE) == pytest.approx((60.0 + 5 * PROBE_STEP) * DECREASE)
-    for _ in range(100):
+    assert one.per_minute(SCOPE) == pytest.approx(probed * DECREASE)
+    for _ in range(1000):
         await one.accepted(SCOPE)
-    assert one.per_minute(SCOPE) < 60.0 + 5 * PROBE_STEP  # the refused rate is a ceiling for a while
+    assert one.per_minute(SCOPE) < probed  # the refused rate is a ceiling for a while
 
     # Another replica on the same store adopts what the first learned: a 429's cut is written at once (the small
     # increases since then are written at most every WRITE_EVERY_S).
     other = budget(store)
     await other.take(SCOPE)
-    assert other.per_minute(SCOPE) == pytest.approx((60.0 + 5 * PROBE_STEP) * DECREASE)
+    assert other.per_minute(SCOPE) == pytest.approx(probed * DECREASE)
     raw = await store.kv.get(f"slack:learned:{SCOPE}:chat.update")
-    assert raw is not None and json.loads(raw)["ceiling"] == pytest.approx(60.0 + 5 * PROBE_STEP)
+    assert raw is not None and json.loads(raw)["ceiling"] == pytest.approx(probed)
 
 
 async def test_a_pinned_rate_is_not_probed_and_paces_the_next_call() -> None:
@@ -64,7 +65,7 @@ async def test_a_pinned_rate_is_not_probed_and_paces_the_next_call() -> None:
         now[0] += seconds
 
     pinned = LearnedBudget(LocalBuckets(clock=lambda: now[0]), name="conversations.replies", start_per_minute=50,
-                           burst_s=60, clock=lambda: now[0], sleep=sleep)  # fmt: skip
+                           burst=50, clock=lambda: now[0], sleep=sleep)  # fmt: skip
     await pinned.take(SCOPE)
     await pinned.pin(SCOPE, per_minute=1.0, for_s=3600)
     await pinned.accepted(SCOPE)
@@ -87,7 +88,7 @@ async def test_restricted_tier_is_learned_from_a_capped_page_and_remembered(stor
     async with FakeSlack(time_scale=0.001, fractional_retry_after=True, restricted_history=True) as slack:
         parent = slack.seed_thread("C1", replies=29)
         client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
-        history = LearnedBudget(store.budgets, name="conversations.replies", start_per_minute=50_000, burst_s=60,
+        history = LearnedBudget(store.budgets, name="conversations.replies", start_per_minute=50_000, burst=50,
                                 kv=store.kv)  # fmt: skip
         platform = SlackPlatform(client, team_id=TEAM, history_budget=history, restricted_per_minute=500)
         said: list[str] = []
@@ -101,7 +102,7 @@ async def test_restricted_tier_is_learned_from_a_capped_page_and_remembered(stor
         assert "15 messages a minute" in said[0] and "of 30 messages" in said[0]  # why, and for how long
         raw = await store.kv.get("slack:learned:T0FAKE:conversations.replies")
         assert raw is not None and json.loads(raw)["per_minute"] == 500  # pinned, for every replica
-        again = LearnedBudget(store.budgets, name="conversations.replies", start_per_minute=50_000, burst_s=60,
+        again = LearnedBudget(store.budgets, name="conversations.replies", start_per_minute=50_000, burst=50,
                               kv=store.kv)  # fmt: skip
         await again.take(TEAM)
         assert again.pinned(TEAM)
