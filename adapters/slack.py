@@ -45,7 +45,9 @@ from adapters.slack_events import (
     slack_ts,
 )
 from adapters.slack_identity import BotIdentity, installation
+from adapters.slack_learned import LearnedBudget, WorkspaceFacts
 from adapters.slack_pacing import (
+    HISTORY_BURST,
     POST_PER_CHANNEL_BURST,
     POST_PER_CHANNEL_PER_MINUTE,
     STREAM_CALLS_BURST,
@@ -53,6 +55,7 @@ from adapters.slack_pacing import (
     StreamBudgets,
 )
 from adapters.slack_platform import (
+    RESTRICTED_PER_MINUTE,
     SlackPlatform,
     readable,
 )
@@ -92,6 +95,7 @@ class SlackAdapter:
         client: AsyncWebClient | None = None,
         history_per_minute: float | None = None,
         history_page_limit: int | None = None,
+        restricted_history_per_minute: float | None = None,
         edits_per_minute: float | None = None,
         edit_burst: int | None = None,
         stream_calls_per_minute: float | None = None,
@@ -107,6 +111,7 @@ class SlackAdapter:
         # so a "minute" is short.
         self._history_per_minute = history_per_minute or settings.slack_history_per_minute
         self._history_page_limit = history_page_limit or settings.slack_history_page_limit
+        self._restricted_per_minute = restricted_history_per_minute  # None: the tier's documented 1 per minute
         self._edits_per_minute = edits_per_minute or settings.slack_edits_per_minute
         self._edit_burst = edit_burst or settings.slack_edit_burst
         stream_calls_per_minute = stream_calls_per_minute or settings.slack_stream_calls_per_minute
@@ -116,20 +121,25 @@ class SlackAdapter:
         # Slack's limits are per workspace (and per channel for posts), not per process: the buckets live in the
         # store, so N replicas on one Redis together stay within one workspace's tier. On SQLite they serve one
         # process (or several on one host) the same way.
-        budgets = app.store.budgets
-        self._edit_budget = StoreBudget(
-            budgets, name="chat.update", per_minute=self._edits_per_minute, burst=self._edit_burst
-        )
+        budgets, kv = app.store.budgets, app.store.kv
+        # Each budget starts at the documented tier and learns the workspace's real rate from Slack's answers; the
+        # learned rates and facts (restricted history tier, streaming refused) are kept in the store for all.
+        self._edit_budget = LearnedBudget(
+            budgets, name="chat.update", start_per_minute=self._edits_per_minute, burst=self._edit_burst, kv=kv,
+        )  # fmt: skip
         self._post_budget = StoreBudget(
             budgets, name="chat.postMessage", per_minute=POST_PER_CHANNEL_PER_MINUTE, burst=POST_PER_CHANNEL_BURST
         )
-        self._history_budget = StoreBudget(
-            budgets, name="conversations.replies", per_minute=self._history_per_minute, burst=1
-        )
+        self._history_budget = LearnedBudget(
+            budgets, name="conversations.replies", start_per_minute=self._history_per_minute,
+            burst=HISTORY_BURST, kv=kv,
+        )  # fmt: skip
         self._stream_budgets = StreamBudgets(
-            *(StoreBudget(budgets, name=method, per_minute=stream_calls_per_minute, burst=STREAM_CALLS_BURST)
+            *(LearnedBudget(budgets, name=method, start_per_minute=stream_calls_per_minute,
+                            burst=STREAM_CALLS_BURST, kv=kv)
               for method in ("chat.startStream", "chat.appendStream", "chat.stopStream"))
         )  # fmt: skip
+        self._facts = WorkspaceFacts(kv)
         self.identity = BotIdentity(self.client)
         self.bolt = AsyncApp(
             client=self.client,
@@ -164,7 +174,9 @@ class SlackAdapter:
                 post_budget=self._post_budget,
                 history_budget=self._history_budget,
                 stream_budgets=self._stream_budgets,
+                facts=self._facts,
                 history_page_limit=self._history_page_limit,
+                restricted_per_minute=self._restricted_per_minute or RESTRICTED_PER_MINUTE,
             )
         return found
 

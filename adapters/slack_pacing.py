@@ -19,22 +19,26 @@ from typing import Protocol
 from bot.stores.base import RateBudgets
 
 # chat.update is Tier 3: "50+ per minute" per workspace (https://docs.slack.dev/reference/methods/chat.update).
-# The bot aims a little under it so a clock skew or another tool of the same app does not tip it over.
-CHAT_UPDATE_PER_MINUTE = 45.0
-# Slack allows "some bursting" without a number (FACTS.md, unverified): a small burst keeps the first edits of a
-# reply quick without relying on a large undocumented allowance.
+# The starting point only: the budget learns the workspace's real rate from Slack's answers (slack_learned).
+CHAT_UPDATE_PER_MINUTE = 50.0
+# The burst at that rate: Slack allows "sporadic bursts" without a number (FACTS.md); a few calls keep a reply's
+# first edits quick without relying on a large undocumented allowance. Only the sustained rate is learned.
 CHAT_UPDATE_BURST = 4
+# conversations.replies: Tier 3, "typically attached to methods with paginating collections ... sporadic bursts
+# are welcome" (https://docs.slack.dev/apis/web-api/rate-limits). A minute's allowance may go at once: the bot
+# slows down on Slack's answer (429, or the restricted tier's 15-message pages), not before.
+HISTORY_PER_MINUTE = 50.0
+HISTORY_BURST = 50
 # chat.postMessage: about one message per second per channel, short bursts allowed (FACTS.md). 10 % under it, so
 # network jitter between our clock and Slack's does not turn the last call of a burst into a 429.
 POST_PER_CHANNEL_PER_MINUTE = 54.0
 POST_PER_CHANNEL_BURST = 3
-# chat.startStream / appendStream / stopStream: their tier is unverified (FACTS.md); tiers are per method, so each
-# has a bucket of its own. Assumed Tier 4 (100/min, as tests/fakes/slack_rates.py assumes too), 10 % under it. Too
-# high a guess costs 429s, which are paced by their Retry-After like any other; too low a guess would cost every
-# streamed reply its speed for certain: with Tier 3's figure, 20 mentions at once waited 21 s (p95) for their first
-# message and 48 s for their first text in the stream bench, against 1.2 s and 29 s with chat.update.
-STREAM_CALLS_PER_MINUTE = 90.0
-STREAM_CALLS_BURST = 4
+# chat.startStream / appendStream / stopStream: FACTS.md calls their tier unverified; slack-ruby/slack-api-ref
+# lists chat.appendStream as Tier 4 (100+ per minute, "generous burst behavior"). Each method has a budget of its
+# own (tiers are per method), learned like chat.update's; a burst of 20 (12 s of the rate) keeps 20 replies
+# starting together from queueing their first appends.
+STREAM_CALLS_PER_MINUTE = 100.0
+STREAM_CALLS_BURST = 20
 
 
 class WorkspaceBudget(Protocol):
@@ -47,6 +51,18 @@ class WorkspaceBudget(Protocol):
 
     async def pause(self, scope: str, seconds: float) -> None:
         """Slack said 429: spend nothing under ``scope`` for ``seconds`` (its Retry-After)."""
+        ...
+
+    async def accepted(self, scope: str) -> None:
+        """A call under ``scope`` went through (a learning budget raises its rate; a fixed one ignores it)."""
+        ...
+
+    def per_minute(self, scope: str) -> float:
+        """The rate in force under ``scope``."""
+        ...
+
+    def burst(self, scope: str) -> int:
+        """How many calls may go at once under ``scope``."""
         ...
 
 
@@ -116,7 +132,7 @@ class InMemoryBudget:
         if per_minute <= 0 or burst < 1:
             raise ValueError("per_minute must be > 0 and burst >= 1")
         self.per_second = per_minute / 60.0
-        self.burst = burst
+        self.burst_calls = burst
         self._clock, self._sleep = clock, sleep
         self._buckets: dict[str, _Bucket] = {}
 
@@ -124,9 +140,9 @@ class InMemoryBudget:
         now = self._clock()
         bucket = self._buckets.get(scope)
         if bucket is None:
-            bucket = self._buckets[scope] = _Bucket(tokens=float(self.burst), updated=now)
+            bucket = self._buckets[scope] = _Bucket(tokens=float(self.burst_calls), updated=now)
         if now > bucket.updated:  # after a pause, `updated` lies in the future: nothing refills until then
-            bucket.tokens = min(float(self.burst), bucket.tokens + (now - bucket.updated) * self.per_second)
+            bucket.tokens = min(float(self.burst_calls), bucket.tokens + (now - bucket.updated) * self.per_second)
             bucket.updated = now
         return bucket
 
@@ -154,6 +170,15 @@ class InMemoryBudget:
         bucket.tokens = min(bucket.tokens, 0.0)
         bucket.updated = max(bucket.updated, bucket.paused_until)
 
+    async def accepted(self, scope: str) -> None:
+        return None  # a fixed budget: nothing to learn
+
+    def per_minute(self, scope: str) -> float:
+        return self.per_second * 60.0
+
+    def burst(self, scope: str) -> int:
+        return self.burst_calls
+
 
 class StoreBudget:
     """A WorkspaceBudget whose bucket lives in the store, shared by every replica (``RateBudgets``).
@@ -175,7 +200,7 @@ class StoreBudget:
             raise ValueError("per_minute must be > 0 and burst >= 1")
         self._budgets = budgets
         self._name = name  # the Slack method the budget is for: buckets of different methods never mix
-        self.per_minute, self.burst = per_minute, burst
+        self.rate_per_minute, self.burst_calls = per_minute, burst
         self._sleep = sleep
         self._lines: dict[str, _Line] = {}
 
@@ -188,7 +213,9 @@ class StoreBudget:
         try:
             while True:
                 await line.wait(turn)
-                wait = await self._budgets.try_take(self._scope(scope), per_minute=self.per_minute, burst=self.burst)
+                wait = await self._budgets.try_take(
+                    self._scope(scope), per_minute=self.rate_per_minute, burst=self.burst_calls
+                )
                 if wait <= 0:
                     return
                 await self._sleep(wait)  # an urgent caller may take the head meanwhile: the loop looks again
@@ -199,6 +226,15 @@ class StoreBudget:
 
     async def pause(self, scope: str, seconds: float) -> None:
         await self._budgets.pause(self._scope(scope), seconds)
+
+    async def accepted(self, scope: str) -> None:
+        return None  # a fixed budget: nothing to learn
+
+    def per_minute(self, scope: str) -> float:
+        return self.rate_per_minute
+
+    def burst(self, scope: str) -> int:
+        return self.burst_calls
 
 
 def workspace_of(key: str) -> str:
@@ -230,7 +266,9 @@ class WorkspaceEditPacer:
 
     With ``streams``, an edit of a message that is a native stream (``is_stream(key)``) draws from the stream
     methods' budgets instead: a final edit is chat.stopStream (it carries the last text), any other
-    chat.appendStream."""
+    chat.appendStream. With ``first_edit``, a message's first edit (its first text, replacing the placeholder) goes
+    ahead of progress edits like a final does: a congested budget delays what is already on screen, not the first
+    words a person is waiting for."""
 
     def __init__(
         self,
@@ -238,10 +276,14 @@ class WorkspaceEditPacer:
         *,
         streams: StreamBudgets | None = None,
         is_stream: Callable[[str], bool] | None = None,
+        first_edit: Callable[[str], bool] | None = None,
+        refused: Callable[[str], str | None] | None = None,
     ) -> None:
         self.budget = budget
         self._streams = streams
         self._is_stream = is_stream
+        self._first_edit = first_edit
+        self._refused = refused  # which Slack method got the 429 for a key, when the platform knows
 
     def _streamed(self, key: str) -> StreamBudgets | None:
         if self._streams is not None and self._is_stream is not None and self._is_stream(key):
@@ -251,10 +293,19 @@ class WorkspaceEditPacer:
     async def wait_turn(self, key: str, *, final: bool = False) -> None:
         streams = self._streamed(key)
         budget = self.budget if streams is None else streams.stop if final else streams.append
-        await budget.take(workspace_of(key), urgent=final)
+        urgent = final or (self._first_edit is not None and self._first_edit(key))
+        await budget.take(workspace_of(key), urgent=urgent)
 
     async def penalize(self, key: str, retry_after_s: float) -> None:
         streams = self._streamed(key)
-        # Which stream method was refused is not known here: both pause, as Slack's Retry-After asks.
-        for budget in (self.budget,) if streams is None else (streams.append, streams.stop):
+        method = self._refused(key) if self._refused is not None else None
+        by_method = {} if self._streams is None else {
+            "chat.appendStream": self._streams.append, "chat.stopStream": self._streams.stop}  # fmt: skip
+        if method in by_method:
+            budgets: tuple[WorkspaceBudget, ...] = (by_method[method],)
+        elif method == "chat.update" or streams is None:
+            budgets = (self.budget,)
+        else:  # which stream method was refused is not known: both pause, as Slack's Retry-After asks
+            budgets = (streams.append, streams.stop)
+        for budget in budgets:
             await budget.pause(workspace_of(key), retry_after_s)

@@ -1,10 +1,13 @@
 """SlackPlatform: bot.ports.ChatPlatform over slack_sdk's AsyncWebClient.
 
 Posts and edits go out as Slack mrkdwn (slack_render.to_mrkdwn); Slack's errors become the core's exceptions;
-threads the bot has not seen are paged from ``conversations.replies`` at the pace Slack allows unlisted apps.
-With native streaming on, a reply in a thread is a Slack stream (chat.startStream/appendStream/stopStream via
-``AsyncWebClient.chat_stream``) for as long as its text only grows; anything a stream cannot show (a rewrite, an
-expired stream) falls back to ``chat.update`` on the same message.
+threads the bot has not seen are paged from ``conversations.replies`` at Tier 3 in large pages until Slack's
+answers show the restricted tier (a page capped at 15 while more remain, or a 429 with a minute's Retry-After),
+which is then remembered for the workspace. With native streaming on, a reply in a thread is a Slack stream
+(chat.startStream/appendStream/stopStream via ``AsyncWebClient.chat_stream``) for as long as its text only grows
+— unless the workspace refused streams (remembered) or the chat.update budget has more room per reply; anything a
+stream cannot show (a rewrite, an expired stream) falls back to ``chat.update`` on the same message. Every budget
+learns its rate from Slack's answers (slack_learned).
 """
 
 from __future__ import annotations
@@ -25,11 +28,16 @@ from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
 from adapters.slack_events import SlackMessage, read_message
+from adapters.slack_learned import LearnedBudget, LocalBuckets, WorkspaceFacts
 from adapters.slack_pacing import (
     CHAT_UPDATE_BURST,
     CHAT_UPDATE_PER_MINUTE,
+    HISTORY_BURST,
+    HISTORY_PER_MINUTE,
     POST_PER_CHANNEL_BURST,
     POST_PER_CHANNEL_PER_MINUTE,
+    STREAM_CALLS_BURST,
+    STREAM_CALLS_PER_MINUTE,
     InMemoryBudget,
     StreamBudgets,
     WorkspaceBudget,
@@ -67,18 +75,44 @@ MAX_MESSAGE_CHARS = 3000
 MIN_EDIT_INTERVAL_S = 0.6
 # Native streams append through their own methods' budgets and expire when idle: a shorter floor keeps them alive.
 MIN_APPEND_INTERVAL_S = 0.3
-# Since 2025, conversations.replies for apps not in the Marketplace: 1 request per minute, 15 messages per page
-# (FACTS.md). Both are settings: Marketplace apps get Tier 3 and 1,000 per page.
-HISTORY_PER_MINUTE = 1.0
-HISTORY_PAGE_LIMIT = 15
-# No grace before the first message (PlatformLimits.first_post_grace_s): the placeholder goes out at once. Slack shows
-# bots no typing indicator in channels, so a grace is time with nothing on screen. Measured with the stream bench
-# (model: 0.4 s to first token) and a 1 s grace: at N=1 the first message came at 0.48 s instead of 0.01 s, for no
-# fewer edits (6) and the same staleness; at N=20 the first text came at 1.7 s instead of 28.6 s (p95) because it
-# was posted with the message, but what followed was as stale as before (p50 14.4 s against 14.2 s) and the edits
-# were the same (1.25 per reply): the first words, then nothing for as long as "…writing" would have shown. And it
-# only helps when the model answers within the grace, which long threads (the case worth waiting for) rarely do.
+# conversations.replies pages: Tier 3 apps get "pages of 200 or more" (FACTS.md); 200 is Slack's recommended limit.
+HISTORY_PAGE_LIMIT = 200
+# Since 2025, commercially distributed apps outside the Marketplace: 1 request per minute, at most 15 messages per
+# page (FACTS.md). Learned per workspace from Slack's answers, remembered RESTRICTED_TTL_S, then re-checked.
+RESTRICTED_PER_MINUTE = 1.0
+RESTRICTED_PAGE_MAX = 15
+RESTRICTED_TTL_S = 6 * 3600.0
+# A 429 on history with a Retry-After this long is the restricted tier's minute, not a Tier 3 burst running out.
+RESTRICTED_RETRY_AFTER_S = 20.0
+# Native streaming refused in a workspace (an app or plan without the feature): remembered this long, then tried
+# again, so enabling the feature in Slack takes effect without a restart.
+STREAM_REFUSED_TTL_S = 6 * 3600.0
+# chat.startStream refusals that say this workspace (app, plan, token) does not take streams, rather than that one
+# call was wrong: error names from the method's reference (slack-ruby/slack-api-ref chat.startStream.json) plus
+# the names apps report for the feature being off ("not_allowed", "feature_not_enabled", assistant-only threads).
+STREAM_REFUSALS = frozenset(
+    {
+        "unknown_method", "method_deprecated", "deprecated_endpoint", "access_denied", "accesslimited",
+        "enterprise_is_restricted", "missing_scope", "not_allowed_token_type", "no_permission", "not_allowed",
+        "feature_not_enabled", "not_enabled", "team_not_allowed", "not_in_assistant_thread", "invalid_thread",
+        "channel_type_not_supported",
+    }
+)  # fmt: skip
+# Which path a new reply takes: the one whose budget has more calls per reply over this horizon (a reply streams
+# for ~10 s at 50 tokens/s); a stream draws from the stream methods' budgets, an edited message from chat.update's.
+PATH_HORIZON_S = 10.0
+# A reply whose final text never landed (its replica died) stops counting as active after this long.
+ACTIVE_MAX_S = 600.0
+# No grace before the first message (PlatformLimits.first_post_grace_s) for chat.update replies: the placeholder
+# goes out at once. Slack shows bots no typing indicator in channels, so a grace is time with nothing on screen.
+# Measured with the stream bench (model: 0.4 s to first token) and a 1 s grace: at N=1 the first message came at
+# 0.48 s instead of 0.01 s, for no fewer edits (6) and the same staleness.
 FIRST_POST_GRACE_S = 0.0
+# With native streaming the placeholder cannot be shown anyway (a stream only grows, so it starts empty), and a
+# stream started with the first text draws it from chat.startStream's budget, which nothing else spends: the first
+# words never queue behind other replies' appends (slack_load bench, 20 unseen threads: first text after the first
+# token p95 4.3 s when streams started empty). Past the grace (a slow history read) the placeholder is posted.
+STREAM_FIRST_POST_GRACE_S = 2.0
 # markdown_text per chat.*Stream call (FACTS.md).
 STREAM_MARKDOWN_MAX = 12000
 # Display names change rarely; an hour keeps users.info (Tier 4) calls to one per author per hour.
@@ -91,6 +125,10 @@ STREAM_EXPIRED = "message_not_in_streaming_state"
 THREAD_GONE = "thread_not_found"  # conversations.replies on a deleted parent or an unknown ts
 
 Progress = Callable[[str], None]
+
+
+class _StreamRefused(Exception):
+    """chat.startStream did not start a stream here; the reply is posted as a message instead."""
 
 
 def retry_after(response: AsyncSlackResponse | Any) -> float:
@@ -142,11 +180,26 @@ def readable(text: str, names: Mapping[str, str]) -> str:
 
 @dataclass
 class _Stream:
-    """One reply streamed natively; ``streamed`` is the markdown Slack has been sent so far."""
+    """One reply streamed natively; ``streamed`` is the markdown Slack has been sent so far.
+
+    ``AsyncChatStream`` starts it; appends and the stop go out as plain chat.appendStream/stopStream calls on its
+    ts, because the helper keeps a refused call's text in its buffer and would send it twice on the retry."""
 
     stream: AsyncChatStream
+    channel: str
+    ts: str
     streamed: str = ""
     active: bool = True
+
+
+@dataclass
+class _Live:
+    """A reply message still being written: which budget it draws from, and whether it was edited yet."""
+
+    streamed: bool
+    since: float
+    edited: bool = False
+    refused: str | None = None  # the method of the last call Slack answered 429
 
 
 class SlackPlatform:
@@ -161,12 +214,14 @@ class SlackPlatform:
         native_streaming: bool = False,
         edit_budget: WorkspaceBudget | None = None,
         post_budget: WorkspaceBudget | None = None,
-        history_budget: WorkspaceBudget | None = None,
+        history_budget: LearnedBudget | None = None,
         stream_budgets: StreamBudgets | None = None,
+        facts: WorkspaceFacts | None = None,
         edits_per_minute: float = CHAT_UPDATE_PER_MINUTE,
-        edit_burst: int = CHAT_UPDATE_BURST,
         history_per_minute: float = HISTORY_PER_MINUTE,
         history_page_limit: int = HISTORY_PAGE_LIMIT,
+        restricted_per_minute: float = RESTRICTED_PER_MINUTE,
+        stream_calls_per_minute: float = STREAM_CALLS_PER_MINUTE,
         posts_per_minute: float = POST_PER_CHANNEL_PER_MINUTE,
         min_edit_interval_s: float | None = None,
         on_progress: Progress | None = None,
@@ -179,22 +234,37 @@ class SlackPlatform:
             min_edit_interval_s=min_edit_interval_s
             or (MIN_APPEND_INTERVAL_S if native_streaming else MIN_EDIT_INTERVAL_S),
             markup="slack_mrkdwn",
-            first_post_grace_s=FIRST_POST_GRACE_S,
+            first_post_grace_s=STREAM_FIRST_POST_GRACE_S if native_streaming else FIRST_POST_GRACE_S,
             extra={"native_streaming": 1.0 if native_streaming else 0.0},
         )
+        # This process's own buckets unless the adapter passes shared ones (the store's, for every replica).
+        local = LocalBuckets(clock=clock)
+        self._stream_budgets = stream_budgets or StreamBudgets(
+            *(LearnedBudget(local, name=method, start_per_minute=stream_calls_per_minute,
+                            burst=STREAM_CALLS_BURST, clock=clock)
+              for method in ("chat.startStream", "chat.appendStream", "chat.stopStream"))
+        )  # fmt: skip
+        self._edit_budget = edit_budget or LearnedBudget(
+            local, name="chat.update", start_per_minute=edits_per_minute, burst=CHAT_UPDATE_BURST, clock=clock
+        )
         # Every live reply of this workspace shares one chat.update budget (LiveReply gets it via .pacer); replies
-        # streamed natively share the stream methods' budget instead.
-        self._stream_budgets = stream_budgets or StreamBudgets.in_memory(clock=clock)
+        # streamed natively share the stream methods' budgets instead.
         self.pacer = WorkspaceEditPacer(
-            edit_budget or InMemoryBudget(per_minute=edits_per_minute, burst=edit_burst, clock=clock),
+            self._edit_budget,
             streams=self._stream_budgets,
             is_stream=self._is_streaming,
+            first_edit=self._not_edited_yet,
+            refused=self._refused_method,
         )
         self.native_streaming = native_streaming
+        self._facts = facts or WorkspaceFacts(clock=clock)
         self._log = log_store
-        # Shared budgets (StoreBudget) when several replicas serve the workspace; this process's own otherwise.
-        self._history = history_budget or InMemoryBudget(per_minute=history_per_minute, burst=1, clock=clock)
+        self._history = history_budget or LearnedBudget(
+            local, name="conversations.replies", start_per_minute=history_per_minute, burst=HISTORY_BURST,
+            clock=clock,
+        )
         self._history_page_limit = history_page_limit
+        self._restricted_per_minute = restricted_per_minute
         self._posts = post_budget or InMemoryBudget(
             per_minute=posts_per_minute, burst=POST_PER_CHANNEL_BURST, clock=clock
         )
@@ -203,6 +273,8 @@ class SlackPlatform:
         self._names: dict[str, tuple[str, float]] = {}
         self._name_locks: dict[str, asyncio.Lock] = {}
         self._streams: dict[tuple[str, str], _Stream] = {}
+        self._live: dict[tuple[str, str], _Live] = {}
+        self._choosing_streams = self._choosing_edits = 0  # posts in flight, by the path they took
         self._recipients: dict[tuple[str, str], str] = {}
         self.rate_limited = 0  # 429s met (for the benches and logs)
 
@@ -230,8 +302,21 @@ class SlackPlatform:
         self._recipients[(channel.channel, thread_id)] = user
 
     async def post(self, channel: ChannelRef, text: str, *, thread_id: str | None = None) -> MessageRef:
-        if self.native_streaming and thread_id:
-            return await self._start_stream(channel, text, thread_id)
+        if self.native_streaming and thread_id and await self._stream_here(channel):
+            self._choosing_streams += 1  # counted at once: replies starting together see each other's choice
+            try:
+                return await self._start_stream(channel, text, thread_id)
+            except _StreamRefused:
+                pass  # posted as a message below, edited with chat.update
+            finally:
+                self._choosing_streams -= 1
+        self._choosing_edits += 1
+        try:
+            return await self._post_message(channel, text, thread_id=thread_id)
+        finally:
+            self._choosing_edits -= 1
+
+    async def _post_message(self, channel: ChannelRef, text: str, *, thread_id: str | None) -> MessageRef:
         rendered = _fit(to_mrkdwn(text))
         await self._posts.take(channel.key)
         try:
@@ -246,16 +331,73 @@ class SlackPlatform:
         except PlatformRateLimited as limited:
             await self._posts.pause(channel.key, limited.retry_after_s)
             raise
-        return MessageRef(channel, str(response["ts"]), thread_id)
+        ts = str(response["ts"])
+        self._track(channel, ts, streamed=False)
+        return MessageRef(channel, ts, thread_id)
 
     async def edit(self, ref: MessageRef, text: str) -> None:
-        stream = self._streams.get((ref.channel.channel, ref.message_id))
+        key = (ref.channel.channel, ref.message_id)
+        stream = self._streams.get(key)
         if stream is not None and stream.active:
-            if await self._edit_stream(stream, text):
+            if await self._edit_stream(stream, text, workspace=workspace_of(ref.channel.key)):
+                self._edited(key, text)
                 return
-        await self._call(
-            self.client.chat_update, channel=ref.channel.channel, ts=ref.message_id, text=_fit(to_mrkdwn(text))
-        )
+        try:
+            await self._call(
+                self.client.chat_update, channel=ref.channel.channel, ts=ref.message_id, text=_fit(to_mrkdwn(text))
+            )
+        except PlatformRateLimited:
+            self._note_refused(key, "chat.update")
+            raise
+        await self._edit_budget.accepted(workspace_of(ref.channel.key))
+        self._edited(key, text)
+
+    def _track(self, channel: ChannelRef, ts: str, *, streamed: bool) -> None:
+        now = self._clock()
+        if len(self._live) > 100:  # replies whose final never landed (a crash) must not count forever
+            self._live = {k: v for k, v in self._live.items() if now - v.since < ACTIVE_MAX_S}
+        self._live[(channel.channel, ts)] = _Live(streamed=streamed, since=now)
+
+    def _edited(self, key: tuple[str, str], text: str) -> None:
+        live = self._live.get(key)
+        if live is None:
+            return
+        live.edited = True
+        if WRITING_MARKER not in text and not text.startswith(DEFAULT_PLACEHOLDER):
+            self._live.pop(key, None)  # the final text: this reply no longer draws from any budget
+
+    def _note_refused(self, key: tuple[str, str], method: str) -> None:
+        live = self._live.get(key)
+        if live is not None:
+            live.refused = method
+
+    def _refused_method(self, key: str) -> str | None:
+        """The Slack method whose 429 LiveReply is reporting for this pacing key (its budget alone pauses)."""
+        head, _, ts = key.partition("/")
+        live = self._live.get((head.split(":", 2)[-1], ts))
+        return None if live is None else live.refused
+
+    def _not_edited_yet(self, key: str) -> bool:
+        head, _, ts = key.partition("/")
+        live = self._live.get((head.split(":", 2)[-1], ts))
+        return live is not None and not live.edited
+
+    async def _stream_here(self, channel: ChannelRef) -> bool:
+        """Whether a new reply should be a native stream: the workspace takes them (as far as we know), and the
+        stream methods' budget has at least as many calls per reply as chat.update's, so under load replies
+        spread over both budgets instead of queueing on one."""
+        workspace = workspace_of(channel.key)
+        if await self._facts.get(f"{workspace}:native_streaming") == "refused":
+            return False
+        streams = sum(1 for live in self._live.values() if live.streamed)
+        edits = len(self._live) - streams + self._choosing_edits
+        streams += self._choosing_streams
+
+        def room(budget: WorkspaceBudget, replies: int) -> float:
+            calls = budget.burst(workspace) + budget.per_minute(workspace) * PATH_HORIZON_S / 60.0
+            return calls / (replies + 1)
+
+        return room(self._stream_budgets.append, streams) >= room(self._edit_budget, edits)
 
     async def fetch_thread(
         self, ref: MessageRef, *, since: datetime | None = None, progress: Progress | None = None
@@ -263,10 +405,11 @@ class SlackPlatform:
         """The thread's messages the bot has not recorded, oldest first: only what is older than the oldest
         message in the log (and newer than ``since``) is paged, because that is what the bot missed."""
         channel = ref.channel
+        workspace = channel.workspace
         thread_ts = ref.thread_id or ref.message_id
-        params: dict[str, Any] = {"channel": channel.channel, "ts": thread_ts, "limit": self._history_page_limit}
         seen = await self._logged(channel, thread_ts)
         known = {m.ref.message_id for m in seen}
+        params: dict[str, Any] = {"channel": channel.channel, "ts": thread_ts}
         replies_seen = [m.ref.message_id for m in seen if m.ref.message_id != thread_ts]
         if replies_seen:
             params["latest"] = min(replies_seen, key=float)
@@ -276,14 +419,25 @@ class SlackPlatform:
         raw: list[SlackMessage] = []
         cursor = ""
         pages = 0
+        expected: int | None = None  # the parent's reply_count, when Slack sends it
         while True:
+            restricted = self._history.pinned(workspace)
+            params["limit"] = min(self._history_page_limit, RESTRICTED_PAGE_MAX) if restricted else (
+                self._history_page_limit)  # fmt: skip
             if cursor:
                 params["cursor"] = cursor
-            await self._history.take(channel.workspace)
+            if say is not None and pages and restricted:
+                say(_slow_reading(len(raw), expected))
+            await self._history.take(workspace)
             try:
                 page = await self._call(self.client.conversations_replies, **params)
             except PlatformRateLimited as limited:
-                await self._history.pause(channel.workspace, limited.retry_after_s)
+                await self._history.pause(workspace, limited.retry_after_s)
+                if limited.retry_after_s >= RESTRICTED_RETRY_AFTER_S and not self._history.pinned(workspace):
+                    await self._learn_restricted(workspace, why="a 429 with a minute's Retry-After")
+                if say is not None and limited.retry_after_s >= 2:
+                    say(f"Reading the thread… {len(raw)} messages so far; Slack asked me to wait "
+                        f"{limited.retry_after_s:.0f} s before reading more")  # fmt: skip
                 continue
             except MessageGone as gone:
                 if gone.args != (THREAD_GONE,):
@@ -292,21 +446,33 @@ class SlackPlatform:
                 # and what the log holds is the whole conversation there is.
                 log.info("thread %s/%s is gone on Slack; summarizing what was recorded", channel.key, thread_ts)
                 break
+            await self._history.accepted(workspace)
             pages += 1
-            raw.extend(m for m in map(read_message, page.get("messages") or []) if m is not None)
+            messages = page.get("messages") or []
+            if expected is None and messages and isinstance(messages[0], dict):
+                count = messages[0].get("reply_count")
+                expected = count + 1 if isinstance(count, int) and count >= 0 else None
+            raw.extend(m for m in map(read_message, messages) if m is not None)
             cursor = str((page.get("response_metadata") or {}).get("next_cursor") or "")
             if not cursor:
                 break
+            if len(messages) <= RESTRICTED_PAGE_MAX < params["limit"] and not self._history.pinned(workspace):
+                # Asked for more, got at most 15, and Slack has more: the restricted tier's page cap.
+                await self._learn_restricted(workspace, why=f"a page of {len(messages)} with more to come")
             if say is not None:
-                # Another page means another wait of up to a minute on the restricted tier: say so.
-                say(f"Reading the thread… {len(raw)} messages so far (Slack lets me read {self._history_page_limit} "
-                    "at a time)")
+                say(_slow_reading(len(raw), expected) if self._history.pinned(workspace)
+                    else f"Reading the thread… {len(raw)} messages so far")  # fmt: skip
         if say is not None and pages > 1:
             say("")  # the reading is over: the status line goes away before the summary streams in
         by_ts = {m.ts: m for m in raw if m.ts not in known}
         ordered = sorted(by_ts.values(), key=lambda m: float(m.ts))
         log.info("fetched %d unseen messages of %s/%s in %d page(s)", len(ordered), channel.key, thread_ts, pages)
         return [await self.to_chat_message(channel, m, thread_id=thread_ts) for m in ordered]
+
+    async def _learn_restricted(self, workspace: str, *, why: str) -> None:
+        """This app has the restricted history tier here: pace history at its rate, for every replica."""
+        log.warning("slack %s: restricted history tier (%s); reading 15 messages a minute", workspace, why)
+        await self._history.pin(workspace, per_minute=self._restricted_per_minute, for_s=RESTRICTED_TTL_S)
 
     async def _logged(self, channel: ChannelRef, thread_ts: str) -> list[ChatMessage]:
         """What the message log holds of the thread; nothing while the shared store is down, so the whole thread
@@ -371,10 +537,10 @@ class SlackPlatform:
 
     async def _start_stream(self, channel: ChannelRef, text: str, thread_id: str) -> MessageRef:
         recipient = self._recipients.get((channel.channel, thread_id))
-        # A stream is a new message in the channel (the per-channel posting limit) and a chat.startStream call
-        # (that method's workspace budget).
-        await self._posts.take(channel.key)
-        await self._stream_budgets.start.take(workspace_of(channel.key))
+        workspace = workspace_of(channel.key)
+        # chat.startStream has a tier of its own (per workspace); chat.postMessage's per-channel limit is that
+        # method's (FACTS.md), so a stream does not wait for it.
+        await self._stream_budgets.start.take(workspace)
         stream = await self.client.chat_stream(
             channel=channel.channel,
             thread_ts=thread_id,
@@ -383,22 +549,36 @@ class SlackPlatform:
             buffer_size=1,  # LiveReply paces the calls; the SDK must not buffer behind its back
         )
         # The placeholder is not streamed (a stream can only grow, and the placeholder must go away): the stream
-        # starts empty and Slack shows its own "is writing" state until the first text.
+        # starts empty and Slack shows its own "is writing" state until the first text. Model text (the first post
+        # after the grace) starts the stream.
+        first = "" if text.startswith(DEFAULT_PLACEHOLDER) else _stream_content(text)
         try:
-            await self._call(stream.append, chunks=[])
+            await self._call(stream.append, chunks=[{"type": "markdown_text", "text": first}] if first else [])
         except PlatformRateLimited as limited:
-            await self._stream_budgets.start.pause(workspace_of(channel.key), limited.retry_after_s)
+            await self._stream_budgets.start.pause(workspace, limited.retry_after_s)
             raise
+        except SlackApiError as exc:
+            error = str(exc.response.get("error", ""))
+            if error in STREAM_REFUSALS:
+                # This workspace does not take streams (the app, its plan or its token): say so once, remember it
+                # for every replica, and answer with chat.update until the memory expires and we try again.
+                log.warning("slack %s refused chat.startStream (%s): replies use chat.update for %.0f h",
+                            workspace, error, STREAM_REFUSED_TTL_S / 3600)  # fmt: skip
+                await self._facts.put(f"{workspace}:native_streaming", "refused", ttl_s=STREAM_REFUSED_TTL_S)
+            else:
+                log.warning("slack %s: chat.startStream failed (%s); this reply uses chat.update", workspace, error)
+            raise _StreamRefused(error) from exc
         if not stream.ts:
             raise MessageGone("chat.startStream returned no ts")
-        self._streams[(channel.channel, stream.ts)] = _Stream(stream)
+        await self._stream_budgets.start.accepted(workspace)
+        self._streams[(channel.channel, stream.ts)] = _Stream(stream, channel.channel, stream.ts, streamed=first)
+        self._track(channel, stream.ts, streamed=True)
         return MessageRef(channel, stream.ts, thread_id)
 
-    async def _edit_stream(self, state: _Stream, text: str) -> bool:
+    async def _edit_stream(self, state: _Stream, text: str, *, workspace: str) -> bool:
         """Show ``text`` through the stream if it only adds to what was streamed; False: use chat.update."""
         writing = WRITING_MARKER in text
-        content = text[: text.rfind(WRITING_MARKER)] if writing else text
-        content = defang_mass_mentions(content)
+        content = _stream_content(text)
         # Without the marker the text is final, unless it is the placeholder (with a status line under it, like
         # "Reading the thread…"), which a stream cannot show.
         placeholder = not writing and not state.streamed and content.startswith(DEFAULT_PLACEHOLDER)
@@ -408,15 +588,26 @@ class SlackPlatform:
             return False
         delta = content[len(state.streamed) :]
         pieces = [delta[i : i + STREAM_MARKDOWN_MAX] for i in range(0, len(delta), STREAM_MARKDOWN_MAX)] or [""]
+        method = "chat.appendStream"
         try:
             for n, piece in enumerate(pieces):
-                if not writing and n == len(pieces) - 1:
+                method = "chat.stopStream" if not writing and n == len(pieces) - 1 else "chat.appendStream"
+                if method == "chat.stopStream":
                     # The final text's last piece goes with chat.stopStream: one call, not an append and a stop.
-                    await self._call(state.stream.stop, markdown_text=piece or None)
+                    await self._call(
+                        self.client.chat_stopStream, channel=state.channel, ts=state.ts, markdown_text=piece or None
+                    )
                     state.active = False
+                    await self._stream_budgets.stop.accepted(workspace)
                 elif piece:
-                    await self._call(state.stream.append, markdown_text=piece)
+                    await self._call(
+                        self.client.chat_appendStream, channel=state.channel, ts=state.ts, markdown_text=piece
+                    )
+                    await self._stream_budgets.append.accepted(workspace)
                 state.streamed += piece
+        except PlatformRateLimited:
+            self._note_refused((state.channel, state.ts), method)
+            raise
         except SlackApiError as exc:
             if exc.response.get("error") != STREAM_EXPIRED:
                 raise
@@ -428,7 +619,7 @@ class SlackPlatform:
     async def _stop_stream(self, state: _Stream) -> None:
         state.active = False
         try:
-            await self._call(state.stream.stop)
+            await self._call(self.client.chat_stopStream, channel=state.channel, ts=state.ts)
         except SlackApiError as exc:  # already expired: chat.update works on it either way
             if exc.response.get("error") != STREAM_EXPIRED:
                 raise
@@ -518,6 +709,22 @@ MEMBERS_PAGE = 1000
 MEMBER_PAGES_MAX = 20
 CHANNELS_PAGE = 1000
 CHANNEL_PAGES_MAX = 10
+
+
+def _stream_content(text: str) -> str:
+    """What a stream shows of LiveReply's text: everything before the writing marker, crowd pings defanged."""
+    return defang_mass_mentions(text[: text.rfind(WRITING_MARKER)] if WRITING_MARKER in text else text)
+
+
+def _slow_reading(read: int, expected: int | None) -> str:
+    """The status line while paging at the restricted tier: why it is slow, and for about how long."""
+    if expected is not None and expected > read:
+        minutes = -(-(expected - read) // RESTRICTED_PAGE_MAX) * 60 / RESTRICTED_PER_MINUTE / 60
+        left = f"{read} of {expected} messages so far, about {minutes:.0f} min to go"
+    else:
+        left = f"{read} messages so far, the next {RESTRICTED_PAGE_MAX} in about a minute"
+    return (f"Reading the thread… {left} (Slack lets this app read {RESTRICTED_PAGE_MAX} messages a minute in "
+            "this workspace)")  # fmt: skip
 
 
 def _fit(rendered: str) -> str:

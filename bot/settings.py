@@ -96,15 +96,15 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = _env("SLACK_SIGNING_SECRET", "slack_signing_secret")
     slack_app_token: SecretStr | None = _env("SLACK_APP_TOKEN", "slack_app_token")
     slack_api_url: str | None = _env("SLACK_API_URL", "slack_api_url")
-    slack_native_streaming: bool = False
-    # Slack pacing (FACTS.md): restricted history tier for non-Marketplace apps, and the chat.update budget this
-    # installation's replicas share per workspace (Tier 3 is ~50/min; a little under it leaves room for others).
-    slack_history_per_minute: float = Field(default=1.0, gt=0)
-    slack_history_page_limit: int = Field(default=15, ge=1, le=1000)
-    slack_edits_per_minute: float = Field(default=45.0, gt=0)
+    slack_native_streaming: bool = True  # where the workspace takes streams (learned); chat.update elsewhere
+    # Slack pacing (FACTS.md): where each learned budget starts — Tier 3 history in pages of 200 (the restricted
+    # tier of non-Marketplace apps is learned from Slack's answers), Tier 3 chat.update with at least this burst,
+    # Tier 4 for each stream method. All replicas share the budgets and what they learn.
+    slack_history_per_minute: float = Field(default=50.0, gt=0)
+    slack_history_page_limit: int = Field(default=200, ge=1, le=1000)
+    slack_edits_per_minute: float = Field(default=50.0, gt=0)
     slack_edit_burst: int = Field(default=4, ge=1)
-    # chat.startStream/appendStream/stopStream each: their tier is undocumented (FACTS.md); Tier 4 less 10 %.
-    slack_stream_calls_per_minute: float = Field(default=90.0, gt=0)
+    slack_stream_calls_per_minute: float = Field(default=100.0, gt=0)
     slack_allow_bots: bool = False  # record and answer other bots' messages too
 
     # Discord

@@ -303,7 +303,10 @@ async def test_two_replicas_together_stay_within_one_workspace_edit_budget(
     slack, llm = await fakes(text=text, tokens_per_s=40, channels=8, time_scale=BUDGET_TIME_SCALE)
     threads = [(f"C{k % 8}", root_ts(k)) for k in range(30)]
     await record_threads(redis_db, threads)
-    group = await replicas(replica_env(slack, llm, redis_db, time_scale=BUDGET_TIME_SCALE))
+    # chat.update replies (native streams draw from other budgets); the rate each replica learns is shared too.
+    group = await replicas(
+        replica_env(slack, llm, redis_db, time_scale=BUDGET_TIME_SCALE, slack_native_streaming="false")
+    )
     async with (
         SlackDelivery(group[0].events_url, SECRET) as to_a,
         SlackDelivery(group[1].events_url, SECRET) as to_b,
@@ -320,7 +323,9 @@ async def test_two_replicas_together_stay_within_one_workspace_edit_budget(
     await eventually(all_final, within_s=45, what="every reply complete")
     updates = slack.calls_to("chat.update")
     assert len(updates) >= len(threads)  # the budget was spent on edits, and shared ...
-    assert slack.count_429() == 0, slack.rate_limited  # ... so that together the replicas never went over it
+    # ... so that together the replicas stay within it, but for the odd 429 that tells the shared budget where
+    # the workspace's limit is (the rate rises while Slack accepts).
+    assert slack.count_429() <= max(2, len(slack.calls) // 100), slack.rate_limited
     assert {c.team_id for c in updates} == {TEAM}
 
 

@@ -93,7 +93,8 @@ async def _harness(tmp_path: Path, *, streaming: bool = False, store: Store | No
         app = await build_app(settings, store=store)
         adapter = SlackAdapter(
             app,
-            history_per_minute=0.5 * PER_MINUTE,  # under the fake's 1 call per "minute", with room for jitter
+            history_per_minute=50 * PER_MINUTE,  # Tier 3, scaled, until the restricted tier shows ...
+            restricted_history_per_minute=0.5 * PER_MINUTE,  # ... then under its 1 per "minute", with room for jitter
             edits_per_minute=45 * PER_MINUTE / 100,  # slower than the fake allows: edits stay visible
             stream_calls_per_minute=45 * PER_MINUTE / 100,
         )
@@ -604,6 +605,7 @@ async def test_socket_mode_mention_is_acked_and_answered(tmp_path: Path) -> None
             openai_api_key=SecretStr("x"), openai_base_url=llm.openai_base_url,
             slack_bot_token=SecretStr(slack.bot_token), slack_app_token=SecretStr(slack.app_token),
             slack_api_url=slack.api_url, db=str(tmp_path / "bot.db"),
+            slack_native_streaming=False,  # the reply as chat.update renders it (streams are tested above)
         )
         app = await build_app(settings)
         adapter = SlackAdapter(app)

@@ -240,20 +240,20 @@ def elapsed_since(start: float) -> float:
     return round(time.monotonic() - start, 1)
 
 
-def model_text(words: int) -> str:
+def model_text(words: int, *, stem: str = "point") -> str:
     # Plain words: the rendered text equals the model text on every platform, so "final == model text" is exact.
-    return "Summary: " + " ".join(f"point{i}" for i in range(words)) + "."
+    return "Summary: " + " ".join(f"{stem}{i}" for i in range(words)) + "."
 
 
 def channel_of(k: int, channels: int) -> str:
     return f"C{k % channels:02d}"
 
 
-def fake_model(words: int) -> Any:
+def fake_model(words: int, *, stem: str = "point") -> Any:
     """The bench's fake model server: always the same answer of ``words`` words, at TTFT_S and TOKENS_PER_S."""
     from tests.fakes.llm_server import FakeLLMServer, FakeReply, ReceivedRequest, default_responder
 
-    text = model_text(words)
+    text = model_text(words, stem=stem)
 
     def responder(request: ReceivedRequest) -> FakeReply:
         return default_responder(request) if request.structured else FakeReply(text)

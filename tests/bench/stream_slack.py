@@ -51,11 +51,22 @@ class RunSpec:
     mentions: int
     channels: int
     words: int  # length of the model's answer
+    # "workspace": chat.update at Tier 3 per workspace (Slack's documented limit); "per_channel": the same Tier 3
+    # bucket per channel instead (FACTS.md: a per-channel limit is unverified); "restricted": the workspace as
+    # above with the restricted history tier (1 call a minute, 15 messages a page).
+    regime: str = "workspace"
+    # Thread length; 0: the bot saw each thread (3 messages in its log); otherwise the threads exist only on Slack.
+    unseen_thread: int = 0
+    stem: str = "point"  # model_text's word stem ("w": ~5 characters a token, 400 tokens fit one message)
+    settings: tuple[tuple[str, Any], ...] = ()  # Settings overrides (the "before" run pins main's history pace)
 
+
+
+ROOTS: dict[int, str] = {}  # in the fakes' process: each unseen thread's parent ts
 
 
 def root_ts(k: int) -> str:
-    return f"{1_700_000_000 + k}.000100"
+    return ROOTS.get(k) or f"{1_700_000_000 + k}.000100"
 
 
 
@@ -71,15 +82,26 @@ async def _fakes(conn: multiprocessing.connection.Connection, spec: RunSpec) -> 
     from tests.fakes.slack_api import FakeSlack
     from tests.fakes.slack_signing import SlackDelivery
 
-    text = model_text(spec.words)
+    text = model_text(spec.words, stem=spec.stem)
     loop = asyncio.get_running_loop()
     async with (
-        FakeSlack() as slack,
-        fake_model(spec.words) as llm,
+        FakeSlack(restricted_history=spec.regime == "restricted") as slack,
+        fake_model(spec.words, stem=spec.stem) as llm,
     ):
+        if spec.regime == "per_channel":
+            slack.limiter.per_channel.add("chat.update")
         for c in range(spec.channels):
             slack.add_channel(channel_of(c, spec.channels))
         slack.add_user("U1", display_name="Ada")
+        slack.add_user("U2", display_name="Grace")
+        slack.add_user("U3", display_name="Linus")
+        if spec.unseen_thread:
+            for k in range(spec.mentions):
+                parent = slack.seed_thread(
+                    channel_of(k, spec.channels), replies=spec.unseen_thread - 1, user="U2",
+                    text=f"thread-{k:03d} message {{i}}: the export keeps failing",
+                )  # fmt: skip
+                ROOTS[k] = parent.ts
         conn.send({"api_url": slack.api_url, "bot_token": slack.bot_token, "llm_url": llm.openai_base_url})
         while True:
             request = await loop.run_in_executor(None, conn.recv)
@@ -103,6 +125,8 @@ async def _fakes(conn: multiprocessing.connection.Connection, spec: RunSpec) -> 
                     conn.send(await asyncio.gather(*(send(k) for k in range(spec.mentions))))
             if request[0] == "collect":
                 conn.send(_collect(slack, llm, spec, text))
+            if request[0] == "roots":
+                conn.send({k: root_ts(k) for k in range(spec.mentions)})
 
 
 def _collect(slack: Any, llm: Any, spec: RunSpec, text: str) -> dict[str, Any]:
@@ -139,7 +163,15 @@ def _collect(slack: Any, llm: Any, spec: RunSpec, text: str) -> dict[str, Any]:
         "rate_limited": slack.count_429(),
         "by_method": dict(slack.rate_limited),
         "calls_by_method": calls,
+        "calls": len(slack.calls),
+        "history_pages": len([c for c in slack.calls_to("conversations.replies") if c.status == 200]),
+        "status_lines": sorted({v.text for k in replies for v in _versions(slack, spec, k) if "Reading" in v.text}),
     }
+
+
+def _versions(slack: Any, spec: RunSpec, k: int) -> list[Any]:
+    msgs = [m for m in slack.bot_messages(channel_of(k, spec.channels)) if m.thread_ts == root_ts(k)]
+    return [v for m in msgs for v in m.versions]
 
 
 # ---- process 2: the bot ----------------------------------------------------------------------------------------
@@ -154,18 +186,21 @@ async def _bot(conn: multiprocessing.connection.Connection, spec: RunSpec, urls:
 
     loop = asyncio.get_running_loop()
     with tempfile.TemporaryDirectory() as tmp:
+        overrides: dict[str, Any] = dict(spec.settings)
+        if spec.variant != "ours_default":
+            overrides["slack_native_streaming"] = spec.variant == "ours_native"
         settings = Settings(
             openai_api_key=SecretStr("x"),
             openai_base_url=urls["llm_url"],
             slack_bot_token=SecretStr(urls["bot_token"]),
             slack_signing_secret=SecretStr(SECRET),
             slack_api_url=urls["api_url"],
-            slack_native_streaming=spec.variant == "ours_native",
             db=str(Path(tmp) / "bench.db"),
+            **overrides,
         )
         app = await build_app(settings)
-        # Each mention's thread is already in the bot's log (it saw it as message events).
-        for k in range(spec.mentions):
+        # Each mention's thread is already in the bot's log (it saw it as message events) unless it is unseen.
+        for k in range(0 if spec.unseen_thread else spec.mentions):
             channel = ChannelRef("slack", TEAM, channel_of(k, spec.channels))
             for j in range(3):
                 ts = f"{1_700_000_000 + k}.{100 + j:06d}"  # j == 0 is root_ts(k)
@@ -269,7 +304,6 @@ class _Baseline:
     async def reply(self, event: dict[str, Any]) -> None:
         from slack_sdk.errors import SlackApiError
 
-        from adapters.slack_platform import SlackPlatform
         from bot.types import ChannelRef, ChatMessage, Mention, MessageRef
         from llm.types import Attribution
 
@@ -288,7 +322,7 @@ class _Baseline:
                 MessageRef(channel, event["ts"], thread), "U1", "Ada", event["text"], datetime.now(UTC)
             )
         )
-        platform = SlackPlatform(self.client, team_id=TEAM)  # only read from (the thread is in the log)
+        platform = _NaiveHistory(self.client)
 
         async def produce() -> None:
             try:
@@ -315,6 +349,34 @@ class _Baseline:
             await self.client.chat_update(channel=event["channel"], ts=ts, text=text)
 
 
+class _NaiveHistory:
+    """What a popular bot does for a thread it has not seen: page conversations.replies as fast as it can, 1,000 a
+    page, with slack_sdk's 429 retry handler (one retry after Retry-After) doing all the waiting."""
+
+    def __init__(self, client: Any) -> None:
+        from adapters.slack_platform import SlackPlatform
+
+        self.client = client
+        self._translate = SlackPlatform(client, team_id=TEAM)  # only its payload → ChatMessage translation
+
+    async def fetch_thread(self, ref: Any, *, since: Any = None, progress: Any = None) -> list[Any]:
+        from adapters.slack_events import read_message
+
+        thread = ref.thread_id or ref.message_id
+        out, cursor = [], None
+        while True:
+            page = await self.client.conversations_replies(
+                channel=ref.channel.channel, ts=thread, limit=1000, cursor=cursor
+            )
+            for raw in page.get("messages") or []:
+                message = read_message(raw)
+                if message is not None:
+                    out.append(await self._translate.to_chat_message(ref.channel, message, thread_id=thread))
+            cursor = (page.get("response_metadata") or {}).get("next_cursor")
+            if not cursor:
+                return out
+
+
 # ---- process 3: the orchestrator -------------------------------------------------------------------------------
 
 
@@ -326,13 +388,13 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
         bot = Child(bot_main, (__name__, spec, urls))
         bot_url = bot.recv()
         sent = fakes.ask(("deliver", bot_url))
-        resources = bot.ask(("drain",))
+        resources = bot.ask(("drain",), timeout=600.0)
         data = fakes.ask(("collect",))
     finally:
         if bot is not None:
             bot.close()
         fakes.close()
-    text = model_text(spec.words)
+    text = model_text(spec.words, stem=spec.stem)
     event_at = {k: at for k, at, _ in sent}
     traces = []
     for k, reply in data["replies"].items():
@@ -358,6 +420,19 @@ def run_one(spec: RunSpec) -> dict[str, Any]:
     )
     result["rate_limited_by_method"] = data["by_method"]
     result["calls_by_method"] = data["calls_by_method"]
+    result["wrong_finals"] = [
+        {"reply": k, "chars": len(reply["final"]), "of": len(text), "last_kinds": [v[2] for v in reply["versions"]][-3:],
+         "tail": reply["final"][-40:]}
+        for k, reply in data["replies"].items() if reply["final"] != text
+    ][:3]  # fmt: skip
+    result["finished_s"] = sorted(round(t.versions[-1][0] - t.event_at, 1) for t in traces if t.versions)
+    result["slack_calls"] = data["calls"]
+    result["rate_limited_share"] = round(data["rate_limited"] / max(1, data["calls"]), 4)
+    result["history_pages"] = data["history_pages"]
+    result["status_lines"] = data["status_lines"][:3]
+    result["finished_after_mention_s"] = round(
+        max((t.versions[-1][0] - t.event_at for t in traces if t.versions), default=0.0), 2
+    )
     return result
 
 

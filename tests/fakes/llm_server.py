@@ -408,6 +408,7 @@ class FakeLLMServer:
             for frame in encoder.preamble():
                 await resp.write(frame)
             await self._sleep(plan.ttft_s)
+            first_at = time.monotonic()  # pieces follow on a fixed schedule: a busy machine must not slow the model
             for i, piece in enumerate([*plan.pieces, None]):
                 if cut.is_set() and piece is not None:
                     # llama-cpp-python (server/app.py get_event_publisher): after a chunk, when another request
@@ -431,7 +432,7 @@ class FakeLLMServer:
                 if piece is None:
                     break
                 if i:
-                    await self._sleep(plan.gap_s)
+                    await self._sleep(first_at + i * plan.gap_s - time.monotonic())
                 await resp.write(encoder.piece(piece))
                 sent.append(piece)
             for frame in encoder.ending(len(sent)):

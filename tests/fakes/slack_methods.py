@@ -291,8 +291,12 @@ def conversations_replies(fake: FakeSlack, ws: Workspace, params: Params) -> dic
         raise Refusal("thread_not_found")
     # Simplification: the parent comes first on the first page only (Slack may repeat it on later pages;
     # callers should de-duplicate by ts either way).
-    replies = [m for m in fake.thread(channel.id, thread_ts) if m.ts != thread_ts and _in_window(m, params)]
-    return _page(fake, [parent, *replies], params, default_limit=REPLIES_DEFAULT_LIMIT)
+    thread = [m for m in fake.thread(channel.id, thread_ts) if m.ts != thread_ts]
+    replies = [m for m in thread if _in_window(m, params)]
+    page = _page(fake, [parent, *replies], params, default_limit=REPLIES_DEFAULT_LIMIT)
+    if page["messages"] and page["messages"][0]["ts"] == thread_ts:
+        page["messages"][0]["reply_count"] = len(thread)  # Slack's parent message carries its reply count
+    return page
 
 
 def conversations_history(fake: FakeSlack, ws: Workspace, params: Params) -> dict[str, Any]:

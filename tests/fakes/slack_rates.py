@@ -3,7 +3,8 @@
 Slack's limits are per method, per workspace, per app ("tiers"), plus a per-channel limit for
 chat.postMessage. Source: https://docs.slack.dev/apis/web-api/rate-limits (and ../shared/guide/FACTS.md).
 Burst sizes are not documented: the defaults below are this fake's choice, and every figure can be
-overridden so tests can run fast (`time_scale`) or reproduce a specific tier (`rates`).
+overridden so tests can run fast (`time_scale`) or reproduce a specific tier (`rates`), or key a method's
+bucket by channel too (`per_channel`: the unverified case of a chat.update limit per channel).
 """
 
 from __future__ import annotations
@@ -22,11 +23,17 @@ class Rate:
     burst: int = 1
 
 
-# Slack's documented tiers (calls per minute). Bursts: the fake's guess, Slack says only "some bursting".
+# Slack's documented tiers (calls per minute). Bursts: the fake's guess; Slack's words are "a small amount of
+# burst behavior is tolerated" (Tier 1), "occasional bursts" (2), "sporadic bursts are welcome" (3) and "generous
+# burst behavior" (4).
 TIER_1 = Rate(per_minute=1, burst=1)
 TIER_2 = Rate(per_minute=20, burst=3)
 TIER_3 = Rate(per_minute=50, burst=5)
-TIER_4 = Rate(per_minute=100, burst=10)
+TIER_4 = Rate(per_minute=100, burst=20)
+# Tier 3 methods that page through collections: "varying support for greater bursts of activity, especially when
+# using cursor-based pagination" (https://api.slack.com/changelog/2018-03-great-rate-limits). Half a minute's
+# allowance at once is the fake's guess.
+TIER_3_PAGING = Rate(per_minute=50, burst=25)
 # Since 2025, non-Marketplace apps: conversations.history/replies at 1 request per minute, 15 per page.
 RESTRICTED_HISTORY = Rate(per_minute=1, burst=1)
 RESTRICTED_HISTORY_PAGE_MAX = 15
@@ -43,8 +50,8 @@ DEFAULT_RATES: Mapping[str, Rate] = {
     "chat.startStream": TIER_4,
     "chat.appendStream": TIER_4,
     "chat.stopStream": TIER_4,
-    "conversations.replies": TIER_3,
-    "conversations.history": TIER_3,
+    "conversations.replies": TIER_3_PAGING,
+    "conversations.history": TIER_3_PAGING,
     "conversations.info": TIER_3,
     "users.info": TIER_4,
     "apps.connections.open": TIER_1,
@@ -66,6 +73,8 @@ class RateLimiter:
         # 0.01 makes a minute last 0.6 s: every window shrinks, every Retry-After too.
         self.time_scale = time_scale
         self.enabled = True
+        # Methods whose bucket is per (workspace, method, channel) instead of per (workspace, method).
+        self.per_channel: set[str] = set()
         self._buckets: dict[tuple[str, ...], _Bucket] = {}
 
     def reset(self) -> None:
@@ -82,6 +91,8 @@ class RateLimiter:
         rate = self.rates.get(method)
         if rate is None:
             return 0.0
+        if method in self.per_channel and channel is not None:
+            return self._take((team, method, channel), rate)
         return self._take((team, method), rate)
 
     def _take(self, key: tuple[str, ...], rate: Rate) -> float:

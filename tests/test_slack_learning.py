@@ -1,0 +1,127 @@
+"""What the Slack adapter learns from Slack's answers: learned budgets (AIMD, shared through the store, pinned
+rates), the restricted history tier, and a workspace that refuses native streaming — against the fake Slack over
+real sockets with the real slack_sdk client, and the real SQLite store."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack_learned import DECREASE, PROBE_SHARE, LearnedBudget, LocalBuckets, WorkspaceFacts
+from adapters.slack_platform import SlackPlatform
+from bot.live_reply import LiveReply
+from bot.stores.sqlite import SqliteStore
+from bot.types import ChannelRef, MessageRef
+from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_records import Fault
+
+TEAM = "T0FAKE"
+SCOPE = "slack:T0FAKE"
+
+
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    opened = await SqliteStore(str(tmp_path / "s.db")).open()
+    yield opened
+    await opened.close()
+
+
+def budget(store: SqliteStore, *, start: float = 60.0) -> LearnedBudget:
+    return LearnedBudget(store.budgets, name="chat.update", start_per_minute=start, burst=6, kv=store.kv)
+
+
+async def test_learned_rate_rises_while_accepted_falls_on_429_and_is_shared(store: SqliteStore) -> None:
+    one = budget(store)
+    await one.take(SCOPE)
+    for _ in range(60):  # a minute's worth of calls at 60/min, all accepted ...
+        await one.accepted(SCOPE)
+    probed = one.per_minute(SCOPE)
+    assert probed == pytest.approx(60.0 * (1 + PROBE_SHARE), rel=0.02)  # ... add a fifth of the start (additive)
+    await one.pause(SCOPE, 0.01)  # Slack said 429
+    assert one.per_minute(SCOPE) == pytest.approx(probed * DECREASE)
+    for _ in range(1000):
+        await one.accepted(SCOPE)
+    assert one.per_minute(SCOPE) < probed  # the refused rate is a ceiling for a while
+
+    # Another replica on the same store adopts what the first learned: a 429's cut is written at once (the small
+    # increases since then are written at most every WRITE_EVERY_S).
+    other = budget(store)
+    await other.take(SCOPE)
+    assert other.per_minute(SCOPE) == pytest.approx(probed * DECREASE)
+    raw = await store.kv.get(f"slack:learned:{SCOPE}:chat.update")
+    assert raw is not None and json.loads(raw)["ceiling"] == pytest.approx(probed)
+
+
+async def test_a_pinned_rate_is_not_probed_and_paces_the_next_call() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    pinned = LearnedBudget(LocalBuckets(clock=lambda: now[0]), name="conversations.replies", start_per_minute=50,
+                           burst=50, clock=lambda: now[0], sleep=sleep)  # fmt: skip
+    await pinned.take(SCOPE)
+    await pinned.pin(SCOPE, per_minute=1.0, for_s=3600)
+    await pinned.accepted(SCOPE)
+    assert pinned.pinned(SCOPE) and pinned.per_minute(SCOPE) == 1.0
+    await pinned.take(SCOPE)
+    assert sum(slept) == pytest.approx(60.0)  # one call a minute from the call that revealed the tier
+
+
+async def test_facts_expire_so_they_are_rechecked(store: SqliteStore) -> None:
+    facts = WorkspaceFacts(store.kv)
+    await facts.put("slack:T1:native_streaming", "refused", ttl_s=0.05)
+    assert await WorkspaceFacts(store.kv).get("slack:T1:native_streaming") == "refused"  # another replica
+    import asyncio
+
+    await asyncio.sleep(0.1)
+    assert await WorkspaceFacts(store.kv).get("slack:T1:native_streaming") is None
+
+
+async def test_restricted_tier_is_learned_from_a_capped_page_and_remembered(store: SqliteStore) -> None:
+    async with FakeSlack(time_scale=0.001, fractional_retry_after=True, restricted_history=True) as slack:
+        parent = slack.seed_thread("C1", replies=29)
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        history = LearnedBudget(store.budgets, name="conversations.replies", start_per_minute=50_000, burst=50,
+                                kv=store.kv)  # fmt: skip
+        platform = SlackPlatform(client, team_id=TEAM, history_budget=history, restricted_per_minute=500)
+        said: list[str] = []
+        ref = MessageRef(ChannelRef("slack", TEAM, "C1"), parent.ts, parent.ts)
+        fetched = await platform.fetch_thread(ref, progress=said.append)
+
+        assert [m.text for m in fetched] == [f"message {i}" for i in range(30)]
+        pages = slack.calls_to("conversations.replies")
+        assert [c.params["limit"] for c in pages] == ["200", "15"]  # asked for 200, got 15: the restricted tier
+        assert slack.count_429() == 0
+        assert "15 messages a minute" in said[0] and "of 30 messages" in said[0]  # why, and for how long
+        raw = await store.kv.get("slack:learned:T0FAKE:conversations.replies")
+        assert raw is not None and json.loads(raw)["per_minute"] == 500  # pinned, for every replica
+        again = LearnedBudget(store.budgets, name="conversations.replies", start_per_minute=50_000, burst=50,
+                              kv=store.kv)  # fmt: skip
+        await again.take(TEAM)
+        assert again.pinned(TEAM)
+
+
+async def test_a_workspace_that_refuses_streams_gets_chat_update_and_is_remembered(store: SqliteStore) -> None:
+    async with FakeSlack(fractional_retry_after=True) as slack:
+        slack.add_channel("C1")
+        parent = slack.seed_message("C1", "help?")
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        slack.inject("chat.startStream", Fault.api_error("not_allowed"))
+        platform = SlackPlatform(client, team_id=TEAM, native_streaming=True, facts=WorkspaceFacts(store.kv))
+        channel = ChannelRef("slack", TEAM, "C1")
+        for _ in range(2):
+            async with LiveReply(platform, channel, thread_id=parent.ts, pacer=platform.pacer) as reply:
+                reply.append("the answer")
+            assert reply.stats.completed
+        assert len(slack.calls_to("chat.startStream")) == 1  # the second reply did not ask again
+        replies = [m for m in slack.bot_messages("C1") if m.thread_ts == parent.ts]
+        assert [m.text for m in replies] == ["the answer", "the answer"]
+        assert all(v.kind in ("post", "update") for m in replies for v in m.versions)  # chat.postMessage/update
+        assert await store.kv.get("slack:fact:slack:T0FAKE:native_streaming") == "refused"
