@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import cachetools
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
@@ -117,6 +118,9 @@ STREAM_FIRST_POST_GRACE_S = 2.0
 STREAM_MARKDOWN_MAX = 12000
 # Display names change rarely; an hour keeps users.info (Tier 4) calls to one per author per hour.
 NAME_TTL_S = 3600.0
+# Users, streams and reply recipients remembered in memory at most (the least recently used are forgotten: a name
+# is asked again, a forgotten stream's edits go through chat.update).
+REMEMBERED = 10_000
 
 GONE_ERRORS = frozenset(
     {"message_not_found", "channel_not_found", "not_in_channel", "is_archived", "thread_not_found", "cant_update_message"}
@@ -270,12 +274,13 @@ class SlackPlatform:
         )
         self._on_progress = on_progress
         self._clock = clock
-        self._names: dict[str, tuple[str, float]] = {}
-        self._name_locks: dict[str, asyncio.Lock] = {}
-        self._streams: dict[tuple[str, str], _Stream] = {}
+        # Per-user and per-message maps, each bounded by one policy (REMEMBERED most recent; names also by age).
+        self._names: cachetools.TTLCache[str, str] = cachetools.TTLCache(REMEMBERED, NAME_TTL_S, timer=clock)
+        self._name_locks: cachetools.LRUCache[str, asyncio.Lock] = cachetools.LRUCache(REMEMBERED)
+        self._streams: cachetools.LRUCache[tuple[str, str], _Stream] = cachetools.LRUCache(REMEMBERED)
         self._live: dict[tuple[str, str], _Live] = {}
         self._choosing_streams = self._choosing_edits = 0  # posts in flight, by the path they took
-        self._recipients: dict[tuple[str, str], str] = {}
+        self._recipients: cachetools.LRUCache[tuple[str, str], str] = cachetools.LRUCache(REMEMBERED)
         self.rate_limited = 0  # 429s met (for the benches and logs)
 
     # ---- calls ----------------------------------------------------------------------------------------------
@@ -495,8 +500,8 @@ class SlackPlatform:
 
     async def _display_name(self, user: str) -> str:
         cached = self._names.get(user)
-        if cached is not None and self._clock() - cached[1] < NAME_TTL_S:
-            return cached[0]
+        if cached is not None:
+            return cached
         name = user
         try:
             info = (await self._call(self.client.users_info, user=user)).get("user") or {}
@@ -508,7 +513,7 @@ class SlackPlatform:
             return name  # not cached: try again next time
         except (SlackApiError, MessageGone, MessageTooLong) as exc:
             log.info("users.info failed for %s (%s); using the id", user, exc)
-        self._names[user] = (str(name), self._clock())
+        self._names[user] = str(name)
         return str(name)
 
     async def to_chat_message(
