@@ -528,5 +528,13 @@ def configure_logging(settings: Settings, *, stream: TextIO | None = None) -> lo
         root.removeHandler(old)
     handler = log_handler(settings, stream=stream)
     root.addHandler(handler)
-    root.setLevel(getattr(logging, settings.log_level.upper(), logging.INFO))
+    level = getattr(logging, settings.log_level.upper(), logging.INFO)
+    root.setLevel(level)
+    # The HTTP clients log every request at INFO: one line per model call and per Slack call buried what the bot
+    # itself said (doctor's checks among them). Kept at DEBUG, where someone tracing calls wants them.
+    for chatty in CHATTY_LOGGERS:
+        logging.getLogger(chatty).setLevel(level if level <= logging.DEBUG else logging.WARNING)
     return handler
+
+
+CHATTY_LOGGERS = ("httpx", "httpx2")

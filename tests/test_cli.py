@@ -191,7 +191,10 @@ def test_interactive_console_in_a_terminal_shows_every_reply_and_no_log_lines(
     db: str, fake_server: str, tmp_path: Path
 ) -> None:
     env = {"SUPPORTBOT_DB": db, "OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": fake_server,
-           "TIKTOKEN_CACHE_DIR": os.environ.get("TIKTOKEN_CACHE_DIR", "")}  # fmt: skip
+           "TIKTOKEN_CACHE_DIR": os.environ.get("TIKTOKEN_CACHE_DIR", ""),
+           # DEBUG: every HTTP request is logged too (INFO keeps the HTTP clients quiet), so there is plenty
+           # that must not reach the screen.
+           "SUPPORTBOT_LOG_LEVEL": "DEBUG"}  # fmt: skip
     term = Terminal(["console"], env)
     try:
         term.expect("#general you> ")

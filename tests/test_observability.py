@@ -466,3 +466,24 @@ def test_text_format_for_humans_shows_the_request_id(tmp_path) -> None:
     first, second = out.getvalue().splitlines()
     assert first.endswith(f"INFO bot.x [req123] using {REDACTED}")
     assert second.endswith("INFO bot.x no request")
+
+
+@pytest.mark.parametrize(("level", "http_level"), [("INFO", logging.WARNING), ("DEBUG", logging.DEBUG)])
+def test_http_clients_log_each_request_only_when_debugging(level: str, http_level: int) -> None:
+    settings = Settings(log_level=level)
+    out = io.StringIO()
+    root = logging.getLogger()
+    old_handlers, old_level = list(root.handlers), root.level
+    old_http = {name: logging.getLogger(name).level for name in ("httpx", "httpx2")}
+    try:
+        configure_logging(settings, stream=out)
+        logging.getLogger("httpx2").info('HTTP Request: POST http://127.0.0.1/v1/chat/completions "200 OK"')
+        logging.getLogger("bot.x").info("the bot's own line")
+        assert logging.getLogger("httpx").level == http_level
+    finally:
+        root.handlers[:] = old_handlers
+        root.setLevel(old_level)
+        for name, was in old_http.items():
+            logging.getLogger(name).setLevel(was)
+    assert ("HTTP Request" in out.getvalue()) is (level == "DEBUG")
+    assert "the bot's own line" in out.getvalue()
