@@ -1,14 +1,17 @@
-"""Shared fixtures: a throwaway Redis for the session, and tiktoken's offline cache."""
+"""Shared fixtures: a throwaway Redis for the session, tiktoken's offline cache, the fake model server and an
+in-memory SQLite store (a test module may define its own of the same name instead)."""
 
 from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
+from bot.stores.sqlite import SqliteStore
+from tests.fakes.llm_server import FakeLLMServer
 from tests.redis_server import RedisServer
 
 _TIKTOKEN_CACHE = Path(__file__).parents[1] / ".." / "shared" / "tiktoken"
@@ -36,3 +39,16 @@ def redis_url() -> Iterator[str]:
 def redis_prefix() -> str:
     """A key prefix of its own per test, so tests sharing one Redis never see each other's keys."""
     return f"sbtest-{uuid.uuid4().hex[:12]}:"
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[FakeLLMServer]:
+    async with FakeLLMServer() as s:
+        yield s
+
+
+@pytest.fixture
+async def store() -> AsyncIterator[SqliteStore]:
+    s = await SqliteStore(":memory:").open()
+    yield s
+    await s.close()

@@ -6,12 +6,9 @@ import io
 import json
 import re
 from collections import Counter
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
-
-import pytest
 
 from adapters.console import replay
 from bot.app import App, build_app
@@ -21,12 +18,6 @@ from llm.types import LedgerRecord, Outcome, Usage
 from tests.fakes.faq_model import faq_responder
 from tests.fakes.llm_server import FakeLLMServer
 from tests.transcripts import banking_inquiries, irc_messages, korean_questions, transcript_lines, write_jsonl
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeLLMServer]:
-    async with FakeLLMServer() as s:
-        yield s
 
 
 async def make_app(tmp_path: Path, server: FakeLLMServer | None, **overrides: object) -> App:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,12 +24,6 @@ from tests.fakes.llm_server import FakeLLMServer, FakeReply, Fault
 from tests.transcripts import irc_messages, korean_questions
 
 THREAD = "1000.000000"
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeLLMServer]:
-    async with FakeLLMServer() as s:
-        yield s
 
 
 async def make_app(tmp_path: Path, server: FakeLLMServer, **overrides: object) -> App:

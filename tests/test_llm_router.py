@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
 from decimal import Decimal
 
 import pytest
@@ -22,19 +21,6 @@ from tests.fakes.llm_server import FakeLLMServer, FakeReply, Fault
 
 WHO = Attribution("slack", "T1", "C1", "U1", "summary")
 LONG_SYSTEM = "You are a careful support summarizer. " * 400  # ~3,000 tokens: above every cache minimum
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeLLMServer]:
-    async with FakeLLMServer() as s:
-        yield s
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[SqliteStore]:
-    s = await SqliteStore(":memory:").open()
-    yield s
-    await s.close()
 
 
 class Sleeps:

@@ -5,7 +5,6 @@ billed at list prices, and retries follow what the server says."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -28,19 +27,6 @@ from tests.fakes.llm_server import FakeLLMServer, Fault
 WHO = Attribution("slack", "T1", "C1", "U1", "summary")
 LONG_SYSTEM = "You are a careful support summarizer. " * 800  # ~6,000 tokens: above every cache minimum (4,096)
 TOLERANCE = Decimal("1e-9")
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeLLMServer]:
-    async with FakeLLMServer() as s:
-        yield s
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[SqliteStore]:
-    s = await SqliteStore(":memory:").open()
-    yield s
-    await s.close()
 
 
 class Sleeps:

@@ -6,7 +6,7 @@ import asyncio
 import io
 import json
 import logging
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
@@ -41,12 +41,6 @@ from tests.fakes.llm_server import FakeLLMServer
 
 # Long enough (~1,600 tokens) for Anthropic prompt caching on Sonnet (minimum 1,024).
 SYSTEM = "You summarize support threads for the team. " * 200
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeLLMServer]:
-    async with FakeLLMServer() as s:
-        yield s
 
 
 async def make_app(tmp_path: Path, server: FakeLLMServer | None, **overrides: Any) -> App:

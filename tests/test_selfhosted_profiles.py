@@ -13,7 +13,6 @@ import asyncio
 import dataclasses
 import io
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -49,13 +48,6 @@ THREAD = "1000.000000"
 class Verdict(BaseModel):
     category: str
     priority: int
-
-
-@pytest.fixture
-async def store() -> AsyncIterator[SqliteStore]:
-    s = await SqliteStore(":memory:").open()
-    yield s
-    await s.close()
 
 
 async def served_by(profile: ServerProfile, **knobs: object) -> FakeLLMServer:

@@ -23,7 +23,7 @@ from bot.stores.base import Store
 from bot.stores.redis import RedisStore
 from bot.stores.sqlite import SqliteStore
 from llm.types import LedgerRecord, Outcome, Usage
-from tests.fakes.llm_server import FakeLLMServer, Fault
+from tests.fakes.llm_server import Fault
 from tests.test_cli import run
 from tests.test_core_console import run as replay
 from tests.transcripts import irc_messages, transcript_lines
@@ -192,12 +192,6 @@ async def test_an_old_sqlite_ledger_is_migrated_with_its_marks(tmp_path: Path) -
 
 
 # ---- end to end: a self-hosted server without usage ---------------------------------------------------------------
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeLLMServer]:
-    async with FakeLLMServer() as s:
-        yield s
 
 
 async def test_llmcost_marks_a_self_hosted_unpriced_model_and_estimated_counts(tmp_path, server) -> None:
