@@ -15,7 +15,7 @@ import json
 import logging
 import secrets
 import signal
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +30,7 @@ from tests.fakes.discord_payloads import FLAG_EPHEMERAL, Json
 from tests.fakes.discord_rest import CALLBACK_CHANNEL_MESSAGE, CALLBACK_DEFERRED_CHANNEL_MESSAGE
 from tests.fakes.llm_server import FakeLLMServer
 from tests.test_discord_adapter import RENDERED_TEXT, WAIT_S, World, assert_no_pings, responder, world
-from tests.test_discord_replicas import start_discord_process
+from tests.test_discord_replicas import start_discord_process, wait_for_process
 
 FIXTURES = Path(__file__).parent / "fixtures" / "discord"
 GUARD_LOGGER = "adapters.discord_guard"
@@ -480,14 +480,8 @@ async def test_a_real_discord_process_outlives_the_four_payloads_that_used_to_st
         log_path = tmp_path / "discord-process.log"
         proc = start_discord_process(env, log_path)
         try:
-            async def until(predicate: Callable[[], bool], what: str) -> None:
-                try:
-                    async with asyncio.timeout(WAIT_S):
-                        while not predicate():  # noqa: ASYNC110 - a subprocess and the fakes: polling is simplest
-                            assert proc.poll() is None, f"exited {proc.returncode}:\n{log_path.read_text()}"
-                            await asyncio.sleep(0.05)
-                except TimeoutError:
-                    raise AssertionError(f"{what}:\n{log_path.read_text()}") from None
+            def until(predicate: Callable[[], bool], what: str) -> Awaitable[None]:
+                return wait_for_process(proc, log_path, predicate, what, timeout_s=WAIT_S)
 
             await until(lambda: bool(fake.command_overwrites) and bool(fake.gateway.sessions), "connected")
             base = captured("gateway_message_create.json", "MESSAGE_CREATE")

@@ -9,7 +9,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,14 +258,8 @@ async def test_sigterm_to_a_real_discord_process_drains_then_exits_cleanly(tmp_p
         log_path = tmp_path / "discord-process.log"
         proc = start_discord_process(env, log_path)
         try:
-            async def until(predicate: Callable[[], bool], what: str) -> None:
-                try:
-                    async with asyncio.timeout(WAIT_S):
-                        while not predicate():  # noqa: ASYNC110 - a subprocess and the fakes: polling is simplest
-                            assert proc.poll() is None, f"exited {proc.returncode}:\n{log_path.read_text()}"
-                            await asyncio.sleep(0.05)
-                except TimeoutError:
-                    raise AssertionError(f"{what}:\n{log_path.read_text()}") from None
+            def until(predicate: Callable[[], bool], what: str) -> Awaitable[None]:
+                return wait_for_process(proc, log_path, predicate, what, timeout_s=WAIT_S)
 
             # Connected once the command sync (setup_hook, after login) and the gateway session are both there.
             await until(lambda: bool(fake.command_overwrites) and bool(fake.gateway.sessions), "connected")
@@ -293,3 +287,18 @@ def start_discord_process(env: dict[str, str], log_path: Path) -> subprocess.Pop
     with open(log_path, "wb") as log:
         return subprocess.Popen([sys.executable, "-m", "bot.cli", "run", "--platform", "discord"],
                                 env={**clean, **env}, stdout=log, stderr=subprocess.STDOUT)
+
+
+async def wait_for_process(
+    proc: subprocess.Popen[bytes], log_path: Path, predicate: Callable[[], bool], what: str, *, timeout_s: float
+) -> None:
+    """Until ``predicate()`` holds, polling (a subprocess and the fakes); fails with the process's log when it
+    exits first or the time runs out."""
+    try:
+        async with asyncio.timeout(timeout_s):
+            while not predicate():  # noqa: ASYNC110 - a subprocess and the fakes: polling is simplest
+                alive = proc.poll() is None
+                assert alive, f"exited {proc.returncode}:\n{log_path.read_text()}"  # noqa: ASYNC240 - on failure only
+                await asyncio.sleep(0.05)
+    except TimeoutError:
+        raise AssertionError(f"{what}:\n{log_path.read_text()}") from None  # noqa: ASYNC240 - on failure only
