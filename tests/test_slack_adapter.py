@@ -592,6 +592,30 @@ async def test_streamed_replies_draw_from_the_stream_methods_budgets() -> None:
     assert slept == [1.0]
 
 
+async def test_progress_edits_of_replies_sharing_a_budget_are_spaced_by_their_share() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    budget = InMemoryBudget(per_minute=60, burst=10, clock=lambda: now[0], sleep=sleep)
+    replies = [4]
+    pacer = WorkspaceEditPacer(budget, sharing=lambda key: replies[0], clock=lambda: now[0], sleep=sleep)
+    # 10 s of this budget is its burst of 10 plus 10 at 1/s: 20 calls, 5 per reply of 4, one every 2 s.
+    assert pacer.share_interval("slack:T1:C1/1.1", budget) == pytest.approx(2.0)
+    await pacer.wait_turn("slack:T1:C1/1.1", final=True)  # a final is never spaced
+    assert slept == []
+    await pacer.wait_turn("slack:T1:C1/1.2")  # a first progress edit counts its share from now
+    assert sum(slept) == pytest.approx(2.0)
+    await pacer.wait_turn("slack:T1:C1/1.2")  # tokens are left, yet the reply waits for its share
+    assert sum(slept) == pytest.approx(4.0)
+    replies[0] = 1  # a lone reply is paced by the budget alone
+    await pacer.wait_turn("slack:T1:C1/1.2")
+    assert sum(slept) == pytest.approx(4.0)
+
+
 # ---- Socket Mode -----------------------------------------------------------------------------------------------
 
 
