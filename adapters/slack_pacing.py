@@ -39,6 +39,13 @@ POST_PER_CHANNEL_BURST = 3
 # starting together from queueing their first appends.
 STREAM_CALLS_PER_MINUTE = 100.0
 STREAM_CALLS_BURST = 20
+# Progress edits of the replies sharing a budget are spaced by each one's share of what the budget allows over this
+# horizon (its burst plus the rate for this long; a reply streams for ~8 s at 50 tokens/s). Without it the burst goes
+# on every reply's first progress edit, a moment after its first text, and then each reply waits for the rate alone:
+# 15 streams at 100 appends/min is one append per reply every 9 s. Spaced, the same calls are ~3 s apart.
+SHARE_HORIZON_S = 10.0
+# While a reply waits out its spacing it looks again this often (replies finishing shorten everyone's share).
+SHARE_RECHECK_S = 0.25
 
 
 class WorkspaceBudget(Protocol):
@@ -278,12 +285,20 @@ class WorkspaceEditPacer:
         is_stream: Callable[[str], bool] | None = None,
         first_edit: Callable[[str], bool] | None = None,
         refused: Callable[[str], str | None] | None = None,
+        sharing: Callable[[str], int] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.budget = budget
         self._streams = streams
         self._is_stream = is_stream
         self._first_edit = first_edit
         self._refused = refused  # which Slack method got the 429 for a key, when the platform knows
+        # How many live replies (this one included) draw from the same budget as a key: their progress edits are
+        # spaced by their share of it (SHARE_HORIZON_S). None: no spacing, the budget's line alone.
+        self._sharing = sharing
+        self._clock, self._sleep = clock, sleep
+        self._last: dict[str, float] = {}  # key → when its last turn was granted (forgotten on its final)
 
     def _streamed(self, key: str) -> StreamBudgets | None:
         if self._streams is not None and self._is_stream is not None and self._is_stream(key):
@@ -294,7 +309,32 @@ class WorkspaceEditPacer:
         streams = self._streamed(key)
         budget = self.budget if streams is None else streams.stop if final else streams.append
         urgent = final or (self._first_edit is not None and self._first_edit(key))
+        if not urgent and self._sharing is not None:
+            await self._space(key, budget)
         await budget.take(workspace_of(key), urgent=urgent)
+        if final:
+            self._last.pop(key, None)
+        elif self._sharing is not None:
+            if len(self._last) > 1000:  # keys whose final never came (a crash): forget the oldest half
+                for old in sorted(self._last, key=self._last.__getitem__)[:500]:
+                    del self._last[old]
+            self._last[key] = self._clock()
+
+    def share_interval(self, key: str, budget: WorkspaceBudget) -> float:
+        """Seconds between one reply's progress edits when every reply on ``budget`` takes its equal share."""
+        replies = self._sharing(key) if self._sharing is not None else 1
+        if replies <= 1:
+            return 0.0  # a lone reply takes nobody's share: the platform's floor and the budget pace it
+        scope = workspace_of(key)
+        calls = budget.burst(scope) + budget.per_minute(scope) * SHARE_HORIZON_S / 60.0
+        return SHARE_HORIZON_S * replies / max(calls, 1.0)
+
+    async def _space(self, key: str, budget: WorkspaceBudget) -> None:
+        """Wait until ``key``'s share of the budget is due, counted from its last turn (or from now, the first
+        time: its message was just posted with text). Meanwhile the budget serves the other replies."""
+        last = self._last.setdefault(key, self._clock())
+        while (wait := last + self.share_interval(key, budget) - self._clock()) > 0:
+            await self._sleep(min(wait, SHARE_RECHECK_S))
 
     async def penalize(self, key: str, retry_after_s: float) -> None:
         streams = self._streamed(key)

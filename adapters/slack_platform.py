@@ -259,6 +259,8 @@ class SlackPlatform:
             is_stream=self._is_streaming,
             first_edit=self._not_edited_yet,
             refused=self._refused_method,
+            sharing=self._sharing,
+            clock=clock,
         )
         self.native_streaming = native_streaming
         self._facts = facts or WorkspaceFacts(clock=clock)
@@ -381,6 +383,11 @@ class SlackPlatform:
         head, _, ts = key.partition("/")
         live = self._live.get((head.split(":", 2)[-1], ts))
         return None if live is None else live.refused
+
+    def _sharing(self, key: str) -> int:
+        """How many live replies draw from the same budget as this pacing key's (streams, or chat.update)."""
+        streamed = self._is_streaming(key)
+        return sum(1 for live in self._live.values() if live.streamed == streamed)
 
     def _not_edited_yet(self, key: str) -> bool:
         head, _, ts = key.partition("/")
@@ -578,6 +585,10 @@ class SlackPlatform:
         await self._stream_budgets.start.accepted(workspace)
         self._streams[(channel.channel, stream.ts)] = _Stream(stream, channel.channel, stream.ts, streamed=first)
         self._track(channel, stream.ts, streamed=True)
+        if first:
+            # The first text is on screen already: the next append is progress, not a first edit that goes ahead
+            # of other replies' appends (20 replies starting together spent the burst on those).
+            self._live[(channel.channel, stream.ts)].edited = True
         return MessageRef(channel, stream.ts, thread_id)
 
     async def _edit_stream(self, state: _Stream, text: str, *, workspace: str) -> bool:

@@ -19,7 +19,14 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack import SlackAdapter
 from adapters.slack_events import read_message
-from adapters.slack_pacing import InMemoryBudget, StoreBudget, StreamBudgets, WorkspaceEditPacer, workspace_of
+from adapters.slack_pacing import (
+    SHARE_HORIZON_S,
+    InMemoryBudget,
+    StoreBudget,
+    StreamBudgets,
+    WorkspaceEditPacer,
+    workspace_of,
+)
 from adapters.slack_platform import SlackPlatform, readable
 from adapters.slack_render import spend_blocks, text_blocks, to_mrkdwn
 from bot.app import App, build_app
@@ -590,6 +597,31 @@ async def test_streamed_replies_draw_from_the_stream_methods_budgets() -> None:
     assert slept == []
     await pacer.wait_turn("slack:T1:C3/s")
     assert slept == [1.0]
+
+
+async def test_progress_edits_of_replies_sharing_a_budget_are_spaced_by_their_share() -> None:
+    now = [0.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+
+    budget = InMemoryBudget(per_minute=60, burst=10, clock=lambda: now[0], sleep=sleep)
+    replies = [4]
+    pacer = WorkspaceEditPacer(budget, sharing=lambda key: replies[0], clock=lambda: now[0], sleep=sleep)
+    # Over the horizon the budget allows its burst of 10 plus 1 a second; each of 4 replies gets a quarter of that.
+    share = SHARE_HORIZON_S * 4 / (10 + SHARE_HORIZON_S)
+    assert pacer.share_interval("slack:T1:C1/1.1", budget) == pytest.approx(share)
+    await pacer.wait_turn("slack:T1:C1/1.1", final=True)  # a final is never spaced
+    assert slept == []
+    await pacer.wait_turn("slack:T1:C1/1.2")  # a first progress edit counts its share from now
+    assert sum(slept) == pytest.approx(share)
+    await pacer.wait_turn("slack:T1:C1/1.2")  # tokens are left, yet the reply waits for its share
+    assert sum(slept) == pytest.approx(2 * share)
+    replies[0] = 1  # a lone reply is paced by the budget alone
+    await pacer.wait_turn("slack:T1:C1/1.2")
+    assert sum(slept) == pytest.approx(2 * share)
 
 
 # ---- Socket Mode -----------------------------------------------------------------------------------------------
