@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 JUMP_URL = "https://discord.com/channels/{guild}/{channel}/{message}"  # a message's link, as Message.jump_url
 # Pins per channel: 250 since 2025 (50 before); one FAQ of 40 entries needs a handful of messages.
 MAX_FAQ_MESSAGES = 10
+PINNED_PLACE = "the pinned messages of this channel"
 
 
 def jump_url(guild: str, channel: str | int, message: str | int) -> str:
@@ -72,7 +73,9 @@ async def publish_pinned(
             "message", {}, note="the bot may not pin messages here (Pin Messages permission)"
         )
     handle = {"messages": ",".join(str(i) for i in ids)}
-    return PublishedDocument("pinned messages", handle, link=jump_url(channel.workspace, where, ids[0]))
+    return PublishedDocument(
+        "pinned messages", handle, link=jump_url(channel.workspace, where, ids[0]), place=PINNED_PLACE
+    )
 
 
 async def keep_pinned(
@@ -95,6 +98,7 @@ async def keep_pinned(
         "pinned messages",
         {"messages": ",".join(map(str, ids))},
         link=jump_url(channel.workspace, where, ids[0]),
+        place=PINNED_PLACE,
     )
 
 

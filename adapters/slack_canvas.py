@@ -22,6 +22,7 @@ from bot.types import ChannelRef, MessageRef, PlatformRateLimited
 log = logging.getLogger(__name__)
 
 CANVAS_SCOPE = "canvases:write"
+CANVAS_PLACE = "this channel's canvas (the FAQ tab at the top of the channel)"
 # "The markdown content is limited to 1 MiB (1,048,576 characters)" (conversations.canvases.create reference).
 CANVAS_MARKDOWN_MAX = 1_048_576
 _BOLD = re.compile(r"(?<![*\w])\*([^*\n]+)\*(?![*\w])")
@@ -48,14 +49,14 @@ async def publish_canvas(
                 await client.canvases_edit(
                     canvas_id=canvas_id, changes=[{"operation": "replace", "document_content": content}]
                 )
-                return PublishedDocument("canvas", {"canvas_id": canvas_id})
+                return PublishedDocument("canvas", {"canvas_id": canvas_id}, place=CANVAS_PLACE)
             except SlackApiError as exc:
                 if exc.response.get("error") != "canvas_not_found":  # deleted by someone: make a new one
                     raise
         response = await client.canvases_create(
             title=title, document_content=content, channel_id=channel.channel
         )
-        return PublishedDocument("canvas", {"canvas_id": str(response["canvas_id"])})
+        return PublishedDocument("canvas", {"canvas_id": str(response["canvas_id"])}, place=CANVAS_PLACE)
     except SlackApiError as exc:
         translated = translate(exc)
         if isinstance(translated, PlatformRateLimited):

@@ -21,7 +21,7 @@ from bot.live_reply import EditPacer, LiveReply
 from bot.model_alerts import model_missing_alert
 from bot.observability import Metrics
 from bot.orphans import registered
-from bot.ports import ChatPlatform
+from bot.ports import REPLY, ChatPlatform
 from bot.safety import defang_mass_mentions
 from bot.settings import Settings
 from bot.spend import SpendReport, build_report, parse_period
@@ -189,7 +189,7 @@ class Assistant:
             reply.append(faq_publish.reply_text(result))
             await self._after_spend(channel, reply)
             refs = await reply.finish()
-            if result.where == "reply":  # the platform keeps this reply as the FAQ (Discord pins it)
+            if result.where == REPLY:  # the platform keeps this reply as the FAQ (e.g. pins it)
                 await faq_publish.keep_reply(self.faq_writer, platform, channel, refs)
             return done(ReplyOutcome(refs, reply.text, ok=True))
 

@@ -54,9 +54,10 @@ class FaqResult:
     rejected: int = 0  # entries dropped because they cited no answer that was sent
     dropped_sources: int = 0  # cited ids that were never sent (made up), removed from entries
     unchanged: bool = False  # nothing new since the last run: this is the stored FAQ
-    where: str = ""  # where the FAQ is published ("canvas", "pinned messages", "message"), set by the caller
+    where: str = ""  # where the FAQ is published (the platform's kind of document, "reply" or "message")
     link: str = ""  # the published document's link, when the platform gives one
     note: str = ""  # why it is not where it should be (a missing permission), for the person who asked
+    place: str = ""  # where the document is, in the platform's words ("" when it is not kept as one)
 
     @property
     def open_questions(self) -> int:

@@ -1,4 +1,4 @@
-"""Where the FAQ lives: a document the channel keeps (a Slack canvas, Discord pinned messages), updated in place
+"""Where the FAQ lives: a document the channel keeps (whatever the platform offers), updated in place
 on every refresh, and the short reply to /faq that says what changed and where to find it. A platform that cannot
 keep documents (the console), or refuses to (a missing scope or permission), gets the FAQ as the reply itself,
 with the reason."""
@@ -11,17 +11,12 @@ from dataclasses import replace
 
 from bot.faq import FaqWriter
 from bot.faq_doc import FaqResult
-from bot.ports import ChatPlatform
+from bot.ports import MESSAGE, REPLY, ChatPlatform
 from bot.types import ChannelRef, MessageRef
 
 log = logging.getLogger(__name__)
 
 TITLE = "FAQ"
-DOCUMENTS = ("canvas", "pinned messages")
-_PLACES = {
-    "canvas": "this channel's canvas (the FAQ tab at the top of the channel)",
-    "pinned messages": "the pinned messages of this channel",
-}
 
 
 def link_for(platform: ChatPlatform) -> Callable[[MessageRef], Awaitable[str]]:
@@ -41,21 +36,23 @@ def publisher(
         publish_document = getattr(platform, "publish_document", None)
         if publish_document is None:
             return result, previous
-        if result.unchanged and previous.get("where") in DOCUMENTS:  # nothing to update: point at it
-            return replace(result, where=previous["where"], link=previous.get("link", "")), previous
+        if result.unchanged and previous.get("place"):  # a document exists and nothing changed: point at it
+            return replace(
+                result, where=previous["where"], link=previous.get("link", ""), place=previous["place"]
+            ), previous
         try:
             doc = await publish_document(channel, title=TITLE, text=result.to_text(), previous=previous)
         except Exception as exc:
             # The FAQ is still answered in the reply; the document waits for the next run.
             log.exception("could not publish the FAQ in %s", channel.key)
             note = f"could not update the FAQ document ({type(exc).__name__})"
-            return replace(result, where="message", note=note), previous
-        if doc.where == "reply":  # the reply will carry the FAQ; keep_reply() then keeps it as the document
-            return replace(result, where="reply"), previous
-        if doc.where not in DOCUMENTS:
-            return replace(result, where="message", note=doc.note), previous
-        handle = {**previous, **doc.handle, "where": doc.where, "link": doc.link}
-        return replace(result, where=doc.where, link=doc.link, note=doc.note), handle
+            return replace(result, where=MESSAGE, note=note), previous
+        if doc.where == REPLY:  # the reply will carry the FAQ; keep_reply() then keeps it as the document
+            return replace(result, where=REPLY), previous
+        if not doc.kept:
+            return replace(result, where=MESSAGE, note=doc.note), previous
+        handle = {**previous, **doc.handle, "where": doc.where, "link": doc.link, "place": doc.place}
+        return replace(result, where=doc.where, link=doc.link, note=doc.note, place=doc.place), handle
 
     return publish
 
@@ -73,16 +70,18 @@ async def keep_reply(
     except Exception:
         log.exception("could not keep the FAQ reply as the document in %s", channel.key)
         return
-    if doc.where in DOCUMENTS:
-        await writer.remember_document(channel, {**doc.handle, "where": doc.where, "link": doc.link})
+    if doc.kept:
+        await writer.remember_document(
+            channel, {**doc.handle, "where": doc.where, "link": doc.link, "place": doc.place}
+        )
     else:
         log.info("the FAQ in %s stays a message: %s", channel.key, doc.note)
 
 
 def reply_text(result: FaqResult) -> str:
     """The reply to /faq: a short note pointing at the document, or the FAQ itself where there is none."""
-    if result.where in DOCUMENTS:
-        place = _PLACES[result.where] + (f": {result.link}" if result.link else "")
+    if result.place:
+        place = result.place + (f": {result.link}" if result.link else "")
         n, open_ = len(result.faqs), result.open_questions
         counts = f"{n} answered entr{'y' if n == 1 else 'ies'}, {open_:,} question{'' if open_ == 1 else 's'} not answered yet"
         if result.unchanged:

@@ -44,6 +44,17 @@ class PublishedDocument:
     handle: dict[str, str]  # opaque to bot/: canvas id, message ids … (stored, then handed back as ``previous``)
     link: str = ""  # where people open it, "" when the platform gives none
     note: str = ""  # why it fell back to a message, for the person who asked
+    place: str = ""  # where it is, in the platform's words for people ("this channel's canvas (…)")
+
+    @property
+    def kept(self) -> bool:
+        """The platform keeps it as a document (not the reply itself, not a plain message)."""
+        return self.where not in (REPLY, MESSAGE)
+
+
+# PublishedDocument.where values every platform shares; any other names the platform's own kind of document.
+REPLY = "reply"
+MESSAGE = "message"
 
 
 class DocumentPublisher(Protocol):
