@@ -24,7 +24,6 @@ from typing import Any, TextIO
 
 from bot.app import App
 from bot.live_reply import DEFAULT_PLACEHOLDER, WRITING_MARKER
-from bot.spend import SpendReport
 from bot.summarize import wants_fresh
 from bot.types import ChannelRef, ChatMessage, Command, Mention, MessageRef, PlatformLimits
 
@@ -166,8 +165,7 @@ class Console:
             self._print_reply(self.platform.final_text(outcome.refs), command.channel.channel, posted=bool(outcome.refs))
             return
         report = await self.app.assistant.spend(command)
-        text = report.to_text() if isinstance(report, SpendReport) else report
-        self._print_reply(text, command.channel.channel, posted=False)  # a report is an answer, never a post
+        self._print_reply(report.to_text(), command.channel.channel, posted=False)  # a report is an answer, never a post
 
     def _print_reply(self, text: str, channel: str, *, posted: bool) -> None:
         """Live, a posted reply is already on screen (printed as it grew); anything else is printed whole."""

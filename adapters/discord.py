@@ -47,8 +47,8 @@ from adapters.discord_platform import (
 from adapters.discord_render import MESSAGE_CONTENT_NOTICE, SCOPE_HEADERS, scope_header, spend_embed
 from bot.app import App
 from bot.background import BackgroundWork
-from bot.observability import request_context
 from bot.orphans import INTERRUPTED_LINE
+from bot.requestids import request_context
 from bot.settings import Settings
 from bot.summarize import wants_fresh
 from bot.textsplit import safe_prefix_len
@@ -532,8 +532,8 @@ class DiscordAdapter:
             return
         await interaction.response.defer(ephemeral=not share, thinking=True)  # cost is private unless shared
         report = await self.assistant.spend(self._command(interaction, "llmcost", period))
-        if isinstance(report, str):
-            await interaction.followup.send(report, ephemeral=not share, allowed_mentions=NO_PINGS)
+        if report.refusal:
+            await interaction.followup.send(report.refusal, ephemeral=not share, allowed_mentions=NO_PINGS)
         else:
             await interaction.followup.send(embed=spend_embed(report), ephemeral=not share, allowed_mentions=NO_PINGS)
 
