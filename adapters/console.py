@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from bot.app import App
-from bot.live_reply import DEFAULT_PLACEHOLDER, WRITING_MARKER
+from bot.live_reply import DEFAULT_PLACEHOLDER, WRITING_MARKER, IntervalPacer
 from bot.spend import SpendReport
 from bot.summarize import wants_fresh
 from bot.types import ChannelRef, ChatMessage, Command, Mention, MessageRef, PlatformLimits
@@ -63,6 +63,7 @@ class ConsolePlatform:
         self.posted: dict[str, _Posted] = {}
         self.history: list[ChatMessage] = []  # what users said, for fetch_thread
         self._shown: dict[str, str] = {}  # live mode: what the terminal shows of each message so far
+        self.pacer = IntervalPacer(min_interval_s=self.limits.min_edit_interval_s)  # a terminal has no shared budget
 
     def next_id(self) -> str:
         return f"m{next(self._ids)}"
@@ -73,7 +74,7 @@ class ConsolePlatform:
         self._version(ref, text, "post")
         return ref
 
-    async def edit(self, ref: MessageRef, text: str) -> None:
+    async def edit(self, ref: MessageRef, text: str, *, final: bool) -> None:
         posted = self.posted[ref.message_id]
         self._version(ref, text, "edit", previous=posted.text)
         posted.text = text

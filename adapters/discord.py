@@ -584,7 +584,7 @@ class Finisher:
     async def fetch_thread(self, *args: Any, **kwargs: Any) -> list[ChatMessage]:
         return await self._platform.fetch_thread(*args, **kwargs)
 
-    async def edit(self, ref: MessageRef, text: str) -> None:
+    async def edit(self, ref: MessageRef, text: str, *, final: bool) -> None:
         platform = self._platform
         if not platform.client.is_ready():
             # At start-up the janitor's first sweep can come before the login; the next sweep tries again.

@@ -82,7 +82,7 @@ class InteractionReply:
             self._first = str(sent.id)
         return MessageRef(channel, str(sent.id), thread_id)
 
-    async def edit(self, ref: MessageRef, text: str) -> None:
+    async def edit(self, ref: MessageRef, text: str, *, final: bool) -> None:
         body = self._header + text if ref.message_id == self._first else text
         try:
             await self._interaction.followup.edit_message(int(ref.message_id), content=body,
