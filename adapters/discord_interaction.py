@@ -69,7 +69,9 @@ class InteractionReply:
         # interaction token that discord.py learns from the headers; the pacer spaces them until it knows more.
         self.pacer = ChannelEditPacer()
 
-    async def post(self, channel: ChannelRef, text: str, *, thread_id: str | None = None) -> MessageRef:
+    async def post(
+        self, channel: ChannelRef, text: str, *, thread_id: str | None = None, body: str | None = None
+    ) -> MessageRef:
         first = self._first is None
         body = self._header + text if first else text
         try:
@@ -82,7 +84,7 @@ class InteractionReply:
             self._first = str(sent.id)
         return MessageRef(channel, str(sent.id), thread_id)
 
-    async def edit(self, ref: MessageRef, text: str, *, final: bool) -> None:
+    async def edit(self, ref: MessageRef, text: str, *, final: bool, body: str | None = None) -> None:
         body = self._header + text if ref.message_id == self._first else text
         try:
             await self._interaction.followup.edit_message(int(ref.message_id), content=body,

@@ -352,7 +352,9 @@ class DiscordPlatform:
 
     # -- ChatPlatform
 
-    async def post(self, channel: ChannelRef, text: str, *, thread_id: str | None = None) -> MessageRef:
+    async def post(
+        self, channel: ChannelRef, text: str, *, thread_id: str | None = None, body: str | None = None
+    ) -> MessageRef:
         where, reply_to = int(channel.channel), None
         if thread_id is not None:
             if await self.is_thread(int(thread_id)):
@@ -362,7 +364,7 @@ class DiscordPlatform:
         message_id = await self.send(where, text, reply_to=reply_to, guild_id=_guild(channel))
         return MessageRef(channel, str(message_id), thread_id)
 
-    async def edit(self, ref: MessageRef, text: str, *, final: bool) -> None:
+    async def edit(self, ref: MessageRef, text: str, *, final: bool, body: str | None = None) -> None:
         where = self._where.get(int(ref.message_id))
         if where is None:
             thread = ref.thread_id
@@ -531,7 +533,9 @@ class ReplyHere:
         base = platform.limits
         self.limits = replace(base, max_message_chars=base.max_message_chars - len(header))
 
-    async def post(self, channel: ChannelRef, text: str, *, thread_id: str | None = None) -> MessageRef:
+    async def post(
+        self, channel: ChannelRef, text: str, *, thread_id: str | None = None, body: str | None = None
+    ) -> MessageRef:
         first = self._first is None
         body = self._header + text if first else text
         reply_to = self._reply_to if first else None
@@ -540,7 +544,7 @@ class ReplyHere:
             self._first = str(message_id)
         return MessageRef(channel, str(message_id), thread_id)
 
-    async def edit(self, ref: MessageRef, text: str, *, final: bool) -> None:
+    async def edit(self, ref: MessageRef, text: str, *, final: bool, body: str | None = None) -> None:
         body = self._header + text if ref.message_id == self._first else text
         await self._platform.edit_in(self._where, int(ref.message_id), body)
 

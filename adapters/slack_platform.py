@@ -46,7 +46,6 @@ from adapters.slack_pacing import (
     workspace_of,
 )
 from adapters.slack_render import to_mrkdwn
-from bot.live_reply import DEFAULT_PLACEHOLDER, WRITING_MARKER
 from bot.ports import PublishedDocument
 from bot.safety import defang_mass_mentions
 from bot.stores import StoreUnavailable
@@ -308,11 +307,13 @@ class SlackPlatform:
         """Who a reply in ``thread_id`` answers: Slack's streams need the recipient when streaming to channels."""
         self._recipients[(channel.channel, thread_id)] = user
 
-    async def post(self, channel: ChannelRef, text: str, *, thread_id: str | None = None) -> MessageRef:
+    async def post(
+        self, channel: ChannelRef, text: str, *, thread_id: str | None = None, body: str | None = None
+    ) -> MessageRef:
         if self.native_streaming and thread_id and await self._stream_here(channel):
             self._choosing_streams += 1  # counted at once: replies starting together see each other's choice
             try:
-                return await self._start_stream(channel, text, thread_id)
+                return await self._start_stream(channel, text if body is None else body, thread_id)
             except _StreamRefused:
                 pass  # posted as a message below, edited with chat.update
             finally:
@@ -342,11 +343,12 @@ class SlackPlatform:
         self._track(channel, ts, streamed=False)
         return MessageRef(channel, ts, thread_id)
 
-    async def edit(self, ref: MessageRef, text: str, *, final: bool) -> None:
+    async def edit(self, ref: MessageRef, text: str, *, final: bool, body: str | None = None) -> None:
         key = (ref.channel.channel, ref.message_id)
         stream = self._streams.get(key)
         if stream is not None and stream.active:
-            if await self._edit_stream(stream, text, final=final, workspace=workspace_of(ref.channel)):
+            streamed = text if body is None else body  # a stream shows no marker, status line or placeholder
+            if await self._edit_stream(stream, streamed, final=final, workspace=workspace_of(ref.channel)):
                 self._edited(key, final=final)
                 return
         try:
@@ -543,7 +545,8 @@ class SlackPlatform:
         stream = self._streams.get((ref.channel.channel, ref.message_id))
         return stream is not None and stream.active
 
-    async def _start_stream(self, channel: ChannelRef, text: str, thread_id: str) -> MessageRef:
+    async def _start_stream(self, channel: ChannelRef, body: str, thread_id: str) -> MessageRef:
+        """A stream for a reply whose first message shows ``body`` ("": only the placeholder)."""
         recipient = self._recipients.get((channel.channel, thread_id))
         workspace = workspace_of(channel)
         # chat.startStream has a tier of its own (per workspace); chat.postMessage's per-channel limit is that
@@ -559,7 +562,7 @@ class SlackPlatform:
         # The placeholder is not streamed (a stream can only grow, and the placeholder must go away): the stream
         # starts empty and Slack shows its own "is writing" state until the first text. Model text (the first post
         # after the grace) starts the stream.
-        first = "" if text.startswith(DEFAULT_PLACEHOLDER) else _stream_content(text)
+        first = defang_mass_mentions(body)
         try:
             await self._call(stream.append, chunks=[{"type": "markdown_text", "text": first}] if first else [])
         except PlatformRateLimited as limited:
@@ -587,13 +590,13 @@ class SlackPlatform:
             self._live[(channel.channel, stream.ts)].edited = True
         return MessageRef(channel, stream.ts, thread_id)
 
-    async def _edit_stream(self, state: _Stream, text: str, *, final: bool, workspace: str) -> bool:
-        """Show ``text`` through the stream if it only adds to what was streamed; False: use chat.update."""
+    async def _edit_stream(self, state: _Stream, body: str, *, final: bool, workspace: str) -> bool:
+        """Show ``body`` through the stream if it only adds to what was streamed; False: use chat.update."""
         writing = not final
-        content = _stream_content(text)
-        # In progress without the marker, the text is the placeholder (with a status line under it, like
-        # "Reading the thread…"), which a stream cannot show.
-        placeholder = writing and WRITING_MARKER not in text and not state.streamed
+        content = defang_mass_mentions(body)
+        # An empty body in progress is the placeholder (with a status line under it, like "Reading the thread…"),
+        # which a stream cannot show.
+        placeholder = writing and not content and not state.streamed
         if placeholder or not content.startswith(state.streamed):
             # A rewrite (placeholder → status, a re-split) cannot be streamed: end the stream, edit from now on.
             await self._stop_stream(state)
@@ -721,11 +724,6 @@ MEMBERS_PAGE = 1000
 MEMBER_PAGES_MAX = 20
 CHANNELS_PAGE = 1000
 CHANNEL_PAGES_MAX = 10
-
-
-def _stream_content(text: str) -> str:
-    """What a stream shows of LiveReply's text: everything before the writing marker, crowd pings defanged."""
-    return defang_mass_mentions(text[: text.rfind(WRITING_MARKER)] if WRITING_MARKER in text else text)
 
 
 def _slow_reading(read: int, expected: int | None) -> str:

@@ -139,6 +139,7 @@ class _Want:
     text: str  # what the message should show
     visible_end: int  # offset in the defanged text up to which model text is then visible
     done: bool  # the message's finished text: only retries follow it
+    body: str | None = None  # in progress: the model text in ``text`` ("" for the placeholder); None: all of it
 
 
 class LiveReply:
@@ -298,7 +299,7 @@ class LiveReply:
         shown = (
             body + self._marker if body else self._placeholder[: safe_prefix_len(self._placeholder, budget)]
         )
-        wants.append(_Want(shown + suffix, offset + len(body), done=False))
+        wants.append(_Want(shown + suffix, offset + len(body), done=False, body=body))
         return wants
 
     # ---- the pump -----------------------------------------------------------------------------------------------
@@ -374,7 +375,7 @@ class LiveReply:
     async def _post(self, i: int, want: _Want) -> None:
         try:
             self._in_call = True
-            ref = await self._platform.post(self._channel, want.text, thread_id=self._thread_id)
+            ref = await self._platform.post(self._channel, want.text, thread_id=self._thread_id, body=want.body)
         except PlatformRateLimited as e:
             self.stats.rate_limited += 1
             await self._sleep(e.retry_after_s)
@@ -404,7 +405,7 @@ class LiveReply:
         assert ref is not None
         try:
             self._in_call = True
-            await self._platform.edit(ref, want.text, final=want.done)
+            await self._platform.edit(ref, want.text, final=want.done, body=want.body)
         except PlatformRateLimited as e:
             self.stats.rate_limited += 1
             await self._pacer.penalize(ref, e.retry_after_s)

@@ -36,13 +36,19 @@ class ChatPlatform(Protocol):
         declare its own pacer class."""
         ...
 
-    async def post(self, channel: ChannelRef, text: str, *, thread_id: str | None = None) -> MessageRef:
-        """Post a message; raises PlatformRateLimited, MessageTooLong or MessageGone."""
+    async def post(
+        self, channel: ChannelRef, text: str, *, thread_id: str | None = None, body: str | None = None
+    ) -> MessageRef:
+        """Post a message; raises PlatformRateLimited, MessageTooLong or MessageGone. ``body``: see ``edit``."""
         ...
 
-    async def edit(self, ref: MessageRef, text: str, *, final: bool) -> None:
-        """Replace a message's text; ``final``: the message's finished text (no in-progress marker, nothing follows
-        but retries). Raises PlatformRateLimited, MessageTooLong or MessageGone."""
+    async def edit(self, ref: MessageRef, text: str, *, final: bool, body: str | None = None) -> None:
+        """Replace a message's text; raises PlatformRateLimited, MessageTooLong or MessageGone.
+
+        ``final``: the message's finished text (nothing follows but retries). ``body``: while a live reply is
+        written, the reply's own text within ``text``, without the in-progress marker, status line or placeholder
+        that ``text`` adds ("" while only the placeholder shows); None when ``text`` is all body. A platform that
+        shows progress its own way (Slack's native streams) shows only this; others show ``text``."""
         ...
 
     async def fetch_thread(

@@ -418,6 +418,33 @@ async def test_the_pacer_is_told_which_edits_carry_a_messages_finished_text() ->
     assert pacer.turns[-1][1] and not all(f for _, f in pacer.turns)
 
 
+async def test_the_platform_is_told_which_part_of_each_text_is_the_reply_itself() -> None:
+    chat = fake()
+    async with LiveReply(chat, CHANNEL) as reply:
+        reply.set_status("Reading the thread…")
+        await asyncio.sleep(0.03)
+        await stream(reply, "The body grows. " * 4)
+        reply.set_status(None)
+    calls = [c for c in chat.calls if c.ok]
+    assert calls[0].kind == "post" and calls[0].body == ""  # the placeholder: no reply text yet
+    assert any(c.body == "" and "Reading the thread…" in c.text for c in calls)  # placeholder and status
+    in_progress = [c for c in calls if c.body]
+    assert in_progress and all(c.text.startswith(c.body + WRITING_MARKER) for c in in_progress if c.body)
+    assert calls[-1].final and calls[-1].body is None and calls[-1].text == "The body grows. " * 4
+
+
+async def test_the_console_prints_the_reply_as_it_grows_without_marker_or_placeholder() -> None:
+    import io
+
+    from adapters.console import ConsolePlatform
+
+    out = io.StringIO()
+    console = ConsolePlatform(out=out, live=True)
+    async with LiveReply(console, CHANNEL) as reply:
+        await stream(reply, "Printed as it grows. " * 3)
+    assert out.getvalue() == "\nbot> " + "Printed as it grows. " * 3
+
+
 async def test_a_reply_waits_its_turn_at_the_platforms_own_pacer() -> None:
     chat = fake()
     chat.pacer = pacer = RecordingPacer()

@@ -67,6 +67,7 @@ class Call:
     ok: bool = True
     error: str = ""
     final: bool = False  # an edit that said it carries the message's finished text
+    body: str | None = None  # the reply's own text within ``text``, as the caller said (None: all of it)
 
 
 @dataclass
@@ -132,17 +133,19 @@ class FakeChatPlatform:
 
     # ---- ChatPlatform -------------------------------------------------------------------------------------------
 
-    async def post(self, channel: ChannelRef, text: str, *, thread_id: str | None = None) -> MessageRef:
+    async def post(
+        self, channel: ChannelRef, text: str, *, thread_id: str | None = None, body: str | None = None
+    ) -> MessageRef:
         await self._latency()
         self._refuse("post", channel, None, text)
         if self._post_bucket and (wait := self._post_bucket.take()):
             self._record("post", None, text, PlatformRateLimited(wait))
         ref = MessageRef(channel, f"m{next(self._ids)}", thread_id)
         self.messages[ref.message_id] = FakeMessage(ref, [(self.clock(), text)])
-        self.calls.append(Call("post", self.clock(), ref, text))
+        self.calls.append(Call("post", self.clock(), ref, text, body=body))
         return ref
 
-    async def edit(self, ref: MessageRef, text: str, *, final: bool) -> None:
+    async def edit(self, ref: MessageRef, text: str, *, final: bool, body: str | None = None) -> None:
         if ref.message_id in self._in_flight:
             self.overlaps.append(ref)
             raise AssertionError(f"two edits of message {ref.message_id} in flight at once")
@@ -160,7 +163,7 @@ class FakeChatPlatform:
             if self._edit_bucket and (wait := self._edit_bucket.take()):
                 self._record("edit", ref, text, PlatformRateLimited(wait))
             msg.versions.append((self.clock(), text))
-            self.calls.append(Call("edit", self.clock(), ref, text, final=final))
+            self.calls.append(Call("edit", self.clock(), ref, text, final=final, body=body))
         finally:
             self._in_flight.discard(ref.message_id)
 
