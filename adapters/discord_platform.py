@@ -537,16 +537,16 @@ class ReplyHere:
         self, channel: ChannelRef, text: str, *, thread_id: str | None = None, body: str | None = None
     ) -> MessageRef:
         first = self._first is None
-        body = self._header + text if first else text
+        shown = self._header + text if first else text
         reply_to = self._reply_to if first else None
-        message_id = await self._platform.send(self._where, body, reply_to=reply_to, guild_id=_guild(channel))
+        message_id = await self._platform.send(self._where, shown, reply_to=reply_to, guild_id=_guild(channel))
         if first:
             self._first = str(message_id)
         return MessageRef(channel, str(message_id), thread_id)
 
     async def edit(self, ref: MessageRef, text: str, *, final: bool, body: str | None = None) -> None:
-        body = self._header + text if ref.message_id == self._first else text
-        await self._platform.edit_in(self._where, int(ref.message_id), body)
+        shown = self._header + text if ref.message_id == self._first else text
+        await self._platform.edit_in(self._where, int(ref.message_id), shown)
 
     async def fetch_thread(
         self, ref: MessageRef, *, since: datetime | None = None, progress: Callable[[str], None] | None = None

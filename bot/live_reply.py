@@ -4,9 +4,10 @@ One background task (the pump) owns every platform call of a reply, so at most o
 edit per message, is ever in flight. Each time it may call, it recomputes what every message should show from the
 latest text: versions produced while it waited are skipped, never queued. Pacing comes from the platform's EditPacer
 (``ChatPlatform.pacer``: per message for IntervalPacer; a shared one holds a workspace- or replica-wide budget) and
-from 429s. Text that outgrows the
-platform's limit is frozen into finished messages by textsplit.StreamSplitter and continues in a new message in the
-same thread. All text goes through safety.defang_mass_mentions before it reaches the platform.
+from 429s; each edit tells both the pacer and the platform whether it is final, and the platform which part of the
+text is the reply itself (``body``). Text that outgrows the platform's limit is frozen into finished messages by
+textsplit.StreamSplitter and continues in a new message in the same thread. All text goes through
+safety.defang_mass_mentions before it reaches the platform.
 
 Where the platform asks for it (PlatformLimits.first_post_grace_s), the first message waits a moment for the model's
 first text and is posted with it: no placeholder, and no edit spent replacing one. The placeholder still appears

@@ -455,6 +455,25 @@ async def test_errors_become_the_cores_exceptions(platform: tuple[FakeSlack, Sla
         await p.post(channel, "&" * 900)
 
 
+async def test_a_stream_shows_the_replys_own_text_never_its_placeholder_or_marker() -> None:
+    async with FakeSlack(fractional_retry_after=True) as slack:
+        slack.add_channel("C1")
+        root = slack.seed_message("C1", "help?").ts
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        p = SlackPlatform(client, team_id=TEAM, native_streaming=True)
+        channel = ChannelRef("slack", TEAM, "C1")
+        # A placeholder of the reply's own choosing (the FAQ's): the platform is told it is no reply text yet.
+        ref = await p.post(channel, "Writing an FAQ from the last 30 days of questions…", thread_id=root, body="")
+        await p.edit(ref, "Hello ▍\n\nsorted 9 of 9", final=False, body="Hello")  # marker and status: not streamed
+        await p.edit(ref, "Hello world", final=True)
+        versions = slack.versions("C1", ref.message_id)
+        assert [(v.kind, v.text) for v in versions] == [
+            ("stream_start", ""),
+            ("stream_append", "Hello"),
+            ("stream_stop", "Hello world"),
+        ]
+
+
 def test_limits_leave_room_for_markup() -> None:
     p = SlackPlatform(AsyncWebClient(token="x", base_url="http://127.0.0.1:9/"), team_id=TEAM)
     assert p.limits.markup == "slack_mrkdwn" and p.limits.max_message_chars < 4000
