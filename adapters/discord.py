@@ -578,13 +578,15 @@ class Finisher:
         self.limits = platform.limits
         self.pacer = platform.pacer
 
-    async def post(self, channel: ChannelRef, text: str, *, thread_id: str | None = None) -> MessageRef:
+    async def post(
+        self, channel: ChannelRef, text: str, *, thread_id: str | None = None, body: str | None = None
+    ) -> MessageRef:
         return await self._platform.post(channel, text, thread_id=thread_id)
 
     async def fetch_thread(self, *args: Any, **kwargs: Any) -> list[ChatMessage]:
         return await self._platform.fetch_thread(*args, **kwargs)
 
-    async def edit(self, ref: MessageRef, text: str) -> None:
+    async def edit(self, ref: MessageRef, text: str, *, final: bool, body: str | None = None) -> None:
         platform = self._platform
         if not platform.client.is_ready():
             # At start-up the janitor's first sweep can come before the login; the next sweep tries again.

@@ -17,7 +17,7 @@ from bot import faq_publish
 from bot.budgets import BudgetState, budget_state, spike_alerts
 from bot.faq import FaqBusy, FaqResult, FaqWriter
 from bot.inquiries import is_inquiry, to_inquiry
-from bot.live_reply import EditPacer, LiveReply
+from bot.live_reply import LiveReply
 from bot.model_alerts import model_missing_alert
 from bot.orphans import registered
 from bot.ports import REPLY, ChatPlatform
@@ -117,7 +117,7 @@ class Assistant:
         refusal = await self._refusal(channel, mention.message.author)
         if refusal:
             return await _say(platform, answer_in, refusal, thread_id=reply_thread)
-        reply = LiveReply(platform, answer_in, thread_id=reply_thread, pacer=_pacer(platform))
+        reply = LiveReply(platform, answer_in, thread_id=reply_thread)
         done = functools.partial(self._replied, reply, channel=channel, feature="summary", started=started)
         await reply.start()
         if reply.unreachable:  # no model call whose answer nobody could see
@@ -159,7 +159,7 @@ class Assistant:
         refusal = await self._refusal(channel, command.user)
         if refusal:
             return await _say(platform, answer_in, refusal, thread_id=reply_thread)
-        reply = LiveReply(platform, answer_in, thread_id=reply_thread, pacer=_pacer(platform))
+        reply = LiveReply(platform, answer_in, thread_id=reply_thread)
         done = functools.partial(self._replied, reply, channel=channel, feature="faq", started=started)
         bill_to = Attribution(channel.platform, channel.workspace, channel.channel, command.user, "faq")
         await reply.start(placeholder=f"Writing an FAQ from the last {days} days of questions…")
@@ -289,11 +289,6 @@ class Assistant:
                     log.exception("could not post an alert to %s", admin.key)
         for alert in alerts:
             log.warning("%s", alert)
-
-
-def _pacer(platform: ChatPlatform) -> EditPacer | None:
-    """A platform may share one edit budget across all its live replies (Slack: chat.update per workspace)."""
-    return getattr(platform, "pacer", None)
 
 
 async def _say(
