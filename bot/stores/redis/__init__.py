@@ -52,7 +52,7 @@ from bot.stores.base import (
     RateBudgets,
     SpendRow,
 )
-from bot.stores.redis_live import RedisBudgets, RedisLiveReplies
+from bot.stores.redis.live import RedisBudgets, RedisLiveReplies
 from bot.types import ChannelRef, ChatMessage, Inquiry, MessageRef
 from llm.types import LedgerRecord
 

@@ -18,7 +18,7 @@ from dataclasses import replace
 from datetime import date, datetime
 from typing import TypeVar
 
-from bot.stores import codec, sqlite_live
+from bot.stores import codec
 from bot.stores.base import (
     EventClaims,
     InquiryLog,
@@ -30,6 +30,7 @@ from bot.stores.base import (
     RateBudgets,
     SpendRow,
 )
+from bot.stores.sqlite import live as sqlite_live
 from bot.types import ChannelRef, ChatMessage, Inquiry, MessageRef
 from llm.types import LedgerRecord
 
