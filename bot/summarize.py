@@ -22,8 +22,7 @@ from typing import Any
 
 from bot import prompts
 from bot.ports import ChatPlatform
-from bot.stores import StoreUnavailable
-from bot.stores.base import Store
+from bot.stores.base import Store, StoreUnavailable
 from bot.types import ChatMessage, Mention
 from llm.ports import LLM
 from llm.tokens import count_tokens
