@@ -22,16 +22,17 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, Protocol, TypeVar
 
 from pydantic import BaseModel
 
 from bot import prompts
 from bot.faq_answers import collect
-from bot.faq_doc import Faq, FaqResult, FaqState, Source
+from bot.faq_doc import Faq, FaqResult, FaqState, Source, remember_channel
 from bot.faq_topics import Category, Labels, Section, categories_of, covers, fingerprint, is_new, open_topics
 from bot.stores.base import Store
 from bot.types import ChannelRef, Inquiry, MessageRef
+from llm.batch import WAIT_S, BatchFailed
 from llm.router import ModelRouter
 from llm.tokens import count_tokens
 from llm.types import Attribution, Request, Task
@@ -49,6 +50,10 @@ PACK_MAX = 6  # … and categories per writing call
 PARALLEL_CALLS = 4
 STATE_TTL_S = 90 * 86400  # a channel nobody asks for an FAQ for a quarter starts afresh
 LOCK_TTL_S = 15 * 60
+# A run through the Batch APIs waits for them (llm/batch.py gives up after WAIT_S); a replica that dies meanwhile
+# leaves the channel's lock to lapse this much later.
+BATCH_LOCK_TTL_S = WAIT_S * 2 + LOCK_TTL_S  # sorting and writing are a batch each
+M = TypeVar("M", bound=BaseModel)
 
 Priority = Literal["high", "medium", "low"]
 LinkFor = Callable[[MessageRef], Awaitable[str]]
@@ -98,6 +103,14 @@ class Entries(BaseModel):
     entries: list[Entry]
 
 
+class BatchCalls(Protocol):
+    """Calls nobody waits for, at the batch price (the router's ``structured_batch``)."""
+
+    async def structured_batch(
+        self, task: Task, requests: list[Request], schema: type[M], *, bill_to: Attribution
+    ) -> list[M]: ...
+
+
 class FaqBusy(Exception):
     """Another /faq run holds this channel's lock."""
 
@@ -130,11 +143,14 @@ class FaqWriter:
         store: Store,
         max_entries: int = MAX_ENTRIES,
         support_staff: frozenset[str] = frozenset(),
+        batch: BatchCalls | None = None,
     ) -> None:
+        """``batch``: send every model call through the providers' Batch APIs (a scheduled refresh)."""
         self._llm = llm
         self._store = store
         self._max_entries = max_entries
         self._staff = support_staff
+        self._batch = batch
 
     @staticmethod
     def state_key(channel: ChannelRef) -> str:
@@ -170,7 +186,8 @@ class FaqWriter:
     ) -> FaqResult:
         """One run per channel at a time (a lock shared by every replica); starts from the stored state and,
         with ``publish``, updates the channel's FAQ document in place before the lock is released."""
-        token = await self._store.locks.acquire(f"faq:{channel.key}", ttl_s=LOCK_TTL_S)
+        ttl = BATCH_LOCK_TTL_S if self._batch is not None else LOCK_TTL_S
+        token = await self._store.locks.acquire(f"faq:{channel.key}", ttl_s=ttl)
         if token is None:
             raise FaqBusy("an FAQ run is already under way in this channel; its result will be posted here")
         try:
@@ -179,11 +196,19 @@ class FaqWriter:
             state = await self.state(channel)
             if state.document.get("days") != str(days):  # another period: recount, even with nothing new
                 state.result = None
-            result = await self.make(inquiries, bill_to, progress, state=state, link_for=link_for)
+            try:
+                result = await self.make(inquiries, bill_to, progress, state=state, link_for=link_for)
+            except BatchFailed:
+                # What the sorting batch paid for is kept (labels, questions seen); the entries and the document
+                # stay as they were, and the next run writes what this one could not.
+                await self.save(channel, state)
+                raise
             if publish is not None:
                 result, state.document = await publish(result, state.document)
             state.document = {**state.document, "days": str(days)}
+            state.refreshed_at = datetime.now(UTC).isoformat()
             await self.save(channel, state)
+            await remember_channel(self._store, channel, days)
             return result
         finally:
             await self._store.locks.release(f"faq:{channel.key}", token)
@@ -291,16 +316,16 @@ class FaqWriter:
         known: list[str] = sorted({label for label, _ in state.labels.values()})
         done = 0
 
-        async def sort(batch: list[tuple[int, str]]) -> None:
-            nonlocal done
+
+        def request(batch: list[tuple[int, str]]) -> Request:
             listing = "\n".join(f"{n}. {text}" for n, text in batch)
             hint = f"Labels in use: {', '.join(known)}\n" if known else ""
-            request = Request.of(
-                prompts.CLASSIFY_SYSTEM,
-                hint + prompts.transcript([listing]),
-                prompt_version=prompts.FAQ_VERSION,
+            return Request.of(
+                prompts.CLASSIFY_SYSTEM, hint + prompts.transcript([listing]), prompt_version=prompts.FAQ_VERSION
             )
-            result = await self._llm.structured(Task.CLASSIFY, request, Sorting, bill_to=bill_to)
+
+        def sorted_(batch: list[tuple[int, str]], result: Sorting) -> None:
+            nonlocal done
             wanted = {n for n, _ in batch}
             for group in result.groups:
                 for n in group.questions:
@@ -314,15 +339,35 @@ class FaqWriter:
         work = batches(reps, max_tokens=BATCH_TOKENS, max_items=BATCH_MAX)
         # The first batch alone sets the label vocabulary; the rest run in parallel and reuse it.
         if not known:
-            await sort(work.pop(0))
+            first = work.pop(0)
+            await self._ask_all(Task.CLASSIFY, [request(first)], Sorting, bill_to, lambda _, r: sorted_(first, r))
             known.extend(sorted({label for label, _ in state.labels.values()}))
+        await self._ask_all(
+            Task.CLASSIFY, [request(b) for b in work], Sorting, bill_to, lambda i, r: sorted_(work[i], r)
+        )
+
+    async def _ask_all(
+        self,
+        task: Task,
+        requests: list[Request],
+        schema: type[M],
+        bill_to: Attribution,
+        answered: Callable[[int, M], None],
+    ) -> None:
+        """Every request's answer, handed to ``answered`` (with the request's index) as it arrives: one call
+        each, a few at a time — or, for a run nobody waits for, all of them as one batch at the batch price."""
+        if self._batch is not None:
+            for i, answer in enumerate(await self._batch.structured_batch(task, requests, schema, bill_to=bill_to)):
+                answered(i, answer)
+            return
         gate = asyncio.Semaphore(PARALLEL_CALLS)
 
-        async def gated(batch: list[tuple[int, str]]) -> None:
+        async def ask(i: int, request: Request) -> None:
             async with gate:
-                await sort(batch)
+                answer = await self._llm.structured(task, request, schema, bill_to=bill_to)
+            answered(i, answer)
 
-        await asyncio.gather(*(gated(b) for b in work))
+        await asyncio.gather(*(ask(i, r) for i, r in enumerate(requests)))
 
     async def _write(
         self,
@@ -352,15 +397,16 @@ class FaqWriter:
         done = dropped = 0
         out: dict[str, list[Faq]] = {}
         refused: dict[str, list[str]] = {}
-        gate = asyncio.Semaphore(PARALLEL_CALLS)
-
-        async def run_pack(pack: list[Section]) -> None:
-            nonlocal done, dropped
+        rendered: list[tuple[list[Section], Labels, Request]] = []
+        for pack in packs:
             labels = Labels()
             body = "\n\n".join(s.render(labels) for s in pack)
             request = Request.of(system, prompts.transcript([body]), prompt_version=prompts.FAQ_VERSION)
-            async with gate:
-                answer = await self._llm.structured(Task.FAQ, request, Entries, bill_to=bill_to)
+            rendered.append((pack, labels, request))
+
+        def written(i: int, answer: Entries) -> None:
+            nonlocal done, dropped
+            pack, labels, _ = rendered[i]
             done += len(pack)
             progress(f"wrote FAQ entries for {done} of {len(write)} categories…")
             by_key = {s.category.key: s for s in pack}
@@ -387,7 +433,7 @@ class FaqWriter:
                 if section.current:
                     out.setdefault(section.category.key, list(section.current))
 
-        await asyncio.gather(*(run_pack(p) for p in packs))
+        await self._ask_all(Task.FAQ, [r for _, _, r in rendered], Entries, bill_to, written)
         return out, refused, dropped
 
 

@@ -9,7 +9,8 @@ What can go wrong, and what happens then:
   that is remembered for the server (``UNSUPPORTED_TTL_S``), so later runs do not ask again;
 - a batch that fails, expires or is cancelled as a whole — ``BatchFailed``: what was answered is still recorded
   (it was billed), the caller keeps what it had and retries on its next run;
-- one request that errored or came back invalid inside a finished batch — asked again the normal way.
+- one request that errored or came back invalid inside a finished batch — asked again the normal way (when every
+  request errored, the batch counts as failed: asking each again would most likely repeat it).
 """
 
 from __future__ import annotations
@@ -182,6 +183,10 @@ class BatchRunner:
             except ValidationError:
                 log.info("batch %s: answer %s did not match %s; asking again", batch_id, answer.custom_id,
                          schema.__name__)  # fmt: skip
+        errors = [a.error for a in answers if a.error and a.custom_id in wanted]
+        if status.state == "ended" and errors and len(errors) == len(lines):
+            # Every request errored (Anthropic's way of failing a batch): asking each again would repeat it.
+            status = BatchStatus("failed", f"every request errored ({errors[0][:160]})")
         if status.state != "ended":
             raise BatchFailed(f"batch {batch_id} {status.state}" + (f": {status.detail}" if status.detail else ""),
                               batch_id=batch_id)  # fmt: skip

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Any, Literal
 
 import httpx2
 import openai
@@ -230,7 +230,7 @@ class OpenAIProvider:
         await self._client.close()
 
 
-BATCH_ENDPOINT = "/v1/chat/completions"
+BATCH_ENDPOINT: Literal["/v1/chat/completions"] = "/v1/chat/completions"
 _BATCH_STATES: dict[str, BatchState] = {"failed": "failed", "expired": "expired", "cancelled": "cancelled"}
 
 

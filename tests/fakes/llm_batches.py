@@ -9,8 +9,8 @@ Anthropic: ``POST /v1/messages/batches`` with ``{"requests": [{"custom_id", "par
 ``{"custom_id", "result": {"type": "succeeded", "message"} | {"type": "errored", "error"} | {"type": "expired"}}``.
 
 Each request of a batch is answered by the server's responder, priced by its prompt caches like a normal call, and
-only after ``delay_s`` (a batch is never done at once). ``fail_next("failed" | "expired")`` makes the next batch
-end that way; ``error_lines`` makes single requests error inside a finished batch.
+only after ``delay_s`` (a batch is never done at once). ``end_next("failed" | "expired" | "completed")`` scripts
+how the next batches end; ``error_lines`` makes single requests error inside a finished batch.
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ class FakeBatches:
         self.error_lines: set[str] = set()  # custom ids that error inside their batch
         self._endings: list[Ending] = []
 
-    def fail_next(self, ending: Ending) -> None:
-        """The next batch (either API) ends ``failed`` or ``expired`` instead of completing."""
+    def end_next(self, ending: Ending) -> None:
+        """How the next batch not yet scripted (either API) ends: ``completed``, ``failed`` or ``expired``."""
         self._endings.append(ending)
 
     def install(self, app: web.Application, *, openai: bool) -> None:
@@ -217,7 +217,10 @@ class FakeBatches:
         for line in batch.lines:
             custom_id = str(line.get("custom_id"))
             if batch.ending == "failed":
-                break  # a failed batch processes nothing
+                if batch.api == "openai":
+                    break  # OpenAI fails the batch as a whole (status "failed", no output file)
+                rows.append(self._errored(batch.api, custom_id))  # Anthropic has no failed batches, only requests
+                continue
             if batch.ending == "expired":
                 rows.append(self._expired(batch.api, custom_id))
                 continue
