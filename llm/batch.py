@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from llm.provider import StructuredSpec
+from llm.provider import ErrorInfo, StructuredSpec
 from llm.routes import RouteEntry
 from llm.structured import json_text, spec_for
 from llm.types import Attribution, LedgerRecord, LLMError, Outcome, Request, Task, Usage
@@ -99,6 +99,8 @@ class BatchProvider(Protocol):
 
     async def cancel_batch(self, batch_id: str) -> None: ...
 
+    def classify(self, exc: BaseException) -> ErrorInfo | None: ...
+
 
 class BatchRunner:
     """Structured calls for one task sent as one batch through the task's route (the first configured entry whose
@@ -158,14 +160,14 @@ class BatchRunner:
         batch_id = await provider.submit_batch(entry, lines, spec)
         log.info("sent %d %s request(s) as batch %s to %s/%s", len(lines), task, batch_id, entry.provider,
                  entry.model)  # fmt: skip
-        status = await provider.batch_status(batch_id)
+        status = await self._status(provider, batch_id)
         while status.state == "running":
             if time.monotonic() - started > self.wait_s:
                 await provider.cancel_batch(batch_id)
                 raise BatchFailed(f"batch {batch_id} was not done after {self.wait_s:.0f}s (cancelled)",
                                   batch_id=batch_id)  # fmt: skip
             await asyncio.sleep(self.poll_s)
-            status = await provider.batch_status(batch_id)
+            status = await self._status(provider, batch_id)
         answers = await provider.batch_answers(batch_id) if status.state != "failed" else []
         latency = time.monotonic() - started
         out: dict[str, M] = {}
@@ -191,6 +193,18 @@ class BatchRunner:
             raise BatchFailed(f"batch {batch_id} {status.state}" + (f": {status.detail}" if status.detail else ""),
                               batch_id=batch_id)  # fmt: skip
         return out
+
+    async def _status(self, provider: BatchProvider, batch_id: str) -> BatchStatus:
+        """The batch's state; a poll the server refused for a while (429, 5xx, a lost connection) counts as
+        "still running" — the batch goes on without us, and giving up on it would waste what it costs."""
+        try:
+            return await provider.batch_status(batch_id)
+        except Exception as exc:
+            info = provider.classify(exc)
+            if info is None or not info.retryable:
+                raise
+            log.info("polling batch %s: %s; polling again", batch_id, info.kind)
+            return BatchStatus("running")
 
     async def _one_by_one(
         self, task: Task, requests: list[Request], schema: type[M], bill_to: Attribution

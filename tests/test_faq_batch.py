@@ -246,10 +246,12 @@ async def test_a_request_that_errored_inside_a_finished_batch_is_asked_again_the
     async with FakeLLMServer() as server:
         kv, ledger = Memory(), Ledger()
         server.batches.error_lines = {"r1"}
+        server.batches.poll_errors = 2  # polls the API refused meanwhile do not lose the batch
         router = openai_router(server, ledger, kv)
         requests = [Request.of("Sort these.", f"question {i}") for i in range(3)]
         answers = await router.structured_batch(Task.CLASSIFY, requests, Answer, bill_to=Attribution(feature="faq"))
         assert len(answers) == 3
         assert len(server.batches.answered) == 2 and len(server.received) == 1  # r1 alone went the normal way
         assert sorted(is_batch(r) for r in ledger.records) == [False, True, True]
+        assert server.batches.poll_errors == 0 and len(server.batches.batches) == 1
         await router.close()

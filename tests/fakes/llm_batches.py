@@ -70,6 +70,7 @@ class FakeBatches:
         self.answered: list[ReceivedRequest] = []  # every request answered inside a batch
         self.polls = 0
         self.error_lines: set[str] = set()  # custom ids that error inside their batch
+        self.poll_errors = 0  # the next this many polls (either API) answer 500, as an overloaded API does
         self._endings: list[Ending] = []
 
     def end_next(self, ending: Ending) -> None:
@@ -126,6 +127,9 @@ class FakeBatches:
         if batch is None:
             return _openai_error(404, "No such batch")
         self.polls += 1
+        if self.poll_errors > 0:
+            self.poll_errors -= 1
+            return _openai_error(500, "The server had an error while processing your request.")
         return web.json_response(self._openai_view(batch))
 
     async def _openai_cancel(self, request: web.Request) -> web.Response:
@@ -172,6 +176,9 @@ class FakeBatches:
         if batch is None:
             return web.json_response(wire.anthropic_error_body(404, message="not found"), status=404)
         self.polls += 1
+        if self.poll_errors > 0:
+            self.poll_errors -= 1
+            return web.json_response(wire.anthropic_error_body(529, message="Overloaded"), status=529)
         return web.json_response(self._anthropic_view(batch, request))
 
     async def _anthropic_cancel(self, request: web.Request) -> web.Response:
