@@ -47,6 +47,9 @@ BATCH_MAX = 200  # … and by count: the answer must list every number
 MAX_ENTRIES = 40
 PACK_TOKENS = 4_000  # questions and replies per writing call (several small categories share one call) …
 PACK_MAX = 6  # … and categories per writing call
+# A category written on the cheap route (Task.FAQ_BRIEF): one entry from at most this many tokens of questions and
+# replies — a question or two with a short answer, which the cheap model restates as well as the strong one.
+BRIEF_TOKENS = 200
 PARALLEL_CALLS = 4
 STATE_TTL_S = 90 * 86400  # a channel nobody asks for an FAQ for a quarter starts afresh
 LOCK_TTL_S = 15 * 60
@@ -385,28 +388,23 @@ class FaqWriter:
         sections = [
             Section(c, n, state.entries.get(c.key, []), state.written.get(c.key, {})) for c, n in write
         ]
-        packs: list[list[Section]] = []
-        used = 0
-        for s in sections:
-            if packs and used + s.tokens <= PACK_TOKENS and len(packs[-1]) < PACK_MAX:
-                packs[-1].append(s)
-                used += s.tokens
-            else:
-                packs.append([s])
-                used = s.tokens
+        # A topic with one entry to write from a few short replies needs no strong model: the cheap one restates
+        # them as well, and every entry is held to its sources the same way whichever model wrote it.
+        brief = [s for s in sections if s.entries == 1 and s.tokens <= BRIEF_TOKENS]
+        rendered: list[tuple[Task, list[Section], Labels, Request]] = []
+        for task, group in ((Task.FAQ_BRIEF, brief), (Task.FAQ, [s for s in sections if s not in brief])):
+            for pack in _packs(group):
+                labels = Labels()
+                body = "\n\n".join(s.render(labels) for s in pack)
+                request = Request.of(system, prompts.transcript([body]), prompt_version=prompts.FAQ_VERSION)
+                rendered.append((task, pack, labels, request))
         done = dropped = 0
         out: dict[str, list[Faq]] = {}
         refused: dict[str, list[str]] = {}
-        rendered: list[tuple[list[Section], Labels, Request]] = []
-        for pack in packs:
-            labels = Labels()
-            body = "\n\n".join(s.render(labels) for s in pack)
-            request = Request.of(system, prompts.transcript([body]), prompt_version=prompts.FAQ_VERSION)
-            rendered.append((pack, labels, request))
 
         def written(i: int, answer: Entries) -> None:
             nonlocal done, dropped
-            pack, labels, _ = rendered[i]
+            _, pack, labels, _ = rendered[i]
             done += len(pack)
             progress(f"wrote FAQ entries for {done} of {len(write)} categories…")
             by_key = {s.category.key: s for s in pack}
@@ -433,8 +431,28 @@ class FaqWriter:
                 if section.current:
                     out.setdefault(section.category.key, list(section.current))
 
-        await self._ask_all(Task.FAQ, [r for _, _, r in rendered], Entries, bill_to, written)
+        async def ask(task: Task) -> None:
+            mine = [i for i, (t, _, _, _) in enumerate(rendered) if t is task]
+            if mine:
+                requests = [rendered[i][3] for i in mine]
+                await self._ask_all(task, requests, Entries, bill_to, lambda j, answer: written(mine[j], answer))
+
+        await asyncio.gather(ask(Task.FAQ_BRIEF), ask(Task.FAQ))
         return out, refused, dropped
+
+
+def _packs(sections: list[Section]) -> list[list[Section]]:
+    """Several small categories share one writing call (one system prompt, one call overhead)."""
+    packs: list[list[Section]] = []
+    used = 0
+    for s in sections:
+        if packs and used + s.tokens <= PACK_TOKENS and len(packs[-1]) < PACK_MAX:
+            packs[-1].append(s)
+            used += s.tokens
+        else:
+            packs.append([s])
+            used = s.tokens
+    return packs
 
 
 async def _linked(faq: Faq, refs: dict[str, MessageRef], link_for: LinkFor) -> Faq:

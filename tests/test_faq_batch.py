@@ -129,10 +129,10 @@ async def test_a_scheduled_refresh_goes_through_the_batch_apis_and_publishes(wor
     assert len(canvas.versions) == 2 and "web VPN" in canvas.markdown and "Two-sided" in canvas.markdown
     assert len(world.llm.received) == streamed_before  # no call went the normal way
     records = await world.scheduled_records()
-    # Sorting (cheap model) and writing (strong model), each answered inside a batch.
+    # Sorting and writing (small topics: the cheap route), each answered inside a batch.
     assert {r.model for r in world.llm.batches.answered} == {r.model for r in records}
     assert len(world.llm.batches.batches) == 2 and len(records) == len(world.llm.batches.answered)
-    assert {r.task for r in records} == {"classify", "faq"} and all(r.feature == "faq" for r in records)
+    assert {r.task for r in records} == {"classify", "faq_brief"} and all(r.feature == "faq" for r in records)
     for r in records:
         assert is_batch(r) and r.outcome == "ok" and not r.unpriced
         assert r.cost_usd == batch_price(r) and r.cost_usd > 0  # genai-prices' batch variant: half the list price
