@@ -136,9 +136,12 @@ async def test_a_scheduled_refresh_goes_through_the_batch_apis_and_publishes(wor
     for r in records:
         assert is_batch(r) and r.outcome == "ok" and not r.unpriced
         assert r.cost_usd == batch_price(r) and r.cost_usd > 0  # genai-prices' batch variant: half the list price
-    # A day after that refresh, nothing is due.
+    # A day after that refresh, nothing is due; a week after it, with nothing new, no model is asked.
     world.offset = timedelta(days=1)
     assert await world.schedule.tick() == 0
+    world.offset = timedelta(days=8)
+    assert await world.schedule.tick() == 1
+    assert len(world.llm.batches.batches) == 2 and len(canvas.versions) == 2
 
 
 async def test_a_failed_batch_tells_the_admins_loses_nothing_and_is_retried(world: World) -> None:
