@@ -346,10 +346,37 @@ class DiscordAdapter:
         mentioned = self._addressed(message)
         if not mentioned and await self._content_missing(message):
             return
-        chat = to_chat(message)
+        chat = to_chat(message, thread_id=await self._reply_root(message))
         await self.assistant.record(chat, mentions_bot=mentioned, link=message.jump_url)
         if mentioned:
             await self._summarize(message, requester=chat, fresh=wants_fresh(chat.text))
+
+    async def _reply_root(self, message: discord.Message) -> str | None:
+        """A reply outside a thread belongs to its reply chain as a thread reply belongs to its thread (so /faq
+        finds the answers people gave by replying to a question): the chain's root as far as it is known — the
+        replied-to message's own root, else that message. None for thread messages, forwards and other channels."""
+        ref = message.reference
+        if isinstance(message.channel, discord.Thread) or ref is None or ref.message_id is None:
+            return None
+        if ref.type is not discord.MessageReferenceType.reply or ref.channel_id != message.channel.id:
+            return None
+        channel, _ = place_of(message.channel, message.guild.id if message.guild else None)
+        parent_id = str(ref.message_id)
+        try:
+            known = await self.app.store.messages.thread(channel, parent_id)
+        except Exception:  # the log is unreachable: the replied-to message is the best root known
+            log.warning("could not read the reply chain of %s", parent_id, exc_info=True)
+            return parent_id
+        parent = next((m for m in known if m.ref.message_id == parent_id), None)
+        if parent is not None:
+            return parent.ref.thread_id or parent_id
+        # Not recorded yet (its event is still being handled): Discord sent the replied-to message along, with
+        # its own reference — one level up, enough for a question, its answer and the thanks.
+        resolved = ref.resolved
+        above = resolved.reference if isinstance(resolved, discord.Message) else None
+        if above is not None and above.message_id is not None and above.type is discord.MessageReferenceType.reply:
+            return str(above.message_id)
+        return parent_id
 
     async def _content_missing(self, message: discord.Message) -> bool:
         """True for a blank message (not kept: there is nothing to read). Called for people's ordinary messages and

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from bot.assistant import Assistant
+from bot.faq_schedule import FaqSchedule
 from bot.metrics import Metrics
 from bot.orphans import OrphanJanitor
 from bot.settings import Settings
@@ -48,10 +49,16 @@ class App:
                 erased = await self.assistant.purge_expired()
                 log.info("retention: erased %d message(s) and question(s) older than %d days", erased, s.retention_days)
 
-        await asyncio.gather(
+        jobs = [
             _every(s.orphan_sweep_s, self.janitor.sweep, stop, name="orphan sweep"),
             _every(s.purge_every_s, purge, stop, name="retention purge"),
-        )
+        ]
+        if s.faq_refresh_days:
+            janitor = self.janitor
+            faq = FaqSchedule.of(s, store=self.store, llm=self.llm,
+                                 platform_for=lambda c: janitor.platform(c.platform, c.workspace))  # fmt: skip
+            jobs.append(_every(faq.check_every_s, faq.tick, stop, name="scheduled FAQ refresh"))
+        await asyncio.gather(*jobs)
 
     async def close(self) -> None:
         await self.llm.close()

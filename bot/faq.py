@@ -22,16 +22,17 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Literal
+from typing import Literal, Protocol, TypeVar
 
 from pydantic import BaseModel
 
 from bot import prompts
 from bot.faq_answers import collect
-from bot.faq_doc import Faq, FaqResult, FaqState, Source
+from bot.faq_doc import Faq, FaqResult, FaqState, Source, remember_channel
 from bot.faq_topics import Category, Labels, Section, categories_of, covers, fingerprint, is_new, open_topics
 from bot.stores.base import Store
 from bot.types import ChannelRef, Inquiry, MessageRef
+from llm.batch import WAIT_S, BatchFailed
 from llm.ports import LLM
 from llm.tokens import count_tokens
 from llm.types import Attribution, Request, Task
@@ -46,9 +47,16 @@ BATCH_MAX = 200  # … and by count: the answer must list every number
 MAX_ENTRIES = 40
 PACK_TOKENS = 4_000  # questions and replies per writing call (several small categories share one call) …
 PACK_MAX = 6  # … and categories per writing call
+# A category written on the cheap route (Task.FAQ_BRIEF): one entry from at most this many tokens of questions and
+# replies — a question or two with a short answer, which the cheap model restates as well as the strong one.
+BRIEF_TOKENS = 200
 PARALLEL_CALLS = 4
 STATE_TTL_S = 90 * 86400  # a channel nobody asks for an FAQ for a quarter starts afresh
 LOCK_TTL_S = 15 * 60
+# A run through the Batch APIs waits for them (llm/batch.py gives up after WAIT_S); a replica that dies meanwhile
+# leaves the channel's lock to lapse this much later.
+BATCH_LOCK_TTL_S = WAIT_S * 2 + LOCK_TTL_S  # sorting and writing are a batch each
+M = TypeVar("M", bound=BaseModel)
 
 Priority = Literal["high", "medium", "low"]
 LinkFor = Callable[[MessageRef], Awaitable[str]]
@@ -98,6 +106,14 @@ class Entries(BaseModel):
     entries: list[Entry]
 
 
+class BatchCalls(Protocol):
+    """Calls nobody waits for, at the batch price (the router's ``structured_batch``)."""
+
+    async def structured_batch(
+        self, task: Task, requests: list[Request], schema: type[M], *, bill_to: Attribution
+    ) -> list[M]: ...
+
+
 class FaqBusy(Exception):
     """Another /faq run holds this channel's lock."""
 
@@ -130,11 +146,14 @@ class FaqWriter:
         store: Store,
         max_entries: int = MAX_ENTRIES,
         support_staff: frozenset[str] = frozenset(),
+        batch: BatchCalls | None = None,
     ) -> None:
+        """``batch``: send every model call through the providers' Batch APIs (a scheduled refresh)."""
         self._llm = llm
         self._store = store
         self._max_entries = max_entries
         self._staff = support_staff
+        self._batch = batch
 
     @staticmethod
     def state_key(channel: ChannelRef) -> str:
@@ -170,7 +189,8 @@ class FaqWriter:
     ) -> FaqResult:
         """One run per channel at a time (a lock shared by every replica); starts from the stored state and,
         with ``publish``, updates the channel's FAQ document in place before the lock is released."""
-        token = await self._store.locks.acquire(f"faq:{channel.key}", ttl_s=LOCK_TTL_S)
+        ttl = BATCH_LOCK_TTL_S if self._batch is not None else LOCK_TTL_S
+        token = await self._store.locks.acquire(f"faq:{channel.key}", ttl_s=ttl)
         if token is None:
             raise FaqBusy("an FAQ run is already under way in this channel; its result will be posted here")
         try:
@@ -179,11 +199,19 @@ class FaqWriter:
             state = await self.state(channel)
             if state.document.get("days") != str(days):  # another period: recount, even with nothing new
                 state.result = None
-            result = await self.make(inquiries, bill_to, progress, state=state, link_for=link_for)
+            try:
+                result = await self.make(inquiries, bill_to, progress, state=state, link_for=link_for)
+            except BatchFailed:
+                # What the sorting batch paid for is kept (labels, questions seen); the entries and the document
+                # stay as they were, and the next run writes what this one could not.
+                await self.save(channel, state)
+                raise
             if publish is not None:
                 result, state.document = await publish(result, state.document)
             state.document = {**state.document, "days": str(days)}
+            state.refreshed_at = datetime.now(UTC).isoformat()
             await self.save(channel, state)
+            await remember_channel(self._store, channel, days)
             return result
         finally:
             await self._store.locks.release(f"faq:{channel.key}", token)
@@ -291,16 +319,16 @@ class FaqWriter:
         known: list[str] = sorted({label for label, _ in state.labels.values()})
         done = 0
 
-        async def sort(batch: list[tuple[int, str]]) -> None:
-            nonlocal done
+
+        def request(batch: list[tuple[int, str]]) -> Request:
             listing = "\n".join(f"{n}. {text}" for n, text in batch)
             hint = f"Labels in use: {', '.join(known)}\n" if known else ""
-            request = Request.of(
-                prompts.CLASSIFY_SYSTEM,
-                hint + prompts.transcript([listing]),
-                prompt_version=prompts.FAQ_VERSION,
+            return Request.of(
+                prompts.CLASSIFY_SYSTEM, hint + prompts.transcript([listing]), prompt_version=prompts.FAQ_VERSION
             )
-            result = await self._llm.structured(Task.CLASSIFY, request, Sorting, bill_to=bill_to)
+
+        def sorted_(batch: list[tuple[int, str]], result: Sorting) -> None:
+            nonlocal done
             wanted = {n for n, _ in batch}
             for group in result.groups:
                 for n in group.questions:
@@ -314,15 +342,35 @@ class FaqWriter:
         work = batches(reps, max_tokens=BATCH_TOKENS, max_items=BATCH_MAX)
         # The first batch alone sets the label vocabulary; the rest run in parallel and reuse it.
         if not known:
-            await sort(work.pop(0))
+            first = work.pop(0)
+            await self._ask_all(Task.CLASSIFY, [request(first)], Sorting, bill_to, lambda _, r: sorted_(first, r))
             known.extend(sorted({label for label, _ in state.labels.values()}))
+        await self._ask_all(
+            Task.CLASSIFY, [request(b) for b in work], Sorting, bill_to, lambda i, r: sorted_(work[i], r)
+        )
+
+    async def _ask_all(
+        self,
+        task: Task,
+        requests: list[Request],
+        schema: type[M],
+        bill_to: Attribution,
+        answered: Callable[[int, M], None],
+    ) -> None:
+        """Every request's answer, handed to ``answered`` (with the request's index) as it arrives: one call
+        each, a few at a time — or, for a run nobody waits for, all of them as one batch at the batch price."""
+        if self._batch is not None:
+            for i, answer in enumerate(await self._batch.structured_batch(task, requests, schema, bill_to=bill_to)):
+                answered(i, answer)
+            return
         gate = asyncio.Semaphore(PARALLEL_CALLS)
 
-        async def gated(batch: list[tuple[int, str]]) -> None:
+        async def ask(i: int, request: Request) -> None:
             async with gate:
-                await sort(batch)
+                answer = await self._llm.structured(task, request, schema, bill_to=bill_to)
+            answered(i, answer)
 
-        await asyncio.gather(*(gated(b) for b in work))
+        await asyncio.gather(*(ask(i, r) for i, r in enumerate(requests)))
 
     async def _write(
         self,
@@ -340,27 +388,23 @@ class FaqWriter:
         sections = [
             Section(c, n, state.entries.get(c.key, []), state.written.get(c.key, {})) for c, n in write
         ]
-        packs: list[list[Section]] = []
-        used = 0
-        for s in sections:
-            if packs and used + s.tokens <= PACK_TOKENS and len(packs[-1]) < PACK_MAX:
-                packs[-1].append(s)
-                used += s.tokens
-            else:
-                packs.append([s])
-                used = s.tokens
+        # A topic with one entry to write from a few short replies needs no strong model: the cheap one restates
+        # them as well, and every entry is held to its sources the same way whichever model wrote it.
+        brief = [s for s in sections if s.entries == 1 and s.tokens <= BRIEF_TOKENS]
+        rendered: list[tuple[Task, list[Section], Labels, Request]] = []
+        for task, group in ((Task.FAQ_BRIEF, brief), (Task.FAQ, [s for s in sections if s not in brief])):
+            for pack in _packs(group):
+                labels = Labels()
+                body = "\n\n".join(s.render(labels) for s in pack)
+                request = Request.of(system, prompts.transcript([body]), prompt_version=prompts.FAQ_VERSION)
+                rendered.append((task, pack, labels, request))
         done = dropped = 0
         out: dict[str, list[Faq]] = {}
         refused: dict[str, list[str]] = {}
-        gate = asyncio.Semaphore(PARALLEL_CALLS)
 
-        async def run_pack(pack: list[Section]) -> None:
+        def written(i: int, answer: Entries) -> None:
             nonlocal done, dropped
-            labels = Labels()
-            body = "\n\n".join(s.render(labels) for s in pack)
-            request = Request.of(system, prompts.transcript([body]), prompt_version=prompts.FAQ_VERSION)
-            async with gate:
-                answer = await self._llm.structured(Task.FAQ, request, Entries, bill_to=bill_to)
+            _, pack, labels, _ = rendered[i]
             done += len(pack)
             progress(f"wrote FAQ entries for {done} of {len(write)} categories…")
             by_key = {s.category.key: s for s in pack}
@@ -387,8 +431,28 @@ class FaqWriter:
                 if section.current:
                     out.setdefault(section.category.key, list(section.current))
 
-        await asyncio.gather(*(run_pack(p) for p in packs))
+        async def ask(task: Task) -> None:
+            mine = [i for i, (t, _, _, _) in enumerate(rendered) if t is task]
+            if mine:
+                requests = [rendered[i][3] for i in mine]
+                await self._ask_all(task, requests, Entries, bill_to, lambda j, answer: written(mine[j], answer))
+
+        await asyncio.gather(ask(Task.FAQ_BRIEF), ask(Task.FAQ))
         return out, refused, dropped
+
+
+def _packs(sections: list[Section]) -> list[list[Section]]:
+    """Several small categories share one writing call (one system prompt, one call overhead)."""
+    packs: list[list[Section]] = []
+    used = 0
+    for s in sections:
+        if packs and used + s.tokens <= PACK_TOKENS and len(packs[-1]) < PACK_MAX:
+            packs[-1].append(s)
+            used += s.tokens
+        else:
+            packs.append([s])
+            used = s.tokens
+    return packs
 
 
 async def _linked(faq: Faq, refs: dict[str, MessageRef], link_for: LinkFor) -> Faq:

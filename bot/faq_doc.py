@@ -4,9 +4,13 @@ answered yet, and the state a refresh starts from — kept in the store's key-va
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from bot.stores.base import Store
+from bot.types import ChannelRef
 
 # How many distinct questions each "not answered yet" topic shows as examples.
 OPEN_EXAMPLES = 2
@@ -111,6 +115,7 @@ class FaqState:
     entries: dict[str, list[Faq]] = field(default_factory=dict)  # category (lower-case) → its entries
     result: FaqResult | None = None
     document: dict[str, Any] = field(default_factory=dict)  # where it is published (opaque to bot/faq.py)
+    refreshed_at: str = ""  # ISO time of the last run that finished (a scheduled refresh counts from it)
 
     def dumps(self) -> str:
         return json.dumps(
@@ -122,6 +127,7 @@ class FaqState:
                 "entries": {k: [asdict(f) for f in v] for k, v in self.entries.items()},
                 "result": asdict(self.result) if self.result else None,
                 "document": self.document,
+                "refreshed_at": self.refreshed_at,
             },
             ensure_ascii=False,
         )
@@ -144,6 +150,7 @@ class FaqState:
             entries={k: [_faq(f) for f in v] for k, v in data["entries"].items()},
             result=_result(result) if result else None,
             document=data.get("document") or {},
+            refreshed_at=str(data.get("refreshed_at") or ""),
         )
 
 
@@ -162,3 +169,40 @@ def _result(d: dict[str, Any]) -> FaqResult:
             ],
         }
     )
+
+
+# The channels whose FAQ a scheduled refresh keeps up to date: every channel where /faq ran, with its period.
+CHANNELS_KEY = "faq:channels"
+CHANNELS_TTL_S = 90 * 86400  # as long as a channel's state (bot/faq.py STATE_TTL_S): renewed by every run
+_CHANNELS_LOCK = "faq:channels"
+
+
+async def faq_channels(store: Store) -> dict[ChannelRef, int]:
+    """The channels /faq ran in, with the period (days) it last covered."""
+    raw = await store.kv.get(CHANNELS_KEY)
+    try:
+        rows = json.loads(raw) if raw else []
+    except ValueError:
+        return {}
+    return {ChannelRef(r["platform"], r["workspace"], r["channel"]): int(r["days"]) for r in rows}
+
+
+async def remember_channel(store: Store, channel: ChannelRef, days: int) -> None:
+    """Add ``channel`` to the channels a scheduled refresh keeps up to date (one read when it is there already)."""
+    for _ in range(20):  # another channel's run may be updating the list this very moment
+        known = await faq_channels(store)
+        if known.get(channel) == days:
+            return
+        token = await store.locks.acquire(_CHANNELS_LOCK, ttl_s=10)
+        if token is None:
+            await asyncio.sleep(0.05)
+            continue
+        try:
+            known = await faq_channels(store)
+            known[channel] = days
+            rows = [{"platform": c.platform, "workspace": c.workspace, "channel": c.channel, "days": d}
+                    for c, d in known.items()]  # fmt: skip
+            await store.kv.put(CHANNELS_KEY, json.dumps(rows), ttl_s=CHANNELS_TTL_S)
+            return
+        finally:
+            await store.locks.release(_CHANNELS_LOCK, token)

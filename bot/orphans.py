@@ -142,6 +142,11 @@ class OrphanJanitor:
         """An adapter says it can reach ``platform``'s workspaces (Slack: ``SlackAdapter.platform``)."""
         self._platforms[platform] = resolve
 
+    def platform(self, platform: str, workspace: str) -> ChatPlatform | None:
+        """What serves ``workspace`` of ``platform`` in this process (None when another kind of process does)."""
+        resolve = self._platforms.get(platform)
+        return resolve(workspace) if resolve is not None else None
+
     async def sweep(self) -> int:
         """One pass over the stale replies this process can reach; returns how many it finalised (or found with
         nothing left to finalise); those given up are not counted."""

@@ -86,6 +86,8 @@ class Settings(BaseSettings):
     retention_days: int = Field(default=30, ge=1)
     faq_max_entries: int = Field(default=40, ge=1, le=500)  # entries one /faq posts, most-asked topics first
     support_staff: list[str] = Field(default_factory=list)  # user ids whose replies /faq prefers as answers
+    # Refresh each channel's FAQ document this often (days) through the providers' Batch APIs; None: off.
+    faq_refresh_days: float | None = Field(default=None, gt=0)
     user_requests_per_hour: int = Field(default=30, ge=1)  # model-backed requests per user (admins exempt)
     # Transcript tokens one summary call may carry (capped by the model's context window); longer threads are
     # summarized in parts. Smaller parts cost a little more in total but stay fast and within rate limits.

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncGenerator
 from typing import Any
 
 import anthropic
 
+from llm.batch import BatchAnswer, BatchLine, BatchStatus, BatchUnsupported
 from llm.models import capabilities
 from llm.provider import (
     DEFAULT_TIMEOUTS,
@@ -170,6 +172,60 @@ class AnthropicProvider:
     async def list_models(self) -> list[str]:
         """Model ids the server offers this key (`supportbot doctor`); pages are followed by the SDK."""
         return [m.id async for m in self._client.models.list()]
+
+    # ---- Message Batches (llm/batch.py): the requests in one body, the results as a JSONL stream
+
+    async def submit_batch(self, entry: RouteEntry, lines: list[BatchLine], spec: StructuredSpec | None) -> str:
+        requests: list[Any] = []
+        for line in lines:
+            params = self._params(entry, line.request, spec)
+            params.pop("stream", None)
+            params.update(params.pop("extra_body", None) or {})  # a batch request's params are the body itself
+            requests.append({"custom_id": line.custom_id, "params": params})
+        try:
+            batch = await self._client.messages.batches.create(requests=requests)
+        except anthropic.APIStatusError as exc:
+            if exc.status_code in (404, 405, 501):  # a compatible server without the batch endpoints
+                raise BatchUnsupported(str(exc)[:200]) from exc
+            raise
+        return batch.id
+
+    async def batch_status(self, batch_id: str) -> BatchStatus:
+        batch = await self._client.messages.batches.retrieve(batch_id)
+        if batch.processing_status != "ended":
+            return BatchStatus("running")
+        counts = batch.request_counts
+        if counts.succeeded + counts.errored == 0 and counts.expired:
+            return BatchStatus("expired", f"{counts.expired} request(s) expired")
+        if counts.succeeded + counts.errored == 0 and counts.canceled:
+            return BatchStatus("cancelled", f"{counts.canceled} request(s) cancelled")
+        if counts.expired:  # partly done: what was answered is read and recorded, the batch still failed
+            return BatchStatus("expired", f"{counts.expired} of {counts.succeeded + counts.errored + counts.expired}"
+                               " request(s) expired")  # fmt: skip
+        return BatchStatus("ended")
+
+    async def batch_answers(self, batch_id: str) -> list[BatchAnswer]:
+        out: list[BatchAnswer] = []
+        async for row in await self._client.messages.batches.results(batch_id):
+            result = row.result
+            if result.type == "succeeded":
+                message = result.message
+                text = "".join(
+                    b.text if b.type == "text" else json.dumps(b.input) if b.type == "tool_use" else ""
+                    for b in message.content
+                )
+                usage = _start_usage(message.usage)
+                reason = message.stop_reason
+                out.append(BatchAnswer(row.custom_id, text=text, usage=usage,
+                                       finish=FINISH_LENGTH if reason == "max_tokens" else reason))  # fmt: skip
+            elif result.type == "errored":
+                out.append(BatchAnswer(row.custom_id, error=f"{result.error.error.type}: {result.error.error.message}"))
+            else:  # canceled, expired: never processed, never billed
+                out.append(BatchAnswer(row.custom_id, error=result.type))
+        return out
+
+    async def cancel_batch(self, batch_id: str) -> None:
+        await self._client.messages.batches.cancel(batch_id)
     async def context_window(self, entry: RouteEntry) -> int | None:
         return None  # Anthropic's API does not say; the model table does
 

@@ -7,13 +7,15 @@ structured-output mode the router chose (llm/servers.py), always sends ``max_tok
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Any, Literal
 
 import httpx2
 import openai
 
+from llm.batch import BatchAnswer, BatchLine, BatchState, BatchStatus, BatchUnsupported
 from llm.models import capabilities
 from llm.provider import (
     DEFAULT_TIMEOUTS,
@@ -176,8 +178,85 @@ class OpenAIProvider:
         """Model ids the server offers this key (`supportbot doctor`); pages are followed by the SDK."""
         return [m.id async for m in self._client.models.list()]
 
+    # ---- the Batch API (llm/batch.py): a JSONL file of chat completion requests, answered in an output file
+
+    async def submit_batch(self, entry: RouteEntry, lines: list[BatchLine], spec: StructuredSpec | None) -> str:
+        rows = [
+            {"custom_id": line.custom_id, "method": "POST", "url": BATCH_ENDPOINT,
+             "body": self._params(entry, line.request, spec, streamed=False)}
+            for line in lines
+        ]  # fmt: skip
+        data = "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows).encode()
+        try:
+            uploaded = await self._client.files.create(
+                file=("batch.jsonl", data, "application/jsonl"), purpose="batch"
+            )
+            batch = await self._client.batches.create(
+                completion_window="24h", endpoint=BATCH_ENDPOINT, input_file_id=uploaded.id
+            )
+        except openai.APIStatusError as exc:
+            if exc.status_code in (404, 405, 501):  # a compatible server without the Files/Batch endpoints
+                raise BatchUnsupported(_short(exc)) from exc
+            raise
+        return batch.id
+
+    async def batch_status(self, batch_id: str) -> BatchStatus:
+        batch = await self._client.batches.retrieve(batch_id)
+        if batch.status in ("validating", "in_progress", "finalizing", "cancelling"):
+            return BatchStatus("running")
+        if batch.status == "completed":
+            return BatchStatus("ended")
+        errors = batch.errors.data if batch.errors is not None and batch.errors.data else []
+        detail = "; ".join(f"{e.code}: {e.message}" for e in errors[:3])
+        return BatchStatus(_BATCH_STATES.get(batch.status, "failed"), detail)
+
+    async def batch_answers(self, batch_id: str) -> list[BatchAnswer]:
+        """The output file's answers and the error file's failures (an expired batch has both, partly)."""
+        batch = await self._client.batches.retrieve(batch_id)
+        out: list[BatchAnswer] = []
+        for file_id in (batch.output_file_id, batch.error_file_id):
+            if not file_id:
+                continue
+            content = await self._client.files.content(file_id)
+            for raw in content.text.splitlines():
+                if raw.strip():
+                    out.append(_batch_answer(json.loads(raw)))
+        return out
+
+    async def cancel_batch(self, batch_id: str) -> None:
+        await self._client.batches.cancel(batch_id)
+
     async def close(self) -> None:
         await self._client.close()
+
+
+BATCH_ENDPOINT: Literal["/v1/chat/completions"] = "/v1/chat/completions"
+_BATCH_STATES: dict[str, BatchState] = {"failed": "failed", "expired": "expired", "cancelled": "cancelled"}
+
+
+def _batch_answer(row: dict[str, Any]) -> BatchAnswer:
+    """One line of a batch's output or error file: ``{custom_id, response: {status_code, body}, error}``."""
+    custom_id = str(row.get("custom_id", ""))
+    response = row.get("response") or {}
+    body = response.get("body") or {}
+    error = row.get("error") or (body.get("error") if isinstance(body, dict) else None)
+    status = response.get("status_code", 0)
+    usage = None
+    if isinstance(body, dict) and isinstance(body.get("usage"), dict):
+        u = body["usage"]
+        cached = (u.get("prompt_tokens_details") or {}).get("cached_tokens") or 0
+        # prompt_tokens INCLUDES cached tokens (FACTS.md), as in a streamed answer.
+        usage = Usage(input=u.get("prompt_tokens", 0) - cached, output=u.get("completion_tokens", 0),
+                      cache_read=cached)  # fmt: skip
+    if error or status != 200:
+        what = error.get("message") or error.get("code") if isinstance(error, dict) else f"HTTP {status}"
+        return BatchAnswer(custom_id, usage=usage, error=str(what or "failed"))
+    choice = (body.get("choices") or [{}])[0]
+    message = choice.get("message") or {}
+    text = message.get("content") or ""
+    for call in message.get("tool_calls") or []:
+        text += (call.get("function") or {}).get("arguments") or ""
+    return BatchAnswer(custom_id, text=text, usage=usage, finish=_finish(choice.get("finish_reason")))
 
 
 def _short(exc: BaseException, limit: int = 200) -> str:

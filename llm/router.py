@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from llm.batch import BatchRunner
 from llm.models import PriceTable, capabilities
 from llm.ports import LedgerSink, ResponseCache
 from llm.provider import (
@@ -189,6 +190,7 @@ class ModelRouter:
         # The way each server takes calls: set per entry, or learned and remembered (llm/server_fit.py).
         self.fit = ServerFit(providers=providers, options=options or {}, kv=cache)
         self.servers = self.fit.memory
+        self.batches = BatchRunner(self)  # calls nobody waits for, at the batch price (llm/batch.py)
 
     # ---- the LLM port -------------------------------------------------------------------------------------
 
@@ -245,6 +247,27 @@ class ModelRouter:
                     f"{second.error_count()} problem(s)",
                     kind="invalid_output",
                 ) from second
+
+    async def structured_batch(
+        self, task: Task, requests: list[Request], schema: type[M], *, bill_to: Attribution
+    ) -> list[M]:
+        """Validated answers to ``requests``, sent through the provider's Batch API at the batch price (nobody is
+        waiting: a scheduled job). A server without batch endpoints is asked the normal way (remembered);
+        ``llm.batch.BatchFailed`` when a batch failed or expired as a whole."""
+        return await self.batches.structured(task, requests, schema, bill_to=bill_to)
+
+    @property
+    def providers(self) -> dict[str, Provider]:
+        return self._providers
+
+    @property
+    def kv(self) -> ResponseCache | None:
+        """Where what is learned about servers is remembered (the store's key-value space)."""
+        return self._cache
+
+    async def record(self, record: LedgerRecord) -> None:
+        """Write a ledger record made outside the streaming path (batch calls)."""
+        await self._write(record)
 
     def input_budget(self, task: Task) -> int:
         """Prompt tokens every model of the task's route can take by the built-in table: window minus answer."""

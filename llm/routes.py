@@ -15,6 +15,7 @@ DEFAULT_MAX_TOKENS: dict[Task, int] = {
     Task.COMBINE: 1500,
     Task.CLASSIFY: 4000,  # a batch of category labels
     Task.FAQ: 2500,
+    Task.FAQ_BRIEF: 1500,
     Task.PROBE: 5,
 }
 
@@ -31,6 +32,7 @@ _TASK_TIER = {
     Task.COMBINE: "mid",
     Task.CLASSIFY: "cheap",
     Task.FAQ: "strong",
+    Task.FAQ_BRIEF: "cheap",
     Task.PROBE: "cheap",
 }
 # Strong writing favours Anthropic, cheap bulk work favours OpenAI; with one key, that provider does everything.

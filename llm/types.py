@@ -21,6 +21,7 @@ class Task(enum.StrEnum):
     COMBINE = "combine"  # merge partial summaries of a thread too long for one call
     CLASSIFY = "classify"
     FAQ = "faq"
+    FAQ_BRIEF = "faq_brief"  # FAQ entries for a topic with one short answer: the cheap route writes them
     PROBE = "probe"  # `supportbot doctor`
 
 

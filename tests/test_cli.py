@@ -98,7 +98,7 @@ def test_doctor_checks_a_configured_provider(db: str, fake_server: str) -> None:
     out = run(["doctor"], {"SUPPORTBOT_DB": db, "OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": fake_server})
     assert "ok    openai: gpt-5.4-mini answered" in out.stdout, out.stdout  # the first route using openai
     # Each route model is looked up in the server's own model list; a server that is not OpenAI's is self-hosted.
-    assert ("warn  model openai:gpt-5.4-mini: listed by the server (routes summarize, combine, classify, probe); "
+    assert ("warn  model openai:gpt-5.4-mini: listed by the server (routes summarize, combine, classify, faq_brief, probe); "
             "self-hosted, no price: its calls show as unpriced (add it to SUPPORTBOT_PRICES_FILE)") in out.stdout
     bad = run(["doctor"], {"SUPPORTBOT_DB": db, "OPENAI_API_KEY": "sk-x", "OPENAI_BASE_URL": "http://127.0.0.1:9/v1",
                            "SUPPORTBOT_CONNECT_TIMEOUT_S": "1"})
@@ -114,7 +114,7 @@ def test_doctor_flags_a_route_model_the_provider_does_not_list(db: str, fake_ser
     assert out.returncode == 1, out.stdout
     assert ("FAIL  model openai:gpt-4.1: not in openai's model list: retired or renamed? (routes faq); "
             "today's default: gpt-5.4") in out.stdout, out.stdout
-    assert "ok    model openai:gpt-5.4-mini: listed by the server (routes summarize, combine, classify, probe); " \
+    assert "ok    model openai:gpt-5.4-mini: listed by the server (routes summarize, combine, classify, faq_brief, probe); " \
         "self-hosted, priced by price file" in out.stdout
     prices.write_text('["gpt-5.4-mini"]\ninptu = "0"\n', encoding="utf-8")
     broken = run(["doctor"], env)

@@ -256,5 +256,5 @@ async def test_doctor_flags_a_retired_route_model(tmp_path, server) -> None:
     lines: list[str] = []
     assert await run_doctor(settings, out=lines.append) == 1
     assert "FAIL  model anthropic:claude-sonnet-5: not in anthropic's model list: retired or renamed? (routes faq)" in lines
-    assert ("ok    model openai:gpt-5.4-mini: listed by the server (routes summarize, combine, classify, probe); "
+    assert ("ok    model openai:gpt-5.4-mini: listed by the server (routes summarize, combine, classify, faq_brief, probe); "
             f"priced by {PRICE_SOURCE}") in lines

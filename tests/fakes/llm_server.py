@@ -4,9 +4,9 @@
         client = openai.AsyncOpenAI(base_url=server.openai_base_url, api_key="x")
         client = anthropic.AsyncAnthropic(base_url=server.anthropic_base_url, api_key="x")
 
-It speaks ``POST /v1/chat/completions``, ``POST /v1/messages`` and ``GET /v1/models``, streamed or not, in the
-wire format of the real services (see llm_wire.py), simulates prompt caching (llm_cache.py), paces output, and
-plays scripted faults. ``profile=`` makes its OpenAI API play a self-hosted server instead (llama.cpp, vLLM,
+It speaks ``POST /v1/chat/completions``, ``POST /v1/messages`` and ``GET /v1/models``, streamed or not, and both
+Batch APIs (llm_batches.py), in the wire format of the real services (see llm_wire.py), simulates prompt caching
+(llm_cache.py), paces output, and plays scripted faults. ``profile=`` makes its OpenAI API play a self-hosted server instead (llama.cpp, vLLM,
 Ollama: llm_profiles.py), with their endpoints (``/props``, ``/api/show``) and habits.
 Every request lands in ``server.received``; every response's usage in ``server.served``.
 
@@ -29,6 +29,7 @@ from aiohttp import web
 
 from llm.types import Usage
 from tests.fakes import llm_wire as wire
+from tests.fakes.llm_batches import FakeBatches
 from tests.fakes.llm_cache import AnthropicPromptCache, OpenAIPromptCache
 from tests.fakes.llm_faults import Fault, Replay
 from tests.fakes.llm_models import default_catalogue, models_page, retired_model_body
@@ -154,6 +155,8 @@ class FakeLLMServer:
         self._running: set[asyncio.Event] = set()  # cut signals of the OpenAI streams in progress
         self._model_lock = asyncio.Lock()  # one stream at a time, for profiles that queue
         self.truncated_prompts = 0  # prompts an Ollama-style server cut to its context
+        # Batch APIs (llm_batches.py): Anthropic's always, OpenAI's only when playing OpenAI itself.
+        self.batches = FakeBatches(self)
 
     # ------------------------------------------------------------ lifecycle and knobs
 
@@ -162,6 +165,7 @@ class FakeLLMServer:
         app.router.add_post("/v1/chat/completions", self._openai)
         app.router.add_post("/v1/messages", self._anthropic)
         app.router.add_get("/v1/models", self._models)
+        self.batches.install(app, openai=self.profile is OPENAI)
         if self.profile.props:
             app.router.add_get("/props", self._props)
         if self.profile.ollama_show:
