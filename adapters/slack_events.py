@@ -19,6 +19,7 @@ from adapters.slack_payloads import (
     MENTION,
     MESSAGE,
     REPLIED,
+    SHAPES,
     TIMESTAMP,
     AssistantThreadEvent,
     EventDelivery,
@@ -95,7 +96,12 @@ class Malformed(ValueError):
     def of(cls, error: ValidationError) -> Malformed:
         problems = error.errors(include_url=False, include_input=False, include_context=False)
         first = problems[0]
-        where = ".".join(str(part) for part in first["loc"]) or "payload"
+        # The event's shape (a tag of the union it was validated as) is not a field: "event.user", not
+        # "event.message.user", which would read as a nested message.
+        loc = list(first["loc"])
+        if loc[:1] == ["event"] and len(loc) > 1 and loc[1] in SHAPES:
+            del loc[1]
+        where = ".".join(str(part) for part in loc) or "payload"
         more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
         return cls(f"{where}: {first['msg']}{more}")
 
@@ -148,7 +154,8 @@ def read_delivery(body: object) -> SlackEvent:
     if isinstance(event, MessageReplied):
         # Read as a message it would become an empty one from "unknown": only its kind is kept.
         return SlackEvent(event.type, event.channel, REPLIED, channel_type=event.channel_type)
-    return SlackEvent(event.type, event.channel, event.subtype, message=_message(event), channel_type=event.channel_type)
+    return SlackEvent(event.type, event.channel, event.subtype, message=_message(event),
+                      channel_type=event.channel_type)  # fmt: skip
 
 
 def read_assistant_thread(raw: object) -> AssistantThread | None:

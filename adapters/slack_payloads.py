@@ -135,6 +135,7 @@ def _shape(raw: Any) -> str:
     return MESSAGE
 
 
+SHAPES = frozenset({MESSAGE, CHANGED, DELETED, REPLIED})  # the union's tags (they show in error locations)
 SlackEventPayload = Annotated[
     Annotated[MessageEvent, Tag(MESSAGE)]
     | Annotated[MessageChanged, Tag(CHANGED)]
