@@ -416,11 +416,11 @@ class SlackPlatform:
         self, ref: MessageRef, *, since: datetime | None = None, progress: Progress | None = None
     ) -> list[ChatMessage]:
         """The thread's messages the bot has not recorded, oldest first: only what is older than the oldest
-        message in the log (and newer than ``since``) is paged, because that is what the bot missed."""
+        reply in the log (and newer than ``since``) is paged, because that is what the bot missed (bot/seen.py)."""
         channel = ref.channel
         workspace = channel.workspace
         thread_ts = ref.thread_id or ref.message_id
-        seen = await self._logged(channel, thread_ts)
+        seen = await self._seen(channel, thread_ts)
         params: dict[str, Any] = {"channel": channel.channel, "ts": thread_ts}
         if seen.missed_before is not None:
             params["latest"] = seen.missed_before
@@ -484,7 +484,7 @@ class SlackPlatform:
         log.warning("slack %s: restricted history tier (%s); reading 15 messages a minute", workspace, why)
         await self._history.pin(workspace, per_minute=self._restricted_per_minute, for_s=RESTRICTED_TTL_S)
 
-    async def _logged(self, channel: ChannelRef, thread_ts: str) -> SeenThread:
+    async def _seen(self, channel: ChannelRef, thread_ts: str) -> SeenThread:
         """What the message log holds of the thread; nothing while the shared store is down, so the whole thread
         is paged from Slack (slow on the restricted tier, but the mention is answered)."""
         if self._log is None:
