@@ -47,8 +47,8 @@ from adapters.discord_platform import (
 from adapters.discord_render import MESSAGE_CONTENT_NOTICE, SCOPE_HEADERS, scope_header, spend_embed
 from bot.app import App
 from bot.background import BackgroundWork
-from bot.observability import request_context
 from bot.orphans import INTERRUPTED_LINE
+from bot.requestids import request_context
 from bot.settings import Settings
 from bot.summarize import wants_fresh
 from bot.textsplit import safe_prefix_len
@@ -532,8 +532,8 @@ class DiscordAdapter:
             return
         await interaction.response.defer(ephemeral=not share, thinking=True)  # cost is private unless shared
         report = await self.assistant.spend(self._command(interaction, "llmcost", period))
-        if isinstance(report, str):
-            await interaction.followup.send(report, ephemeral=not share, allowed_mentions=NO_PINGS)
+        if report.refusal:
+            await interaction.followup.send(report.refusal, ephemeral=not share, allowed_mentions=NO_PINGS)
         else:
             await interaction.followup.send(embed=spend_embed(report), ephemeral=not share, allowed_mentions=NO_PINGS)
 
@@ -578,13 +578,15 @@ class Finisher:
         self.limits = platform.limits
         self.pacer = platform.pacer
 
-    async def post(self, channel: ChannelRef, text: str, *, thread_id: str | None = None) -> MessageRef:
+    async def post(
+        self, channel: ChannelRef, text: str, *, thread_id: str | None = None, body: str | None = None
+    ) -> MessageRef:
         return await self._platform.post(channel, text, thread_id=thread_id)
 
     async def fetch_thread(self, *args: Any, **kwargs: Any) -> list[ChatMessage]:
         return await self._platform.fetch_thread(*args, **kwargs)
 
-    async def edit(self, ref: MessageRef, text: str) -> None:
+    async def edit(self, ref: MessageRef, text: str, *, final: bool, body: str | None = None) -> None:
         platform = self._platform
         if not platform.client.is_ready():
             # At start-up the janitor's first sweep can come before the login; the next sweep tries again.

@@ -63,7 +63,7 @@ from adapters.slack_platform import (
 from adapters.slack_render import escape, spend_blocks
 from bot.app import App
 from bot.background import BackgroundWork
-from bot.observability import request_context
+from bot.requestids import request_context
 from bot.summarize import wants_fresh
 from bot.types import ChannelRef, ChatMessage, Command, Mention, MessageRef
 
@@ -384,8 +384,8 @@ class SlackAdapter:
     async def _llmcost(self, cmd: Command, respond: Any) -> None:
         try:
             result = await self.assistant.spend(cmd)
-            if isinstance(result, str):
-                await respond(text=escape(result), response_type="ephemeral")
+            if result.refusal:
+                await respond(text=escape(result.refusal), response_type="ephemeral")
                 return
             share = bool({"share", "public"} & set(cmd.args.lower().split()))
             await respond(

@@ -30,7 +30,7 @@ from adapters.slack_identity import installation
 from adapters.slack_platform import SlackPlatform
 from adapters.slack_render import escape, spend_blocks
 from bot.app import App
-from bot.observability import request_context
+from bot.requestids import request_context
 from bot.spend import SpendReport
 from bot.stores.base import KeyValue
 from bot.summarize import wants_fresh
@@ -199,10 +199,10 @@ class DirectConversation:
             ask = Ask(ask.kind, args=(ask.args + " all").strip())
         where = channel or ChannelRef("slack", workspace, "")
         result = await self.app.assistant.spend(Command("llmcost", ask.args, where, user, is_admin=admin))
-        if isinstance(result, SpendReport):
-            await say(result.to_text(), report=result)
+        if result.refusal:
+            await say(result.refusal)
         else:
-            await say(result)
+            await say(result.to_text(), report=result)
 
 
 class _Say:
