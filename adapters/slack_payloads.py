@@ -76,25 +76,23 @@ class MessagePayload(_Payload):
     edited: dict[str, Any] | None = None  # {"user", "ts"}: its presence is what counts
 
 
-class MessageEvent(MessagePayload):
-    """``app_mention``, or ``message`` with no subtype or one of a message someone (or some bot) posted."""
+class _InChannel(_Payload):
+    """What every event the bot reads says about where it happened."""
 
     type: Literal["app_mention", "message"]
     channel: Id
     channel_type: OptionalStr = None  # channel, group, im, mpim (message events; app_mention has none)
 
 
-class _Notice(_Payload):
-    type: Literal["app_mention", "message"]
-    channel: Id
-    channel_type: OptionalStr = None
+class MessageEvent(MessagePayload, _InChannel):
+    """``app_mention``, or ``message`` with no subtype or one of a message someone (or some bot) posted."""
 
 
 class PreviousMessage(_Payload):
     text: OptionalStr = None
 
 
-class MessageChanged(_Notice):
+class MessageChanged(_InChannel):
     subtype: Literal["message_changed"]
     message: MessagePayload  # the message after the edit
     previous_message: PreviousMessage | None = None
@@ -110,12 +108,12 @@ class MessageChanged(_Notice):
         return data
 
 
-class MessageDeleted(_Notice):
+class MessageDeleted(_InChannel):
     subtype: Literal["message_deleted"]
     deleted_ts: SlackTs
 
 
-class MessageReplied(_Notice):
+class MessageReplied(_InChannel):
     """A thread got a reply: a notice about the parent, not something anyone said. Slack sends it without its
     subtype over the Events API (the "bug alert" on docs.slack.dev/reference/events/message/message_replied)."""
 
