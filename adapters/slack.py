@@ -39,9 +39,10 @@ from adapters.slack_conversation import SORRY, ConversationListeners, DirectConv
 from adapters.slack_events import (
     CHANGED,
     DELETED,
+    Malformed,
     SlackEvent,
     SlackMessage,
-    read_event,
+    read_delivery,
     slack_ts,
 )
 from adapters.slack_identity import BotIdentity, installation
@@ -428,11 +429,15 @@ class SlackAdapter:
         await self._summarize(Mention(asker), platform, user=user)
 
     def _checked(self, body: dict[str, Any], event: dict[str, Any]) -> SlackEvent | None:
-        """The event's typed view, or None (logged) when it lacks the shape Slack documents: ignored, not crashed on."""
-        checked = read_event(event)
-        if checked is None:
-            self._ignored("malformed", f"{str(event.get('type'))[:40]} event {str(body.get('event_id'))[:40]}")
-        return checked
+        """The event's typed view, or None (one warning) when the delivery lacks the shape Slack documents: ignored
+        (and acknowledged), not crashed on."""
+        try:
+            return read_delivery(body)
+        except Malformed as why:
+            log.warning("ignored a malformed Slack %s event %s: %s", str(event.get("type"))[:40],
+                        str(body.get("event_id"))[:40], why)  # fmt: skip
+            self.app.metrics.platform_event("slack", "ignored_malformed")
+            return None
 
     # ---- serving --------------------------------------------------------------------------------------------
 

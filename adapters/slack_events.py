@@ -1,25 +1,38 @@
-"""Slack event payloads checked at the edge: a clean typed view of what the bot uses, or None.
+"""Slack event payloads checked at the edge: a clean typed view of what the bot uses, or a rejection.
 
 Slack's payloads are JSON the bot does not control. A field of the wrong type (a ``user`` that is a list, a
-``subtype`` that is an object, a ``ts`` that is not a timestamp) must not reach code that trusts its type: it is
-read here, once, and a payload that does not have the shape Slack documents (https://docs.slack.dev/reference/
-events/message, .../app_mention) is ignored by the caller with a warning instead of crashing a listener.
+``subtype`` that is an object, a ``ts`` that is not a timestamp) must not reach code that trusts its type: the
+payload is validated once against the Pydantic models of adapters/slack_payloads.py (the shapes Slack documents)
+and turned into the small frozen dataclasses below; one that does not fit raises ``Malformed``, whose message says
+which field and why in one line, and the caller acknowledges it and logs that line instead of crashing a listener.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 
-# A Slack message timestamp: seconds, a dot, microseconds ("1700000000.000100"). Anything else is not one.
-_TS = re.compile(r"\d{1,12}\.\d{1,6}")
-MENTION = "app_mention"
-MESSAGE = "message"
-CHANGED = "message_changed"
-DELETED = "message_deleted"
-REPLIED = "message_replied"
+from pydantic import ValidationError
+
+from adapters.slack_payloads import (
+    CHANGED,
+    DELETED,
+    MENTION,
+    MESSAGE,
+    REPLIED,
+    SHAPES,
+    TIMESTAMP,
+    AssistantThreadEvent,
+    EventDelivery,
+    MessageChanged,
+    MessageDeleted,
+    MessagePayload,
+    MessageReplied,
+)
+
+__all__ = [
+    "CHANGED", "DELETED", "DIRECT", "MENTION", "MESSAGE", "REPLIED", "AssistantThread", "Malformed",
+    "SlackEvent", "SlackMessage", "read_assistant_thread", "read_delivery", "read_message", "slack_ts",
+]  # fmt: skip
 DIRECT = "im"  # channel_type of a direct message with the bot
 
 
@@ -75,101 +88,81 @@ class AssistantThread:
     context_channel: str | None = None
 
 
+class Malformed(ValueError):
+    """A payload without the shape Slack documents; ``str()`` says where and what, in one line (no values: they
+    may be anyone's text)."""
+
+    @classmethod
+    def of(cls, error: ValidationError) -> Malformed:
+        problems = error.errors(include_url=False, include_input=False, include_context=False)
+        first = problems[0]
+        # The event's shape (a tag of the union it was validated as) is not a field: "event.user", not
+        # "event.message.user", which would read as a nested message.
+        loc = list(first["loc"])
+        if loc[:1] == ["event"] and len(loc) > 1 and loc[1] in SHAPES:
+            del loc[1]
+        where = ".".join(str(part) for part in loc) or "payload"
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        return cls(f"{where}: {first['msg']}{more}")
+
+
 def slack_ts(value: object) -> str | None:
     """``value`` if it is a Slack timestamp a datetime can hold, else None."""
-    if not isinstance(value, str) or not _TS.fullmatch(value):
-        return None
     try:
-        datetime.fromtimestamp(float(value), UTC)
-    except (OverflowError, OSError, ValueError):
+        return TIMESTAMP.validate_python(value)
+    except ValidationError:
         return None
-    return value
 
 
-class _Malformed(Exception):
-    """A field of the wrong type: the whole payload is ignored (Slack never sends one; a forger might)."""
-
-
-def _optional_str(raw: Mapping[object, object], key: str) -> str | None:
-    value = raw.get(key)
-    if value is None or value == "":
-        return None
-    if not isinstance(value, str):
-        raise _Malformed(key)
-    return value
-
-
-def _message(raw: object, *, ts_default: object = None) -> SlackMessage:
-    if not isinstance(raw, Mapping):
-        raise _Malformed("message")
-    ts = slack_ts(raw.get("ts", ts_default))
-    thread_ts = _optional_str(raw, "thread_ts")
-    if ts is None or (thread_ts is not None and slack_ts(thread_ts) is None):
-        raise _Malformed("ts")
+def _message(payload: MessagePayload) -> SlackMessage:
     return SlackMessage(
-        ts=ts,
-        text=_optional_str(raw, "text") or "",
-        user=_optional_str(raw, "user"),
-        bot_id=_optional_str(raw, "bot_id"),
-        username=_optional_str(raw, "username"),
-        thread_ts=thread_ts,
-        subtype=_optional_str(raw, "subtype"),
-        edited=isinstance(raw.get("edited"), Mapping),
+        ts=payload.ts,
+        text=payload.text or "",
+        user=payload.user,
+        bot_id=payload.bot_id,
+        username=payload.username,
+        thread_ts=payload.thread_ts,
+        subtype=payload.subtype,
+        edited=payload.edited is not None,
     )
 
 
 def read_message(raw: object) -> SlackMessage | None:
     """A message from an API page (``conversations.replies``) or an event, or None if it is malformed."""
     try:
-        return _message(raw)
-    except _Malformed:
+        return _message(MessagePayload.model_validate(raw))
+    except ValidationError:
         return None
 
 
-def read_event(raw: object) -> SlackEvent | None:
-    """The event of an ``app_mention`` or ``message`` delivery, or None if it lacks the shape Slack documents."""
-    if not isinstance(raw, Mapping):
-        return None
-    kind, channel = raw.get("type"), raw.get("channel")
-    if kind not in (MENTION, MESSAGE) or not isinstance(channel, str) or not channel:
-        return None
+def read_delivery(body: object) -> SlackEvent:
+    """The ``app_mention`` or ``message`` event of an Events API delivery, its envelope checked too.
+
+    Raises Malformed when the delivery lacks the shape Slack documents."""
     try:
-        subtype = _optional_str(raw, "subtype")
-        channel_type = _optional_str(raw, "channel_type")
-        if subtype == CHANGED:
-            previous = raw.get("previous_message")
-            before_raw = None if previous is None else _mapping(previous)
-            before = None if before_raw is None else _optional_str(before_raw, "text") or ""
-            # The edited message keeps its ts; some payloads carry it only on previous_message.
-            after = _message(raw.get("message"), ts_default=None if before_raw is None else before_raw.get("ts"))
-            return SlackEvent(kind, channel, subtype, message=after, previous_text=before, channel_type=channel_type)
-        if subtype == DELETED:
-            deleted = slack_ts(raw.get("deleted_ts"))
-            return None if deleted is None else SlackEvent(kind, channel, subtype, deleted_ts=deleted)
-        if subtype == REPLIED or (subtype is None and isinstance(raw.get("message"), Mapping)):
-            # A thread got a reply: a notice about the parent, not something anyone said. Slack sends it without
-            # its subtype over the Events API (the "bug alert" on docs.slack.dev/reference/events/message/
-            # message_replied); read as a message it became an empty one from "unknown".
-            return SlackEvent(kind, channel, REPLIED, channel_type=channel_type)
-        return SlackEvent(kind, channel, subtype, message=_message(raw), channel_type=channel_type)
-    except _Malformed:
-        return None
+        delivery = EventDelivery.model_validate(body)
+    except ValidationError as error:
+        raise Malformed.of(error) from None
+    event = delivery.event
+    if isinstance(event, MessageChanged):
+        before = None if event.previous_message is None else event.previous_message.text or ""
+        return SlackEvent(event.type, event.channel, CHANGED, message=_message(event.message), previous_text=before,
+                          channel_type=event.channel_type)  # fmt: skip
+    if isinstance(event, MessageDeleted):
+        return SlackEvent(event.type, event.channel, DELETED, deleted_ts=event.deleted_ts,
+                          channel_type=event.channel_type)  # fmt: skip
+    if isinstance(event, MessageReplied):
+        # Read as a message it would become an empty one from "unknown": only its kind is kept.
+        return SlackEvent(event.type, event.channel, REPLIED, channel_type=event.channel_type)
+    return SlackEvent(event.type, event.channel, event.subtype, message=_message(event),
+                      channel_type=event.channel_type)  # fmt: skip
 
 
 def read_assistant_thread(raw: object) -> AssistantThread | None:
     """The ``assistant_thread`` of an assistant_thread_started / _context_changed event, or None if malformed."""
-    thread = raw.get("assistant_thread") if isinstance(raw, Mapping) else None
-    if not isinstance(thread, Mapping):
+    try:
+        thread = AssistantThreadEvent.model_validate(raw).assistant_thread
+    except ValidationError:
         return None
-    user, channel, ts = thread.get("user_id"), thread.get("channel_id"), slack_ts(thread.get("thread_ts"))
-    if not (isinstance(user, str) and user and isinstance(channel, str) and channel and ts):
-        return None
-    context = thread.get("context")
-    viewed = context.get("channel_id") if isinstance(context, Mapping) else None
-    return AssistantThread(user, channel, ts, viewed if isinstance(viewed, str) and viewed else None)
-
-
-def _mapping(raw: object) -> Mapping[object, object]:
-    if not isinstance(raw, Mapping):
-        raise _Malformed("previous_message")
-    return raw
+    viewed = None if thread.context is None else thread.context.channel_id
+    return AssistantThread(thread.user_id, thread.channel_id, thread.thread_ts, viewed)

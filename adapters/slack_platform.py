@@ -48,6 +48,7 @@ from adapters.slack_pacing import (
 from adapters.slack_render import to_mrkdwn
 from bot.ports import PublishedDocument
 from bot.safety import defang_mass_mentions
+from bot.seen import SeenThread
 from bot.stores import StoreUnavailable
 from bot.stores.base import MessageLog
 from bot.types import (
@@ -415,16 +416,14 @@ class SlackPlatform:
         self, ref: MessageRef, *, since: datetime | None = None, progress: Progress | None = None
     ) -> list[ChatMessage]:
         """The thread's messages the bot has not recorded, oldest first: only what is older than the oldest
-        message in the log (and newer than ``since``) is paged, because that is what the bot missed."""
+        reply in the log (and newer than ``since``) is paged, because that is what the bot missed (bot/seen.py)."""
         channel = ref.channel
         workspace = channel.workspace
         thread_ts = ref.thread_id or ref.message_id
-        seen = await self._logged(channel, thread_ts)
-        known = {m.ref.message_id for m in seen}
+        seen = await self._seen(channel, thread_ts)
         params: dict[str, Any] = {"channel": channel.channel, "ts": thread_ts}
-        replies_seen = [m.ref.message_id for m in seen if m.ref.message_id != thread_ts]
-        if replies_seen:
-            params["latest"] = min(replies_seen, key=float)
+        if seen.missed_before is not None:
+            params["latest"] = seen.missed_before
         if since is not None:
             params["oldest"] = ts_of(since)
         say = progress or self._on_progress
@@ -476,8 +475,7 @@ class SlackPlatform:
                     else f"Reading the thread… {len(raw)} messages so far")  # fmt: skip
         if say is not None and pages > 1:
             say("")  # the reading is over: the status line goes away before the summary streams in
-        by_ts = {m.ts: m for m in raw if m.ts not in known}
-        ordered = sorted(by_ts.values(), key=lambda m: float(m.ts))
+        ordered = sorted(seen.unseen(raw, lambda m: m.ts), key=lambda m: float(m.ts))
         log.info("fetched %d unseen messages of %s/%s in %d page(s)", len(ordered), channel.key, thread_ts, pages)
         return [await self.to_chat_message(channel, m, thread_id=thread_ts) for m in ordered]
 
@@ -486,17 +484,17 @@ class SlackPlatform:
         log.warning("slack %s: restricted history tier (%s); reading 15 messages a minute", workspace, why)
         await self._history.pin(workspace, per_minute=self._restricted_per_minute, for_s=RESTRICTED_TTL_S)
 
-    async def _logged(self, channel: ChannelRef, thread_ts: str) -> list[ChatMessage]:
+    async def _seen(self, channel: ChannelRef, thread_ts: str) -> SeenThread:
         """What the message log holds of the thread; nothing while the shared store is down, so the whole thread
         is paged from Slack (slow on the restricted tier, but the mention is answered)."""
         if self._log is None:
-            return []
+            return SeenThread(thread_ts)
         try:
-            return await self._log.thread(channel, thread_ts)
+            return SeenThread.of(thread_ts, await self._log.thread(channel, thread_ts))
         except StoreUnavailable as exc:
             log.warning("message log unavailable for %s/%s; reading the thread from Slack: %s", channel.key,
                         thread_ts, exc)  # fmt: skip
-            return []
+            return SeenThread(thread_ts)
 
     # ---- translation ----------------------------------------------------------------------------------------
 

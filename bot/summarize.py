@@ -22,6 +22,7 @@ from typing import Any
 
 from bot import prompts
 from bot.ports import ChatPlatform
+from bot.seen import SeenThread, message_id
 from bot.stores.base import Store, StoreUnavailable
 from bot.types import ChatMessage, Mention
 from llm.ports import LLM
@@ -162,13 +163,11 @@ class ThreadSummarizer:
         ref = mention.message.ref
         if ref.thread_id:
             messages = await self._store.messages.thread(ref.channel, ref.thread_id)
-            if not any(m.ref.message_id == ref.thread_id for m in messages):
+            seen = SeenThread.of(ref.thread_id, messages)
+            if not seen.saw_start:
                 # The bot never saw the thread start (joined later, or was down): fetch what it lacks, once.
-                fetched = await platform.fetch_thread(ref, progress=progress)
-                known = {m.ref.message_id for m in messages}
-                for m in fetched:
-                    if m.ref.message_id not in known:
-                        await self._store.messages.add(m)
+                for m in seen.unseen(await platform.fetch_thread(ref, progress=progress), message_id):
+                    await self._store.messages.add(m)
                 messages = await self._store.messages.thread(ref.channel, ref.thread_id)
             scope = "thread"
         else:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -278,6 +279,90 @@ async def test_malformed_deliveries_get_200_and_nothing_else(tmp_path: Path) -> 
         # A forged copy is still refused.
         assert (await r.delivery.send_event(stringy, forged=True)).status == 401
         assert r.llm.received == [] and r.slack.bot_messages("C111") == []
+
+
+def _malformed_cases() -> dict[str, tuple[dict[str, Any], str]]:
+    """Recorded deliveries with one field broken as a forger (or a Slack bug) might: (body, the field the log names)."""
+    mention = fixture("app_mention_event_callback.bolt-python.json")  # bolt-python: W222 mentions W111 in C111
+    changed = fixture("message_changed_event.bolt-python.json")  # its message's ts is on previous_message
+    cases: dict[str, tuple[dict[str, Any], str]] = {}
+
+    def broken(name: str, body: dict[str, Any], where: str) -> None:
+        body["event_id"] = payloads.new_event_id()
+        cases[name] = (body, where)
+
+    body = copy.deepcopy(mention)
+    body["event"]["user"] = ["W222"]
+    broken("user_a_list", body, "event.user")
+    body = copy.deepcopy(mention)
+    del body["event"]["ts"]
+    broken("mention_without_ts", body, "event.ts")
+    body = copy.deepcopy(mention)
+    body["event"]["thread_ts"] = "yesterday"
+    broken("thread_ts_not_a_timestamp", body, "event.thread_ts")
+    body = copy.deepcopy(mention)
+    body["event"]["channel"] = ""
+    broken("empty_channel", body, "event.channel")
+    body = copy.deepcopy(mention)
+    body["event"]["text"] = {"type": "rich_text"}
+    broken("text_an_object", body, "event.text")
+    body = copy.deepcopy(mention)
+    body["event"]["edited"] = "yes"
+    broken("edited_a_string", body, "event.edited")
+    body = copy.deepcopy(mention)
+    body["authorizations"] = [{"team_id": 111, "user_id": "W111", "is_bot": True}]  # Bolt reads it; we do not
+    broken("authorized_team_a_number", body, "authorizations.0.team_id")
+    body = copy.deepcopy(mention)
+    body["event_id"] = 42
+    cases["event_id_a_number"] = (body, "event_id")
+    body = copy.deepcopy(changed)
+    del body["event"]["previous_message"]  # now no ts anywhere for the edited message
+    broken("edit_without_ts", body, "event.message.ts")
+    body = copy.deepcopy(changed)
+    body["event"]["previous_message"]["text"] = 3
+    broken("previous_text_a_number", body, "event.previous_message.text")
+    body = copy.deepcopy(fixture("message_deleted_event.bolt-python.json"))
+    body["event"]["deleted_ts"] = None
+    broken("deleted_ts_null", body, "event.deleted_ts")
+    return cases
+
+
+MALFORMED = _malformed_cases()
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+async def test_a_malformed_delivery_gets_200_and_one_log_line_naming_the_field(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, case: str
+) -> None:
+    body, where = MALFORMED[case]
+    async with replay(tmp_path, team="T111", bot_user="W111") as r:
+        r.slack.add_channel("C111")
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            assert (await r.send(body)).status == 200
+        said = [rec for rec in caplog.records if rec.levelno >= logging.WARNING]
+        assert [rec.name for rec in said] == ["adapters.slack"], [rec.getMessage() for rec in said]
+        assert f": {where}: " in said[0].getMessage(), said[0].getMessage()
+        assert "W222" not in said[0].getMessage()  # the line says where, never what anyone wrote
+        assert r.events_counted("ignored_malformed") == 1
+        assert r.llm.received == [] and r.slack.calls_to("chat.postMessage") == []
+        assert await r.app.store.messages.count() == 0
+
+
+async def test_tolerated_where_slack_is_loose(tmp_path: Path) -> None:
+    """Fields Slack leaves empty, null or adds without notice do not make a delivery malformed."""
+    body = fixture("app_mention_event_callback.bolt-python.json")
+    body["event"].update(thread_ts="", bot_id="", subtype=None, blocks=[{"type": "rich_text", "elements": []}],
+                         user_team="E_OTHER_ORG", source_team="T_OTHER")  # fmt: skip
+    body.update(team_id=None, context_team_id=None, is_ext_shared_channel=True)  # org-wide Grid, Slack Connect
+    body["authorizations"] = [{"enterprise_id": None, "team_id": "T111", "user_id": "W111", "is_bot": True,
+                               "is_enterprise_install": False}]  # fmt: skip
+    async with replay(tmp_path, team="T111", bot_user="W111") as r:
+        r.slack.add_channel("C111")
+        assert (await r.send(body)).status == 200
+        assert r.events_counted("ignored_malformed") == 0
+        (reply,) = r.slack.bot_messages("C111")  # answered (nothing logged yet to summarize: it says so)
+        assert reply.thread_ts == body["event"]["ts"]
 
 
 async def test_faq_with_a_100000_digit_argument_gets_the_usage_line(tmp_path: Path) -> None:
