@@ -150,7 +150,7 @@ class SpendReport:
         if self.refusal:
             return self.refusal
         lines = [
-            f"*LLM spend — {self.scope}, {self.period}* (since {self.since.isoformat()})",
+            f"LLM spend — {self.scope}, {self.period} (since {self.since.isoformat()})",
             f"Total: {self.total_text()} over {self.calls_text()}",
             f"Daily: {self.chart()}",
         ]

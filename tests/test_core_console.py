@@ -301,7 +301,7 @@ async def test_interactive_console_prints_every_kind_of_reply(tmp_path, server) 
         await app.close()
     shown = out.getvalue()
     assert "bot> Summary:" in shown  # streamed
-    assert "bot> *LLM spend — general, 7d*" in shown  # a report, never posted: printed whole
+    assert "bot> LLM spend — general, 7d (since" in shown  # a report, never posted: printed whole
     assert "bot> Usage: /faq [days]" in shown  # a one-line reply posted by the core
     assert "bot> Only admins can see the spend of all channels" in shown  # a refusal
     assert "Unknown or incomplete command /frobnicate. Commands:" in shown

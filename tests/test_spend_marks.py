@@ -231,4 +231,4 @@ async def test_llmcost_answers_one_type_whose_refusal_replaces_the_figures(tmp_p
     assert usage.refusal.startswith("unknown period 'yesterdayish'") and "Usage: /llmcost" in usage.refusal
     assert usage.to_text() == usage.refusal and usage.scope == "support" and usage.calls == 0
     assert others.refusal.startswith("Only admins") and others.to_text() == others.refusal
-    assert not figures.refusal and figures.to_text().startswith("*LLM spend — all channels, 7d*")
+    assert not figures.refusal and figures.to_text().startswith("LLM spend — all channels, 7d (since")
