@@ -172,9 +172,9 @@ async def test_mentions_are_answered_while_redis_is_killed_under_load_and_nothin
         await bot.mention(6, roots[6])
         gone = MessageRef(CHANNEL, f"{2000 + 7}.000001", roots[7])
         await app.assistant.deleted(gone)
-        assert bot.store.guard.down and bot.store.guard.buffered_writes > 0
+        assert bot.store.outage.down and bot.store.outage.buffered_writes > 0
         assert bot.store.pending_ledger_records > 0
-        assert bot.store.guard.fallbacks["claims"] > 0
+        assert bot.store.outage.fallbacks["claims"] > 0
 
         redis.start()  # same port, data loaded from its save on shutdown
         clock.advance(60)  # past the probe interval: the next call tries Redis again
@@ -197,8 +197,8 @@ async def test_mentions_are_answered_while_redis_is_killed_under_load_and_nothin
         assert [m.text for m in outage_thread if not m.text.endswith("(t6)")] == ["@bot summarize"]
         assert len(outage_thread) == 5
         assert gone.message_id not in {m.ref.message_id for m in await app.store.messages.thread(CHANNEL, roots[7])}
-        assert bot.store.guard.buffered_writes == 0 and bot.store.guard.dropped_writes == 0
-        assert bot.store.guard.outages == 1 and not bot.store.guard.down
+        assert bot.store.outage.buffered_writes == 0 and bot.store.outage.dropped_writes == 0
+        assert bot.store.outage.outages == 1 and not bot.store.outage.down
         # During the outage the summaries came from the platform: the fallback read the same thread.
         outage_requests = llm.received[6:10]
         assert {n for n in range(6, 10) for r in outage_requests if r.user_text.count(f"(t{n})") == 4} == {6, 7, 8, 9}
@@ -228,7 +228,7 @@ async def test_claims_stay_correct_when_redis_comes_back_empty(redis: RedisServe
         assert await other.claims.claim("evt-3", ttl_s=CLAIM_TTL_S) is False
         assert await other.claims.claim("evt-4", ttl_s=CLAIM_TTL_S) is True
         assert await mine.claims.claim("evt-4", ttl_s=CLAIM_TTL_S) is False
-        assert not mine.guard.down and mine.guard.outages == 1
+        assert not mine.outage.down and mine.outage.outages == 1
     finally:
         await mine.close()
         await other.close()
@@ -295,12 +295,12 @@ async def test_replies_written_or_finished_during_an_outage_are_not_taken_for_or
         await mine.live.heartbeat("writing", '{"n": 2}')
         await mine.live.done("finished")
         await mine.live.heartbeat("writing", '{"n": 3}')
-        assert mine.guard.buffered_writes == 2  # the latest per reply
+        assert mine.outage.buffered_writes == 2  # the latest per reply
         assert await mine.live.stale(older_than_s=0) == []  # nobody finalises anything during the outage
         redis.start()
         clock.advance(60)
         await mine.kv.get("anything")  # the first call that reaches Redis replays the backlog
-        await mine.guard.settle()
+        await mine.outage.settle()
         assert await janitor.live.stale(older_than_s=5) == []  # "writing" beat again on recovery, "finished" left
         assert await janitor.live.stale(older_than_s=0) == [("writing", '{"n": 3}')]
     finally:
@@ -337,8 +337,8 @@ async def test_local_fallbacks_while_nothing_answers() -> None:
 
         for i in range(5):  # the backlog keeps the newest 3 writes and counts what it dropped
             await store.messages.add(ChatMessage(MessageRef(CHANNEL, f"m{i}"), "U1", "ada", "x", datetime.now(UTC)))
-        assert store.guard.buffered_writes == 3 and store.guard.dropped_writes == 3  # live.done was the first
-        assert store.guard.outages == 1
+        assert store.outage.buffered_writes == 3 and store.outage.dropped_writes == 3  # live.done was the first
+        assert store.outage.outages == 1
     finally:
         await store.close()
 

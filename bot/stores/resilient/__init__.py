@@ -31,7 +31,7 @@ After a failure, calls skip Redis for ``probe_after_s`` and then one call at a t
 failed connection per interval, not one per call, and a hung Redis holds up one caller, not all of them. Every
 outage is logged once when it starts and once when it ends.
 
-guard.py holds that mechanism (probing, the write backlog, the bounded local maps); keys.py, logs.py, ledger.py and
+outage.py holds that mechanism (probing, the write backlog, the bounded local maps); keys.py, logs.py, ledger.py and
 live.py hold each part's fallback as the table above says, and this module assembles them around one inner store.
 """
 
@@ -52,19 +52,19 @@ from bot.stores.base import (
     Store,
     StoreUnavailable,
 )
-from bot.stores.resilient.guard import (
-    BACKLOG_MAX_CHARS,
-    BACKLOG_MAX_WRITES,
-    PROBE_AFTER_S,
-    Guard,
-    Unreachable,
-)
 from bot.stores.resilient.keys import ResilientClaims, ResilientKeyValue, ResilientLocks
 from bot.stores.resilient.ledger import ResilientLedger
 from bot.stores.resilient.live import ResilientBudgets, ResilientLiveReplies
 from bot.stores.resilient.logs import ResilientInquiries, ResilientMessages
+from bot.stores.resilient.outage import (
+    BACKLOG_MAX_CHARS,
+    BACKLOG_MAX_WRITES,
+    PROBE_AFTER_S,
+    RedisOutage,
+    Unreachable,
+)
 
-__all__ = ["Guard", "ResilientStore", "StoreUnavailable"]
+__all__ = ["RedisOutage", "ResilientStore", "StoreUnavailable"]
 
 
 class ResilientStore:
@@ -74,16 +74,16 @@ class ResilientStore:
                  clock: Callable[[], float] = time.monotonic, backlog_max_writes: int = BACKLOG_MAX_WRITES,
                  backlog_max_chars: int = BACKLOG_MAX_CHARS) -> None:  # fmt: skip
         self.inner = inner
-        self.guard = Guard(unreachable=unreachable, probe_after_s=probe_after_s, clock=clock,
+        self.outage = RedisOutage(unreachable=unreachable, probe_after_s=probe_after_s, clock=clock,
                            backlog_max_writes=backlog_max_writes, backlog_max_chars=backlog_max_chars)  # fmt: skip
-        self.claims: EventClaims = ResilientClaims(inner.claims, self.guard, clock=clock)
-        self.messages: MessageLog = ResilientMessages(inner.messages, self.guard)
-        self.inquiries: InquiryLog = ResilientInquiries(inner.inquiries, self.guard)
-        self.ledger: Ledger = ResilientLedger(inner.ledger, self.guard)
-        self.kv: KeyValue = ResilientKeyValue(inner.kv, self.guard, clock=clock)
-        self.locks: Locks = ResilientLocks(inner.locks, self.guard, clock=clock)
-        self.budgets: RateBudgets = ResilientBudgets(inner.budgets, self.guard, clock=clock)
-        self.live: LiveReplies = ResilientLiveReplies(inner.live, self.guard)
+        self.claims: EventClaims = ResilientClaims(inner.claims, self.outage, clock=clock)
+        self.messages: MessageLog = ResilientMessages(inner.messages, self.outage)
+        self.inquiries: InquiryLog = ResilientInquiries(inner.inquiries, self.outage)
+        self.ledger: Ledger = ResilientLedger(inner.ledger, self.outage)
+        self.kv: KeyValue = ResilientKeyValue(inner.kv, self.outage, clock=clock)
+        self.locks: Locks = ResilientLocks(inner.locks, self.outage, clock=clock)
+        self.budgets: RateBudgets = ResilientBudgets(inner.budgets, self.outage, clock=clock)
+        self.live: LiveReplies = ResilientLiveReplies(inner.live, self.outage)
 
     @property
     def pending_ledger_records(self) -> int:
@@ -98,5 +98,5 @@ class ResilientStore:
         await self.inner.ping()
 
     async def close(self) -> None:
-        await self.guard.settle()
+        await self.outage.settle()
         await self.inner.close()

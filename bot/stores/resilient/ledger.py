@@ -6,8 +6,10 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime
 
+from cachetools import LRUCache
+
 from bot.stores.base import Ledger, SpendRow
-from bot.stores.resilient.guard import Bounded, Guard
+from bot.stores.resilient.outage import LOCAL_ENTRIES_MAX, RedisOutage
 from bot.types import ChannelRef
 from llm.types import LedgerRecord
 
@@ -15,9 +17,9 @@ log = logging.getLogger(__name__)
 
 
 class ResilientLedger:
-    def __init__(self, inner: Ledger, guard: Guard) -> None:
-        self._inner, self._guard = inner, guard
-        self._last_daily: Bounded[list[SpendRow]] = Bounded()
+    def __init__(self, inner: Ledger, outage: RedisOutage) -> None:
+        self._inner, self._outage = inner, outage
+        self._last_daily: LRUCache[str, list[SpendRow]] = LRUCache(LOCAL_ENTRIES_MAX)
 
     async def add(self, record: LedgerRecord) -> None:
         # RedisLedger keeps the record in memory when Redis is down and writes it first thing on recovery.
@@ -26,10 +28,10 @@ class ResilientLedger:
     async def records(
         self, *, since: datetime, until: datetime | None = None, channel: ChannelRef | None = None
     ) -> list[LedgerRecord]:
-        return await self._guard.run(
+        return await self._outage.run(
             "ledger.records",
             lambda: self._inner.records(since=since, until=until, channel=channel),
-            lambda: self._guard.unavailable("spend records"),
+            lambda: self._outage.unavailable("spend records"),
         )
 
     async def daily(self, *, since: date, channel: ChannelRef | None = None) -> list[SpendRow]:
@@ -37,7 +39,7 @@ class ResilientLedger:
 
         async def ask() -> list[SpendRow]:
             rows = await self._inner.daily(since=since, channel=channel)
-            self._last_daily.keep(key, rows)
+            self._last_daily[key] = rows
             return rows
 
         def remembered() -> list[SpendRow]:
@@ -47,4 +49,4 @@ class ResilientLedger:
                 return []
             return rows
 
-        return await self._guard.run("ledger.daily", ask, remembered)
+        return await self._outage.run("ledger.daily", ask, remembered)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter, OrderedDict, deque
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, NoReturn, TypeVar
@@ -38,8 +38,8 @@ class _Write:
     key: str | None = None  # a later write with the same key replaces this one
 
 
-class Guard:
-    """Whether Redis answers, shared by every part of one store: one outage, one log line at each end."""
+class RedisOutage:
+    """A Redis outage as one store sees it: whether Redis answers, shared by every part of one store: one outage, one log line at each end."""
 
     def __init__(self, *, unreachable: Unreachable, probe_after_s: float = PROBE_AFTER_S,
                  clock: Callable[[], float] = time.monotonic,
@@ -78,7 +78,9 @@ class Guard:
         if self._down_since is not None:
             log.warning(
                 "store: Redis answers again after %.1fs; %d call(s) were answered locally, %d write(s) to replay",
-                self._clock() - self._down_since, sum(self.fallbacks.values()), len(self._backlog),
+                self._clock() - self._down_since,
+                sum(self.fallbacks.values()),
+                len(self._backlog),
             )
             self._down_since = None
             if self._backlog and not self._replaying.locked():
@@ -142,7 +144,9 @@ class Guard:
                     except self._unreachable:
                         raise
                     except Exception:  # a write Redis refuses (not an outage) must not block every later one
-                        log.exception("store: a buffered write failed and was dropped (%s)", self._backlog[0].what)
+                        log.exception(
+                            "store: a buffered write failed and was dropped (%s)", self._backlog[0].what
+                        )
                         self.dropped_writes += 1
                     self._backlog_chars -= self._backlog.popleft().chars
             log.info("store: buffered writes replayed")
@@ -157,17 +161,3 @@ class Guard:
 
     def unavailable(self, what: str) -> NoReturn:
         raise StoreUnavailable(f"the shared store (Redis) is unreachable: cannot read {what} now")
-
-
-class Bounded(OrderedDict[str, T]):
-    """Insertion-ordered map that forgets its oldest entries past ``limit``."""
-
-    def __init__(self, limit: int = LOCAL_ENTRIES_MAX) -> None:
-        super().__init__()
-        self.limit = limit
-
-    def keep(self, key: str, value: T) -> None:
-        self[key] = value
-        self.move_to_end(key)
-        while len(self) > self.limit:
-            self.popitem(last=False)
