@@ -136,7 +136,8 @@ class _Message:
 
 
 @dataclass(frozen=True, slots=True)
-class _Want:
+class _PlannedMessage:
+    """What one message of the reply should show now (LiveReply plans these, then edits the messages towards them)."""
     text: str  # what the message should show
     visible_end: int  # offset in the defanged text up to which model text is then visible
     done: bool  # the message's finished text: only retries follow it
@@ -276,20 +277,20 @@ class LiveReply:
 
     # ---- planning -----------------------------------------------------------------------------------------------
 
-    def _plan(self, final: bool) -> list[_Want]:
+    def _plan(self, final: bool) -> list[_PlannedMessage]:
         """What each message should show now; frozen parts first, then the open tail (unless final)."""
         # While streaming, an unfinished crowd-ping token at the end waits for the next text, so what is shown
         # only ever grows (defanging it later would rewrite visible text).
         raw = self._text if final else self._text[: settled_length(self._text)]
         text = defang_mass_mentions(raw)
         self._splitter.update(text, final=final)
-        wants: list[_Want] = []
+        wants: list[_PlannedMessage] = []
         offset = 0
         for part in self._splitter.parts:
             offset += len(part)
-            wants.append(_Want(part, offset, done=True))
+            wants.append(_PlannedMessage(part, offset, done=True))
         if final:
-            return wants or [_Want(EMPTY_REPLY[: safe_prefix_len(EMPTY_REPLY, self._limit)], 0, done=True)]
+            return wants or [_PlannedMessage(EMPTY_REPLY[: safe_prefix_len(EMPTY_REPLY, self._limit)], 0, done=True)]
         tail = self._splitter.tail(text)
         if wants and not tail:
             return wants
@@ -300,7 +301,7 @@ class LiveReply:
         shown = (
             body + self._marker if body else self._placeholder[: safe_prefix_len(self._placeholder, budget)]
         )
-        wants.append(_Want(shown + suffix, offset + len(body), done=False, body=body))
+        wants.append(_PlannedMessage(shown + suffix, offset + len(body), done=False, body=body))
         return wants
 
     # ---- the pump -----------------------------------------------------------------------------------------------
@@ -373,7 +374,7 @@ class LiveReply:
 
     # ---- platform calls -----------------------------------------------------------------------------------------
 
-    async def _post(self, i: int, want: _Want) -> None:
+    async def _post(self, i: int, want: _PlannedMessage) -> None:
         try:
             self._in_call = True
             ref = await self._platform.post(self._channel, want.text, thread_id=self._thread_id, body=want.body)
@@ -401,7 +402,7 @@ class LiveReply:
         self.stats.parts = len(self._msgs)
         self._note_visible(want, now)
 
-    async def _edit(self, i: int, msg: _Message, want: _Want) -> None:
+    async def _edit(self, i: int, msg: _Message, want: _PlannedMessage) -> None:
         ref = msg.ref
         assert ref is not None
         try:
@@ -439,7 +440,7 @@ class LiveReply:
         # Messages before i already show their final part (the plan is worked through in order).
         self._splitter.rewind(min(i, len(self._splitter.parts)), limit=new_limit)
 
-    def _note_visible(self, want: _Want, now: float) -> None:
+    def _note_visible(self, want: _PlannedMessage, now: float) -> None:
         if want.visible_end <= self._visible_end:
             return
         if self.stats.first_text_at is None and self._arrivals:
