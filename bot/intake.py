@@ -107,7 +107,7 @@ class Intake:
         reply_error: ErrorReply | None = None,
         sorry: str | None = None,
         duplicate: Callable[[], None] | None = None,
-        declined: Work | None = None,
+        declined: Callable[[], Work] | None = None,
         **fields: str,
     ) -> bool:
         """Run ``work`` as tracked background work under a request id, after its ``claims``. Returns at once
@@ -123,7 +123,7 @@ class Intake:
                 work.close()  # never started
                 if declined is None:
                     return False
-                work, name = declined, f"decline-{name}"
+                work, name = declined(), f"decline-{name}"
             self.work.spawn(self._run(work, list(claims), reply_error, sorry or self.sorry, duplicate, name=name),
                             name=name)  # fmt: skip
         return taken
