@@ -154,7 +154,8 @@ class Console:
 
     async def _mentioned(self, message: ChatMessage) -> None:
         outcome = await self.app.assistant.summarize(self.intake.mention(message), self.platform)
-        self._print_reply(self.platform.final_text(outcome.refs), message.ref.channel.channel, posted=bool(outcome.refs))
+        text = self.platform.final_text(outcome.refs)
+        self._print_reply(text, message.ref.channel.channel, posted=bool(outcome.refs))
 
     def _sorry(self, channel: str) -> Callable[[str], Awaitable[None]]:
         """The intake's error reply: printed like any other one-line answer."""

@@ -9,8 +9,9 @@ Many processes (shards, or replicas during a rolling update) share one store: ev
 claimed there before any work (the keys are named here, the intake in bot/intake.py claims them), so a replayed or
 doubly delivered event gets one reply. Each event's work runs as the intake's tracked work, so on SIGTERM the
 adapter stops taking events, lets replies in flight finish for settings.shutdown_grace_s and only then closes the
-client. A mention or command that fails gets the intake's short error reply, never silence. A reply cut off there — or by a crash — stays in the
-store's registry, and the orphan janitor of any Discord process finalises it through ``DiscordAdapter.finisher``.
+client. A reply cut off there — or by a crash — stays in the store's registry, and the orphan janitor of any Discord
+process finalises it through ``DiscordAdapter.finisher``. A mention or command that fails gets the intake's short
+error reply, never silence.
 """
 
 from __future__ import annotations

@@ -184,7 +184,8 @@ class DirectConversation:
                 sent_at=datetime.now(UTC),
             )
             platform.expect_reply(reply_in, thread or message_ts, user=user)
-            await self.app.assistant.summarize(self._intake.mention(asked), platform, reply_in=reply_in, reply_thread=thread)
+            mention = self._intake.mention(asked)
+            await self.app.assistant.summarize(mention, platform, reply_in=reply_in, reply_thread=thread)
 
     async def _cost(self, ask: Ask, *, workspace: str, user: str, channel: ChannelRef | None, say: _Say) -> None:
         command = self._intake.command("llmcost", ask.args, channel or ChannelRef("slack", workspace, ""), user)
@@ -334,7 +335,8 @@ class ConversationListeners:
                 )  # fmt: skip
 
             self._adapter.intake.take(
-                answer(), name=f"pane-{said.ts}", claims=self._adapter.claims(body, workspace, checked.channel, said.ts),
+                answer(), name=f"pane-{said.ts}",
+                claims=self._adapter.claims(body, workspace, checked.channel, said.ts),
                 duplicate=self._adapter.duplicate(f"pane message {checked.channel}/{said.ts}"),
                 reply_error=self._poster(reply_in, said.thread_ts),
             )  # fmt: skip
