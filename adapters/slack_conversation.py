@@ -169,7 +169,7 @@ class DirectConversation:
             return
         channel = ChannelRef("slack", workspace, target)
         if status is not None:
-            await _quietly(status(STATUS_READING))
+            await _quietly(lambda: status(STATUS_READING))
         if ask.kind == "cost":
             await self._cost(ask, workspace=workspace, user=user, channel=channel, say=say)
         elif ask.kind == "faq":
@@ -216,10 +216,11 @@ class _Say:
         )
 
 
-async def _quietly(call: Awaitable[object], what: str = "setting the assistant status") -> None:
-    """Courtesies (a status line, a greeting, suggested prompts): failing one must not cost anything else."""
+async def _quietly(call: Callable[[], Awaitable[object]], what: str = "setting the assistant status") -> None:
+    """Courtesies (a status line, a greeting, suggested prompts): failing one must not cost anything else. The
+    call is made here, so a courtesy the intake declines (shutting down) leaves no coroutine never awaited."""
     try:
-        await call
+        await call()
     except Exception as exc:
         log.info("%s failed: %s", what, exc)
 
@@ -292,7 +293,7 @@ class ConversationListeners:
             await say(GREETING)
             await set_suggested_prompts(prompts=SUGGESTED_PROMPTS)
 
-        self._adapter.intake.take(_quietly(greet(), "greeting in the assistant pane"), name=f"pane-{thread.thread_ts}")
+        self._adapter.intake.take(_quietly(greet, "greeting in the assistant pane"), name=f"pane-{thread.thread_ts}")
 
     async def on_home_opened(self, event: dict[str, Any], client: AsyncWebClient) -> None:
         # Slack's agent messaging experience (agent_view, the default for apps since 2026-06) has no side pane:
@@ -300,9 +301,11 @@ class ConversationListeners:
         channel = event.get("channel")
         if event.get("tab") != "messages" or not isinstance(channel, str) or not channel:
             return
-        prompts = client.assistant_threads_setSuggestedPrompts(
-            channel_id=channel, title="What can I do for you?", prompts=SUGGESTED_PROMPTS
-        )
+        def prompts() -> Awaitable[object]:
+            return client.assistant_threads_setSuggestedPrompts(
+                channel_id=channel, title="What can I do for you?", prompts=SUGGESTED_PROMPTS
+            )
+
         self._adapter.intake.take(_quietly(prompts, "suggested prompts in the Messages tab"), name="home-prompts")
 
     async def on_pane_context(self, event: dict[str, Any], save_thread_context: Any) -> None:
@@ -312,7 +315,7 @@ class ConversationListeners:
         if thread is None or not isinstance(context_payload, dict) or not thread.context_channel:
             self._adapter._ignored("malformed", "assistant_thread_context_changed without a channel")
             return
-        saving = _quietly(save_thread_context(context_payload), "saving the pane's channel")
+        saving = _quietly(lambda: save_thread_context(context_payload), "saving the pane's channel")
         self._adapter.intake.take(saving, name="pane-context")
 
     async def on_pane_message(
