@@ -24,8 +24,7 @@ from typing import Any, TextIO
 
 from bot.app import App
 from bot.intake import Intake
-from bot.live_reply import DEFAULT_PLACEHOLDER, WRITING_MARKER
-from bot.spend import SpendReport
+from bot.live_reply import IntervalPacer
 from bot.types import ChannelRef, ChatMessage, Command, MessageRef, PlatformLimits
 
 BOT_NAME = "bot"
@@ -63,19 +62,22 @@ class ConsolePlatform:
         self.posted: dict[str, _Posted] = {}
         self.history: list[ChatMessage] = []  # what users said, for fetch_thread
         self._shown: dict[str, str] = {}  # live mode: what the terminal shows of each message so far
+        self.pacer = IntervalPacer(min_interval_s=self.limits.min_edit_interval_s)  # a terminal has no shared budget
 
     def next_id(self) -> str:
         return f"m{next(self._ids)}"
 
-    async def post(self, channel: ChannelRef, text: str, *, thread_id: str | None = None) -> MessageRef:
+    async def post(
+        self, channel: ChannelRef, text: str, *, thread_id: str | None = None, body: str | None = None
+    ) -> MessageRef:
         ref = MessageRef(channel, self.next_id(), thread_id)
         self.posted[ref.message_id] = _Posted(ref, text)
-        self._version(ref, text, "post")
+        self._version(ref, text, "post", body=body)
         return ref
 
-    async def edit(self, ref: MessageRef, text: str) -> None:
+    async def edit(self, ref: MessageRef, text: str, *, final: bool, body: str | None = None) -> None:
         posted = self.posted[ref.message_id]
-        self._version(ref, text, "edit", previous=posted.text)
+        self._version(ref, text, "edit", body=body)
         posted.text = text
 
     async def fetch_thread(
@@ -90,15 +92,14 @@ class ConsolePlatform:
             and (since is None or m.sent_at > since)
         ]
 
-    def _version(self, ref: MessageRef, text: str, kind: str, previous: str = "") -> None:
+    def _version(self, ref: MessageRef, text: str, kind: str, *, body: str | None) -> None:
         now = time.monotonic() - self._t0
         self.posted[ref.message_id].versions.append((now, text))
         if self._show_edits:
             self._out.write(f"[{now:8.3f}s] {kind} {ref.message_id} in #{ref.channel.channel}: {text!r}\n")
         elif self.live:
-            # The placeholder is not worth a line; everything else is printed, growing text as it grows.
-            shown = _without_marker(text)
-            shown = "" if shown.startswith(DEFAULT_PLACEHOLDER) else shown
+            # The reply's own text, growing as it grows; the placeholder (an empty body) is not worth a line.
+            shown = text if body is None else body
             before = self._shown.get(ref.message_id)
             if before is None:
                 self._out.write(f"\n{BOT_NAME}> {shown}")
@@ -111,11 +112,6 @@ class ConsolePlatform:
 
     def final_text(self, refs: list[MessageRef]) -> str:
         return "".join(self.posted[r.message_id].text for r in refs)
-
-
-def _without_marker(text: str) -> str:
-    head, sep, _ = text.partition(WRITING_MARKER)
-    return head if sep else text
 
 
 class Console:
@@ -171,8 +167,7 @@ class Console:
             self._print_reply(self.platform.final_text(outcome.refs), command.channel.channel, posted=bool(outcome.refs))
             return
         report = await self.app.assistant.spend(command)
-        text = report.to_text() if isinstance(report, SpendReport) else report
-        self._print_reply(text, command.channel.channel, posted=False)  # a report is an answer, never a post
+        self._print_reply(report.to_text(), command.channel.channel, posted=False)  # a report is an answer, never a post
 
     def _print_reply(self, text: str, channel: str, *, posted: bool) -> None:
         """Live, a posted reply is already on screen (printed as it grew); anything else is printed whole."""

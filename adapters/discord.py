@@ -518,8 +518,8 @@ class DiscordAdapter:
         share = share or self.intake.shared(period)  # the option, or "share" typed into the period as on Slack
         await interaction.response.defer(ephemeral=not share, thinking=True)  # cost is private unless shared
         report = await self.assistant.spend(self._command(interaction, "llmcost", period))
-        if isinstance(report, str):
-            await interaction.followup.send(report, ephemeral=not share, allowed_mentions=NO_PINGS)
+        if report.refusal:
+            await interaction.followup.send(report.refusal, ephemeral=not share, allowed_mentions=NO_PINGS)
         else:
             await interaction.followup.send(embed=spend_embed(report), ephemeral=not share, allowed_mentions=NO_PINGS)
 
@@ -568,13 +568,15 @@ class Finisher:
         self.limits = platform.limits
         self.pacer = platform.pacer
 
-    async def post(self, channel: ChannelRef, text: str, *, thread_id: str | None = None) -> MessageRef:
+    async def post(
+        self, channel: ChannelRef, text: str, *, thread_id: str | None = None, body: str | None = None
+    ) -> MessageRef:
         return await self._platform.post(channel, text, thread_id=thread_id)
 
     async def fetch_thread(self, *args: Any, **kwargs: Any) -> list[ChatMessage]:
         return await self._platform.fetch_thread(*args, **kwargs)
 
-    async def edit(self, ref: MessageRef, text: str) -> None:
+    async def edit(self, ref: MessageRef, text: str, *, final: bool, body: str | None = None) -> None:
         platform = self._platform
         if not platform.client.is_ready():
             # At start-up the janitor's first sweep can come before the login; the next sweep tries again.

@@ -69,11 +69,13 @@ class InteractionReply:
         # interaction token that discord.py learns from the headers; the pacer spaces them until it knows more.
         self.pacer = ChannelEditPacer()
 
-    async def post(self, channel: ChannelRef, text: str, *, thread_id: str | None = None) -> MessageRef:
+    async def post(
+        self, channel: ChannelRef, text: str, *, thread_id: str | None = None, body: str | None = None
+    ) -> MessageRef:
         first = self._first is None
-        body = self._header + text if first else text
+        shown = self._header + text if first else text
         try:
-            sent = await self._interaction.followup.send(body, wait=True, allowed_mentions=NO_PINGS)
+            sent = await self._interaction.followup.send(shown, wait=True, allowed_mentions=NO_PINGS)
         except discord.RateLimited as exc:
             raise PlatformRateLimited(exc.retry_after) from exc
         except discord.HTTPException as exc:
@@ -82,10 +84,10 @@ class InteractionReply:
             self._first = str(sent.id)
         return MessageRef(channel, str(sent.id), thread_id)
 
-    async def edit(self, ref: MessageRef, text: str) -> None:
-        body = self._header + text if ref.message_id == self._first else text
+    async def edit(self, ref: MessageRef, text: str, *, final: bool, body: str | None = None) -> None:
+        shown = self._header + text if ref.message_id == self._first else text
         try:
-            await self._interaction.followup.edit_message(int(ref.message_id), content=body,
+            await self._interaction.followup.edit_message(int(ref.message_id), content=shown,
                                                           allowed_mentions=NO_PINGS)
         except discord.RateLimited as exc:
             raise PlatformRateLimited(exc.retry_after) from exc

@@ -126,13 +126,13 @@ class ChannelEditPacer:
         self,
         *,
         budget: EditBudget | None = None,
-        lane_of: Callable[[str], int] | None = None,
+        lane_of: Callable[[MessageRef], int] | None = None,
         message_spacing_s: float = MESSAGE_EDIT_SPACING_S,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self._budget = budget or (lambda channel_id: None)
-        self._lane_of = lane_of or _channel_of_key
+        self._lane_of = lane_of or _channel_of
         self.message_spacing_s = message_spacing_s
         self._clock, self._sleep = clock, sleep
         self._lanes: dict[int, _Lane] = {}
@@ -149,9 +149,7 @@ class ChannelEditPacer:
         self._messages[message_id] = pace  # re-set: the TTL counts from the last edit
         return pace
 
-    def _lane(self, key: str, channel_id: int | None = None) -> tuple[int, _Lane]:
-        if channel_id is None:
-            channel_id = self._lane_of(key)
+    def _lane(self, channel_id: int) -> _Lane:
         lane = self._lanes.get(channel_id)
         if lane is None:
             if len(self._lanes) >= REMEMBERED:  # forget idle lanes (a held lock must stay the channel's one lock)
@@ -159,11 +157,12 @@ class ChannelEditPacer:
                 self._lanes = {c: k for c, k in self._lanes.items() if k.lock.locked() or k.blocked_until > now
                                or any(until >= now for until in k.streaming.values())}  # fmt: skip
             lane = self._lanes[channel_id] = _Lane(asyncio.Lock())
-        return channel_id, lane
+        return lane
 
-    async def wait_turn(self, key: str, *, final: bool = False) -> None:
-        message_id = key.rpartition("/")[2]
-        channel_id, lane = self._lane(key)
+    async def wait_turn(self, ref: MessageRef, *, final: bool) -> None:
+        message_id = ref.message_id
+        channel_id = self._lane_of(ref)
+        lane = self._lane(channel_id)
         if final:
             lane.streaming.pop(message_id, None)  # it needs no token beyond the one it takes now
             while (delay := lane.blocked_until - self._clock()) > 0:
@@ -200,22 +199,22 @@ class ChannelEditPacer:
 
     def note_post(self, channel_id: int, message_id: int) -> None:
         """A message was just posted in ``channel_id``: reserve a token for its final edit from now on."""
-        _, lane = self._lane(f"/{message_id}", channel_id)
+        lane = self._lane(channel_id)
         now = self._clock()
         for mid in [m for m, until in lane.streaming.items() if until < now]:  # posts that never streamed
             del lane.streaming[mid]
         lane.streaming.setdefault(str(message_id), now + POSTED_RESERVE_S)
 
-    async def penalize(self, key: str, retry_after_s: float) -> None:
-        pace = self._message(key.rpartition("/")[2])
+    async def penalize(self, ref: MessageRef, retry_after_s: float) -> None:
+        pace = self._message(ref.message_id)
         pace.spacing = min(MAX_MESSAGE_EDIT_SPACING_S, pace.spacing * 2)
-        _, lane = self._lane(key)
+        lane = self._lane(self._lane_of(ref))
         lane.blocked_until = max(lane.blocked_until, self._clock() + retry_after_s)
 
 
-def _channel_of_key(key: str) -> int:
-    """Keys are "{channel.key}/{message_id}" with channel.key "discord:{guild}:{channel}"."""
-    return int(key.rpartition("/")[0].rpartition(":")[2])
+def _channel_of(ref: MessageRef) -> int:
+    """The channel whose edit bucket an edit of ``ref`` uses, when nothing better is known (a thread has its own)."""
+    return int(ref.channel.channel)
 
 
 # ---- translation at the edge -----------------------------------------------------------------------------------
@@ -278,7 +277,7 @@ class DiscordPlatform:
 
     def __init__(self, client: discord.Client) -> None:
         self.client = client
-        # LiveReply takes the pacer from the platform (bot/assistant.py: _pacer).
+        # Every live reply and the orphan janitor wait their turn here (ChatPlatform.pacer).
         self.pacer = ChannelEditPacer(budget=self.edit_budget, lane_of=self._lane_of)
         self._is_thread: cachetools.LRUCache[int, bool] = cachetools.LRUCache(REMEMBERED)
         # One request per channel and route in flight: discord.py 2.7 counts requests in flight twice when one
@@ -294,11 +293,11 @@ class DiscordPlatform:
         self._typing_at: cachetools.TTLCache[int, float] = cachetools.TTLCache(REMEMBERED, TYPING_REFRESH_S)
         self._typing: dict[int, asyncio.Task[None]] = {}
 
-    def _lane_of(self, key: str) -> int:
+    def _lane_of(self, ref: MessageRef) -> int:
         """The Discord channel whose edit bucket an edit of this message uses (a thread has its own)."""
-        message_id = key.rpartition("/")[2]
+        message_id = ref.message_id
         where = self._where.get(int(message_id)) if message_id.isdigit() else None
-        return where if where is not None else _channel_of_key(key)
+        return where if where is not None else _channel_of(ref)
 
     def edit_budget(self, channel_id: int) -> tuple[int, float] | None:
         """(edits left, seconds until the window resets; inf while no window runs) of the channel's edit bucket, or
@@ -353,7 +352,9 @@ class DiscordPlatform:
 
     # -- ChatPlatform
 
-    async def post(self, channel: ChannelRef, text: str, *, thread_id: str | None = None) -> MessageRef:
+    async def post(
+        self, channel: ChannelRef, text: str, *, thread_id: str | None = None, body: str | None = None
+    ) -> MessageRef:
         where, reply_to = int(channel.channel), None
         if thread_id is not None:
             if await self.is_thread(int(thread_id)):
@@ -363,7 +364,7 @@ class DiscordPlatform:
         message_id = await self.send(where, text, reply_to=reply_to, guild_id=_guild(channel))
         return MessageRef(channel, str(message_id), thread_id)
 
-    async def edit(self, ref: MessageRef, text: str) -> None:
+    async def edit(self, ref: MessageRef, text: str, *, final: bool, body: str | None = None) -> None:
         where = self._where.get(int(ref.message_id))
         if where is None:
             thread = ref.thread_id
@@ -532,18 +533,20 @@ class ReplyHere:
         base = platform.limits
         self.limits = replace(base, max_message_chars=base.max_message_chars - len(header))
 
-    async def post(self, channel: ChannelRef, text: str, *, thread_id: str | None = None) -> MessageRef:
+    async def post(
+        self, channel: ChannelRef, text: str, *, thread_id: str | None = None, body: str | None = None
+    ) -> MessageRef:
         first = self._first is None
-        body = self._header + text if first else text
+        shown = self._header + text if first else text
         reply_to = self._reply_to if first else None
-        message_id = await self._platform.send(self._where, body, reply_to=reply_to, guild_id=_guild(channel))
+        message_id = await self._platform.send(self._where, shown, reply_to=reply_to, guild_id=_guild(channel))
         if first:
             self._first = str(message_id)
         return MessageRef(channel, str(message_id), thread_id)
 
-    async def edit(self, ref: MessageRef, text: str) -> None:
-        body = self._header + text if ref.message_id == self._first else text
-        await self._platform.edit_in(self._where, int(ref.message_id), body)
+    async def edit(self, ref: MessageRef, text: str, *, final: bool, body: str | None = None) -> None:
+        shown = self._header + text if ref.message_id == self._first else text
+        await self._platform.edit_in(self._where, int(ref.message_id), shown)
 
     async def fetch_thread(
         self, ref: MessageRef, *, since: datetime | None = None, progress: Callable[[str], None] | None = None

@@ -367,8 +367,8 @@ class SlackAdapter:
 
     async def _llmcost(self, cmd: Command, respond: Any) -> None:
         result = await self.assistant.spend(cmd)
-        if isinstance(result, str):
-            await respond(text=escape(result), response_type="ephemeral")
+        if result.refusal:
+            await respond(text=escape(result.refusal), response_type="ephemeral")
             return
         await respond(
             text=escape(result.to_text()),

@@ -195,10 +195,10 @@ class DirectConversation:
                 return
             command = self._intake.command("llmcost", ask.args + " all", command.channel, user)
         result = await self.app.assistant.spend(command)
-        if isinstance(result, SpendReport):
-            await say(result.to_text(), report=result)
+        if result.refusal:
+            await say(result.refusal)
         else:
-            await say(result)
+            await say(result.to_text(), report=result)
 
 
 class _Say:

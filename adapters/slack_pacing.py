@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from bot.stores.base import RateBudgets
+from bot.types import ChannelRef, MessageRef
 
 # chat.update is Tier 3: "50+ per minute" per workspace (https://docs.slack.dev/reference/methods/chat.update).
 # The starting point only: the budget learns the workspace's real rate from Slack's answers (slack_learned).
@@ -244,11 +245,9 @@ class StoreBudget:
         return self.burst_calls
 
 
-def workspace_of(key: str) -> str:
-    """LiveReply's pacing key is "{platform}:{workspace}:{channel}/{message_id}"; the budget is per workspace."""
-    head = key.split("/", 1)[0]
-    parts = head.split(":")
-    return ":".join(parts[:2]) if len(parts) >= 3 else head
+def workspace_of(channel: ChannelRef) -> str:
+    """The scope a workspace's budgets are kept under ("slack:T123"; the store's buckets are named after it)."""
+    return f"{channel.platform}:{channel.workspace}"
 
 
 @dataclass(frozen=True)
@@ -271,7 +270,7 @@ class StreamBudgets:
 class WorkspaceEditPacer:
     """bot.live_reply.EditPacer for Slack: every edit of every live reply in a workspace draws from one budget.
 
-    With ``streams``, an edit of a message that is a native stream (``is_stream(key)``) draws from the stream
+    With ``streams``, an edit of a message that is a native stream (``is_stream(ref)``) draws from the stream
     methods' budgets instead: a final edit is chat.stopStream (it carries the last text), any other
     chat.appendStream. With ``first_edit``, a message's first edit (its first text, replacing the placeholder) goes
     ahead of progress edits like a final does: a congested budget delays what is already on screen, not the first
@@ -282,10 +281,10 @@ class WorkspaceEditPacer:
         budget: WorkspaceBudget,
         *,
         streams: StreamBudgets | None = None,
-        is_stream: Callable[[str], bool] | None = None,
-        first_edit: Callable[[str], bool] | None = None,
-        refused: Callable[[str], str | None] | None = None,
-        sharing: Callable[[str], int] | None = None,
+        is_stream: Callable[[MessageRef], bool] | None = None,
+        first_edit: Callable[[MessageRef], bool] | None = None,
+        refused: Callable[[MessageRef], str | None] | None = None,
+        sharing: Callable[[MessageRef], int] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
@@ -293,52 +292,52 @@ class WorkspaceEditPacer:
         self._streams = streams
         self._is_stream = is_stream
         self._first_edit = first_edit
-        self._refused = refused  # which Slack method got the 429 for a key, when the platform knows
-        # How many live replies (this one included) draw from the same budget as a key: their progress edits are
+        self._refused = refused  # which Slack method got the 429 for a message, when the platform knows
+        # How many live replies (this one included) draw from the same budget as a message: their progress edits are
         # spaced by their share of it (SHARE_HORIZON_S). None: no spacing, the budget's line alone.
         self._sharing = sharing
         self._clock, self._sleep = clock, sleep
-        self._last: dict[str, float] = {}  # key → when its last turn was granted (forgotten on its final)
+        self._last: dict[MessageRef, float] = {}  # when a message's last turn was granted (forgotten on its final)
 
-    def _streamed(self, key: str) -> StreamBudgets | None:
-        if self._streams is not None and self._is_stream is not None and self._is_stream(key):
+    def _streamed(self, ref: MessageRef) -> StreamBudgets | None:
+        if self._streams is not None and self._is_stream is not None and self._is_stream(ref):
             return self._streams
         return None
 
-    async def wait_turn(self, key: str, *, final: bool = False) -> None:
-        streams = self._streamed(key)
+    async def wait_turn(self, ref: MessageRef, *, final: bool) -> None:
+        streams = self._streamed(ref)
         budget = self.budget if streams is None else streams.stop if final else streams.append
-        urgent = final or (self._first_edit is not None and self._first_edit(key))
+        urgent = final or (self._first_edit is not None and self._first_edit(ref))
         if not urgent and self._sharing is not None:
-            await self._space(key, budget)
-        await budget.take(workspace_of(key), urgent=urgent)
+            await self._space(ref, budget)
+        await budget.take(workspace_of(ref.channel), urgent=urgent)
         if final:
-            self._last.pop(key, None)
+            self._last.pop(ref, None)
         elif self._sharing is not None:
-            if len(self._last) > 1000:  # keys whose final never came (a crash): forget the oldest half
+            if len(self._last) > 1000:  # messages whose final never came (a crash): forget the oldest half
                 for old in sorted(self._last, key=self._last.__getitem__)[:500]:
                     del self._last[old]
-            self._last[key] = self._clock()
+            self._last[ref] = self._clock()
 
-    def share_interval(self, key: str, budget: WorkspaceBudget) -> float:
+    def share_interval(self, ref: MessageRef, budget: WorkspaceBudget) -> float:
         """Seconds between one reply's progress edits when every reply on ``budget`` takes its equal share."""
-        replies = self._sharing(key) if self._sharing is not None else 1
+        replies = self._sharing(ref) if self._sharing is not None else 1
         if replies <= 1:
             return 0.0  # a lone reply takes nobody's share: the platform's floor and the budget pace it
-        scope = workspace_of(key)
+        scope = workspace_of(ref.channel)
         calls = budget.burst(scope) + budget.per_minute(scope) * SHARE_HORIZON_S / 60.0
         return SHARE_HORIZON_S * replies / max(calls, 1.0)
 
-    async def _space(self, key: str, budget: WorkspaceBudget) -> None:
-        """Wait until ``key``'s share of the budget is due, counted from its last turn (or from now, the first
+    async def _space(self, ref: MessageRef, budget: WorkspaceBudget) -> None:
+        """Wait until ``ref``'s share of the budget is due, counted from its last turn (or from now, the first
         time: its message was just posted with text). Meanwhile the budget serves the other replies."""
-        last = self._last.setdefault(key, self._clock())
-        while (wait := last + self.share_interval(key, budget) - self._clock()) > 0:
+        last = self._last.setdefault(ref, self._clock())
+        while (wait := last + self.share_interval(ref, budget) - self._clock()) > 0:
             await self._sleep(min(wait, SHARE_RECHECK_S))
 
-    async def penalize(self, key: str, retry_after_s: float) -> None:
-        streams = self._streamed(key)
-        method = self._refused(key) if self._refused is not None else None
+    async def penalize(self, ref: MessageRef, retry_after_s: float) -> None:
+        streams = self._streamed(ref)
+        method = self._refused(ref) if self._refused is not None else None
         by_method = {} if self._streams is None else {
             "chat.appendStream": self._streams.append, "chat.stopStream": self._streams.stop}  # fmt: skip
         if method in by_method:
@@ -348,4 +347,4 @@ class WorkspaceEditPacer:
         else:  # which stream method was refused is not known: both pause, as Slack's Retry-After asks
             budgets = (streams.append, streams.stop)
         for budget in budgets:
-            await budget.pause(workspace_of(key), retry_after_s)
+            await budget.pause(workspace_of(ref.channel), retry_after_s)

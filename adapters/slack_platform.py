@@ -46,7 +46,6 @@ from adapters.slack_pacing import (
     workspace_of,
 )
 from adapters.slack_render import to_mrkdwn
-from bot.live_reply import DEFAULT_PLACEHOLDER, WRITING_MARKER
 from bot.ports import PublishedDocument
 from bot.safety import defang_mass_mentions
 from bot.stores import StoreUnavailable
@@ -308,11 +307,13 @@ class SlackPlatform:
         """Who a reply in ``thread_id`` answers: Slack's streams need the recipient when streaming to channels."""
         self._recipients[(channel.channel, thread_id)] = user
 
-    async def post(self, channel: ChannelRef, text: str, *, thread_id: str | None = None) -> MessageRef:
+    async def post(
+        self, channel: ChannelRef, text: str, *, thread_id: str | None = None, body: str | None = None
+    ) -> MessageRef:
         if self.native_streaming and thread_id and await self._stream_here(channel):
             self._choosing_streams += 1  # counted at once: replies starting together see each other's choice
             try:
-                return await self._start_stream(channel, text, thread_id)
+                return await self._start_stream(channel, text if body is None else body, thread_id)
             except _StreamRefused:
                 pass  # posted as a message below, edited with chat.update
             finally:
@@ -342,12 +343,13 @@ class SlackPlatform:
         self._track(channel, ts, streamed=False)
         return MessageRef(channel, ts, thread_id)
 
-    async def edit(self, ref: MessageRef, text: str) -> None:
+    async def edit(self, ref: MessageRef, text: str, *, final: bool, body: str | None = None) -> None:
         key = (ref.channel.channel, ref.message_id)
         stream = self._streams.get(key)
         if stream is not None and stream.active:
-            if await self._edit_stream(stream, text, workspace=workspace_of(ref.channel.key)):
-                self._edited(key, text)
+            streamed = text if body is None else body  # a stream shows no marker, status line or placeholder
+            if await self._edit_stream(stream, streamed, final=final, workspace=workspace_of(ref.channel)):
+                self._edited(key, final=final)
                 return
         try:
             await self._call(
@@ -356,8 +358,8 @@ class SlackPlatform:
         except PlatformRateLimited:
             self._note_refused(key, "chat.update")
             raise
-        await self._edit_budget.accepted(workspace_of(ref.channel.key))
-        self._edited(key, text)
+        await self._edit_budget.accepted(workspace_of(ref.channel))
+        self._edited(key, final=final)
 
     def _track(self, channel: ChannelRef, ts: str, *, streamed: bool) -> None:
         now = self._clock()
@@ -365,12 +367,12 @@ class SlackPlatform:
             self._live = {k: v for k, v in self._live.items() if now - v.since < ACTIVE_MAX_S}
         self._live[(channel.channel, ts)] = _Live(streamed=streamed, since=now)
 
-    def _edited(self, key: tuple[str, str], text: str) -> None:
+    def _edited(self, key: tuple[str, str], *, final: bool) -> None:
         live = self._live.get(key)
         if live is None:
             return
         live.edited = True
-        if WRITING_MARKER not in text and not text.startswith(DEFAULT_PLACEHOLDER):
+        if final:
             self._live.pop(key, None)  # the final text: this reply no longer draws from any budget
 
     def _note_refused(self, key: tuple[str, str], method: str) -> None:
@@ -378,27 +380,25 @@ class SlackPlatform:
         if live is not None:
             live.refused = method
 
-    def _refused_method(self, key: str) -> str | None:
-        """The Slack method whose 429 LiveReply is reporting for this pacing key (its budget alone pauses)."""
-        head, _, ts = key.partition("/")
-        live = self._live.get((head.split(":", 2)[-1], ts))
+    def _refused_method(self, ref: MessageRef) -> str | None:
+        """The Slack method whose 429 LiveReply is reporting for this message (its budget alone pauses)."""
+        live = self._live.get((ref.channel.channel, ref.message_id))
         return None if live is None else live.refused
 
-    def _sharing(self, key: str) -> int:
-        """How many live replies draw from the same budget as this pacing key's (streams, or chat.update)."""
-        streamed = self._is_streaming(key)
+    def _sharing(self, ref: MessageRef) -> int:
+        """How many live replies draw from the same budget as this message's (streams, or chat.update)."""
+        streamed = self._is_streaming(ref)
         return sum(1 for live in self._live.values() if live.streamed == streamed)
 
-    def _not_edited_yet(self, key: str) -> bool:
-        head, _, ts = key.partition("/")
-        live = self._live.get((head.split(":", 2)[-1], ts))
+    def _not_edited_yet(self, ref: MessageRef) -> bool:
+        live = self._live.get((ref.channel.channel, ref.message_id))
         return live is not None and not live.edited
 
     async def _stream_here(self, channel: ChannelRef) -> bool:
         """Whether a new reply should be a native stream: the workspace takes them (as far as we know), and the
         stream methods' budget has at least as many calls per reply as chat.update's, so under load replies
         spread over both budgets instead of queueing on one."""
-        workspace = workspace_of(channel.key)
+        workspace = workspace_of(channel)
         if await self._facts.get(f"{workspace}:native_streaming") == "refused":
             return False
         streams = sum(1 for live in self._live.values() if live.streamed)
@@ -540,16 +540,15 @@ class SlackPlatform:
 
     # ---- native streaming -----------------------------------------------------------------------------------
 
-    def _is_streaming(self, key: str) -> bool:
-        """Whether LiveReply's pacing key ("slack:{team}:{channel}/{ts}") names a message still streamed."""
-        head, _, ts = key.partition("/")
-        channel = head.split(":", 2)[-1]
-        stream = self._streams.get((channel, ts))
+    def _is_streaming(self, ref: MessageRef) -> bool:
+        """Whether ``ref`` is a message still streamed."""
+        stream = self._streams.get((ref.channel.channel, ref.message_id))
         return stream is not None and stream.active
 
-    async def _start_stream(self, channel: ChannelRef, text: str, thread_id: str) -> MessageRef:
+    async def _start_stream(self, channel: ChannelRef, body: str, thread_id: str) -> MessageRef:
+        """A stream for a reply whose first message shows ``body`` ("": only the placeholder)."""
         recipient = self._recipients.get((channel.channel, thread_id))
-        workspace = workspace_of(channel.key)
+        workspace = workspace_of(channel)
         # chat.startStream has a tier of its own (per workspace); chat.postMessage's per-channel limit is that
         # method's (FACTS.md), so a stream does not wait for it.
         await self._stream_budgets.start.take(workspace)
@@ -563,7 +562,7 @@ class SlackPlatform:
         # The placeholder is not streamed (a stream can only grow, and the placeholder must go away): the stream
         # starts empty and Slack shows its own "is writing" state until the first text. Model text (the first post
         # after the grace) starts the stream.
-        first = "" if text.startswith(DEFAULT_PLACEHOLDER) else _stream_content(text)
+        first = defang_mass_mentions(body)
         try:
             await self._call(stream.append, chunks=[{"type": "markdown_text", "text": first}] if first else [])
         except PlatformRateLimited as limited:
@@ -591,13 +590,13 @@ class SlackPlatform:
             self._live[(channel.channel, stream.ts)].edited = True
         return MessageRef(channel, stream.ts, thread_id)
 
-    async def _edit_stream(self, state: _Stream, text: str, *, workspace: str) -> bool:
-        """Show ``text`` through the stream if it only adds to what was streamed; False: use chat.update."""
-        writing = WRITING_MARKER in text
-        content = _stream_content(text)
-        # Without the marker the text is final, unless it is the placeholder (with a status line under it, like
-        # "Reading the thread…"), which a stream cannot show.
-        placeholder = not writing and not state.streamed and content.startswith(DEFAULT_PLACEHOLDER)
+    async def _edit_stream(self, state: _Stream, body: str, *, final: bool, workspace: str) -> bool:
+        """Show ``body`` through the stream if it only adds to what was streamed; False: use chat.update."""
+        writing = not final
+        content = defang_mass_mentions(body)
+        # An empty body in progress is the placeholder (with a status line under it, like "Reading the thread…"),
+        # which a stream cannot show.
+        placeholder = writing and not content and not state.streamed
         if placeholder or not content.startswith(state.streamed):
             # A rewrite (placeholder → status, a re-split) cannot be streamed: end the stream, edit from now on.
             await self._stop_stream(state)
@@ -725,11 +724,6 @@ MEMBERS_PAGE = 1000
 MEMBER_PAGES_MAX = 20
 CHANNELS_PAGE = 1000
 CHANNEL_PAGES_MAX = 10
-
-
-def _stream_content(text: str) -> str:
-    """What a stream shows of LiveReply's text: everything before the writing marker, crowd pings defanged."""
-    return defang_mass_mentions(text[: text.rfind(WRITING_MARKER)] if WRITING_MARKER in text else text)
 
 
 def _slow_reading(read: int, expected: int | None) -> str:

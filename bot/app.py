@@ -1,4 +1,7 @@
-"""The composition root: settings → store, model router and assistant. Adapters receive an ``App``."""
+"""The composition root: settings → store, model router, telemetry and assistant. Adapters receive an ``App``.
+
+Only here (and in bot/cli.py, bot/doctor.py) are the concrete ModelRouter and the Prometheus telemetry built; the
+use cases see them through their ports (llm.ports.LLM, bot.telemetry.Telemetry)."""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from bot.assistant import Assistant
-from bot.observability import Metrics
+from bot.metrics import Metrics
 from bot.orphans import OrphanJanitor
 from bot.settings import Settings
 from bot.stores import open_store
@@ -28,18 +31,16 @@ class App:
     store: Store
     llm: ModelRouter
     assistant: Assistant
-    metrics: Metrics = field(default_factory=Metrics)
-    janitor: OrphanJanitor | None = None  # adapters register their platforms with it (see bot/orphans.py)
+    metrics: Metrics = field(default_factory=Metrics)  # the Telemetry the assistant reports to; /metrics shows it
+    janitor: OrphanJanitor = field(init=False)  # adapters register their platforms with it (see bot/orphans.py)
 
     def __post_init__(self) -> None:
-        if self.janitor is None:
-            self.janitor = OrphanJanitor(store=self.store, after_s=self.settings.orphan_after_s)
+        self.janitor = OrphanJanitor(store=self.store, after_s=self.settings.orphan_after_s)
 
     async def maintain(self, stop: asyncio.Event) -> None:
         """The background upkeep of `supportbot run`, until ``stop``: finalise replies that dead replicas left
         half-done (at once — this may be a restart after a crash — then every orphan_sweep_s), and erase messages
         past retention_days every purge_every_s (one replica per period: the others find the lock taken)."""
-        assert self.janitor is not None
         s = self.settings
 
         async def purge() -> None:
@@ -97,6 +98,6 @@ async def build_app(settings: Settings, *, store: Store | None = None, metrics: 
         server_options=settings.server_options(),
     )
     metrics.watch_router(router)
-    assistant = Assistant(settings=settings, store=store, llm=router, metrics=metrics)
+    assistant = Assistant(settings=settings, store=store, llm=router, telemetry=metrics)
     router.on_model_missing = assistant.model_missing  # a retired model is reported to the admin channel
     return App(settings, store, router, assistant, metrics)

@@ -17,9 +17,8 @@ from bot import faq_publish
 from bot.budgets import BudgetState, budget_state, spike_alerts
 from bot.faq import FaqBusy, FaqResult, FaqWriter
 from bot.inquiries import is_inquiry, to_inquiry
-from bot.live_reply import EditPacer, LiveReply
+from bot.live_reply import LiveReply
 from bot.model_alerts import model_missing_alert
-from bot.observability import Metrics
 from bot.orphans import registered
 from bot.ports import REPLY, ChatPlatform
 from bot.safety import defang_mass_mentions
@@ -27,8 +26,9 @@ from bot.settings import Settings
 from bot.spend import SpendReport, build_report, parse_period
 from bot.stores.base import Store
 from bot.summarize import SummaryResult, ThreadSummarizer
+from bot.telemetry import NullTelemetry, Telemetry
 from bot.types import ChannelRef, ChatMessage, Command, Mention, MessageRef
-from llm.router import ModelRouter
+from llm.ports import LLM
 from llm.types import Attribution, LLMError, ModelMissing
 
 log = logging.getLogger(__name__)
@@ -51,15 +51,15 @@ class Assistant:
         *,
         settings: Settings,
         store: Store,
-        llm: ModelRouter,
+        llm: LLM,
         alert_sink: ChatPlatform | None = None,
-        metrics: Metrics | None = None,
+        telemetry: Telemetry | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.llm = llm
         self.alert_sink = alert_sink  # the platform that owns settings.admin_channel
-        self.metrics = metrics
+        self.telemetry: Telemetry = telemetry or NullTelemetry()
         self.summarizer = ThreadSummarizer(llm=llm, store=store, max_input_tokens=settings.summary_input_tokens)
         self.faq_writer = FaqWriter(
             llm=llm,
@@ -117,7 +117,7 @@ class Assistant:
         refusal = await self._refusal(channel, mention.message.author)
         if refusal:
             return await _say(platform, answer_in, refusal, thread_id=reply_thread)
-        reply = LiveReply(platform, answer_in, thread_id=reply_thread, pacer=_pacer(platform))
+        reply = LiveReply(platform, answer_in, thread_id=reply_thread)
         done = functools.partial(self._replied, reply, channel=channel, feature="summary", started=started)
         await reply.start()
         if reply.unreachable:  # no model call whose answer nobody could see
@@ -159,7 +159,7 @@ class Assistant:
         refusal = await self._refusal(channel, command.user)
         if refusal:
             return await _say(platform, answer_in, refusal, thread_id=reply_thread)
-        reply = LiveReply(platform, answer_in, thread_id=reply_thread, pacer=_pacer(platform))
+        reply = LiveReply(platform, answer_in, thread_id=reply_thread)
         done = functools.partial(self._replied, reply, channel=channel, feature="faq", started=started)
         bill_to = Attribution(channel.platform, channel.workspace, channel.channel, command.user, "faq")
         await reply.start(placeholder=f"Writing an FAQ from the last {days} days of questions…")
@@ -198,17 +198,22 @@ class Assistant:
     def is_admin(self, user: str) -> bool:
         return user in self.settings.admins
 
-    async def spend(self, command: Command) -> SpendReport | str:
-        """The channel's spend report, or a one-line refusal/usage text. 'all' asks for every channel (admins)."""
+    async def spend(self, command: Command) -> SpendReport:
+        """The channel's spend report, or one whose ``refusal`` says why there are no figures (a usage line, an
+        admin-only scope). 'all' asks for every channel (admins)."""
         words = command.args.lower().split()
         everything = "all" in words
+        scope = "all channels" if everything else command.channel.channel
         rest = " ".join(w for w in words if w not in ("all", "share", "public"))
         try:
             period, days = parse_period(rest)
         except ValueError as exc:
-            return f"{exc}. Usage: /llmcost [today|7d|30d] [all] [share]"
+            return SpendReport.refused(f"{exc}. Usage: /llmcost [today|7d|30d] [all] [share]", scope=scope)
         if everything and not (command.is_admin or self.is_admin(command.user)):
-            return "Only admins can see the spend of all channels; here is how to ask for this channel: /llmcost 7d"
+            return SpendReport.refused(
+                "Only admins can see the spend of all channels; here is how to ask for this channel: /llmcost 7d",
+                scope=scope,
+            )
         channel = None if everything else command.channel
         budget = None if channel is None else self.settings.budget_for(channel.channel)
         return await build_report(
@@ -221,8 +226,7 @@ class Assistant:
         """Why a model-backed request must not run (spent budget, one person's hourly limit), or ""."""
         budget = await self._budget(channel)
         if budget.exhausted:
-            if self.metrics is not None:
-                self.metrics.refused(channel.platform, "budget")
+            self.telemetry.refused(channel.platform, "budget")
             return budget.refusal()
         if self.is_admin(user):
             return ""
@@ -230,16 +234,14 @@ class Assistant:
         window = int(time.time() // 3600)
         key = f"rate:{channel.platform}:{channel.workspace}:{user}:{window}"
         if await self.store.kv.incr(key, ttl_s=3600) > limit:
-            if self.metrics is not None:
-                self.metrics.refused(channel.platform, "user_rate")
+            self.telemetry.refused(channel.platform, "user_rate")
             return f"You have asked me {limit} times this hour, the most one person can. Please try again later."
         return ""
 
     async def _budget(self, channel: ChannelRef) -> BudgetState:
         state = await budget_state(self.store, channel, self.settings.budget_for(channel.channel))
-        if self.metrics is not None:
-            own = channel.channel in self.settings.channel_budgets_usd
-            self.metrics.observe_budget(channel, state, own_budget=own)
+        own = channel.channel in self.settings.channel_budgets_usd
+        self.telemetry.observe_budget(channel, state, own_budget=own)
         return state
 
     def _registered(
@@ -254,10 +256,9 @@ class Assistant:
         self, reply: LiveReply, outcome: ReplyOutcome, *, channel: ChannelRef, feature: str, started: float
     ) -> ReplyOutcome:
         """Metrics of a finished live reply (time to first visible text, edits, 429s), then its outcome."""
-        if self.metrics is not None:
-            self.metrics.observe_reply(
-                reply.stats, platform=channel.platform, feature=feature, ok=outcome.ok, started_at=started
-            )
+        self.telemetry.observe_reply(
+            reply.stats, platform=channel.platform, feature=feature, ok=outcome.ok, started_at=started
+        )
         return outcome
 
     async def _after_spend(self, channel: ChannelRef, reply: LiveReply) -> None:
@@ -288,11 +289,6 @@ class Assistant:
                     log.exception("could not post an alert to %s", admin.key)
         for alert in alerts:
             log.warning("%s", alert)
-
-
-def _pacer(platform: ChatPlatform) -> EditPacer | None:
-    """A platform may share one edit budget across all its live replies (Slack: chat.update per workspace)."""
-    return getattr(platform, "pacer", None)
 
 
 async def _say(

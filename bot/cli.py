@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from aiohttp import web
 
     from bot.app import App
-    from bot.observability import Readiness
+    from bot.health import Readiness
 
 log = logging.getLogger("supportbot")
 
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"supportbot: {exc}", file=sys.stderr)
         return 2
-    from bot.observability import configure_logging
+    from bot.logs import configure_logging
 
     configure_logging(settings)
     commands: dict[str | None, Callable[[Settings, argparse.Namespace], Coroutine[Any, Any, int]]] = {
@@ -148,7 +148,8 @@ def _stop_on_signals() -> asyncio.Event:
 
 async def _serve_health(app: App, port: int | None) -> web.AppRunner | None:
     """/metrics, /healthz and /readyz when --metrics-port or SUPPORTBOT_METRICS_PORT is set."""
-    from bot.observability import SecretRedactor, check_ready, configured_secrets, serve_health
+    from bot.health import check_ready, serve_health
+    from bot.logs import SecretRedactor, configured_secrets
 
     port = port if port is not None else app.settings.metrics_port
     if port is None:
@@ -189,7 +190,7 @@ def _console_log_path(settings: Settings) -> str:
 
 
 def _log_to_file(settings: Settings, path: str) -> None:
-    from bot.observability import configure_logging
+    from bot.logs import configure_logging
 
     stream = open(path, "a", encoding="utf-8")  # noqa: SIM115 - lives as long as the process's logging does
     configure_logging(settings, stream=stream)

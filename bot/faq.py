@@ -32,7 +32,7 @@ from bot.faq_doc import Faq, FaqResult, FaqState, Source
 from bot.faq_topics import Category, Labels, Section, categories_of, covers, fingerprint, is_new, open_topics
 from bot.stores.base import Store
 from bot.types import ChannelRef, Inquiry, MessageRef
-from llm.router import ModelRouter
+from llm.ports import LLM
 from llm.tokens import count_tokens
 from llm.types import Attribution, Request, Task
 
@@ -126,7 +126,7 @@ class FaqWriter:
     def __init__(
         self,
         *,
-        llm: ModelRouter,
+        llm: LLM,
         store: Store,
         max_entries: int = MAX_ENTRIES,
         support_staff: frozenset[str] = frozenset(),

@@ -28,7 +28,7 @@ from typing import Any
 
 from bot.app import App
 from bot.background import BackgroundWork
-from bot.observability import current_request, request_context
+from bot.requestids import current_request, request_context
 from bot.summarize import wants_fresh
 from bot.types import ChannelRef, ChatMessage, Command, Mention
 

@@ -2,10 +2,12 @@
 
 One background task (the pump) owns every platform call of a reply, so at most one call, and therefore at most one
 edit per message, is ever in flight. Each time it may call, it recomputes what every message should show from the
-latest text: versions produced while it waited are skipped, never queued. Pacing comes from an EditPacer (per
-message by default; a shared one can hold a workspace- or replica-wide budget) and from 429s. Text that outgrows the
-platform's limit is frozen into finished messages by textsplit.StreamSplitter and continues in a new message in the
-same thread. All text goes through safety.defang_mass_mentions before it reaches the platform.
+latest text: versions produced while it waited are skipped, never queued. Pacing comes from the platform's EditPacer
+(``ChatPlatform.pacer``: per message for IntervalPacer; a shared one holds a workspace- or replica-wide budget) and
+from 429s; each edit tells both the pacer and the platform whether it is final, and the platform which part of the
+text is the reply itself (``body``). Text that outgrows the platform's limit is frozen into finished messages by
+textsplit.StreamSplitter and continues in a new message in the same thread. All text goes through
+safety.defang_mass_mentions before it reaches the platform.
 
 Where the platform asks for it (PlatformLimits.first_post_grace_s), the first message waits a moment for the model's
 first text and is posted with it: no placeholder, and no edit spent replacing one. The placeholder still appears
@@ -16,17 +18,15 @@ from __future__ import annotations
 
 import asyncio
 import bisect
-import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Protocol, cast
 
 from cachetools import TTLCache
 
-from bot.ports import ChatPlatform
+from bot.ports import ChatPlatform, EditPacer
 from bot.safety import ZERO_WIDTH_SPACE, defang_mass_mentions, settled_length
 from bot.textsplit import StreamSplitter, safe_prefix_len
 from bot.types import ChannelRef, MessageGone, MessageRef, MessageTooLong, PlatformRateLimited
@@ -57,27 +57,6 @@ MAX_UNEXPECTED_ERRORS = 5
 UNEXPECTED_ERROR_PAUSE_S = 1.0
 
 
-class EditPacer(Protocol):
-    """Decides when the next edit under ``key`` may go out. ``key`` is ``"{channel.key}/{message_id}"``, so a
-    shared implementation can budget per message, channel or workspace by prefix.
-
-    ``final`` says the edit carries the message's finished text (no in-progress marker; nothing will follow it but
-    retries), so a pacer can keep budget for finals or let them pass ahead. A pacer whose ``wait_turn`` takes no
-    ``final`` keyword is still accepted and called without it."""
-
-    async def wait_turn(self, key: str, *, final: bool = False) -> None: ...
-
-    async def penalize(self, key: str, retry_after_s: float) -> None: ...
-
-
-class EditPacerWithoutFinal(Protocol):
-    """An EditPacer written before ``final`` existed; LiveReply still takes it (and never passes ``final``)."""
-
-    async def wait_turn(self, key: str) -> None: ...
-
-    async def penalize(self, key: str, retry_after_s: float) -> None: ...
-
-
 @dataclass
 class _Lane:
     next_at: float
@@ -86,7 +65,8 @@ class _Lane:
 
 
 class IntervalPacer:
-    """In-process EditPacer: one lane per key, a floor interval, doubling after a 429 and decaying back."""
+    """In-process EditPacer: one lane per message, a floor interval, doubling after a 429 and decaying back. What a
+    platform with no shared budget to keep (the console, test fakes) uses as its ``pacer``."""
 
     def __init__(
         self,
@@ -99,15 +79,16 @@ class IntervalPacer:
         self.min_interval_s = min_interval_s
         self.max_interval_s = max(max_interval_s, min_interval_s)
         self._clock, self._sleep = clock, sleep
-        self._lanes: TTLCache[str, _Lane] = TTLCache(maxsize=PACER_MAX_LANES, ttl=PACER_IDLE_S, timer=clock)
+        self._lanes: TTLCache[MessageRef, _Lane] = TTLCache(maxsize=PACER_MAX_LANES, ttl=PACER_IDLE_S, timer=clock)
 
-    def _lane(self, key: str) -> _Lane:
-        lane = self._lanes.get(key) or _Lane(next_at=float("-inf"), interval=self.min_interval_s)
-        self._lanes[key] = lane  # set on every use: the time to live counts from the last one
+    def _lane(self, ref: MessageRef) -> _Lane:
+        lane = self._lanes.get(ref) or _Lane(next_at=float("-inf"), interval=self.min_interval_s)
+        self._lanes[ref] = lane  # set on every use: the time to live counts from the last one
         return lane
 
-    async def wait_turn(self, key: str, *, final: bool = False) -> None:
-        lane = self._lane(key)
+    async def wait_turn(self, ref: MessageRef, *, final: bool) -> None:
+        # ``final`` changes nothing here: each message has its own lane, so no other edit can stand before it.
+        lane = self._lane(ref)
         # Loop: a penalty can move next_at while we sleep.
         while (delay := lane.next_at - self._clock()) > 0:
             await self._sleep(delay)
@@ -116,28 +97,19 @@ class IntervalPacer:
         lane.penalized = False
         lane.next_at = self._clock() + lane.interval
 
-    async def penalize(self, key: str, retry_after_s: float) -> None:
-        lane = self._lane(key)
+    async def penalize(self, ref: MessageRef, retry_after_s: float) -> None:
+        lane = self._lane(ref)
         lane.interval = min(self.max_interval_s, max(self.min_interval_s, lane.interval * BACKOFF_FACTOR))
         lane.penalized = True
         lane.next_at = max(lane.next_at, self._clock() + retry_after_s)
 
-    def forget(self, key: str) -> None:
-        self._lanes.pop(key, None)
+    def forget(self, ref: MessageRef) -> None:
+        self._lanes.pop(ref, None)
 
     @property
     def lanes(self) -> int:
         """How many messages it paces now (at most PACER_MAX_LANES)."""
         return len(self._lanes)
-
-
-def _takes_final(pacer: EditPacer | EditPacerWithoutFinal) -> bool:
-    """Whether ``pacer.wait_turn`` accepts ``final=`` (pacers written before it existed do not)."""
-    try:
-        params = inspect.signature(pacer.wait_turn).parameters.values()
-    except (TypeError, ValueError):
-        return False
-    return any(p.name == "final" or p.kind is inspect.Parameter.VAR_KEYWORD for p in params)
 
 
 @dataclass
@@ -168,6 +140,7 @@ class _Want:
     text: str  # what the message should show
     visible_end: int  # offset in the defanged text up to which model text is then visible
     done: bool  # the message's finished text: only retries follow it
+    body: str | None = None  # in progress: the model text in ``text`` ("" for the placeholder); None: all of it
 
 
 class LiveReply:
@@ -188,7 +161,7 @@ class LiveReply:
         channel: ChannelRef,
         *,
         thread_id: str | None = None,
-        pacer: EditPacer | EditPacerWithoutFinal | None = None,
+        pacer: EditPacer | None = None,
         marker: str = WRITING_MARKER,
         finish_deadline_s: float = FINISH_DEADLINE_S,
         clock: Callable[[], float] = time.monotonic,
@@ -204,10 +177,7 @@ class LiveReply:
         self._finish_deadline_s = finish_deadline_s
         self._clock, self._sleep = clock, sleep
         self._min_interval_s = limits.min_edit_interval_s
-        self._pacer: EditPacer | EditPacerWithoutFinal = pacer or IntervalPacer(
-            min_interval_s=limits.min_edit_interval_s, clock=clock, sleep=sleep
-        )
-        self._pacer_takes_final = _takes_final(self._pacer)
+        self._pacer: EditPacer = pacer or platform.pacer
         self._grace_s = max(0.0, limits.first_post_grace_s)
         self._started = False
         self._limit = limits.max_message_chars
@@ -330,7 +300,7 @@ class LiveReply:
         shown = (
             body + self._marker if body else self._placeholder[: safe_prefix_len(self._placeholder, budget)]
         )
-        wants.append(_Want(shown + suffix, offset + len(body), done=False))
+        wants.append(_Want(shown + suffix, offset + len(body), done=False, body=body))
         return wants
 
     # ---- the pump -----------------------------------------------------------------------------------------------
@@ -399,21 +369,14 @@ class LiveReply:
         # The platform floor counts from the post too, not only from the previous edit.
         if (wait := msg.last_call_at + self._min_interval_s - self._clock()) > 0:
             await self._sleep(wait)
-        if self._pacer_takes_final:
-            await cast(EditPacer, self._pacer).wait_turn(self._key(ref), final=final)
-        else:
-            await self._pacer.wait_turn(self._key(ref))
-
-    @staticmethod
-    def _key(ref: MessageRef) -> str:
-        return f"{ref.channel.key}/{ref.message_id}"
+        await self._pacer.wait_turn(ref, final=final)
 
     # ---- platform calls -----------------------------------------------------------------------------------------
 
     async def _post(self, i: int, want: _Want) -> None:
         try:
             self._in_call = True
-            ref = await self._platform.post(self._channel, want.text, thread_id=self._thread_id)
+            ref = await self._platform.post(self._channel, want.text, thread_id=self._thread_id, body=want.body)
         except PlatformRateLimited as e:
             self.stats.rate_limited += 1
             await self._sleep(e.retry_after_s)
@@ -439,14 +402,14 @@ class LiveReply:
         self._note_visible(want, now)
 
     async def _edit(self, i: int, msg: _Message, want: _Want) -> None:
-        assert msg.ref is not None
-        key = self._key(msg.ref)
+        ref = msg.ref
+        assert ref is not None
         try:
             self._in_call = True
-            await self._platform.edit(msg.ref, want.text)
+            await self._platform.edit(ref, want.text, final=want.done, body=want.body)
         except PlatformRateLimited as e:
             self.stats.rate_limited += 1
-            await self._pacer.penalize(key, e.retry_after_s)
+            await self._pacer.penalize(ref, e.retry_after_s)
             return
         except MessageTooLong:
             self._shrink(i, len(want.text))

@@ -204,17 +204,15 @@ async def finalise(platform: ChatPlatform, state: LiveState) -> bool:
     channel = ChannelRef(state.platform, state.workspace, state.channel)
     ref = MessageRef(channel, state.messages[-1], state.thread_id)
     text = final_text(state, limit=platform.limits.max_message_chars)
-    pacer = getattr(platform, "pacer", None)  # the platform's shared edit budget, as LiveReply uses it
-    key = f"{channel.key}/{ref.message_id}"
-    if pacer is not None:
-        await pacer.wait_turn(key)
+    # The platform's shared edit budget, as LiveReply uses it. The text is final: a pacer lets it pass ahead of
+    # progress edits (on Discord it would otherwise queue behind every reply streaming in the channel).
+    await platform.pacer.wait_turn(ref, final=True)
     try:
-        await platform.edit(ref, text)
+        await platform.edit(ref, text, final=True)
     except MessageGone:
         return False
     except PlatformRateLimited as limited:
-        if pacer is not None:
-            await pacer.penalize(key, limited.retry_after_s)
+        await platform.pacer.penalize(ref, limited.retry_after_s)
         raise
     return True
 

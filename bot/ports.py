@@ -10,15 +10,45 @@ from typing import Protocol
 from bot.types import ChannelRef, ChatMessage, MessageRef, PlatformLimits
 
 
+class EditPacer(Protocol):
+    """Decides when the next edit of a message may go out; one per platform (``ChatPlatform.pacer``), shared by
+    every live reply on it, so an implementation can budget per message, channel or workspace from the ref alone.
+
+    ``final`` says the edit carries the message's finished text (nothing will follow it but retries), so a pacer
+    can keep budget for finals or let them pass ahead of progress edits."""
+
+    async def wait_turn(self, ref: MessageRef, *, final: bool) -> None:
+        """Wait until an edit of ``ref`` may go out, and count it."""
+        ...
+
+    async def penalize(self, ref: MessageRef, retry_after_s: float) -> None:
+        """The platform answered an edit of ``ref`` with 429 and this Retry-After."""
+        ...
+
+
 class ChatPlatform(Protocol):
     limits: PlatformLimits
 
-    async def post(self, channel: ChannelRef, text: str, *, thread_id: str | None = None) -> MessageRef:
-        """Post a message; raises PlatformRateLimited, MessageTooLong or MessageGone."""
+    @property
+    def pacer(self) -> EditPacer:
+        """Whose turn it is to edit: every live reply and the orphan janitor wait here before ``edit``. A platform
+        with no shared budget to keep uses an IntervalPacer (bot.live_reply). Read-only here, so an adapter may
+        declare its own pacer class."""
         ...
 
-    async def edit(self, ref: MessageRef, text: str) -> None:
-        """Replace a message's text; raises PlatformRateLimited, MessageTooLong or MessageGone."""
+    async def post(
+        self, channel: ChannelRef, text: str, *, thread_id: str | None = None, body: str | None = None
+    ) -> MessageRef:
+        """Post a message; raises PlatformRateLimited, MessageTooLong or MessageGone. ``body``: see ``edit``."""
+        ...
+
+    async def edit(self, ref: MessageRef, text: str, *, final: bool, body: str | None = None) -> None:
+        """Replace a message's text; raises PlatformRateLimited, MessageTooLong or MessageGone.
+
+        ``final``: the message's finished text (nothing follows but retries). ``body``: while a live reply is
+        written, the reply's own text within ``text``, without the in-progress marker, status line or placeholder
+        that ``text`` adds ("" while only the placeholder shows); None when ``text`` is all body. A platform that
+        shows progress its own way (Slack's native streams) shows only this; others show ``text``."""
         ...
 
     async def fetch_thread(

@@ -11,6 +11,7 @@ from bot.stores.base import Ledger, SpendRow
 from bot.types import ChannelRef
 
 PERIODS = {"today": 1, "7d": 7, "30d": 30}
+TOKEN_KEYS = ("input", "cache_read", "cache_write_5m", "cache_write_1h", "output")
 _BARS = "▁▂▃▄▅▆▇█"
 
 
@@ -48,6 +49,9 @@ class Line:
 
 @dataclass(frozen=True, slots=True)
 class SpendReport:
+    """What /llmcost answers: the figures of a period, or — when ``refusal`` is set — no figures and the reason
+    (a usage line, an admin-only scope), which platforms show as a plain one-line reply."""
+
     period: str
     since: date
     scope: str  # a channel id, or "all channels"
@@ -70,6 +74,27 @@ class SpendReport:
     estimated_usd: Decimal = Decimal(0)  # the part of total_usd resting on those estimates
     unpriced_calls: int = 0  # calls to models nobody prices: not in total_usd
     unpriced_tokens: int = 0
+    refusal: str = ""
+
+    @classmethod
+    def refused(cls, reason: str, *, scope: str) -> SpendReport:
+        """A report that gives no figures, only ``reason``."""
+        return cls(
+            period="",
+            since=datetime.now(UTC).date(),
+            scope=scope,
+            total_usd=Decimal(0),
+            calls=0,
+            cache_hits=0,
+            by_model=[],
+            by_feature=[],
+            by_channel=[],
+            tokens=dict.fromkeys(TOKEN_KEYS, 0),
+            prompt_cache_saved_usd=Decimal(0),
+            response_cache_saved_usd=Decimal(0),
+            daily=[],
+            refusal=reason,
+        )
 
     @property
     def answered(self) -> int:
@@ -122,6 +147,8 @@ class SpendReport:
         return "".join(_BARS[min(len(_BARS) - 1, int(v / top * (len(_BARS) - 1)))] for v in values)
 
     def to_text(self) -> str:
+        if self.refusal:
+            return self.refusal
         lines = [
             f"*LLM spend — {self.scope}, {self.period}* (since {self.since.isoformat()})",
             f"Total: {self.total_text()} over {self.calls_text()}",
@@ -217,7 +244,7 @@ async def build_report(
     by_feature: dict[str, _Tally] = defaultdict(_Tally)
     by_channel: dict[str, _Tally] = defaultdict(_Tally)
     per_day: dict[date, Decimal] = defaultdict(Decimal)
-    tokens = dict.fromkeys(("input", "cache_read", "cache_write_5m", "cache_write_1h", "output"), 0)
+    tokens = dict.fromkeys(TOKEN_KEYS, 0)
     marks = dict.fromkeys(("failed", "estimated", "estimated_tokens", "unpriced", "unpriced_tokens"), 0)
     prompt_saved = estimated_usd = total = Decimal(0)
     calls = hits = 0

@@ -22,10 +22,9 @@ from typing import Any
 
 from bot import prompts
 from bot.ports import ChatPlatform
-from bot.stores import StoreUnavailable
-from bot.stores.base import Store
+from bot.stores.base import Store, StoreUnavailable
 from bot.types import ChatMessage, Mention
-from llm.router import ModelRouter
+from llm.ports import LLM
 from llm.tokens import count_tokens
 from llm.types import Answer, Attribution, LLMError, Request, Task
 
@@ -131,7 +130,7 @@ def _cut(line: str, budget: int) -> list[str]:
 
 
 class ThreadSummarizer:
-    def __init__(self, *, llm: ModelRouter, store: Store, max_input_tokens: int = 24_000) -> None:
+    def __init__(self, *, llm: LLM, store: Store, max_input_tokens: int = 24_000) -> None:
         self._llm = llm
         self._store = store
         self._max_input_tokens = max_input_tokens
@@ -191,12 +190,13 @@ class ThreadSummarizer:
         state_key = f"summary:{ref.channel.key}:{ref.thread_id or '-'}"
         state = None if mention.fresh else await self._load(state_key)
         budget = await self.input_budget()
-        for replan in range(MAX_REPLANS + 1):
+        replans = 0
+        while True:  # returns the summary, or raises what re-planning cannot help
             try:
                 return await self._summarize(messages, scope, mention, state, state_key, budget, bill_to,
                                              on_text, on_status)
             except LLMError as exc:
-                if exc.kind != "context_length_exceeded" or exc.partial_text or replan == MAX_REPLANS:
+                if exc.kind != "context_length_exceeded" or exc.partial_text or replans == MAX_REPLANS:
                     raise
                 # The router learned the server's smaller window; plan again within it, and at most half as much.
                 smaller = min(budget // 2, await self.input_budget())
@@ -204,8 +204,8 @@ class ThreadSummarizer:
                     raise
                 log.info("summary in %s re-planned: budget %d → %d tokens", ref.channel.key, budget, smaller)
                 budget = smaller
+                replans += 1
                 on_status(REPLANNING)
-        raise AssertionError("unreachable")  # the loop returns or raises
 
     async def _summarize(
         self,
@@ -288,14 +288,12 @@ class ThreadSummarizer:
         # Notes of very long threads may themselves exceed one call: combine them level by level.
         while sum(count_tokens(n) + 1 for n in notes) > budget and len(notes) > 1:
             groups = combine_groups(notes, budget)
-            notes = [
-                await self._llm.complete(
-                    Task.COMBINE,
-                    Request.of(prompts.COMBINE_SYSTEM, "\n\n---\n\n".join(g), prompt_version=prompts.SUMMARY_VERSION),
-                    bill_to=bill_to,
-                )
-                for g in groups
-            ]
+            combined = []
+            for g in groups:
+                joined = "\n\n---\n\n".join(g)
+                request = Request.of(prompts.COMBINE_SYSTEM, joined, prompt_version=prompts.SUMMARY_VERSION)
+                combined.append((await self._llm.answer(Task.COMBINE, request, bill_to=bill_to)).text)
+            notes = combined
         on_status("")
         request = Request.of(
             prompts.COMBINE_SYSTEM,

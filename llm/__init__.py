@@ -1,6 +1,7 @@
 """The model layer: providers, routing, retries, prompt caching, response cache and per-call cost accounting.
 
-Only this package imports openai and anthropic. bot/ sees the ``ModelRouter`` (the LLM port) and llm/types.py.
+Only this package imports openai and anthropic. bot/ sees the ``LLM`` port (llm/ports.py) and llm/types.py; the
+composition root builds the ``ModelRouter`` that implements it.
 """
 
 from __future__ import annotations

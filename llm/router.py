@@ -1,4 +1,4 @@
-"""The LLM port bot/ talks to: picks the route for a task, owns the one retry loop, the timeouts, the fallback
+"""The LLM port's implementation: picks the route for a task, owns the one retry loop, the timeouts, the fallback
 to the next route entry, the response cache, and writes exactly one ledger record per provider call or cache hit
 — failed and interrupted calls included.
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import pytest
 
 from bot.live_reply import PACER_IDLE_S, PACER_MAX_LANES, IntervalPacer
+from bot.types import ChannelRef, MessageRef
 from tests.bench import soak
+
+CHANNEL = ChannelRef("fake", "W1", "C1")
 
 
 class FakeTime:
@@ -25,7 +28,7 @@ async def test_the_pacer_holds_at_most_its_bound_of_messages() -> None:
     t = FakeTime()
     pacer = IntervalPacer(min_interval_s=1.0, clock=t.clock, sleep=t.sleep)
     for i in range(3 * PACER_MAX_LANES):
-        await pacer.wait_turn(f"fake:W1:C1/m{i}")
+        await pacer.wait_turn(MessageRef(CHANNEL, f"m{i}"), final=False)
         assert pacer.lanes <= PACER_MAX_LANES
     assert t.slept == []  # every message's first turn is immediate
 
@@ -33,14 +36,15 @@ async def test_the_pacer_holds_at_most_its_bound_of_messages() -> None:
 async def test_the_pacer_forgets_a_message_idle_for_its_age_and_keeps_one_in_use() -> None:
     t = FakeTime()
     pacer = IntervalPacer(min_interval_s=1.0, max_interval_s=8.0, clock=t.clock, sleep=t.sleep)
-    await pacer.wait_turn("idle")
-    await pacer.penalize("idle", 5.0)
+    idle, busy = MessageRef(CHANNEL, "idle"), MessageRef(CHANNEL, "busy")
+    await pacer.wait_turn(idle, final=False)
+    await pacer.penalize(idle, 5.0)
     while t.now <= PACER_IDLE_S + 5.0:
-        await pacer.wait_turn("busy")  # in use all along
+        await pacer.wait_turn(busy, final=False)  # in use all along
         t.now += 3.0
     assert pacer.lanes == 1  # "idle" aged out; "busy", used every few seconds, did not
     t.slept.clear()
-    await pacer.wait_turn("idle")
+    await pacer.wait_turn(idle, final=False)
     assert t.slept == []  # a fresh lane: its old penalty is gone with it
 
 
@@ -57,9 +61,9 @@ async def test_the_discord_pacer_holds_at_most_its_bound_of_messages_and_channel
     from adapters.discord_platform import REMEMBERED, ChannelEditPacer
 
     t = FakeTime()
-    pacer = ChannelEditPacer(clock=t.clock, sleep=t.sleep, lane_of=lambda key: int(key.rpartition("/")[2]))
+    pacer = ChannelEditPacer(clock=t.clock, sleep=t.sleep)
     for i in range(REMEMBERED + 500):
-        await pacer.wait_turn(f"discord:G:{i}/{i}")
+        await pacer.wait_turn(MessageRef(ChannelRef("discord", "G", str(i)), str(i)), final=False)
         t.now += 0.1  # each channel streams a while, then goes quiet
     assert len(pacer._messages) <= REMEMBERED
     assert len(pacer._lanes) <= REMEMBERED

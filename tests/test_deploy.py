@@ -18,7 +18,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from bot.observability import Metrics, Readiness, health_app
+from bot.health import Readiness, health_app
+from bot.metrics import Metrics
 from bot.settings import Settings, env_name, load_settings
 
 ROOT = Path(__file__).parents[1]

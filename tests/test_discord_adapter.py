@@ -18,7 +18,7 @@ from adapters.discord_render import MESSAGE_CONTENT_NOTICE, scope_header
 from bot.app import App, build_app
 from bot.live_reply import WRITING_MARKER
 from bot.settings import Settings
-from bot.types import ChannelRef
+from bot.types import ChannelRef, MessageRef
 from tests.fakes.discord_api import (
     ROUTE_CREATE_MESSAGE,
     ROUTE_EDIT_MESSAGE,
@@ -331,8 +331,8 @@ class FakeTime:
         await asyncio.sleep(0)  # let the other turns look
 
 
-def key(message_id: int) -> str:
-    return f"discord:1:7/{message_id}"
+def key(message_id: int) -> MessageRef:
+    return MessageRef(ChannelRef("discord", "1", "7"), str(message_id))
 
 
 async def test_the_pacer_keeps_a_token_for_every_streaming_replys_final_and_finals_pass_first() -> None:
@@ -361,8 +361,8 @@ async def test_the_pacer_keeps_a_token_for_every_streaming_replys_final_and_fina
 async def test_the_pacer_holds_finals_only_for_a_429_and_spaces_edits_of_an_unknown_bucket() -> None:
     t = FakeTime()
     pacer = ChannelEditPacer(clock=t.clock, sleep=t.sleep)  # discord.py has not seen the bucket yet
-    await pacer.wait_turn(key(1))
-    await pacer.wait_turn(key(2))
+    await pacer.wait_turn(key(1), final=False)
+    await pacer.wait_turn(key(2), final=False)
     assert t.now >= UNKNOWN_BUCKET_SPACING_S  # one edit at a time until the headers teach the bucket
     before = t.now
     await pacer.wait_turn(key(1), final=True)
@@ -377,5 +377,5 @@ async def test_a_reply_just_posted_reserves_its_final_token_before_it_asks_for_a
     reset_at = 5.0
     pacer = ChannelEditPacer(budget=lambda channel: (2, reset_at - t.now), clock=t.clock, sleep=t.sleep)
     pacer.note_post(7, 2)  # reply 2's first message, posted while reply 1 streams
-    await pacer.wait_turn(key(1))  # 2 left, 2 replies that need a final each: no progress edit
+    await pacer.wait_turn(key(1), final=False)  # 2 left, 2 replies that need a final each: no progress edit
     assert reset_at - t.now <= RESERVE_RELEASE_S  # until the window's last second

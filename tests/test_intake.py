@@ -12,7 +12,7 @@ import pytest
 
 from bot.app import App, build_app
 from bot.intake import SORRY, Claim, Intake
-from bot.observability import current_request
+from bot.requestids import current_request
 from bot.settings import Settings
 from bot.types import ChannelRef, ChatMessage, MessageRef
 

@@ -18,7 +18,7 @@ from bot.live_reply import (
     LiveReply,
 )
 from bot.safety import defang_mass_mentions, has_mass_mention
-from bot.types import ChannelRef, MessageGone, PlatformLimits
+from bot.types import ChannelRef, MessageGone, MessageRef, PlatformLimits
 from tests.fakes.chat import FakeChatPlatform
 from tests.textgen import chunkings, texts
 
@@ -270,23 +270,26 @@ async def test_interval_pacer_backs_off_after_429_and_decays_with_an_injected_cl
         now[0] += seconds
 
     pacer = IntervalPacer(min_interval_s=1.0, max_interval_s=8.0, clock=lambda: now[0], sleep=sleep)
-    await pacer.wait_turn("k")  # first turn: immediate
-    await pacer.wait_turn("k")  # floor
+    k = MessageRef(CHANNEL, "k")
+    await pacer.wait_turn(k, final=False)  # first turn: immediate
+    await pacer.wait_turn(k, final=False)  # floor
     assert slept == [1.0]
-    await pacer.penalize("k", 5.0)
-    await pacer.wait_turn("k")  # waits Retry-After in full
+    await pacer.penalize(k, 5.0)
+    await pacer.wait_turn(k, final=False)  # waits Retry-After in full
     assert slept[-1] == pytest.approx(5.0)
-    await pacer.wait_turn("k")  # then a doubled interval...
+    await pacer.wait_turn(k, final=False)  # then a doubled interval...
     assert slept[-1] == pytest.approx(2.0)
     for _ in range(10):
-        await pacer.wait_turn("k")
+        await pacer.wait_turn(k, final=False)
     assert slept[-1] == pytest.approx(1.0)  # ...decaying back to the floor
 
 
 async def test_the_fake_refuses_two_edits_of_one_message_in_flight() -> None:
     chat = fake(latency_s=0.01)
     ref = await chat.post(CHANNEL, "x")
-    results = await asyncio.gather(chat.edit(ref, "a"), chat.edit(ref, "b"), return_exceptions=True)
+    results = await asyncio.gather(
+        chat.edit(ref, "a", final=False), chat.edit(ref, "b", final=False), return_exceptions=True
+    )
     assert any(isinstance(r, AssertionError) for r in results) and chat.overlaps
 
 
@@ -389,25 +392,12 @@ async def test_with_a_grace_an_unreachable_channel_ends_the_reply_without_hangin
 
 class RecordingPacer:
     def __init__(self) -> None:
-        self.turns: list[tuple[str, bool]] = []
+        self.turns: list[tuple[MessageRef, bool]] = []
 
-    async def wait_turn(self, key: str, *, final: bool = False) -> None:
-        self.turns.append((key, final))
+    async def wait_turn(self, ref: MessageRef, *, final: bool) -> None:
+        self.turns.append((ref, final))
 
-    async def penalize(self, key: str, retry_after_s: float) -> None:
-        pass
-
-
-class PacerWithoutFinal:
-    """An EditPacer written before ``final`` existed."""
-
-    def __init__(self) -> None:
-        self.turns = 0
-
-    async def wait_turn(self, key: str) -> None:
-        self.turns += 1
-
-    async def penalize(self, key: str, retry_after_s: float) -> None:
+    async def penalize(self, ref: MessageRef, retry_after_s: float) -> None:
         pass
 
 
@@ -421,19 +411,46 @@ async def test_the_pacer_is_told_which_edits_carry_a_messages_finished_text() ->
     assert "".join(chat.text(r) for r in reply.refs) == text and len(reply.refs) > 1
     edits = [c for c in chat.calls if c.kind == "edit" and c.ok]
     assert len(pacer.turns) == len(edits)  # one turn per edit (no 429s here)
-    for (key, final), edit in zip(pacer.turns, edits, strict=True):
-        assert key.endswith("/" + edit.ref.message_id) if edit.ref else False
+    for (ref, final), edit in zip(pacer.turns, edits, strict=True):
+        assert ref == edit.ref  # the message itself, typed: no key to parse back
         assert final == (WRITING_MARKER not in edit.text)  # finished parts and the last edit are final
+        assert edit.final == final  # and the platform's edit is told the same
     assert pacer.turns[-1][1] and not all(f for _, f in pacer.turns)
 
 
-async def test_a_pacer_without_the_final_keyword_still_works() -> None:
+async def test_the_platform_is_told_which_part_of_each_text_is_the_reply_itself() -> None:
     chat = fake()
-    pacer = PacerWithoutFinal()
-    async with LiveReply(chat, CHANNEL, pacer=pacer) as reply:
-        await stream(reply, "Older pacers keep working. " * 3)
-    assert chat.text(reply.refs[0]) == "Older pacers keep working. " * 3
-    assert pacer.turns == len(chat.edits())
+    async with LiveReply(chat, CHANNEL) as reply:
+        reply.set_status("Reading the thread…")
+        await asyncio.sleep(0.03)
+        await stream(reply, "The body grows. " * 4)
+        reply.set_status(None)
+    calls = [c for c in chat.calls if c.ok]
+    assert calls[0].kind == "post" and calls[0].body == ""  # the placeholder: no reply text yet
+    assert any(c.body == "" and "Reading the thread…" in c.text for c in calls)  # placeholder and status
+    in_progress = [c for c in calls if c.body]
+    assert in_progress and all(c.text.startswith(c.body + WRITING_MARKER) for c in in_progress if c.body)
+    assert calls[-1].final and calls[-1].body is None and calls[-1].text == "The body grows. " * 4
+
+
+async def test_the_console_prints_the_reply_as_it_grows_without_marker_or_placeholder() -> None:
+    import io
+
+    from adapters.console import ConsolePlatform
+
+    out = io.StringIO()
+    console = ConsolePlatform(out=out, live=True)
+    async with LiveReply(console, CHANNEL) as reply:
+        await stream(reply, "Printed as it grows. " * 3)
+    assert out.getvalue() == "\nbot> " + "Printed as it grows. " * 3
+
+
+async def test_a_reply_waits_its_turn_at_the_platforms_own_pacer() -> None:
+    chat = fake()
+    chat.pacer = pacer = RecordingPacer()
+    async with LiveReply(chat, CHANNEL) as reply:
+        await stream(reply, "The platform's pacer paces every edit. " * 3)
+    assert chat.edits() and [ref for ref, _ in pacer.turns] == [c.ref for c in chat.edits()]
 
 
 # ---- properties -------------------------------------------------------------------------------------------------

@@ -6,6 +6,8 @@ import asyncio
 import io
 import json
 import logging
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
@@ -19,22 +21,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from adapters.console import ConsolePlatform
 from bot.app import App, build_app
+from bot.assistant import Assistant
 from bot.cli import _parser, _serve_health
-from bot.observability import (
-    NO_PROVIDER,
-    REDACTED,
-    Metrics,
-    SecretRedactor,
-    check_ready,
-    configure_logging,
-    configured_secrets,
-    current_request,
-    log_handler,
-    new_request_id,
-    request_context,
-    serve_health,
-)
+from bot.health import NO_PROVIDER, check_ready, serve_health
+from bot.logs import REDACTED, SecretRedactor, configure_logging, configured_secrets, log_handler
+from bot.metrics import Metrics
+from bot.requestids import current_request, new_request_id, request_context
 from bot.settings import Settings, load_settings
+from bot.telemetry import NullTelemetry
 from bot.types import ChannelRef, ChatMessage, Mention, MessageRef
 from llm.types import Attribution, LedgerRecord, Outcome, Request, Task
 from tests.fakes.llm_server import FakeLLMServer
@@ -233,6 +227,41 @@ async def test_a_channel_with_its_own_budget_gets_gauges_and_a_spent_budget_coun
         value(m, "supportbot_budget_spent_usd", platform="console", workspace="local", channel="support") == 0
     )
     assert total(m, "supportbot_budget_usd") == 0  # only the one configured channel has a series
+
+
+@pytest.mark.parametrize("budgets", [{}, {"support": "0"}], ids=["answered", "refused"])
+async def test_the_use_cases_report_to_a_null_telemetry_when_built_without_metrics(
+    tmp_path, server, budgets: dict[str, str]
+) -> None:
+    app = await make_app(tmp_path, server, channel_budgets_usd=budgets)
+    bare = Assistant(settings=app.settings, store=app.store, llm=app.llm)  # no telemetry given
+    try:
+        outcome = await bare.summarize(await mention(app), ConsolePlatform(out=io.StringIO()))
+    finally:
+        await app.close()
+    assert isinstance(bare.telemetry, NullTelemetry)
+    assert outcome.ok == (not budgets) and len(server.received) == (0 if budgets else 1)
+    # The app's registry heard only the router (its observer), nothing from the bare assistant's replies.
+    assert total(app.metrics, "supportbot_replies_total") == total(app.metrics, "supportbot_refusals_total") == 0
+
+
+def modules_after_import(module: str) -> set[str]:
+    """The modules a fresh interpreter holds after importing ``module`` alone."""
+    code = f"import sys, {module}; print(' '.join(sys.modules))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return set(done.stdout.split())
+
+
+@pytest.mark.parametrize("module", ["bot.requestids", "bot.logs", "bot.assistant"])
+def test_request_ids_logs_and_the_use_cases_import_neither_prometheus_nor_the_health_server(module: str) -> None:
+    loaded = modules_after_import(module)
+    assert module in loaded
+    assert not {m for m in loaded if m.split(".")[0] == "prometheus_client" or m.startswith("aiohttp.web")}
+
+
+def test_request_ids_need_only_the_standard_library() -> None:
+    loaded = modules_after_import("bot.requestids")
+    assert not {m for m in loaded if m.split(".")[0] in ("pydantic", "aiohttp", "prometheus_client", "llm")}
 
 
 # ---- HTTP: /metrics, /healthz, /readyz ----------------------------------------------------------------------------

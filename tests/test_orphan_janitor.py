@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -129,3 +130,43 @@ async def test_a_deleted_message_needs_nothing_and_leaves_the_registry(
     assert edit_attempts(chat) == 1
     assert await store.live.stale(older_than_s=0) == []
     assert any("gone" in r.getMessage() for r in caplog.records if r.name == "bot.orphans")
+
+
+async def test_the_janitors_edit_is_final_so_discord_lets_it_pass_progress_edits_held_in_the_channel(
+    store: SqliteStore,
+) -> None:
+    from adapters.discord_platform import ChannelEditPacer
+
+    gate = asyncio.Event()  # no time passes for the pacer until the test says so
+
+    async def sleep(seconds: float) -> None:
+        await gate.wait()
+
+    # Two replies stream in Discord channel 7 and the bucket has 2 edits left: both are kept for their finals, so a
+    # progress edit is held (inside the channel's lane) until the window's last second.
+    pacer = ChannelEditPacer(budget=lambda channel_id: (2, 5.0), clock=lambda: 0.0, sleep=sleep)
+    pacer.note_post(7, 101)
+    pacer.note_post(7, 102)
+    channel = ChannelRef("discord", "1", "7")
+    held = asyncio.create_task(pacer.wait_turn(MessageRef(channel, "101"), final=False))
+    for _ in range(5):
+        await asyncio.sleep(0)
+    assert not held.done()
+
+    chat = FakeChatPlatform(limits=LIMITS)
+    chat.pacer = pacer
+    orphan = await chat.post(channel, "Half a sum ▍", thread_id="t1")
+    state = LiveState("discord", "1", "7", "t1", (orphan.message_id,), "Half a sum")
+    await store.live.heartbeat("r1", state.to_json())
+    janitor = OrphanJanitor(store=store, after_s=0.0)
+    janitor.serve("discord", lambda workspace: chat)
+    try:
+        async with asyncio.timeout(5):  # a progress edit would queue behind the held one: it never got through
+            assert await janitor.sweep() == 1
+        assert not held.done()  # the janitor went ahead; the progress edit still waits
+        [edit] = chat.edits(orphan)
+        assert edit.final and edit.text == "Half a sum\n\n" + INTERRUPTED_LINE
+    finally:
+        held.cancel()
+        gate.set()
+        await asyncio.gather(held, return_exceptions=True)

@@ -359,7 +359,7 @@ async def test_a_restarted_replica_finalises_what_it_left_and_only_once(
     dead, restarted = stores
     chat = FakeChatPlatform(limits=LIMITS)
     first = await chat.post(CHANNEL, "…writing", thread_id="t1")
-    await chat.edit(first, "Half of <!channel> sum ▍")
+    await chat.edit(first, "Half of <!channel> sum ▍", final=False)
     state = LiveState("fake", "W1", "C1", "t1", (first.message_id,), "Half of <!channel> sum")
     await dead.live.heartbeat("r1", state.to_json())  # ... and then the process died
 

@@ -442,17 +442,36 @@ async def test_errors_become_the_cores_exceptions(platform: tuple[FakeSlack, Sla
     ref = await p.post(channel, "hello")
     slack.inject("chat.update", Fault.rate_limited(retry_after=2.5))
     with pytest.raises(PlatformRateLimited) as limited:
-        await p.edit(ref, "x")
+        await p.edit(ref, "x", final=True)
     assert limited.value.retry_after_s == 2.5
     slack.inject("chat.update", Fault.api_error("msg_too_long"))
     with pytest.raises(MessageTooLong):
-        await p.edit(ref, "x")
+        await p.edit(ref, "x", final=True)
     for error in ("message_not_found", "channel_not_found", "not_in_channel", "is_archived"):
         slack.inject("chat.postMessage", Fault.api_error(error))
         with pytest.raises(MessageGone):
             await p.post(channel, "x")
     with pytest.raises(MessageTooLong):  # too long after conversion: refused before Slack sees it
         await p.post(channel, "&" * 900)
+
+
+async def test_a_stream_shows_the_replys_own_text_never_its_placeholder_or_marker() -> None:
+    async with FakeSlack(fractional_retry_after=True) as slack:
+        slack.add_channel("C1")
+        root = slack.seed_message("C1", "help?").ts
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        p = SlackPlatform(client, team_id=TEAM, native_streaming=True)
+        channel = ChannelRef("slack", TEAM, "C1")
+        # A placeholder of the reply's own choosing (the FAQ's): the platform is told it is no reply text yet.
+        ref = await p.post(channel, "Writing an FAQ from the last 30 days of questions…", thread_id=root, body="")
+        await p.edit(ref, "Hello ▍\n\nsorted 9 of 9", final=False, body="Hello")  # marker and status: not streamed
+        await p.edit(ref, "Hello world", final=True)
+        versions = slack.versions("C1", ref.message_id)
+        assert [(v.kind, v.text) for v in versions] == [
+            ("stream_start", ""),
+            ("stream_append", "Hello"),
+            ("stream_stop", "Hello world"),
+        ]
 
 
 def test_limits_leave_room_for_markup() -> None:
@@ -505,6 +524,11 @@ def test_spend_blocks_layout() -> None:
     assert "gpt-4.1-mini" in str(blocks) and "By channel" not in str(blocks)  # one channel: no breakdown
 
 
+def at(team: str, channel: str, ts: str) -> MessageRef:
+    """A message's ref, as LiveReply hands it to the pacer."""
+    return MessageRef(ChannelRef("slack", team, channel), ts)
+
+
 async def test_workspace_budget_is_shared_and_pauses_on_429() -> None:
     now = [0.0]
     slept: list[float] = []
@@ -515,15 +539,15 @@ async def test_workspace_budget_is_shared_and_pauses_on_429() -> None:
 
     budget = InMemoryBudget(per_minute=60, burst=2, clock=lambda: now[0], sleep=sleep)
     pacer = WorkspaceEditPacer(budget)
-    assert workspace_of("slack:T1:C1/1.2") == workspace_of("slack:T1:C9/3.4") == "slack:T1"
-    await pacer.wait_turn("slack:T1:C1/1.2")
-    await pacer.wait_turn("slack:T1:C9/3.4")  # another channel, same workspace: same bucket (burst 2)
-    await pacer.wait_turn("slack:T2:C1/1.2")  # another workspace: its own bucket
+    assert workspace_of(at("T1", "C1", "1.2").channel) == workspace_of(at("T1", "C9", "3.4").channel) == "slack:T1"
+    await pacer.wait_turn(at("T1", "C1", "1.2"), final=False)
+    await pacer.wait_turn(at("T1", "C9", "3.4"), final=False)  # another channel, same workspace: same bucket
+    await pacer.wait_turn(at("T2", "C1", "1.2"), final=False)  # another workspace: its own bucket
     assert slept == []
-    await pacer.wait_turn("slack:T1:C1/1.2")
+    await pacer.wait_turn(at("T1", "C1", "1.2"), final=False)
     assert slept == [1.0]  # 60/min: one token per second
-    await pacer.penalize("slack:T1:C1/1.2", 5.0)
-    await pacer.wait_turn("slack:T1:C1/1.2")
+    await pacer.penalize(at("T1", "C1", "1.2"), 5.0)
+    await pacer.wait_turn(at("T1", "C1", "1.2"), final=False)
     assert sum(slept) >= 6.0  # the pause, then a refill from empty
 
 
@@ -563,19 +587,19 @@ async def test_final_edits_go_ahead_of_progress_edits_in_the_workspace_line(kind
     pacer = WorkspaceEditPacer(budget)
     landed: list[str] = []
 
-    async def edit(key: str, *, final: bool) -> None:
-        await pacer.wait_turn(key, final=final)
-        landed.append(key)
+    async def edit(ref: MessageRef, *, final: bool) -> None:
+        await pacer.wait_turn(ref, final=final)
+        landed.append(ref.message_id)
 
-    progress = [asyncio.create_task(edit(f"slack:T1:C{i}/1.{i}", final=False)) for i in (1, 2)]
+    progress = [asyncio.create_task(edit(at("T1", f"C{i}", f"1.{i}"), final=False)) for i in (1, 2)]
     for _ in range(5):
         await asyncio.sleep(0)  # the first progress edit heads the line, waiting for a token; the second queues
-    final = asyncio.create_task(edit("slack:T1:C3/1.3", final=True))
+    final = asyncio.create_task(edit(at("T1", "C3", "1.3"), final=True))
     for _ in range(5):
         await asyncio.sleep(0)
     refill.set()
     await asyncio.gather(final, *progress)
-    assert landed == ["slack:T1:C3/1.3", "slack:T1:C1/1.1", "slack:T1:C2/1.2"]
+    assert landed == ["1.3", "1.1", "1.2"]
 
 
 async def test_streamed_replies_draw_from_the_stream_methods_budgets() -> None:
@@ -590,12 +614,12 @@ async def test_streamed_replies_draw_from_the_stream_methods_budgets() -> None:
         return InMemoryBudget(per_minute=60, burst=1, clock=lambda: now[0], sleep=sleep)
 
     streams = StreamBudgets(budget(), budget(), budget())
-    pacer = WorkspaceEditPacer(budget(), streams=streams, is_stream=lambda key: key.endswith("/s"))
-    await pacer.wait_turn("slack:T1:C1/u")  # chat.update
-    await pacer.wait_turn("slack:T1:C1/s")  # chat.appendStream: its own bucket, no wait behind the update
-    await pacer.wait_turn("slack:T1:C2/s", final=True)  # chat.stopStream: its own bucket too
+    pacer = WorkspaceEditPacer(budget(), streams=streams, is_stream=lambda ref: ref.message_id == "s")
+    await pacer.wait_turn(at("T1", "C1", "u"), final=False)  # chat.update
+    await pacer.wait_turn(at("T1", "C1", "s"), final=False)  # chat.appendStream: its own bucket, no wait behind the update
+    await pacer.wait_turn(at("T1", "C2", "s"), final=True)  # chat.stopStream: its own bucket too
     assert slept == []
-    await pacer.wait_turn("slack:T1:C3/s")
+    await pacer.wait_turn(at("T1", "C3", "s"), final=False)
     assert slept == [1.0]
 
 
@@ -609,18 +633,18 @@ async def test_progress_edits_of_replies_sharing_a_budget_are_spaced_by_their_sh
 
     budget = InMemoryBudget(per_minute=60, burst=10, clock=lambda: now[0], sleep=sleep)
     replies = [4]
-    pacer = WorkspaceEditPacer(budget, sharing=lambda key: replies[0], clock=lambda: now[0], sleep=sleep)
+    pacer = WorkspaceEditPacer(budget, sharing=lambda ref: replies[0], clock=lambda: now[0], sleep=sleep)
     # Over the horizon the budget allows its burst of 10 plus 1 a second; each of 4 replies gets a quarter of that.
     share = SHARE_HORIZON_S * 4 / (10 + SHARE_HORIZON_S)
-    assert pacer.share_interval("slack:T1:C1/1.1", budget) == pytest.approx(share)
-    await pacer.wait_turn("slack:T1:C1/1.1", final=True)  # a final is never spaced
+    assert pacer.share_interval(at("T1", "C1", "1.1"), budget) == pytest.approx(share)
+    await pacer.wait_turn(at("T1", "C1", "1.1"), final=True)  # a final is never spaced
     assert slept == []
-    await pacer.wait_turn("slack:T1:C1/1.2")  # a first progress edit counts its share from now
+    await pacer.wait_turn(at("T1", "C1", "1.2"), final=False)  # a first progress edit counts its share from now
     assert sum(slept) == pytest.approx(share)
-    await pacer.wait_turn("slack:T1:C1/1.2")  # tokens are left, yet the reply waits for its share
+    await pacer.wait_turn(at("T1", "C1", "1.2"), final=False)  # tokens are left, yet the reply waits for its share
     assert sum(slept) == pytest.approx(2 * share)
     replies[0] = 1  # a lone reply is paced by the budget alone
-    await pacer.wait_turn("slack:T1:C1/1.2")
+    await pacer.wait_turn(at("T1", "C1", "1.2"), final=False)
     assert sum(slept) == pytest.approx(2 * share)
 
 

@@ -117,7 +117,7 @@ async def test_a_workspace_that_refuses_streams_gets_chat_update_and_is_remember
         platform = SlackPlatform(client, team_id=TEAM, native_streaming=True, facts=WorkspaceFacts(store.kv))
         channel = ChannelRef("slack", TEAM, "C1")
         for _ in range(2):
-            async with LiveReply(platform, channel, thread_id=parent.ts, pacer=platform.pacer) as reply:
+            async with LiveReply(platform, channel, thread_id=parent.ts) as reply:
                 reply.append("the answer")
             assert reply.stats.completed
         assert len(slack.calls_to("chat.startStream")) == 1  # the second reply did not ask again

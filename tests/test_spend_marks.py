@@ -214,3 +214,21 @@ async def test_llmcost_marks_a_self_hosted_unpriced_model_and_estimated_counts(t
     assert "gpt-5.4-mini (self-hosted) unpriced" in out and f"Unpriced: {calls} call(s)" in out
     assert "~ Estimated: 1 call(s)" in out and "Tokens: ~" in out
     await app.close()
+
+
+async def test_llmcost_answers_one_type_whose_refusal_replaces_the_figures(tmp_path: Path) -> None:
+    from bot.types import ChannelRef, Command
+
+    settings = load_settings(db=str(tmp_path / "bot.db"), redis_url=None, admins=["boss"])
+    app = await build_app(settings)
+    try:
+        here = ChannelRef("console", "local", "support")
+        usage = await app.assistant.spend(Command("llmcost", "yesterdayish", here, "alice"))
+        others = await app.assistant.spend(Command("llmcost", "7d all", here, "alice"))
+        figures = await app.assistant.spend(Command("llmcost", "7d all", here, "boss"))
+    finally:
+        await app.close()
+    assert usage.refusal.startswith("unknown period 'yesterdayish'") and "Usage: /llmcost" in usage.refusal
+    assert usage.to_text() == usage.refusal and usage.scope == "support" and usage.calls == 0
+    assert others.refusal.startswith("Only admins") and others.to_text() == others.refusal
+    assert not figures.refusal and figures.to_text().startswith("*LLM spend — all channels, 7d*")

@@ -515,7 +515,7 @@ async def test_open_store_picks_redis_when_a_url_is_given(tmp_path: Path, redis_
     sqlite = await open_store(redis_url=None, sqlite_path=str(tmp_path / "a.db"))
     redis = await open_store(redis_url=redis_url, sqlite_path=str(tmp_path / "b.db"))
     try:
-        # Redis comes wrapped, so a dead Redis degrades the bot instead of stopping it (bot/stores/resilient.py).
+        # Redis comes wrapped, so a dead Redis degrades the bot instead of stopping it (bot/stores/resilient/).
         assert isinstance(sqlite, SqliteStore)
         assert isinstance(redis, ResilientStore) and isinstance(redis.inner, RedisStore)
         await redis.ping()

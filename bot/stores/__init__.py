@@ -1,9 +1,13 @@
-"""Storage: SQLite embedded by default, Redis when replicas share state."""
+"""Storage: SQLite embedded by default, Redis when replicas share state.
+
+base.py is the contract (the protocols and StoreUnavailable); sqlite/ and redis/ implement it once each, one
+module per part; resilient/ wraps Redis so an outage degrades the bot; codec.py is how both engines write values.
+Nothing in here imports a sibling package except through this module's open_store()."""
 
 from __future__ import annotations
 
-from bot.stores.base import Store
-from bot.stores.resilient import ResilientStore, StoreUnavailable
+from bot.stores.base import Store, StoreUnavailable
+from bot.stores.resilient import ResilientStore
 
 __all__ = ["ResilientStore", "Store", "StoreUnavailable", "open_store"]
 

@@ -1,5 +1,11 @@
-"""Storage protocols. Each is implemented once for SQLite (bot/stores/sqlite.py) and once for Redis
-(bot/stores/redis.py); tests/test_store_contract.py runs the same contract against both."""
+"""Storage protocols. Each is implemented once for SQLite (bot/stores/sqlite/) and once for Redis
+(bot/stores/redis/); tests/test_store_contract.py runs the same contract against both.
+
+StoreUnavailable belongs to the protocols: callers catch it from here, whichever engine serves them. Only a shared
+store raises it (Redis wrapped in bot/stores/resilient/, as open_store() serves it) and only from the reads that
+say so below; every write is buffered or answered locally instead. SQLite never raises it: its errors are real
+ones (a full disk, a bug) and surface as themselves.
+"""
 
 from __future__ import annotations
 
@@ -12,13 +18,22 @@ from bot.types import ChannelRef, ChatMessage, Inquiry, MessageRef
 from llm.types import LedgerRecord
 
 
+class StoreUnavailable(Exception):
+    """The shared store cannot answer this read right now; the caller should use another source or say so."""
+
+
 class EventClaims(Protocol):
     async def claim(self, key: str, *, ttl_s: float) -> bool:
-        """True for the first claimant of ``key`` within ``ttl_s``; False for every later one (any replica)."""
+        """True for the first claimant of ``key`` within ``ttl_s``; False for every later one (any replica).
+        Never raises StoreUnavailable: while a shared store is down, a key this process has not claimed is True."""
         ...
 
 
 class MessageLog(Protocol):
+    """Writes (add, edit, delete) never raise StoreUnavailable: a shared store that is down keeps them and writes
+    them in order once it is back. Every call that returns something raises it instead of guessing: the reads
+    (the caller asks the platform instead) and forget/purge/count (an admin must learn nothing was erased)."""
+
     async def add(self, message: ChatMessage) -> None:
         """Record a message; adding the same (channel, message_id) again replaces it."""
         ...
@@ -27,32 +42,59 @@ class MessageLog(Protocol):
         self, channel: ChannelRef, thread_id: str, *, since: datetime | None = None
     ) -> list[ChatMessage]:
         """The thread's root and replies (message_id == thread_id or thread_id == thread_id), oldest first;
-        with ``since``, only messages sent strictly after it."""
+        with ``since``, only messages sent strictly after it. Raises StoreUnavailable."""
         ...
 
     async def recent(self, channel: ChannelRef, *, limit: int) -> list[ChatMessage]:
-        """The channel's last ``limit`` messages (any thread), oldest first."""
+        """The channel's last ``limit`` messages (any thread), oldest first. Raises StoreUnavailable."""
         ...
 
     async def edit(self, ref: MessageRef, text: str) -> None: ...
     async def delete(self, ref: MessageRef) -> None: ...
-    async def forget_user(self, user: str) -> int: ...
-    async def forget_channel(self, channel: ChannelRef) -> int: ...
-    async def purge_before(self, cutoff: datetime) -> int: ...
-    async def count(self) -> int: ...
+    async def forget_user(self, user: str) -> int:
+        """Delete the user's messages and return how many. Raises StoreUnavailable."""
+        ...
+
+    async def forget_channel(self, channel: ChannelRef) -> int:
+        """Raises StoreUnavailable."""
+        ...
+
+    async def purge_before(self, cutoff: datetime) -> int:
+        """Raises StoreUnavailable."""
+        ...
+
+    async def count(self) -> int:
+        """Raises StoreUnavailable."""
+        ...
 
 
 class InquiryLog(Protocol):
+    """As MessageLog: add and delete never raise StoreUnavailable; list, forget, purge and count raise it."""
+
     async def add(self, inquiry: Inquiry) -> None:
         """Record an inquiry; the same (channel, message_id) again replaces it."""
         ...
 
-    async def list(self, channel: ChannelRef, *, since: datetime) -> list[Inquiry]: ...
+    async def list(self, channel: ChannelRef, *, since: datetime) -> list[Inquiry]:
+        """Raises StoreUnavailable."""
+        ...
+
     async def delete(self, channel: ChannelRef, message_id: str) -> None: ...
-    async def forget_user(self, user: str) -> int: ...
-    async def forget_channel(self, channel: ChannelRef) -> int: ...
-    async def purge_before(self, cutoff: datetime) -> int: ...
-    async def count(self) -> int: ...
+    async def forget_user(self, user: str) -> int:
+        """Raises StoreUnavailable."""
+        ...
+
+    async def forget_channel(self, channel: ChannelRef) -> int:
+        """Raises StoreUnavailable."""
+        ...
+
+    async def purge_before(self, cutoff: datetime) -> int:
+        """Raises StoreUnavailable."""
+        ...
+
+    async def count(self) -> int:
+        """Raises StoreUnavailable."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,21 +132,29 @@ class SpendRow:
 
 
 class Ledger(Protocol):
-    async def add(self, record: LedgerRecord) -> None: ...
+    async def add(self, record: LedgerRecord) -> None:
+        """Never raises StoreUnavailable: a shared store that is down keeps the record and writes it later."""
+        ...
 
     async def records(
         self, *, since: datetime, until: datetime | None = None, channel: ChannelRef | None = None
     ) -> list[LedgerRecord]:
-        """Records with since <= at < until, oldest first, optionally for one channel."""
+        """Records with since <= at < until, oldest first, optionally for one channel. Raises StoreUnavailable
+        (a spend report made of guesses would be wrong)."""
         ...
 
     async def daily(self, *, since: date, channel: ChannelRef | None = None) -> list[SpendRow]:
-        """Aggregates for days >= since (UTC), exact to the record: the sum of records equals the sum of rows."""
+        """Aggregates for days >= since (UTC), exact to the record: the sum of records equals the sum of rows.
+        Never raises StoreUnavailable: while a shared store is down it answers what it last answered for the same
+        query, or no rows (budgets fail open)."""
         ...
 
 
 class KeyValue(Protocol):
-    """Small JSON/text values with a TTL: response cache, last summaries, FAQ results."""
+    """Small JSON/text values with a TTL: response cache, last summaries, FAQ results.
+
+    Never raises StoreUnavailable: while a shared store is down, get is a miss (None), put and delete are skipped
+    and incr counts in this process."""
 
     async def get(self, key: str) -> str | None: ...
     async def put(self, key: str, value: str, *, ttl_s: float) -> None: ...
@@ -117,6 +167,8 @@ class KeyValue(Protocol):
 
 
 class Locks(Protocol):
+    """Never raises StoreUnavailable: while a shared store is down, locks are held in this process."""
+
     async def acquire(self, name: str, *, ttl_s: float) -> str | None:
         """A token when the lock was free (or expired), None when someone holds it."""
         ...
@@ -127,7 +179,9 @@ class Locks(Protocol):
 
 
 class RateBudgets(Protocol):
-    """Token buckets shared by every replica: N replicas together stay within one platform budget."""
+    """Token buckets shared by every replica: N replicas together stay within one platform budget.
+
+    Never raises StoreUnavailable: while a shared store is down, each replica keeps a bucket of its own."""
 
     async def try_take(self, scope: str, *, per_minute: float, burst: int) -> float:
         """Spend one call under ``scope`` if its bucket has one and return 0.0; otherwise spend nothing and return
@@ -140,7 +194,10 @@ class RateBudgets(Protocol):
 
 
 class LiveReplies(Protocol):
-    """Replies being written, so one that a dead replica left half-done is found and finalised by another."""
+    """Replies being written, so one that a dead replica left half-done is found and finalised by another.
+
+    Never raises StoreUnavailable: while a shared store is down, heartbeat and done wait to be written and stale
+    finds nothing (no janitor finalises anything meanwhile)."""
 
     async def heartbeat(self, reply_id: str, state: str) -> None:
         """Record (or refresh) a reply in progress; ``state`` is opaque JSON (where it is, what it shows)."""
@@ -154,6 +211,8 @@ class LiveReplies(Protocol):
 
 
 class Store(Protocol):
+    """``bot.stores.open_store()`` returns one; see each part's protocol for what it raises."""
+
     claims: EventClaims
     messages: MessageLog
     inquiries: InquiryLog
@@ -163,5 +222,8 @@ class Store(Protocol):
     budgets: RateBudgets
     live: LiveReplies
 
-    async def ping(self) -> None: ...
+    async def ping(self) -> None:
+        """Raises whatever the engine raises when it does not answer (readiness must tell the truth)."""
+        ...
+
     async def close(self) -> None: ...

@@ -132,7 +132,7 @@ class BaselineReply:
         final = defang_mass_mentions(self._text)
         while True:
             try:
-                await self._write(final, len(self._text), raise_429=True)
+                await self._write(final, len(self._text), final=True)
                 break
             except PlatformRateLimited as e:
                 await asyncio.sleep(e.retry_after_s)
@@ -144,7 +144,8 @@ class BaselineReply:
         self._text += f"\n\n⚠️ Stopped: {reason}"
         return await self.finish()
 
-    async def _write(self, text: str, visible: int, *, raise_429: bool = False) -> None:
+    async def _write(self, text: str, visible: int, *, final: bool = False) -> None:
+        """Post or edit; only the final text raises on a 429 (the caller retries it)."""
         try:
             if self._ref is None:
                 self._ref = await self._platform.post(
@@ -153,11 +154,11 @@ class BaselineReply:
                 self.stats.posted_at = time.monotonic()
                 self.stats.parts = 1
             else:
-                await self._platform.edit(self._ref, defang_mass_mentions(text))
+                await self._platform.edit(self._ref, defang_mass_mentions(text), final=final)
                 self.stats.edits += 1
         except PlatformRateLimited:
             self.stats.rate_limited += 1
-            if raise_429:
+            if final:
                 raise
             return
         now = time.monotonic()

@@ -4,10 +4,11 @@ Usage::
 
     chat = FakeChatPlatform(limits=PlatformLimits(max_message_chars=100, min_edit_interval_s=0.01))
     ref = await chat.post(CHANNEL, "hello", thread_id="t1")
-    await chat.edit(ref, "hello world")
+    await chat.edit(ref, "hello world", final=True)
     chat.text(ref)                 # "hello world": the current text
     chat.versions(ref)             # ["hello", "hello world"]: every version, oldest first
-    chat.calls                     # [Call(kind="post", ...), Call(kind="edit", ...)] with monotonic times
+    chat.calls                     # [Call(kind="post", ...), Call(kind="edit", final=True, ...)], monotonic times
+    chat.pacer                     # an IntervalPacer at limits.min_edit_interval_s (replace it to pace differently)
     chat.thread_texts("t1")        # current texts of the bot's messages in thread t1, in posting order
 
 Injected behaviour (all keyword options of the constructor, also settable as attributes later):
@@ -42,6 +43,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from bot.live_reply import IntervalPacer
+from bot.ports import EditPacer
 from bot.types import (
     ChannelRef,
     ChatMessage,
@@ -63,6 +66,8 @@ class Call:
     text: str
     ok: bool = True
     error: str = ""
+    final: bool = False  # an edit that said it carries the message's finished text
+    body: str | None = None  # the reply's own text within ``text``, as the caller said (None: all of it)
 
 
 @dataclass
@@ -108,6 +113,7 @@ class FakeChatPlatform:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.limits = limits
+        self.pacer: EditPacer = IntervalPacer(min_interval_s=limits.min_edit_interval_s, clock=clock)
         self.latency_s = latency_s
         self.rate_limit_every = rate_limit_every
         self.retry_after_s = retry_after_s
@@ -127,17 +133,19 @@ class FakeChatPlatform:
 
     # ---- ChatPlatform -------------------------------------------------------------------------------------------
 
-    async def post(self, channel: ChannelRef, text: str, *, thread_id: str | None = None) -> MessageRef:
+    async def post(
+        self, channel: ChannelRef, text: str, *, thread_id: str | None = None, body: str | None = None
+    ) -> MessageRef:
         await self._latency()
         self._refuse("post", channel, None, text)
         if self._post_bucket and (wait := self._post_bucket.take()):
             self._record("post", None, text, PlatformRateLimited(wait))
         ref = MessageRef(channel, f"m{next(self._ids)}", thread_id)
         self.messages[ref.message_id] = FakeMessage(ref, [(self.clock(), text)])
-        self.calls.append(Call("post", self.clock(), ref, text))
+        self.calls.append(Call("post", self.clock(), ref, text, body=body))
         return ref
 
-    async def edit(self, ref: MessageRef, text: str) -> None:
+    async def edit(self, ref: MessageRef, text: str, *, final: bool, body: str | None = None) -> None:
         if ref.message_id in self._in_flight:
             self.overlaps.append(ref)
             raise AssertionError(f"two edits of message {ref.message_id} in flight at once")
@@ -155,7 +163,7 @@ class FakeChatPlatform:
             if self._edit_bucket and (wait := self._edit_bucket.take()):
                 self._record("edit", ref, text, PlatformRateLimited(wait))
             msg.versions.append((self.clock(), text))
-            self.calls.append(Call("edit", self.clock(), ref, text))
+            self.calls.append(Call("edit", self.clock(), ref, text, final=final, body=body))
         finally:
             self._in_flight.discard(ref.message_id)
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 
 from bot.app import App
 from bot.assistant import Assistant
-from bot.observability import Metrics
+from bot.metrics import Metrics
 from bot.settings import Settings
 from bot.stores.base import Store
 from llm.models import PriceTable
@@ -174,5 +174,5 @@ def inprocess_app(
     metrics = Metrics()
     router = inprocess_router(settings, store, provider, cache=cache)
     metrics.watch_router(router)
-    assistant = Assistant(settings=settings, store=store, llm=router, metrics=metrics)
+    assistant = Assistant(settings=settings, store=store, llm=router, telemetry=metrics)
     return App(settings, store, router, assistant, metrics)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from bot.stores.sqlite import _Db
+from bot.stores.sqlite.db import Db
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS budgets (scope TEXT PRIMARY KEY, tokens REAL NOT NULL, updated REAL NOT NULL,
@@ -18,7 +16,7 @@ CREATE INDEX IF NOT EXISTS live_replies_beat ON live_replies (beat);
 
 
 class SqliteBudgets:
-    def __init__(self, db: _Db) -> None:
+    def __init__(self, db: Db) -> None:
         self._db = db
 
     async def try_take(self, scope: str, *, per_minute: float, burst: int) -> float:
@@ -58,7 +56,7 @@ class SqliteBudgets:
 
 
 class SqliteLiveReplies:
-    def __init__(self, db: _Db) -> None:
+    def __init__(self, db: Db) -> None:
         self._db = db
 
     async def heartbeat(self, reply_id: str, state: str) -> None:
