@@ -16,16 +16,16 @@ import json
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 from bot.app import App
+from bot.intake import Intake
 from bot.live_reply import IntervalPacer
-from bot.summarize import wants_fresh
-from bot.types import ChannelRef, ChatMessage, Command, Mention, MessageRef, PlatformLimits
+from bot.types import ChannelRef, ChatMessage, Command, MessageRef, PlatformLimits
 
 BOT_NAME = "bot"
 WORKSPACE = "local"
@@ -115,13 +115,15 @@ class ConsolePlatform:
 
 
 class Console:
-    """Turns lines of input into the neutral calls the assistant understands."""
+    """Turns lines of input into the neutral requests the intake runs (one at a time, in order: a transcript
+    replays the same way every time)."""
 
     def __init__(self, app: App, platform: ConsolePlatform, *, out: TextIO = sys.stdout) -> None:
         self.app = app
         self.platform = platform
         self.out = out
         self.replies: list[str] = []
+        self.intake = Intake(app, platform="console")
 
     async def handle(self, *, channel: str, user: str, text: str, thread: str | None = None, ts: Any = None) -> None:
         ref_channel = ChannelRef("console", WORKSPACE, channel)
@@ -130,15 +132,8 @@ class Console:
             return
         if text.startswith("/faq") or text.startswith("/llmcost"):
             name, _, args = text[1:].partition(" ")
-            command = Command(
-                name,
-                args.strip(),
-                ref_channel,
-                user,
-                user_name=user,
-                is_admin=self.app.assistant.is_admin(user),
-            )
-            await self._command(command)
+            command = self.intake.command(name, args, ref_channel, user, user_name=user)
+            await self.intake.now(self._command(command), name=f"/{name}", reply_error=self._sorry(channel))
             return
         message = ChatMessage(
             ref=MessageRef(ref_channel, str(ts) if ts is not None else self.platform.next_id(), thread),
@@ -151,10 +146,20 @@ class Console:
         mentioned = text.lower().startswith(f"@{BOT_NAME}")
         await self.app.assistant.record(message, mentions_bot=mentioned)
         if mentioned:
-            outcome = await self.app.assistant.summarize(
-                Mention(message, fresh=wants_fresh(text)), self.platform
-            )
-            self._print_reply(self.platform.final_text(outcome.refs), channel, posted=bool(outcome.refs))
+            await self.intake.now(self._mentioned(message), name="mention", reply_error=self._sorry(channel))
+
+    async def _mentioned(self, message: ChatMessage) -> None:
+        outcome = await self.app.assistant.summarize(self.intake.mention(message), self.platform)
+        text = self.platform.final_text(outcome.refs)
+        self._print_reply(text, message.ref.channel.channel, posted=bool(outcome.refs))
+
+    def _sorry(self, channel: str) -> Callable[[str], Awaitable[None]]:
+        """The intake's error reply: printed like any other one-line answer."""
+
+        async def say(text: str) -> None:
+            self._print_reply(text, channel, posted=False)
+
+        return say
 
     async def _command(self, command: Command) -> None:
         if command.name == "faq":

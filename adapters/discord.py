@@ -6,10 +6,12 @@ replies look, in discord_render.py. Threads and reply chains map onto the neutra
 describes.
 
 Many processes (shards, or replicas during a rolling update) share one store: every message and interaction is
-claimed there before any work, so a replayed or doubly delivered event gets one reply. Each event's work runs in a
-tracked task, so on SIGTERM the adapter stops taking events, lets replies in flight finish for
-settings.shutdown_grace_s and only then closes the client. A reply cut off there — or by a crash — stays in the
-store's registry, and the orphan janitor of any Discord process finalises it through ``DiscordAdapter.finisher``.
+claimed there before any work (the keys are named here, the intake in bot/intake.py claims them), so a replayed or
+doubly delivered event gets one reply. Each event's work runs as the intake's tracked work, so on SIGTERM the
+adapter stops taking events, lets replies in flight finish for settings.shutdown_grace_s and only then closes the
+client. A reply cut off there — or by a crash — stays in the store's registry, and the orphan janitor of any Discord
+process finalises it through ``DiscordAdapter.finisher``. A mention or command that fails gets the intake's short
+error reply, never silence.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import replace
 from typing import Any
 
@@ -46,13 +48,11 @@ from adapters.discord_platform import (
 )
 from adapters.discord_render import MESSAGE_CONTENT_NOTICE, SCOPE_HEADERS, scope_header, spend_embed
 from bot.app import App
-from bot.background import BackgroundWork
+from bot.intake import Claim, ErrorReply, Intake
 from bot.orphans import INTERRUPTED_LINE
-from bot.requestids import request_context
 from bot.settings import Settings
-from bot.summarize import wants_fresh
 from bot.textsplit import safe_prefix_len
-from bot.types import ChannelRef, ChatMessage, Command, Mention, MessageGone, MessageRef
+from bot.types import ChannelRef, ChatMessage, Command, MessageGone, MessageRef
 
 log = logging.getLogger(__name__)
 
@@ -121,11 +121,15 @@ class DiscordAdapter:
         self._blank_in_a_row = 0
         self._noticed = False
         self._failures_seen: set[tuple[str, str]] = set()
-        self.accepting = True  # False from shutdown on: events are left alone (not claimed) and commands declined
-        self.work = BackgroundWork(label="discord")
+        self.intake = Intake(app, platform=PLATFORM)
         self.client, self.tree, self.platform = self._build(message_content=True)
         if app.janitor is not None:
             app.janitor.serve(PLATFORM, self.finisher)
+
+    @property
+    def accepting(self) -> bool:
+        """False from shutdown on: events are left alone (not claimed) and commands declined."""
+        return self.intake.accepting
 
     # -- composition
 
@@ -216,7 +220,6 @@ class DiscordAdapter:
     async def shutdown(self, *, grace_s: float) -> int:
         """Stop taking events, let the work in flight finish for up to ``grace_s``, then close the client (the
         gateway and the REST session). Returns how many pieces of work were cut off."""
-        self.accepting = False
         try:
             return await self.drain(grace_s=grace_s)
         finally:
@@ -242,9 +245,9 @@ class DiscordAdapter:
         if not isinstance(data, dict) or not self.accepting:
             return
         if event == "INTERACTION_CREATE" and data.get("id") and data.get("token"):
-            with request_context(platform=PLATFORM, event_id=str(data["id"])):
-                self._spawn(self._answer_unreadable(str(data["id"]), str(data["token"])),
-                            name=f"unreadable-{data['id']}")
+            self.intake.take(self._answer_unreadable(str(data["id"]), str(data["token"])),
+                             name=f"unreadable-{data['id']}", event_id=str(data["id"]),
+                             claims=[_claim(data["id"])])  # fmt: skip
         elif event == "MESSAGE_UPDATE" and isinstance(data.get("content"), str) and data.get("id"):
             # A partial update (documented until 2024: no type, no author) that still says what the text is now:
             # the message log keeps it, as it would a parsed edit. Bots' edits are left alone as in on_raw_message_edit.
@@ -253,13 +256,10 @@ class DiscordAdapter:
             me = self.client.user
             if author.get("bot") or data.get("webhook_id") or (me is not None and str(author.get("id")) == str(me.id)):
                 return
-            with request_context(platform=PLATFORM, event_id=f"edit-{data['id']}"):
-                self._spawn(self._raw_edit(data), name=f"raw-edit-{data['id']}")
+            self.intake.take(self._raw_edit(data), name=f"raw-edit-{data['id']}", event_id=f"edit-{data['id']}")
 
     async def _answer_unreadable(self, interaction_id: str, token: str) -> None:
         """Answer an interaction discord.py could not parse, within Discord's 3 s, with a clear error."""
-        if not await self.app.store.claims.claim(f"discord:{interaction_id}", ttl_s=CLAIM_TTL_S):
-            return
         route = discord.http.Route("POST", "/interactions/{interaction_id}/{interaction_token}/callback",
                                    interaction_id=interaction_id, interaction_token=token)
         body = {"type": CALLBACK_CHANNEL_MESSAGE,
@@ -278,18 +278,13 @@ class DiscordAdapter:
         channel, thread_id = await self._place(channel_id, guild_id)
         await self.assistant.edited(MessageRef(channel, str(message_id), thread_id), str(data["content"]))
 
-    # -- background work
-
-    def _spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> None:
-        """Called synchronously from the event handler, after the ``accepting`` check and with no await between,
-        so no accepted event escapes a drain."""
-        self.work.spawn(work, name=name)
+    # -- work in flight
 
     async def idle(self) -> None:
-        await self.work.idle()
+        await self.intake.idle()
 
     async def drain(self, *, grace_s: float) -> int:
-        return await self.work.drain(grace_s=grace_s)
+        return await self.intake.drain(grace_s=grace_s)
 
     def finisher(self, workspace: str) -> Finisher:
         """The janitor's way to this process's Discord (bot/orphans.py): REST reaches every guild whatever shard
@@ -333,12 +328,26 @@ class DiscordAdapter:
     async def on_message(self, message: discord.Message) -> None:
         if not self.accepting or self._is_own_or_bot(message.author, message.webhook_id):
             return  # shutting down: not claimed, so the event is not marked handled
-        with request_context(platform=PLATFORM, event_id=str(message.id)):
-            self._spawn(self._message(message), name=f"message-{message.id}")
+        # Claimed first: a replay after a reconnect, or another process already took it.
+        self.intake.take(self._message(message), name=f"message-{message.id}", event_id=str(message.id),
+                         claims=[_claim(message.id)], reply_error=self._sorry_if_addressed(message))  # fmt: skip
+
+    def _sorry_if_addressed(self, message: discord.Message) -> ErrorReply:
+        """The intake's error reply for a message: a reply to it when it asked the bot (a mention whose reading
+        failed gets an answer, not silence); nothing for the messages the bot only keeps."""
+
+        async def reply(text: str) -> None:
+            try:
+                addressed = self._addressed(message)
+            except Exception:
+                addressed = False  # not even readable as a mention: nobody to answer
+            if addressed:
+                guild_id = message.guild.id if message.guild is not None else None
+                await self.platform.send(message.channel.id, text, reply_to=message.id, guild_id=guild_id)
+
+        return reply
 
     async def _message(self, message: discord.Message) -> None:
-        if not await self.app.store.claims.claim(f"discord:{message.id}", ttl_s=CLAIM_TTL_S):
-            return  # a replay after a reconnect, or another process already took it
         if isinstance(message.channel, discord.Thread):
             self.platform.note_thread(message.channel.id)
         if message.type not in CONVERSATION_TYPES:
@@ -349,7 +358,7 @@ class DiscordAdapter:
         chat = to_chat(message, thread_id=await self._reply_root(message))
         await self.assistant.record(chat, mentions_bot=mentioned, link=message.jump_url)
         if mentioned:
-            await self._summarize(message, requester=chat, fresh=wants_fresh(chat.text))
+            await self._summarize(message, requester=chat)
 
     async def _reply_root(self, message: discord.Message) -> str | None:
         """A reply outside a thread belongs to its reply chain as a thread reply belongs to its thread (so /faq
@@ -412,20 +421,17 @@ class DiscordAdapter:
         if self._is_own_or_bot(message.author, message.webhook_id):
             return  # a bot's edit (the bot's own streaming edits land here too)
         work = self.assistant.edited(to_chat(message).ref, message.clean_content)
-        with request_context(platform=PLATFORM, event_id=f"edit-{message.id}"):
-            self._spawn(work, name=f"edit-{message.id}")
+        self.intake.take(work, name=f"edit-{message.id}", event_id=f"edit-{message.id}")
 
     async def on_raw_message_delete(self, payload: discord.RawMessageDeleteEvent) -> None:
         if self.accepting:
-            with request_context(platform=PLATFORM, event_id=f"delete-{payload.message_id}"):
-                self._spawn(self._deleted(payload.channel_id, payload.guild_id, [payload.message_id]),
-                            name=f"delete-{payload.message_id}")
+            self.intake.take(self._deleted(payload.channel_id, payload.guild_id, [payload.message_id]),
+                             name=f"delete-{payload.message_id}", event_id=f"delete-{payload.message_id}")
 
     async def on_raw_bulk_message_delete(self, payload: discord.RawBulkMessageDeleteEvent) -> None:
         if self.accepting:
-            with request_context(platform=PLATFORM, event_id=f"bulk-delete-{payload.channel_id}"):
-                self._spawn(self._deleted(payload.channel_id, payload.guild_id, sorted(payload.message_ids)),
-                            name=f"bulk-delete-{payload.channel_id}")
+            self.intake.take(self._deleted(payload.channel_id, payload.guild_id, sorted(payload.message_ids)),
+                             name=f"bulk-delete-{payload.channel_id}", event_id=f"bulk-delete-{payload.channel_id}")
 
     async def _deleted(self, channel_id: int, guild_id: int | None, message_ids: list[int]) -> None:
         channel, thread_id = await self._place(channel_id, guild_id)
@@ -443,7 +449,7 @@ class DiscordAdapter:
 
     # -- summaries
 
-    async def _summarize(self, message: discord.Message, *, requester: ChatMessage, fresh: bool) -> None:
+    async def _summarize(self, message: discord.Message, *, requester: ChatMessage, fresh: bool | None = None) -> None:
         """Thread → the thread; a reply → its reply chain; otherwise the channel's recent conversation."""
         # At once: the reply's first message waits for the model's first text (FIRST_POST_GRACE_S).
         self.platform.show_typing(message.channel.id)
@@ -455,9 +461,8 @@ class DiscordAdapter:
                 scope, thread_id = "reply chain", chain[0].ref.message_id
                 for m in chain:  # the log then finds the chain under its root, like a thread
                     await self.app.store.messages.add(m)
-        mention = Mention(
-            message=replace(requester, ref=MessageRef(channel, str(message.id), thread_id)), fresh=fresh
-        )
+        mention = self.intake.mention(replace(requester, ref=MessageRef(channel, str(message.id), thread_id)),
+                                      fresh=fresh)  # fmt: skip
         target = ReplyHere(
             self.platform, where=message.channel.id, reply_to=message.id, header=scope_header(scope)
         )
@@ -472,48 +477,32 @@ class DiscordAdapter:
             channel = ChannelRef(PLATFORM, workspace_of_guild(interaction.guild_id), str(interaction.channel_id))
         user = interaction.user
         perms = interaction.permissions
-        return Command(
-            name=name,
-            args=args,
-            channel=channel,
-            user=str(user.id),
-            user_name=user.display_name,
-            is_admin=str(user.id) in self.app.settings.admins or perms.administrator or perms.manage_guild,
-        )
+        return self.intake.command(name, args, channel, str(user.id), user_name=user.display_name,
+                                   platform_admin=perms.administrator or perms.manage_guild)  # fmt: skip
 
-    async def _claim(self, interaction: discord.Interaction) -> bool:
-        return await self.app.store.claims.claim(f"discord:{interaction.id}", ttl_s=CLAIM_TTL_S)
+    def _accept(self, interaction: discord.Interaction, work: Callable[[], Coroutine[Any, Any, None]], *,
+                name: str) -> None:  # fmt: skip
+        """Hand an application command to the intake, claimed by its interaction id; while shutting down, answer
+        that instead (Discord shows "did not respond" for an interaction unanswered for 3 s, and only this process
+        received it). Whatever fails after the defer is answered with FAILED: "thinking…" would otherwise stay on
+        screen for 15 minutes."""
+        self.intake.take(
+            self._resolved(interaction, work, name=name), name=f"{name}-{interaction.id}",
+            event_id=str(interaction.id), command=name, claims=[_claim(interaction.id)],
+            reply_error=lambda text: self._tell(interaction, text), sorry=FAILED,
+            declined=lambda: self._tell(interaction, RESTARTING),
+        )  # fmt: skip
 
-    def _accept(self, interaction: discord.Interaction, work: Coroutine[Any, Any, None], *, name: str) -> None:
-        """Hand an application command to a tracked task; while shutting down, answer that instead (Discord shows
-        "did not respond" for an interaction unanswered for 3 s, and only this process received it)."""
-        with request_context(platform=PLATFORM, event_id=str(interaction.id), command=name):
-            if self.accepting:
-                self._spawn(self._resolved(interaction, work, name=name), name=f"{name}-{interaction.id}")
-            else:
-                work.close()  # never started
-                self._spawn(self._decline(interaction, RESTARTING), name=f"decline-{interaction.id}")
-
-    async def _resolved(self, interaction: discord.Interaction, work: Coroutine[Any, Any, None], *, name: str) -> None:
-        """Run a command so that its interaction always ends answered: with the result, or with a clear error
-        (an exception after the defer would otherwise leave "thinking…" on screen for 15 minutes)."""
+    async def _resolved(self, interaction: discord.Interaction, work: Callable[[], Coroutine[Any, Any, None]], *,
+                        name: str) -> None:  # fmt: skip
+        """Run a command whose interaction says who ran it and where; else answer why it cannot run."""
         lacking = missing_who_or_where(interaction)
         if lacking:
-            work.close()
             log.warning("discord: /%s interaction %s came without %s", name, interaction.id, lacking)
-            await self._decline(interaction, f"Discord did not say {lacking}, so I could not run this command. "
-                                             "Please try again.")
+            await self._tell(interaction, f"Discord did not say {lacking}, so I could not run this command. "
+                                          "Please try again.")  # fmt: skip
             return
-        try:
-            await work
-        except Exception:
-            log.exception("discord: /%s failed", name)
-            await self._tell(interaction, FAILED)
-
-    async def _decline(self, interaction: discord.Interaction, text: str) -> None:
-        if not await self._claim(interaction):
-            return
-        await self._tell(interaction, text)
+        await work()
 
     async def _tell(self, interaction: discord.Interaction, text: str) -> None:
         """An ephemeral line to the person who ran the command, as the answer or after a defer."""
@@ -526,11 +515,9 @@ class DiscordAdapter:
             log.warning("could not tell the user %r: %s", text, exc)
 
     async def faq(self, interaction: discord.Interaction, days: int | None) -> None:
-        self._accept(interaction, self._faq(interaction, days), name="faq")
+        self._accept(interaction, lambda: self._faq(interaction, days), name="faq")
 
     async def _faq(self, interaction: discord.Interaction, days: int | None) -> None:
-        if not await self._claim(interaction):
-            return
         await interaction.response.defer(thinking=True)  # within 3 s (FACTS.md); the FAQ is for the channel
         command = self._command(interaction, "faq", str(days or ""))
         if not bot_is_in_channel(interaction):
@@ -552,11 +539,10 @@ class DiscordAdapter:
             await note.edit(content="The FAQ could not be posted in this channel.", allowed_mentions=NO_PINGS)
 
     async def llmcost(self, interaction: discord.Interaction, period: str, share: bool) -> None:
-        self._accept(interaction, self._llmcost(interaction, period, share), name="llmcost")
+        self._accept(interaction, lambda: self._llmcost(interaction, period, share), name="llmcost")
 
     async def _llmcost(self, interaction: discord.Interaction, period: str, share: bool) -> None:
-        if not await self._claim(interaction):
-            return
+        share = share or self.intake.shared(period)  # the option, or "share" typed into the period as on Slack
         await interaction.response.defer(ephemeral=not share, thinking=True)  # cost is private unless shared
         report = await self.assistant.spend(self._command(interaction, "llmcost", period))
         if report.refusal:
@@ -565,11 +551,9 @@ class DiscordAdapter:
             await interaction.followup.send(embed=spend_embed(report), ephemeral=not share, allowed_mentions=NO_PINGS)
 
     async def summarize_command(self, interaction: discord.Interaction, message: discord.Message) -> None:
-        self._accept(interaction, self._summarize_command(interaction, message), name="summarize")
+        self._accept(interaction, lambda: self._summarize_command(interaction, message), name="summarize")
 
     async def _summarize_command(self, interaction: discord.Interaction, message: discord.Message) -> None:
-        if not await self._claim(interaction):
-            return
         in_channel = bot_is_in_channel(interaction)
         # Where the bot posts the summary as a reply, the interaction only gets a private note; elsewhere the
         # summary itself is the (visible) answer, as it would be as a reply in the channel.
@@ -579,13 +563,19 @@ class DiscordAdapter:
         requester = replace(target, author=str(user.id), author_name=user.display_name, text="", is_bot=False)
         if not in_channel:
             # The bot cannot read this channel: what the interaction carried (the message) is what it summarizes.
-            mention = Mention(message=replace(requester, ref=replace(target.ref, thread_id=target.ref.message_id)))
+            mention = self.intake.mention(replace(requester, ref=replace(target.ref, thread_id=target.ref.message_id)),
+                                          fresh=False)  # fmt: skip
             await self.assistant.summarize(mention, InteractionReply(interaction, known=[target],
                                                                      header=scope_header("message")))
             return
         await interaction.followup.send("Summarizing — the summary is posted as a reply to that message.",
                                         ephemeral=True, allowed_mentions=NO_PINGS)
         await self._summarize(message, requester=requester, fresh=False)
+
+
+def _claim(event_id: object) -> Claim:
+    """A message's or an interaction's id (snowflakes: unique across both), claimed before any work on it."""
+    return Claim(f"discord:{event_id}", CLAIM_TTL_S)
 
 
 # ---- finalising interrupted replies ----------------------------------------------------------------------------

@@ -1,10 +1,12 @@
 """Slack, through slack-bolt's AsyncApp: events, slash commands and the "Summarize thread" shortcut → the core.
 
 Every listener acknowledges first (Bolt acks events itself before running the listener; commands and shortcuts
-call ``ack()`` first) and hands the work to a background task, so Slack's 3-second deadline never depends on the
-model or on any Web API call. Each event id, and each asking message (channel + ts), is claimed in the shared store
-before any work, so a retried delivery, an edited mention re-delivered as a new event, or a copy reaching another
-replica never produces a second reply. Every signed event delivery gets a 200, ignored and unknown ones included:
+call ``ack()`` first), translates the payload and hands the request to the intake (bot/intake.py), which runs it
+in the background, so Slack's 3-second deadline never depends on the model or on any Web API call. The claim keys
+named here — each event id, and each asking message (channel + ts) — are claimed in the shared store before any
+work, so a retried delivery, an edited mention re-delivered as a new event, or a copy reaching another replica
+never produces a second reply; a request that fails gets the intake's short error reply (ephemeral, or through
+the command's response_url). Every signed event delivery gets a 200, ignored and unknown ones included:
 Slack disables the event subscription of an app whose deliveries keep failing.
 
 Direct messages and Slack's AI side pane are conversations with the bot (adapters/slack_conversation.py); the
@@ -21,7 +23,7 @@ import contextlib
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -35,7 +37,7 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack_conversation import SORRY, ConversationListeners, DirectConversation, ThreadContexts
+from adapters.slack_conversation import ConversationListeners, DirectConversation, ThreadContexts
 from adapters.slack_events import (
     CHANGED,
     DELETED,
@@ -62,9 +64,7 @@ from adapters.slack_platform import (
 )
 from adapters.slack_render import escape, spend_blocks
 from bot.app import App
-from bot.background import BackgroundWork
-from bot.requestids import request_context
-from bot.summarize import wants_fresh
+from bot.intake import SORRY, Claim, ErrorReply, Intake
 from bot.types import ChannelRef, ChatMessage, Command, Mention, MessageRef
 
 log = logging.getLogger(__name__)
@@ -118,7 +118,7 @@ class SlackAdapter:
         stream_calls_per_minute = stream_calls_per_minute or settings.slack_stream_calls_per_minute
         self.allow_bots = settings.slack_allow_bots if allow_bots is None else allow_bots
         self._platforms: dict[str, SlackPlatform] = {}
-        self.work = BackgroundWork(label="slack")
+        self.intake = Intake(app, platform="slack")
         # Slack's limits are per workspace (and per channel for posts), not per process: the buckets live in the
         # store, so N replicas on one Redis together stay within one workspace's tier. On SQLite they serve one
         # process (or several on one host) the same way.
@@ -155,7 +155,7 @@ class SlackAdapter:
         )
         secret = settings.secret("slack_signing_secret")
         self._verifier = SignatureVerifier(secret) if secret else None
-        self.conversation = DirectConversation(app, platform_for=self.platform)
+        self.conversation = DirectConversation(app, self.intake, platform_for=self.platform)
         self.talk = ConversationListeners(self)
         self._register()
         if app.janitor is not None:
@@ -181,27 +181,27 @@ class SlackAdapter:
             )
         return found
 
-    # ---- background work ------------------------------------------------------------------------------------
-
-    def _spawn(self, work: Coroutine[Any, Any, None], *, name: str) -> None:
-        self.work.spawn(work, name=name)
+    # ---- requests -------------------------------------------------------------------------------------------
 
     async def idle(self) -> None:
-        await self.work.idle()
+        await self.intake.idle()
 
-    async def _claim(self, body: dict[str, Any], workspace: str) -> bool:
-        """The delivery's event id, claimed in the shared store: a retry (here or on another replica) stops."""
+    def claims(self, body: dict[str, Any], workspace: str, channel: str, ts: str) -> list[Claim]:
+        """What makes a request to the bot answered once: the delivery's event id (a retry, here or on another
+        replica, stops) and the asking message itself (Slack re-delivers an edited mention as a new app_mention
+        with a new event id and the same ts, and one message may arrive both as a mention and in a DM)."""
         event_id = body.get("event_id")
-        if not isinstance(event_id, str) or not event_id:
-            return True
-        return await self.app.store.claims.claim(f"slack:{workspace}:{event_id}", ttl_s=CLAIM_TTL_S)
-
-    async def _claim_message(self, workspace: str, channel: str, ts: str) -> bool:
-        """The message itself, claimed: Slack re-delivers an edited mention as a new app_mention (new event id,
-        same ts), and one message may arrive both as a mention and in a DM; it is answered once."""
+        claims = [Claim(f"slack:{workspace}:{event_id}", CLAIM_TTL_S)] if isinstance(event_id, str) and event_id else []
         # As long as messages are kept: Slack lets people edit a message days later, and the edit is re-delivered.
         ttl_s = max(CLAIM_TTL_S, self.app.settings.retention_days * 86400.0)
-        return await self.app.store.claims.claim(f"slack:{workspace}:asked:{channel}:{ts}", ttl_s=ttl_s)
+        return [*claims, Claim(f"slack:{workspace}:asked:{channel}:{ts}", ttl_s)]
+
+    def request(self, body: dict[str, Any]) -> contextlib.AbstractContextManager[None]:
+        """The request id of one event delivery, from the listener to the reply's final edit."""
+        return self.intake.request(str(body.get("event_id") or ""))
+
+    def duplicate(self, detail: str) -> Callable[[], None]:
+        return lambda: self._ignored("duplicate", detail)
 
     def _ignored(self, reason: str, detail: str) -> None:
         log.info("ignored a Slack event (%s): %s", reason, detail[:200])
@@ -257,7 +257,7 @@ class SlackAdapter:
                 log.exception("could not tell the user about the failure")
 
     async def _on_mention(self, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext) -> None:
-        with _context(body):
+        with self.request(body):
             checked = self._checked(body, event)
             if checked is None or checked.message is None:
                 return
@@ -267,35 +267,29 @@ class SlackAdapter:
                 self._ignored("bot", f"mention from bot {said.bot_id} in {checked.channel}")
                 return
             workspace = installation(body, context, self.identity)
-            if not await self._claim(body, workspace):
-                self._ignored("duplicate", f"retried delivery of {body.get('event_id')}")
-                return
-            if not await self._claim_message(workspace, checked.channel, said.ts):
-                self._ignored("duplicate", f"mention {checked.channel}/{said.ts} already answered (edited: {said.edited})")
-                return
             channel = ChannelRef("slack", workspace, checked.channel)
-            self._spawn(self._mentioned(channel, said), name=f"summary-{said.ts}")
+            self.intake.take(
+                self._mentioned(channel, said), name=f"summary-{said.ts}",
+                claims=self.claims(body, workspace, checked.channel, said.ts),
+                duplicate=self.duplicate(f"mention {checked.channel}/{said.ts} (edited: {said.edited})"),
+                # Whatever fails from here on — reading the mention included — is told to the asker, in the thread.
+                reply_error=self._teller(channel, said.author, thread_id=said.thread_ts or said.ts),
+            )  # fmt: skip
 
     async def _mentioned(self, channel: ChannelRef, event: SlackMessage) -> None:
         platform = self.platform(channel.workspace)
-        try:
-            message = await platform.to_chat_message(channel, event)
-        except Exception:
-            log.exception("could not read a mention in %s", channel.key)
-            return
-        await self._summarize(Mention(message, fresh=wants_fresh(message.text)), platform, user=message.author)
+        message = await platform.to_chat_message(channel, event)
+        await self._summarize(self.intake.mention(message), platform, user=message.author)
 
     async def _summarize(self, mention: Mention, platform: SlackPlatform, *, user: str) -> None:
         ref = mention.message.ref
         platform.expect_reply(ref.channel, ref.thread_id or ref.message_id, user=user)
-        try:
-            outcome = await self.assistant.summarize(mention, platform)
-        except Exception:
-            log.exception("summary failed in %s", ref.channel.key)
-            await self._tell(platform, ref.channel, user, SORRY, thread_id=ref.thread_id or ref.message_id)
-            return
+        outcome = await self.assistant.summarize(mention, platform)
         if not outcome.refs:
             await self._tell(platform, ref.channel, user, NOT_IN_CHANNEL, thread_id=None)
+
+    def _teller(self, channel: ChannelRef, user: str, *, thread_id: str | None) -> ErrorReply:
+        return lambda text: self._tell(self.platform(channel.workspace), channel, user, text, thread_id=thread_id)
 
     async def _tell(
         self, platform: SlackPlatform, channel: ChannelRef, user: str, text: str, *, thread_id: str | None
@@ -310,7 +304,7 @@ class SlackAdapter:
 
     async def _on_message(self, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext) -> None:
         ours = {str(x) for x in (context.bot_user_id, context.bot_id) if x}
-        with _context(body):
+        with self.request(body):
             checked = self._checked(body, event)
             if checked is None:
                 return
@@ -319,7 +313,7 @@ class SlackAdapter:
                 await self.talk.direct_message(body, workspace, checked, ours)
                 return
             channel = ChannelRef("slack", workspace, checked.channel)
-            self._spawn(self._message(channel, checked, ours, context.bot_user_id), name=f"message-{channel.key}")
+            self.intake.take(self._message(channel, checked, ours, context.bot_user_id), name=f"message-{channel.key}")
 
     async def _message(self, channel: ChannelRef, event: SlackEvent, ours: set[str], bot_user: str | None) -> None:
         said = event.message
@@ -343,66 +337,52 @@ class SlackAdapter:
     # ---- slash commands and the shortcut --------------------------------------------------------------------
 
     def _command(self, command: dict[str, Any], name: str, workspace: str) -> Command:
+        channel = ChannelRef("slack", workspace, str(command.get("channel_id") or ""))
         user = str(command.get("user_id", ""))
-        return Command(
-            name=name,
-            args=str(command.get("text") or ""),
-            channel=ChannelRef("slack", workspace, str(command.get("channel_id") or "")),
-            user=user,
-            user_name=str(command.get("user_name") or ""),
-            is_admin=self.assistant.is_admin(user),
-        )
+        return self.intake.command(name, str(command.get("text") or ""), channel, user,
+                                   user_name=str(command.get("user_name") or ""))  # fmt: skip
 
     async def _on_faq(
         self, ack: Callable[..., Awaitable[Any]], command: dict[str, Any], respond: Any, context: AsyncBoltContext
     ) -> None:
         await ack()
         cmd = self._command(command, "faq", installation(command, context, self.identity))
-        with request_context(platform="slack", command="/faq"):
-            self._spawn(self._faq(cmd, respond), name=f"faq-{cmd.channel.channel}")
+        self.intake.take(self._faq(cmd, respond), name=f"faq-{cmd.channel.channel}", command="/faq",
+                         reply_error=_responder(respond))  # fmt: skip
 
     async def _faq(self, cmd: Command, respond: Any) -> None:
         if not cmd.channel.channel:
             await _safe_respond(respond, COMMAND_OUTSIDE_CHANNEL)
             return
-        try:
-            outcome = await self.assistant.faq(cmd, self.platform(cmd.channel.workspace))
-            if not outcome.refs:
-                await respond(text=NOT_IN_CHANNEL, response_type="ephemeral")
-        except Exception:
-            log.exception("/faq failed in %s", cmd.channel.key)
-            await _safe_respond(respond, SORRY)
+        outcome = await self.assistant.faq(cmd, self.platform(cmd.channel.workspace))
+        if not outcome.refs:
+            await respond(text=NOT_IN_CHANNEL, response_type="ephemeral")
 
     async def _on_llmcost(
         self, ack: Callable[..., Awaitable[Any]], command: dict[str, Any], respond: Any, context: AsyncBoltContext
     ) -> None:
         await ack()
         cmd = self._command(command, "llmcost", installation(command, context, self.identity))
-        with request_context(platform="slack", command="/llmcost"):
-            self._spawn(self._llmcost(cmd, respond), name="llmcost")
+        self.intake.take(self._llmcost(cmd, respond), name="llmcost", command="/llmcost",
+                         reply_error=_responder(respond))  # fmt: skip
 
     async def _llmcost(self, cmd: Command, respond: Any) -> None:
-        try:
-            result = await self.assistant.spend(cmd)
-            if result.refusal:
-                await respond(text=escape(result.refusal), response_type="ephemeral")
-                return
-            share = bool({"share", "public"} & set(cmd.args.lower().split()))
-            await respond(
-                text=escape(result.to_text()),
-                blocks=spend_blocks(result),
-                response_type="in_channel" if share else "ephemeral",
-            )
-        except Exception:
-            log.exception("/llmcost failed in %s", cmd.channel.key)
-            await _safe_respond(respond, SORRY)
+        result = await self.assistant.spend(cmd)
+        if result.refusal:
+            await respond(text=escape(result.refusal), response_type="ephemeral")
+            return
+        await respond(
+            text=escape(result.to_text()),
+            blocks=spend_blocks(result),
+            response_type="in_channel" if self.intake.shared(cmd.args) else "ephemeral",
+        )
 
     async def _on_shortcut(
         self, ack: Callable[..., Awaitable[Any]], body: dict[str, Any], respond: Any, context: AsyncBoltContext
     ) -> None:
         await ack()  # before anything that calls Slack: users.info on a slow Web API once took the ack past 3 s
-        with request_context(platform="slack", shortcut=SHORTCUT_CALLBACK_ID):
-            self._spawn(self._shortcut(body, installation(body, context, self.identity), respond), name="shortcut")
+        self.intake.take(self._shortcut(body, installation(body, context, self.identity), respond), name="shortcut",
+                         shortcut=SHORTCUT_CALLBACK_ID, reply_error=_responder(respond))  # fmt: skip
 
     async def _shortcut(self, body: dict[str, Any], workspace: str, respond: Any) -> None:
         channel_id = _field(body.get("channel"), "id")
@@ -469,7 +449,7 @@ class SlackAdapter:
         return await to_aiohttp_response(bolt_response)
 
     async def _healthz(self, request: web.Request) -> web.Response:
-        return web.json_response({"ok": True, "platform": "slack", "busy": len(self.work)})
+        return web.json_response({"ok": True, "platform": "slack", "busy": len(self.intake)})
 
     async def serve_http(self, *, host: str, port: int) -> web.AppRunner:
         """Start serving; returns the runner (its ``addresses`` tell the port when ``port`` is 0)."""
@@ -483,7 +463,7 @@ class SlackAdapter:
         await self.idle()
 
     async def drain(self, *, grace_s: float) -> int:
-        return await self.work.drain(grace_s=grace_s)
+        return await self.intake.drain(grace_s=grace_s)
 
 
 async def run_slack(app: App, *, port: int, host: str = "0.0.0.0", stop: asyncio.Event | None = None) -> None:
@@ -516,11 +496,6 @@ async def run_slack(app: App, *, port: int, host: str = "0.0.0.0", stop: asyncio
         await adapter.drain(grace_s=app.settings.shutdown_grace_s)
 
 
-def _context(body: dict[str, Any]) -> contextlib.AbstractContextManager[object]:
-    """One request id from the event to the reply's final edit (tasks spawned inside inherit it)."""
-    return request_context(platform="slack", event_id=str(body.get("event_id") or ""))
-
-
 def _is_event_delivery(raw: bytes) -> bool:
     """An Events API delivery (JSON; commands and interactivity arrive form-encoded)."""
     try:
@@ -537,6 +512,11 @@ def _field(value: object, key: str) -> str:
 
 def _is_from(message: SlackMessage, ours: set[str]) -> bool:
     return bool(ours) and (message.user in ours or message.bot_id in ours)
+
+
+def _responder(respond: Any) -> ErrorReply:
+    """The intake's error reply for a command or shortcut: through its response_url, to the person only."""
+    return lambda text: _safe_respond(respond, text)
 
 
 async def _safe_respond(respond: Any, text: str) -> None:

@@ -11,11 +11,10 @@ the asker is not in, so every request is checked against the asker's membership 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -30,18 +29,15 @@ from adapters.slack_identity import installation
 from adapters.slack_platform import SlackPlatform
 from adapters.slack_render import escape, spend_blocks
 from bot.app import App
-from bot.requestids import request_context
+from bot.intake import Intake
 from bot.spend import SpendReport
 from bot.stores.base import KeyValue
-from bot.summarize import wants_fresh
-from bot.types import ChannelRef, ChatMessage, Command, Mention, MessageRef
+from bot.types import ChannelRef, ChatMessage, MessageRef
 
 if TYPE_CHECKING:
     from adapters.slack import SlackAdapter
 
 log = logging.getLogger(__name__)
-
-SORRY = "Sorry — something went wrong on my side. Please try again in a minute."
 
 # assistant.threads.setSuggestedPrompts takes up to 4 (https://docs.slack.dev/reference/methods/
 # assistant.threads.setSuggestedPrompts); each prompt's message is sent back as the person's message.
@@ -132,8 +128,9 @@ StatusLine = Callable[[str], Awaitable[object]]
 class DirectConversation:
     """Answers one person's requests in a DM or in the side pane, for one workspace's installation."""
 
-    def __init__(self, app: App, *, platform_for: Callable[[str], SlackPlatform]) -> None:
+    def __init__(self, app: App, intake: Intake, *, platform_for: Callable[[str], SlackPlatform]) -> None:
         self.app = app
+        self._intake = intake
         self._platform_for = platform_for
 
     async def answer(
@@ -172,11 +169,11 @@ class DirectConversation:
             return
         channel = ChannelRef("slack", workspace, target)
         if status is not None:
-            await _quietly(status(STATUS_READING))
+            await _quietly(lambda: status(STATUS_READING))
         if ask.kind == "cost":
             await self._cost(ask, workspace=workspace, user=user, channel=channel, say=say)
         elif ask.kind == "faq":
-            command = Command("faq", ask.args, channel, user, is_admin=self.app.assistant.is_admin(user))
+            command = self._intake.command("faq", ask.args, channel, user)
             await self.app.assistant.faq(command, platform, reply_in=reply_in, reply_thread=thread)
         else:
             asked = ChatMessage(
@@ -187,18 +184,17 @@ class DirectConversation:
                 sent_at=datetime.now(UTC),
             )
             platform.expect_reply(reply_in, thread or message_ts, user=user)
-            mention = Mention(asked, fresh=wants_fresh(text))
+            mention = self._intake.mention(asked)
             await self.app.assistant.summarize(mention, platform, reply_in=reply_in, reply_thread=thread)
 
     async def _cost(self, ask: Ask, *, workspace: str, user: str, channel: ChannelRef | None, say: _Say) -> None:
-        admin = self.app.assistant.is_admin(user)
+        command = self._intake.command("llmcost", ask.args, channel or ChannelRef("slack", workspace, ""), user)
         if channel is None and "all" not in ask.args.split():
-            if not admin:
+            if not command.is_admin:
                 await say(WHICH_CHANNEL.format(kind="cost"))
                 return
-            ask = Ask(ask.kind, args=(ask.args + " all").strip())
-        where = channel or ChannelRef("slack", workspace, "")
-        result = await self.app.assistant.spend(Command("llmcost", ask.args, where, user, is_admin=admin))
+            command = self._intake.command("llmcost", ask.args + " all", command.channel, user)
+        result = await self.app.assistant.spend(command)
         if result.refusal:
             await say(result.refusal)
         else:
@@ -220,10 +216,11 @@ class _Say:
         )
 
 
-async def _quietly(call: Awaitable[object], what: str = "setting the assistant status") -> None:
-    """Courtesies (a status line, a greeting, suggested prompts): failing one must not cost anything else."""
+async def _quietly(call: Callable[[], Awaitable[object]], what: str = "setting the assistant status") -> None:
+    """Courtesies (a status line, a greeting, suggested prompts): failing one must not cost anything else. The
+    call is made here, so a courtesy the intake declines (shutting down) leaves no coroutine never awaited."""
     try:
-        await call
+        await call()
     except Exception as exc:
         log.info("%s failed: %s", what, exc)
 
@@ -253,8 +250,8 @@ def _pane_key(channel_id: str, thread_ts: str) -> str:
 
 
 class ConversationListeners:
-    """Bolt's listeners for direct messages, the side pane and the Messages tab. The adapter claims deliveries
-    (one answer per message), spawns the work and owns the platforms; this class only reads and routes."""
+    """Bolt's listeners for direct messages, the side pane and the Messages tab. The adapter names the claims
+    (one answer per message) and owns the platforms, the intake runs the work; this class only reads and routes."""
 
     def __init__(self, adapter: SlackAdapter) -> None:
         self._adapter = adapter
@@ -267,21 +264,18 @@ class ConversationListeners:
         if said.is_bot and not self._adapter.allow_bots:
             self._adapter._ignored("bot", f"DM from bot {said.bot_id}")
             return
-        if not await self._adapter._claim(body, workspace) or not await self._adapter._claim_message(workspace, event.channel, said.ts):
-            self._adapter._ignored("duplicate", f"DM {event.channel}/{said.ts}")
-            return
         reply_in = ChannelRef("slack", workspace, event.channel)
         work = self._adapter.conversation.answer(said.text, workspace=workspace, user=said.user, reply_in=reply_in,
-                                        thread=said.thread_ts, message_ts=said.ts)  # fmt: skip
-        self._adapter._spawn(self._conversing(work, reply_in, said.thread_ts), name=f"dm-{said.ts}")
+                                                 thread=said.thread_ts, message_ts=said.ts)  # fmt: skip
+        self._adapter.intake.take(
+            work, name=f"dm-{said.ts}", claims=self._adapter.claims(body, workspace, event.channel, said.ts),
+            duplicate=self._adapter.duplicate(f"DM {event.channel}/{said.ts}"),
+            reply_error=self._poster(reply_in, said.thread_ts),
+        )  # fmt: skip
 
-    async def _conversing(self, work: Coroutine[Any, Any, None], reply_in: ChannelRef, thread: str | None) -> None:
-        try:
-            await work
-        except Exception:
-            log.exception("a direct request failed in %s", reply_in.key)
-            with contextlib.suppress(Exception):
-                await self._adapter.platform(reply_in.workspace).post(reply_in, SORRY, thread_id=thread)
+    def _poster(self, reply_in: ChannelRef, thread: str | None) -> Callable[[str], Awaitable[object]]:
+        """The intake's error reply in a conversation: a plain message where the person asked."""
+        return lambda text: self._adapter.platform(reply_in.workspace).post(reply_in, text, thread_id=thread)
 
     async def on_pane_opened(
         self, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext, say: Any,
@@ -299,7 +293,7 @@ class ConversationListeners:
             await say(GREETING)
             await set_suggested_prompts(prompts=SUGGESTED_PROMPTS)
 
-        self._adapter._spawn(_quietly(greet(), "greeting in the assistant pane"), name=f"pane-{thread.thread_ts}")
+        self._adapter.intake.take(_quietly(greet, "greeting in the assistant pane"), name=f"pane-{thread.thread_ts}")
 
     async def on_home_opened(self, event: dict[str, Any], client: AsyncWebClient) -> None:
         # Slack's agent messaging experience (agent_view, the default for apps since 2026-06) has no side pane:
@@ -307,10 +301,12 @@ class ConversationListeners:
         channel = event.get("channel")
         if event.get("tab") != "messages" or not isinstance(channel, str) or not channel:
             return
-        prompts = client.assistant_threads_setSuggestedPrompts(
-            channel_id=channel, title="What can I do for you?", prompts=SUGGESTED_PROMPTS
-        )
-        self._adapter._spawn(_quietly(prompts, "suggested prompts in the Messages tab"), name="home-prompts")
+        def prompts() -> Awaitable[object]:
+            return client.assistant_threads_setSuggestedPrompts(
+                channel_id=channel, title="What can I do for you?", prompts=SUGGESTED_PROMPTS
+            )
+
+        self._adapter.intake.take(_quietly(prompts, "suggested prompts in the Messages tab"), name="home-prompts")
 
     async def on_pane_context(self, event: dict[str, Any], save_thread_context: Any) -> None:
         # The person switched to another channel with the pane open: that channel is what "this channel" means now.
@@ -319,21 +315,19 @@ class ConversationListeners:
         if thread is None or not isinstance(context_payload, dict) or not thread.context_channel:
             self._adapter._ignored("malformed", "assistant_thread_context_changed without a channel")
             return
-        self._adapter._spawn(_quietly(save_thread_context(context_payload), "saving the pane's channel"), name="pane-context")
+        saving = _quietly(lambda: save_thread_context(context_payload), "saving the pane's channel")
+        self._adapter.intake.take(saving, name="pane-context")
 
     async def on_pane_message(
         self, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext, set_status: Any,
         get_thread_context: Any,
     ) -> None:  # fmt: skip
-        with request_context(platform="slack", event_id=str(body.get("event_id") or "")):
+        with self._adapter.request(body):
             checked = self._adapter._checked(body, event)
             said = None if checked is None else checked.message
             if checked is None or said is None or not said.user:
                 return
             workspace = installation(body, context, self._adapter.identity)
-            if not await self._adapter._claim(body, workspace) or not await self._adapter._claim_message(workspace, checked.channel, said.ts):
-                self._adapter._ignored("duplicate", f"pane message {checked.channel}/{said.ts}")
-                return
             reply_in = ChannelRef("slack", workspace, checked.channel)
 
             async def answer() -> None:
@@ -343,4 +337,9 @@ class ConversationListeners:
                     message_ts=said.ts, viewing=viewed.channel_id if viewed is not None else None, status=set_status,
                 )  # fmt: skip
 
-            self._adapter._spawn(self._conversing(answer(), reply_in, said.thread_ts), name=f"pane-{said.ts}")
+            self._adapter.intake.take(
+                answer(), name=f"pane-{said.ts}",
+                claims=self._adapter.claims(body, workspace, checked.channel, said.ts),
+                duplicate=self._adapter.duplicate(f"pane message {checked.channel}/{said.ts}"),
+                reply_error=self._poster(reply_in, said.thread_ts),
+            )  # fmt: skip

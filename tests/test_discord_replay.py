@@ -24,6 +24,7 @@ import pytest
 from adapters.discord import FAILED, UNREADABLE_COMMAND
 from adapters.discord_guard import is_guarded
 from adapters.discord_render import MESSAGE_CONTENT_NOTICE, scope_header
+from bot.intake import SORRY
 from bot.live_reply import WRITING_MARKER
 from tests.fakes.discord_api import ROUTE_CREATE_MESSAGE, ROUTE_INTERACTION_CALLBACK, FakeDiscord
 from tests.fakes.discord_payloads import FLAG_EPHEMERAL, Json
@@ -222,6 +223,30 @@ async def test_a_reply_to_the_bots_message_counts_with_the_ping_on_and_not_with_
         assert str(second.body["message_reference"]["message_id"]) == asked["id"]
         assert len(w.llm.received) == 2  # the ping-off reply started nothing ...
         assert "thanks, noted" in await stored_texts(w, w.channel)  # ... and was kept like any message
+
+
+async def test_a_mention_that_cannot_be_read_gets_a_reply_not_silence(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with world(tmp_path) as w:
+        fake = w.fake
+        # A reply chain whose first message Discord returns without its author: the mention (a reply into that
+        # chain) parses, but reading the chain it asks about raises, so it never becomes a Mention.
+        first = fake.seed_message(w.channel, author_id=w.bob, content="the deploy is stuck")
+        second = fake.seed_message(w.channel, author_id=w.alice, content="still stuck?", reply_to=int(first["id"]))
+        del fake.messages[int(first["id"])]["author"]
+        with caplog.at_level(logging.ERROR, logger="bot.intake"):
+            asked = await fake.user_message(w.channel, author_id=w.alice, content=f"<@{w.bot}> what happened?",
+                                            reply_to=int(second["id"]), reply_ping=False)
+            await w.wait(lambda: len(w.bot_creates(w.channel)) == 1)
+            await w.adapter.idle()
+        [reply] = w.bot_creates(w.channel)
+        assert reply.body["content"] == SORRY
+        assert str(reply.body["message_reference"]["message_id"]) == asked["id"]
+        assert w.llm.received == []
+        [failed] = [rec for rec in caplog.records if rec.name == "bot.intake"]
+        assert failed.exc_info is not None and f"message-{asked['id']}" in failed.getMessage()
+        await mention_is_answered(w)
 
 
 async def test_in_a_thread_a_reply_to_the_bot_and_its_role_both_summon_it(tmp_path: Path) -> None:

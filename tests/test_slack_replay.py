@@ -26,11 +26,13 @@ from pydantic import SecretStr
 from adapters.slack import SlackAdapter
 from adapters.slack_conversation import HELP, SUGGESTED_PROMPTS
 from bot.app import App, build_app
+from bot.intake import SORRY
 from bot.settings import Settings
 from bot.types import ChannelRef
 from tests.fakes import slack_payloads as payloads
 from tests.fakes.llm_server import FakeLLMServer, FakeReply, ReceivedRequest, default_responder
 from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_records import Fault
 from tests.fakes.slack_signing import DeliveryResult, SlackDelivery
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "slack"
@@ -223,6 +225,25 @@ async def test_an_edited_mention_reaching_another_replica_is_answered_once(tmp_p
             await second.close()
             await runner.cleanup()
         assert len(r.summaries()) == 1 and len(r.slack.bot_messages("C1")) == 1
+
+
+async def test_a_mention_that_cannot_be_read_gets_a_reply_not_silence(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # slack-go's captured mention, whose author's name cannot be looked up: users.info drops the connection every
+    # time (slack_sdk's own retry included), so the event never becomes a Mention.
+    original, _ = edited_mention()
+    async with replay(tmp_path, team="T0FAKE", bot_user="UBOT") as r:
+        r.slack.add_channel("C1")
+        r.slack.add_user("U1")
+        r.slack.inject("users.info", Fault.connection_drop(), times=5)
+        with caplog.at_level(logging.ERROR, logger="bot.intake"):
+            assert (await r.send(payloads.event_callback(original))).status == 200
+        [told] = r.slack.ephemerals
+        assert (told.channel, told.user, told.text, told.thread_ts) == ("C1", "U1", SORRY, original["ts"])
+        assert r.summaries() == [] and r.slack.bot_messages("C1") == []
+        [failed] = [rec for rec in caplog.records if rec.name == "bot.intake"]
+        assert failed.exc_info is not None and "summary-" in failed.getMessage()
 
 
 async def test_another_bots_mention_is_ignored_unless_allowed(tmp_path: Path) -> None:
