@@ -6,7 +6,7 @@ reply the log holds (it joined, or was down, before that), the thread's start in
 
 - bot/summarize.py asks the platform for a thread only when the log lacks its start (``saw_start``), and adds only
   the messages the log does not hold (``unseen``);
-- a platform that pages history (adapters/slack_platform.py ``fetch_thread``) pages only what is older than
+- a platform that pages history (adapters/slack/platform.py ``fetch_thread``) pages only what is older than
   ``missed_before`` and returns only what is ``unseen``: on Slack's restricted tier every page is a minute.
 """
 

@@ -58,7 +58,7 @@ async def test_a_few_hundred_mentions_leave_nothing_behind() -> None:
 
 
 async def test_the_discord_pacer_holds_at_most_its_bound_of_messages_and_channels() -> None:
-    from adapters.discord_platform import REMEMBERED, ChannelEditPacer
+    from adapters.discord.platform import REMEMBERED, ChannelEditPacer
 
     t = FakeTime()
     pacer = ChannelEditPacer(clock=t.clock, sleep=t.sleep)
@@ -72,7 +72,7 @@ async def test_the_discord_pacer_holds_at_most_its_bound_of_messages_and_channel
 async def test_slack_per_user_and_per_reply_maps_stay_within_their_bound() -> None:
     from slack_sdk.web.async_client import AsyncWebClient
 
-    from adapters.slack_platform import REMEMBERED, SlackPlatform
+    from adapters.slack.platform import REMEMBERED, SlackPlatform
     from bot.types import ChannelRef
 
     platform = SlackPlatform(AsyncWebClient(token="xoxb-test", base_url="http://127.0.0.1:9/"), team_id="T1")

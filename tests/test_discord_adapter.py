@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from adapters.discord import DiscordAdapter, doctor, point_discord_py
-from adapters.discord_platform import RESERVE_RELEASE_S, UNKNOWN_BUCKET_SPACING_S, ChannelEditPacer
-from adapters.discord_render import MESSAGE_CONTENT_NOTICE, scope_header
+from adapters.discord.intake import DiscordAdapter, doctor, point_discord_py
+from adapters.discord.platform import RESERVE_RELEASE_S, UNKNOWN_BUCKET_SPACING_S, ChannelEditPacer
+from adapters.discord.render import MESSAGE_CONTENT_NOTICE, scope_header
 from bot.app import App, build_app
 from bot.live_reply import WRITING_MARKER
 from bot.settings import Settings
@@ -311,7 +311,7 @@ async def test_doctor_checks_the_token_and_the_intent(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:9/api/v10", "http://127.0.0.1:9/", "http://127.0.0.1:9"])
 def test_api_base_accepts_a_proxy_root_or_a_full_base(url: str) -> None:
-    from adapters.discord import api_base
+    from adapters.discord.intake import api_base
 
     assert api_base(url) == "http://127.0.0.1:9/api/v10"
 

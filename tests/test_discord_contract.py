@@ -1,7 +1,7 @@
 """The private discord.py state the bot reads, pinned against the installed discord.py.
 
 The edit pacer asks discord.py how much of a channel's edit bucket is left before each in-progress edit
-(adapters/discord_platform.py, ``DiscordPlatform.edit_budget``, used by ``ChannelEditPacer``). discord.py has no
+(adapters/discord/platform.py, ``DiscordPlatform.edit_budget``, used by ``ChannelEditPacer``). discord.py has no
 public API for that, so ``edit_budget`` reads private state, defensively: any surprise makes it answer "unknown",
 and the pacer falls back to spacing every edit by UNKNOWN_BUCKET_SPACING_S. A discord.py upgrade that renames this
 state would therefore break nothing loudly: replies would just stream more slowly (or queue stale edits inside
@@ -15,7 +15,7 @@ discord.py), for ever. These tests make that loud. What ``edit_budget`` reads, e
   ``remaining + outgoing`` the budget before the requests in flight (``acquire`` takes one from ``remaining`` and
   adds one to ``outgoing``).
 
-The gateway guard (adapters/discord_guard.py) wraps ``client._connection.parsers`` in place; that the websocket calls
+The gateway guard (adapters/discord/guard.py) wraps ``client._connection.parsers`` in place; that the websocket calls
 that very dict is checked end to end in tests/test_discord_replay.py (a real gateway session); the table itself is
 checked here. The pin in pyproject.toml keeps discord.py below its next minor version: raising it means running
 these tests against the new version first.
@@ -34,14 +34,14 @@ import discord
 import discord.http
 import pytest
 
-from adapters.discord_guard import guard_parsers, is_guarded
-from adapters.discord_platform import DiscordPlatform
+from adapters.discord.guard import guard_parsers, is_guarded
+from adapters.discord.platform import DiscordPlatform
 from tests.fakes.discord_api import FakeDiscord, discord_py_pointed_at
 from tests.fakes.discord_ratelimit import RateLimitConfig
 
 EDIT_PATH = "/channels/{channel_id}/messages/{message_id}"
-READER = "adapters/discord_platform.py DiscordPlatform.edit_budget (the edit pacer's view of the channel's bucket)"
-PARSERS_READER = "adapters/discord_guard.py guard_parsers (no gateway payload may stop the bot)"
+READER = "adapters/discord/platform.py DiscordPlatform.edit_budget (the edit pacer's view of the channel's bucket)"
+PARSERS_READER = "adapters/discord/guard.py guard_parsers (no gateway payload may stop the bot)"
 WHAT_TO_DO = (
     "Read the new discord/http.py (HTTPClient.request, Ratelimit) and discord/state.py, update the reader, "
     "then this test and the discord.py pin in pyproject.toml."

@@ -21,9 +21,9 @@ from typing import Any
 
 import pytest
 
-from adapters.discord import FAILED, UNREADABLE_COMMAND
-from adapters.discord_guard import is_guarded
-from adapters.discord_render import MESSAGE_CONTENT_NOTICE, scope_header
+from adapters.discord.guard import is_guarded
+from adapters.discord.intake import FAILED, UNREADABLE_COMMAND
+from adapters.discord.render import MESSAGE_CONTENT_NOTICE, scope_header
 from bot.intake import SORRY
 from bot.live_reply import WRITING_MARKER
 from tests.fakes.discord_api import ROUTE_CREATE_MESSAGE, ROUTE_INTERACTION_CALLBACK, FakeDiscord
@@ -34,7 +34,7 @@ from tests.test_discord_adapter import RENDERED_TEXT, WAIT_S, World, assert_no_p
 from tests.test_discord_replicas import start_discord_process, wait_for_process
 
 FIXTURES = Path(__file__).parent / "fixtures" / "discord"
-GUARD_LOGGER = "adapters.discord_guard"
+GUARD_LOGGER = "adapters.discord.guard"
 # Message types, https://discord.com/developers/docs/resources/message#message-object-message-types
 USER_JOIN = 7
 
@@ -95,7 +95,7 @@ def callbacks_of(w: World, interaction_id: int) -> list[Any]:
 
 
 async def test_the_guard_wraps_the_parser_table_the_gateway_uses(tmp_path: Path) -> None:
-    """The contract discord_guard.py relies on: discord.py's websocket calls the very dict it wrapped."""
+    """The contract discord/guard.py relies on: discord.py's websocket calls the very dict it wrapped."""
     async with world(tmp_path) as w:
         client = w.adapter.client
         assert is_guarded(client)

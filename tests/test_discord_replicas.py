@@ -17,8 +17,8 @@ from pathlib import Path
 import discord
 from pydantic import SecretStr
 
-from adapters.discord import RESTARTING, DiscordAdapter
-from adapters.discord_render import scope_header
+from adapters.discord.intake import RESTARTING, DiscordAdapter
+from adapters.discord.render import scope_header
 from bot.app import App, build_app
 from bot.live_reply import WRITING_MARKER
 from bot.orphans import INTERRUPTED_LINE, LiveState

@@ -13,7 +13,7 @@ import pytest
 from pydantic import BaseModel, SecretStr
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack_platform import SlackPlatform
+from adapters.slack.platform import SlackPlatform
 from bot.app import App, build_app
 from bot.faq_schedule import FaqSchedule
 from bot.settings import Settings

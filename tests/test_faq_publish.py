@@ -14,8 +14,8 @@ import pytest
 from pydantic import SecretStr
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack_canvas import canvas_markdown, permalink
-from adapters.slack_platform import SlackPlatform
+from adapters.slack.canvas import canvas_markdown, permalink
+from adapters.slack.platform import SlackPlatform
 from bot.app import App, build_app
 from bot.settings import Settings
 from bot.types import ChannelRef, ChatMessage, Command, MessageRef

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from adapters.slack import NOT_IN_CHANNEL
-from adapters.slack_render import escape, to_mrkdwn
+from adapters.slack.intake import NOT_IN_CHANNEL
+from adapters.slack.render import escape, to_mrkdwn
 from bot.live_reply import WRITING_MARKER
 from tests.fakes import slack_payloads as payloads
 from tests.fakes.llm_server import Fault as LLMFault

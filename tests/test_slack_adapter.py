@@ -17,9 +17,9 @@ import pytest
 from pydantic import SecretStr
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack import SlackAdapter
-from adapters.slack_events import read_message
-from adapters.slack_pacing import (
+from adapters.slack.events import read_message
+from adapters.slack.intake import SlackAdapter
+from adapters.slack.pacing import (
     SHARE_HORIZON_S,
     InMemoryBudget,
     StoreBudget,
@@ -27,8 +27,8 @@ from adapters.slack_pacing import (
     WorkspaceEditPacer,
     workspace_of,
 )
-from adapters.slack_platform import SlackPlatform, readable
-from adapters.slack_render import spend_blocks, text_blocks, to_mrkdwn
+from adapters.slack.platform import SlackPlatform, readable
+from adapters.slack.render import spend_blocks, text_blocks, to_mrkdwn
 from bot.app import App, build_app
 from bot.safety import has_mass_mention
 from bot.settings import Settings
@@ -711,7 +711,7 @@ def test_bench_figures_staleness_and_lost_pieces() -> None:
 
 
 def test_direct_requests_are_read_from_slack_wire_text() -> None:
-    from adapters.slack_conversation import Ask, read_ask
+    from adapters.slack.conversation import Ask, read_ask
 
     reply_link = "<https://acme.slack.com/archives/C0123ABC/p1700000000000100?thread_ts=1699999999.000200&cid=C0123ABC>"
     assert read_ask(f"summarize {reply_link}") == Ask("summarize", "C0123ABC", None, "1699999999.000200", "")

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack_learned import DECREASE, PROBE_SHARE, LearnedBudget, LocalBuckets, WorkspaceFacts
-from adapters.slack_platform import SlackPlatform
+from adapters.slack.learned import DECREASE, PROBE_SHARE, LearnedBudget, LocalBuckets, WorkspaceFacts
+from adapters.slack.platform import SlackPlatform
 from bot.live_reply import LiveReply
 from bot.stores.sqlite import SqliteStore
 from bot.types import ChannelRef, MessageRef

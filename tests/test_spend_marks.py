@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from adapters.discord_render import spend_embed
-from adapters.slack_render import spend_blocks
+from adapters.discord.render import spend_embed
+from adapters.slack.render import spend_blocks
 from bot.app import App, build_app
 from bot.settings import load_settings
 from bot.spend import SpendReport, build_report, plain, report_json

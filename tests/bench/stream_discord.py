@@ -3,7 +3,7 @@
 Three processes per run, as for Slack (stream_slack.py), so the bot's CPU and memory are its own: the fakes
 (FakeDiscord with its edit bucket at 5 edits per 5 s per channel, and the fake model at 0.4 s to first token and
 50 tokens/s, which also dispatches the mentions over the gateway), the bot under test (the real discord.py client
-in adapters/discord.py), and this orchestrator. Every figure comes from what the fakes saw, with times: each
+in adapters/discord/intake.py), and this orchestrator. Every figure comes from what the fakes saw, with times: each
 version of each reply as Discord stored it, and each model piece as it left the model (stream_common.py).
 
 Each mention replies to a message of its own in one of the channels, so each summary covers a small reply chain
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adapters.discord_platform import DiscordPlatform
+from adapters.discord.platform import DiscordPlatform
 from bot.live_reply import WRITING_MARKER, ReplyStats
 from bot.ports import ChatPlatform
 from bot.safety import defang_mass_mentions
@@ -261,7 +261,7 @@ async def _bot(conn: multiprocessing.connection.Connection, spec: RunSpec, urls:
     from pydantic import SecretStr
 
     import bot.assistant
-    from adapters.discord import DiscordAdapter, point_discord_py
+    from adapters.discord.intake import DiscordAdapter, point_discord_py
     from bot.app import build_app
     from bot.settings import Settings
     from llm.tokens import count_tokens

@@ -231,7 +231,7 @@ async def _bot(conn: multiprocessing.connection.Connection, spec: RunSpec, urls:
 
 class _Ours:
     def __init__(self, app: Any) -> None:
-        from adapters.slack import SlackAdapter
+        from adapters.slack.intake import SlackAdapter
 
         self.adapter = SlackAdapter(app)
 
@@ -264,7 +264,7 @@ class _Baseline:
                 AsyncRateLimitErrorRetryHandler(max_retry_count=1),
             ],
         )
-        from adapters.slack import BotIdentity
+        from adapters.slack.intake import BotIdentity
 
         # The same one-auth.test authorize as ours: the comparison is about streaming, not about Bolt's lazy
         # auth.test burst (which makes a default Bolt app lose events under a burst of first mentions).
@@ -354,13 +354,13 @@ class _NaiveHistory:
     page, with slack_sdk's 429 retry handler (one retry after Retry-After) doing all the waiting."""
 
     def __init__(self, client: Any) -> None:
-        from adapters.slack_platform import SlackPlatform
+        from adapters.slack.platform import SlackPlatform
 
         self.client = client
         self._translate = SlackPlatform(client, team_id=TEAM)  # only its payload → ChatMessage translation
 
     async def fetch_thread(self, ref: Any, *, since: Any = None, progress: Any = None) -> list[Any]:
-        from adapters.slack_events import read_message
+        from adapters.slack.events import read_message
 
         thread = ref.thread_id or ref.message_id
         out, cursor = [], None

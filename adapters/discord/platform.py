@@ -498,22 +498,22 @@ class DiscordPlatform:
             messages.append(replace(chat, ref=MessageRef(channel, chat.ref.message_id, str(thread_id))))
         return [m for m in messages if since is None or m.sent_at > since]
 
-    # -- the channel's FAQ as pinned messages, and message links (adapters/discord_pins.py)
+    # -- the channel's FAQ as pinned messages, and message links (adapters/discord/pins.py)
 
     async def publish_document(
         self, channel: ChannelRef, *, title: str, text: str, previous: dict[str, str]
     ) -> PublishedDocument:
-        from adapters.discord_pins import publish_pinned
+        from adapters.discord.pins import publish_pinned
 
         return await publish_pinned(self, channel, title=title, text=text, previous=previous)
 
     async def keep_as_document(self, channel: ChannelRef, refs: list[MessageRef], *, title: str) -> PublishedDocument:
-        from adapters.discord_pins import keep_pinned
+        from adapters.discord.pins import keep_pinned
 
         return await keep_pinned(self, channel, refs, title=title)
 
     async def message_link(self, ref: MessageRef) -> str:
-        from adapters.discord_pins import message_link
+        from adapters.discord.pins import message_link
 
         return await message_link(self, ref)
 

@@ -24,10 +24,10 @@ from slack_bolt.context.assistant.thread_context_store.async_store import AsyncA
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack_events import SlackEvent, read_assistant_thread
-from adapters.slack_identity import installation
-from adapters.slack_platform import SlackPlatform
-from adapters.slack_render import escape, spend_blocks
+from adapters.slack.events import SlackEvent, read_assistant_thread
+from adapters.slack.identity import installation
+from adapters.slack.platform import SlackPlatform
+from adapters.slack.render import escape, spend_blocks
 from bot.app import App
 from bot.intake import Intake
 from bot.spend import SpendReport
@@ -35,7 +35,7 @@ from bot.stores.base import KeyValue
 from bot.types import ChannelRef, ChatMessage, MessageRef
 
 if TYPE_CHECKING:
-    from adapters.slack import SlackAdapter
+    from adapters.slack.intake import SlackAdapter
 
 log = logging.getLogger(__name__)
 

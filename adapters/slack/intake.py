@@ -9,8 +9,8 @@ never produces a second reply; a request that fails gets the intake's short erro
 the command's response_url). Every signed event delivery gets a 200, ignored and unknown ones included:
 Slack disables the event subscription of an app whose deliveries keep failing.
 
-Direct messages and Slack's AI side pane are conversations with the bot (adapters/slack_conversation.py); the
-installation a payload belongs to is read once (adapters/slack_identity.py).
+Direct messages and Slack's AI side pane are conversations with the bot (adapters/slack/conversation.py); the
+installation a payload belongs to is read once (adapters/slack/identity.py).
 
 Runs in Socket Mode when SLACK_APP_TOKEN is set, else serves Slack's HTTP requests at /slack/events (and GET
 /healthz for load balancers).
@@ -37,8 +37,8 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack_conversation import ConversationListeners, DirectConversation, ThreadContexts
-from adapters.slack_events import (
+from adapters.slack.conversation import ConversationListeners, DirectConversation, ThreadContexts
+from adapters.slack.events import (
     CHANGED,
     DELETED,
     Malformed,
@@ -47,9 +47,9 @@ from adapters.slack_events import (
     read_delivery,
     slack_ts,
 )
-from adapters.slack_identity import BotIdentity, installation
-from adapters.slack_learned import LearnedBudget, WorkspaceFacts
-from adapters.slack_pacing import (
+from adapters.slack.identity import BotIdentity, installation
+from adapters.slack.learned import LearnedBudget, WorkspaceFacts
+from adapters.slack.pacing import (
     HISTORY_BURST,
     POST_PER_CHANNEL_BURST,
     POST_PER_CHANNEL_PER_MINUTE,
@@ -57,12 +57,12 @@ from adapters.slack_pacing import (
     StoreBudget,
     StreamBudgets,
 )
-from adapters.slack_platform import (
+from adapters.slack.platform import (
     RESTRICTED_PER_MINUTE,
     SlackPlatform,
     readable,
 )
-from adapters.slack_render import escape, spend_blocks
+from adapters.slack.render import escape, spend_blocks
 from bot.app import App
 from bot.intake import SORRY, Claim, ErrorReply, Intake
 from bot.types import ChannelRef, ChatMessage, Command, Mention, MessageRef

@@ -2,7 +2,7 @@
 
 Slack's JSON is input the bot does not control. A field the bot reads must have the type Slack documents
 (https://docs.slack.dev/reference/events/message, .../app_mention, .../assistant_thread_started) or the whole
-payload is rejected (adapters/slack_events.py turns a rejection into one log line and a 200). Everything else is
+payload is rejected (adapters/slack/events.py turns a rejection into one log line and a 200). Everything else is
 tolerated as Slack is loose: unknown fields are kept (``extra="allow"``: Slack adds fields without notice), an
 empty string counts as absent (java-slack-sdk's samples and some Slack payloads send ``""`` for "none"), ids are
 opaque strings (Slack Connect and Enterprise Grid ids look like any other), and an envelope's ``team_id`` may be

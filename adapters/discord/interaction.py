@@ -19,7 +19,7 @@ from typing import Any
 
 import discord
 
-from adapters.discord_platform import NO_PINGS, ChannelEditPacer, DiscordPlatform, _translate
+from adapters.discord.platform import NO_PINGS, ChannelEditPacer, DiscordPlatform, _translate
 from bot.types import ChannelRef, ChatMessage, MessageRef, PlatformRateLimited
 
 log = logging.getLogger(__name__)

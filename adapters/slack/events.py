@@ -2,7 +2,7 @@
 
 Slack's payloads are JSON the bot does not control. A field of the wrong type (a ``user`` that is a list, a
 ``subtype`` that is an object, a ``ts`` that is not a timestamp) must not reach code that trusts its type: the
-payload is validated once against the Pydantic models of adapters/slack_payloads.py (the shapes Slack documents)
+payload is validated once against the Pydantic models of adapters/slack/payloads.py (the shapes Slack documents)
 and turned into the small frozen dataclasses below; one that does not fit raises ``Malformed``, whose message says
 which field and why in one line, and the caller acknowledges it and logs that line instead of crashing a listener.
 """
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from pydantic import ValidationError
 
-from adapters.slack_payloads import (
+from adapters.slack.payloads import (
     CHANGED,
     DELETED,
     MENTION,

@@ -19,7 +19,7 @@ from bot.textsplit import split_message
 from bot.types import ChannelRef, MessageGone, MessageRef
 
 if TYPE_CHECKING:
-    from adapters.discord_platform import DiscordPlatform
+    from adapters.discord.platform import DiscordPlatform
 
 log = logging.getLogger(__name__)
 

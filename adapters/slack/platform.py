@@ -28,9 +28,9 @@ from slack_sdk.web.async_chat_stream import AsyncChatStream
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.web.async_slack_response import AsyncSlackResponse
 
-from adapters.slack_events import SlackMessage, read_message
-from adapters.slack_learned import LearnedBudget, LocalBuckets, WorkspaceFacts
-from adapters.slack_pacing import (
+from adapters.slack.events import SlackMessage, read_message
+from adapters.slack.learned import LearnedBudget, LocalBuckets, WorkspaceFacts
+from adapters.slack.pacing import (
     CHAT_UPDATE_BURST,
     CHAT_UPDATE_PER_MINUTE,
     HISTORY_BURST,
@@ -45,7 +45,7 @@ from adapters.slack_pacing import (
     WorkspaceEditPacer,
     workspace_of,
 )
-from adapters.slack_render import to_mrkdwn
+from adapters.slack.render import to_mrkdwn
 from bot.ports import PublishedDocument
 from bot.safety import defang_mass_mentions
 from bot.seen import SeenThread
@@ -697,19 +697,19 @@ class SlackPlatform:
                 return None
         return None
 
-    # ---- the channel's FAQ as a canvas, and message links (adapters/slack_canvas.py) ----------------------------
+    # ---- the channel's FAQ as a canvas, and message links (adapters/slack/canvas.py) ----------------------------
 
     _team_url: str | None = None  # from auth.test, on the first link asked for
 
     async def publish_document(
         self, channel: ChannelRef, *, title: str, text: str, previous: dict[str, str]
     ) -> PublishedDocument:
-        from adapters.slack_canvas import publish_canvas
+        from adapters.slack.canvas import publish_canvas
 
         return await publish_canvas(self.client, channel, title=title, text=text, previous=previous)
 
     async def message_link(self, ref: MessageRef) -> str:
-        from adapters.slack_canvas import permalink, team_url
+        from adapters.slack.canvas import permalink, team_url
 
         if self._team_url is None:
             self._team_url = await team_url(self.client)

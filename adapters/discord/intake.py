@@ -1,8 +1,8 @@
 """Discord through discord.py: events in, neutral calls to the Assistant, replies out.
 
 The adapter (gateway events, application commands, the missing-intent notice) and the entry points (run, doctor).
-Sending, editing, pacing and translating discord.py objects into neutral types live in discord_platform.py; how
-replies look, in discord_render.py. Threads and reply chains map onto the neutral thread as discord_platform.py
+Sending, editing, pacing and translating discord.py objects into neutral types live in discord/platform.py; how
+replies look, in discord/render.py. Threads and reply chains map onto the neutral thread as discord/platform.py
 describes.
 
 Many processes (shards, or replicas during a rolling update) share one store: every message and interaction is
@@ -29,14 +29,14 @@ import yarl
 from discord import app_commands
 from discord.gateway import DiscordWebSocket
 
-from adapters.discord_guard import guard_parsers, log_dropped
-from adapters.discord_interaction import (
+from adapters.discord.guard import guard_parsers, log_dropped
+from adapters.discord.interaction import (
     InteractionReply,
     bot_is_in_channel,
     message_link,
     missing_who_or_where,
 )
-from adapters.discord_platform import (
+from adapters.discord.platform import (
     CONTENT_LIMIT,
     NO_PINGS,
     PLATFORM,
@@ -46,7 +46,7 @@ from adapters.discord_platform import (
     to_chat,
     workspace_of_guild,
 )
-from adapters.discord_render import MESSAGE_CONTENT_NOTICE, SCOPE_HEADERS, scope_header, spend_embed
+from adapters.discord.render import MESSAGE_CONTENT_NOTICE, SCOPE_HEADERS, scope_header, spend_embed
 from bot.app import App
 from bot.intake import Claim, ErrorReply, Intake
 from bot.orphans import INTERRUPTED_LINE
@@ -144,7 +144,7 @@ class DiscordAdapter:
             client = discord.AutoShardedClient(shard_count=self.shard_count, **options)
         else:
             client = discord.Client(**options)
-        guard_parsers(client, on_dropped=self._dropped)  # no payload can stop the process (discord_guard.py)
+        guard_parsers(client, on_dropped=self._dropped)  # no payload can stop the process (discord/guard.py)
         tree: app_commands.CommandTree[Any] = app_commands.CommandTree(client)
         platform = DiscordPlatform(client)
         self._register(client, tree)
@@ -241,7 +241,7 @@ class DiscordAdapter:
         log_dropped(event, error, seen=self._failures_seen, stage="could not be handled")
 
     def _dropped(self, event: str, data: Any, exc: Exception) -> None:
-        """What is still owed for a dispatch discord_guard.py dropped (it has already logged it)."""
+        """What is still owed for a dispatch discord/guard.py dropped (it has already logged it)."""
         if not isinstance(data, dict) or not self.accepting:
             return
         if event == "INTERACTION_CREATE" and data.get("id") and data.get("token"):

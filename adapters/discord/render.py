@@ -1,6 +1,6 @@
 """How supportbot's neutral replies look on Discord: scope lines, the spend report as an embed, admin notices.
 
-Streamed replies are plain message content, not embeds (see CONTENT_LIMIT in adapters/discord_platform.py for why); the
+Streamed replies are plain message content, not embeds (see CONTENT_LIMIT in adapters/discord/platform.py for why); the
 spend report is the one reply that is a table of figures, which is what embed fields are for.
 """
 

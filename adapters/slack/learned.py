@@ -21,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 
-from adapters.slack_pacing import _Line
+from adapters.slack.pacing import _Line
 from bot.stores import StoreUnavailable
 from bot.stores.base import KeyValue, RateBudgets
 

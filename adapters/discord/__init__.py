@@ -1,0 +1,1 @@
+"""The Discord adapter: intake (events → bot/), platform (bot/'s ChatPlatform), and one file per Discord quirk."""

@@ -1,0 +1,1 @@
+"""The Slack adapter: intake (events → bot/), platform (bot/'s ChatPlatform), and one file per Slack quirk."""
