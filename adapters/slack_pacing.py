@@ -310,7 +310,7 @@ class WorkspaceEditPacer:
         budget = self.budget if streams is None else streams.stop if final else streams.append
         urgent = final or (self._first_edit is not None and self._first_edit(key))
         if not urgent and self._sharing is not None:
-            await self._space(key, budget)
+            await self._space(key, budget, final_elsewhere=streams is not None)
         await budget.take(workspace_of(key), urgent=urgent)
         if final:
             self._last.pop(key, None)
@@ -320,20 +320,24 @@ class WorkspaceEditPacer:
                     del self._last[old]
             self._last[key] = self._clock()
 
-    def share_interval(self, key: str, budget: WorkspaceBudget) -> float:
-        """Seconds between one reply's progress edits when every reply on ``budget`` takes its equal share."""
+    def share_interval(self, key: str, budget: WorkspaceBudget, *, final_elsewhere: bool = False) -> float:
+        """Seconds between one reply's progress edits when every reply on ``budget`` takes its equal share.
+
+        A reply's calls on ``budget`` over the horizon cut its text into as many gaps — plus one when its final
+        text goes through another budget (a stream's chat.stopStream): then every call here is progress."""
         replies = self._sharing(key) if self._sharing is not None else 1
         if replies <= 1:
             return 0.0  # a lone reply takes nobody's share: the platform's floor and the budget pace it
         scope = workspace_of(key)
         calls = budget.burst(scope) + budget.per_minute(scope) * SHARE_HORIZON_S / 60.0
-        return SHARE_HORIZON_S * replies / max(calls, 1.0)
+        gaps = calls / replies + (1.0 if final_elsewhere else 0.0)
+        return SHARE_HORIZON_S / max(gaps, 1.0)
 
-    async def _space(self, key: str, budget: WorkspaceBudget) -> None:
+    async def _space(self, key: str, budget: WorkspaceBudget, *, final_elsewhere: bool) -> None:
         """Wait until ``key``'s share of the budget is due, counted from its last turn (or from now, the first
         time: its message was just posted with text). Meanwhile the budget serves the other replies."""
         last = self._last.setdefault(key, self._clock())
-        while (wait := last + self.share_interval(key, budget) - self._clock()) > 0:
+        while (wait := last + self.share_interval(key, budget, final_elsewhere=final_elsewhere) - self._clock()) > 0:
             await self._sleep(min(wait, SHARE_RECHECK_S))
 
     async def penalize(self, key: str, retry_after_s: float) -> None:
