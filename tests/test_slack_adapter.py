@@ -21,6 +21,7 @@ from adapters.slack import SlackAdapter
 from adapters.slack_events import read_message
 from adapters.slack_pacing import (
     SHARE_HORIZON_S,
+    SHARE_USE,
     InMemoryBudget,
     StoreBudget,
     StreamBudgets,
@@ -609,9 +610,9 @@ async def test_progress_edits_of_replies_sharing_a_budget_are_spaced_by_their_sh
 
     budget = InMemoryBudget(per_minute=60, burst=10, clock=lambda: now[0], sleep=sleep)
     replies = [4]
-    pacer = WorkspaceEditPacer(budget, sharing=lambda key: replies[0], clock=lambda: now[0], sleep=sleep)
+    pacer = WorkspaceEditPacer(budget, sharing=lambda key, per_channel: replies[0], clock=lambda: now[0], sleep=sleep)
     # Over the horizon the budget allows its burst of 10 plus 1 a second; each of 4 replies gets a quarter of that.
-    share = SHARE_HORIZON_S * 4 / (10 + SHARE_HORIZON_S)
+    share = SHARE_HORIZON_S * 4 / (SHARE_USE * (10 + SHARE_HORIZON_S))
     assert pacer.share_interval("slack:T1:C1/1.1", budget) == pytest.approx(share)
     await pacer.wait_turn("slack:T1:C1/1.1", final=True)  # a final is never spaced
     assert slept == []
