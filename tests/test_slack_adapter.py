@@ -616,13 +616,13 @@ async def test_progress_edits_of_replies_sharing_a_budget_are_spaced_by_their_sh
     assert pacer.share_interval("slack:T1:C1/1.1", budget) == pytest.approx(share)
     await pacer.wait_turn("slack:T1:C1/1.1", final=True)  # a final is never spaced
     assert slept == []
-    await pacer.wait_turn("slack:T1:C1/1.2")  # a first progress edit counts its share from now
-    assert sum(slept) == pytest.approx(share)
+    await pacer.wait_turn("slack:T1:C1/1.2")  # a first progress edit waits half its share (its text was just posted)
+    assert sum(slept) == pytest.approx(share / 2)
     await pacer.wait_turn("slack:T1:C1/1.2")  # tokens are left, yet the reply waits for its share
-    assert sum(slept) == pytest.approx(2 * share)
+    assert sum(slept) == pytest.approx(1.5 * share)
     replies[0] = 1  # a lone reply is paced by the budget alone
     await pacer.wait_turn("slack:T1:C1/1.2")
-    assert sum(slept) == pytest.approx(2 * share)
+    assert sum(slept) == pytest.approx(1.5 * share)
 
 
 # ---- Socket Mode -----------------------------------------------------------------------------------------------
