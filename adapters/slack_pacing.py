@@ -51,6 +51,11 @@ SHARE_HORIZON_S = 10.0
 # between our clock and Slack's (a loaded host delays one call, the next arrives close behind) turns calls into 429s
 # (slack_load bench: one appendStream 429 a run when the share was all of it).
 SHARE_USE = 0.9
+# A reply's first progress edit comes after this share of its interval: its message was just posted with text, and
+# a budget left full meanwhile wastes its refill (slack_load bench, per-channel regime: every stream's first append
+# 3.8 s after its first text was the stalest text of the run; at half the interval, 20 streams spending the burst at
+# once starved the workspace regime's second round).
+FIRST_SHARE = 0.75
 # While a reply waits out its spacing it looks again this often (replies finishing shorten everyone's share).
 SHARE_RECHECK_S = 0.25
 # Per-scope state in memory (buckets, learned rates, replies' last turns): at most this many scopes or keys, the
@@ -377,15 +382,14 @@ class WorkspaceEditPacer:
     async def _space(
         self, key: str, budget: WorkspaceBudget, scope: str, *, per_channel: bool, final_elsewhere: bool
     ) -> bool:
-        """Wait until ``key``'s share of the budget is due, counted from its last turn — or half of it the first
-        time: its message was just posted with text, and a budget left full meanwhile wastes its refill (measured:
-        every stream's first append 3.8 s after its first text, the stalest text of the run). Meanwhile the budget
-        serves the other replies. True when, while waiting, the stream was found better off on chat.update."""
+        """Wait until ``key``'s share of the budget is due, counted from its last turn (FIRST_SHARE of it the first
+        time). Meanwhile the budget serves the other replies. True when, while waiting, the stream was found better
+        off on chat.update."""
         first = key not in self._last
         last = self._last.setdefault(key, self._clock())
         while True:
             interval = self.share_interval(key, budget, per_channel=per_channel, final_elsewhere=final_elsewhere)
-            due = last + (interval / 2 if first else interval)
+            due = last + (FIRST_SHARE if first else 1.0) * interval
             if (wait := due - self._clock()) <= 0:
                 return False
             if final_elsewhere and self._leaving(key):
@@ -395,7 +399,7 @@ class WorkspaceEditPacer:
     async def _space_edits(self, key: str, workspace: str, channel: str) -> bool:
         """_space for a chat.update: the workspace's share and, with a channel budget, the channel's. True when
         the channel's share is due and the workspace's is not but its budget may be probed: the edit goes now."""
-        head_start = 0.5 if key not in self._last else 1.0  # the first time: half a share (see _space)
+        head_start = FIRST_SHARE if key not in self._last else 1.0
         last = self._last.setdefault(key, self._clock())
         while True:
             wide = last + head_start * self.share_interval(key, self.budget)

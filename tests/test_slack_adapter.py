@@ -20,6 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack import SlackAdapter
 from adapters.slack_events import read_message
 from adapters.slack_pacing import (
+    FIRST_SHARE,
     SHARE_HORIZON_S,
     SHARE_USE,
     InMemoryBudget,
@@ -616,13 +617,13 @@ async def test_progress_edits_of_replies_sharing_a_budget_are_spaced_by_their_sh
     assert pacer.share_interval("slack:T1:C1/1.1", budget) == pytest.approx(share)
     await pacer.wait_turn("slack:T1:C1/1.1", final=True)  # a final is never spaced
     assert slept == []
-    await pacer.wait_turn("slack:T1:C1/1.2")  # a first progress edit waits half its share (its text was just posted)
-    assert sum(slept) == pytest.approx(share / 2)
+    await pacer.wait_turn("slack:T1:C1/1.2")  # a first progress edit: part of its share (its text was just posted)
+    assert sum(slept) == pytest.approx(FIRST_SHARE * share)
     await pacer.wait_turn("slack:T1:C1/1.2")  # tokens are left, yet the reply waits for its share
-    assert sum(slept) == pytest.approx(1.5 * share)
+    assert sum(slept) == pytest.approx((1 + FIRST_SHARE) * share)
     replies[0] = 1  # a lone reply is paced by the budget alone
     await pacer.wait_turn("slack:T1:C1/1.2")
-    assert sum(slept) == pytest.approx(1.5 * share)
+    assert sum(slept) == pytest.approx((1 + FIRST_SHARE) * share)
 
 
 # ---- Socket Mode -----------------------------------------------------------------------------------------------
