@@ -20,7 +20,9 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.events import read_message
 from adapters.slack.intake import SlackAdapter
 from adapters.slack.pacing import (
+    FIRST_SHARE,
     SHARE_HORIZON_S,
+    SHARE_USE,
     InMemoryBudget,
     StoreBudget,
     StreamBudgets,
@@ -633,19 +635,19 @@ async def test_progress_edits_of_replies_sharing_a_budget_are_spaced_by_their_sh
 
     budget = InMemoryBudget(per_minute=60, burst=10, clock=lambda: now[0], sleep=sleep)
     replies = [4]
-    pacer = WorkspaceEditPacer(budget, sharing=lambda ref: replies[0], clock=lambda: now[0], sleep=sleep)
+    pacer = WorkspaceEditPacer(budget, sharing=lambda ref, per_channel: replies[0], clock=lambda: now[0], sleep=sleep)
     # Over the horizon the budget allows its burst of 10 plus 1 a second; each of 4 replies gets a quarter of that.
-    share = SHARE_HORIZON_S * 4 / (10 + SHARE_HORIZON_S)
+    share = SHARE_HORIZON_S * 4 / (SHARE_USE * (10 + SHARE_HORIZON_S))
     assert pacer.share_interval(at("T1", "C1", "1.1"), budget) == pytest.approx(share)
     await pacer.wait_turn(at("T1", "C1", "1.1"), final=True)  # a final is never spaced
     assert slept == []
-    await pacer.wait_turn(at("T1", "C1", "1.2"), final=False)  # a first progress edit counts its share from now
-    assert sum(slept) == pytest.approx(share)
+    await pacer.wait_turn(at("T1", "C1", "1.2"), final=False)  # a first progress edit: part of its share
+    assert sum(slept) == pytest.approx(FIRST_SHARE * share)
     await pacer.wait_turn(at("T1", "C1", "1.2"), final=False)  # tokens are left, yet the reply waits for its share
-    assert sum(slept) == pytest.approx(2 * share)
+    assert sum(slept) == pytest.approx((1 + FIRST_SHARE) * share)
     replies[0] = 1  # a lone reply is paced by the budget alone
     await pacer.wait_turn(at("T1", "C1", "1.2"), final=False)
-    assert sum(slept) == pytest.approx(2 * share)
+    assert sum(slept) == pytest.approx((1 + FIRST_SHARE) * share)
 
 
 # ---- Socket Mode -----------------------------------------------------------------------------------------------

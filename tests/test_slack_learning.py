@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.learned import DECREASE, PROBE_SHARE, LearnedBudget, LocalBuckets, WorkspaceFacts
+from adapters.slack.learned import (
+    DECREASE,
+    PROBE_RAISE,
+    PROBE_SHARE,
+    LearnedBudget,
+    LocalBuckets,
+    WorkspaceFacts,
+)
+from adapters.slack.pacing import WorkspaceEditPacer
 from adapters.slack.platform import SlackPlatform
 from bot.live_reply import LiveReply
 from bot.stores.sqlite import SqliteStore
@@ -125,3 +133,52 @@ async def test_a_workspace_that_refuses_streams_gets_chat_update_and_is_remember
         assert [m.text for m in replies] == ["the answer", "the answer"]
         assert all(v.kind in ("post", "update") for m in replies for v in m.versions)  # chat.postMessage/update
         assert await store.kv.get("slack:fact:slack:T0FAKE:native_streaming") == "refused"
+
+
+async def test_probes_past_an_empty_bucket_find_more_room_and_one_refusal_settles_it() -> None:
+    now = [0.0]
+    buckets = LocalBuckets(clock=lambda: now[0])
+    wide = LearnedBudget(buckets, name="chat.update", start_per_minute=60, burst=2, clock=lambda: now[0])
+    assert [await wide.take(SCOPE, probe=True) for _ in range(3)] == [False, False, True]  # the burst, then a probe
+    assert not wide.may_probe(SCOPE)  # one probe at a time
+    for _ in range(2):  # accepted probes up to the burst: Slack's own burst may explain them, the rate stands
+        await wide.accepted(SCOPE, probe=True)
+        assert wide.per_minute(SCOPE) == 60 and wide.may_probe(SCOPE)
+        assert await wide.take(SCOPE, probe=True)  # the bucket owes the accepted probe: still empty, probe again
+    await wide.accepted(SCOPE, probe=True)  # a third: more than a burst of 2 explains
+    assert wide.per_minute(SCOPE) == pytest.approx(60 * PROBE_RAISE)  # more than any burst: slow start
+    assert await wide.take(SCOPE, probe=True)
+    await wide.pause(SCOPE, 1.0, probe=True)  # refused: the room ends here
+    assert wide.per_minute(SCOPE) == pytest.approx(60 * PROBE_RAISE)  # no cut: the budget's own calls were fine
+    assert not wide.may_probe(SCOPE)  # and no more probes for a while
+
+
+def at(channel: str, ts: str) -> MessageRef:
+    """A message of workspace T1, as LiveReply hands it to the pacer."""
+    return MessageRef(ChannelRef("slack", "T1", channel), ts)
+
+
+async def test_a_progress_edit_probes_past_the_workspace_budget_within_its_channels() -> None:
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    buckets = LocalBuckets(clock=lambda: now[0])
+
+    def learned(burst: int) -> LearnedBudget:
+        return LearnedBudget(buckets, name="chat.update", start_per_minute=60, burst=burst, clock=lambda: now[0],
+                             sleep=sleep)  # fmt: skip
+
+    wide, narrow = learned(1), learned(4)
+    pacer = WorkspaceEditPacer(wide, channel_budget=narrow, clock=lambda: now[0], sleep=sleep)
+    await pacer.wait_turn(at("C1", "1.1"), final=False)  # the workspace's only token
+    await pacer.wait_turn(at("C2", "2.1"), final=False)  # none left: goes as a probe, within C2's budget
+    assert now[0] == 0.0 and not wide.may_probe("slack:T1")
+    await pacer.penalize(at("C2", "2.1"), 2.0)  # Slack refused the probe: a workspace limit after all
+    assert wide.per_minute("slack:T1") == narrow.per_minute("slack:T1:C2") == 60  # nothing cut
+    await pacer.wait_turn(at("C1", "1.2"), final=False)  # no more probes: it waits for the workspace budget (the Retry-After)
+    assert now[0] >= 2.0
+    await pacer.wait_turn(at("C1", "1.3"), final=True)
+    await pacer.penalize(at("C1", "1.3"), 1.0)  # a 429 within the budget: both scopes learn it
+    assert wide.per_minute("slack:T1") < 60 and narrow.per_minute("slack:T1:C1") < 60

@@ -128,6 +128,10 @@ class SlackAdapter:
         self._edit_budget = LearnedBudget(
             budgets, name="chat.update", start_per_minute=self._edits_per_minute, burst=self._edit_burst, kv=kv,
         )  # fmt: skip
+        # The same tier per channel: where probes find a workspace's limit is per channel, no channel gets more.
+        self._channel_edit_budget = LearnedBudget(
+            budgets, name="chat.update", start_per_minute=self._edits_per_minute, burst=self._edit_burst, kv=kv,
+        )  # fmt: skip
         self._post_budget = StoreBudget(
             budgets, name="chat.postMessage", per_minute=POST_PER_CHANNEL_PER_MINUTE, burst=POST_PER_CHANNEL_BURST
         )
@@ -172,6 +176,7 @@ class SlackAdapter:
                 log_store=self.app.store.messages,
                 native_streaming=self.app.settings.slack_native_streaming,
                 edit_budget=self._edit_budget,
+                channel_edit_budget=self._channel_edit_budget,
                 post_budget=self._post_budget,
                 history_budget=self._history_budget,
                 stream_budgets=self._stream_budgets,

@@ -8,7 +8,11 @@ figure and learns:
 - ``LearnedBudget``: a token bucket whose rate follows Slack's answers — additive increase while calls are
   accepted, multiplicative decrease (and a pause for the ``Retry-After``) on a 429 — with the learned rate kept in
   the store's key-value table, so every replica spends at the rate one of them learned. A rate can also be pinned
-  for a while (the restricted history tier: 1 call a minute).
+  for a while (the restricted history tier: 1 call a minute). Where a narrower budget also holds each call (a
+  channel's, under the workspace's chat.update budget), a caller may *probe* past the empty bucket — one probe at a
+  time: accepted probes beyond what Slack's burst could explain raise the rate quickly, one refused probe marks
+  where the room ends (no cut: the calls within the budget were fine). So a workspace whose chat.update limit is
+  per channel is found within seconds, for one 429 at most where it is not.
 - ``WorkspaceFacts``: yes/no facts with an expiry (native streaming refused here), so they are re-checked.
 """
 
@@ -21,9 +25,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 
-from adapters.slack.pacing import _Line
-from bot.stores import StoreUnavailable
-from bot.stores.base import KeyValue, RateBudgets
+import cachetools
+
+from adapters.slack.pacing import SCOPES_REMEMBERED, LocalBuckets, _Line
+from bot.stores.base import KeyValue, RateBudgets, StoreUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +52,12 @@ LEARNED_TTL_S = 24 * 3600.0
 # Replicas re-read the shared rate this often, and write theirs at most this often (a 429 is written at once).
 REFRESH_S = 5.0
 WRITE_EVERY_S = 2.0
+# Probing past the bucket (where a narrower budget holds each call): once more probes were accepted than the
+# documented burst (Slack's own burst might explain that many), each further accepted probe multiplies the rate by
+# this — TCP's slow start, as the room is unknown by a factor of the channels in use (5 channels: 4 probes).
+PROBE_RAISE = 1.5
+# A probe whose answer never came (the call failed otherwise) stops blocking the next one after this long.
+PROBE_TIMEOUT_S = 5.0
 
 
 @dataclass
@@ -66,31 +77,12 @@ class _Scope:
     loaded_at: float = float("-inf")
     written_at: float = float("-inf")
     dirty: bool = False
+    probe_until: float = float("-inf")  # a probe is out until its answer (or this clock() time)
+    probes_accepted: int = 0
+    window_calls: int = 0  # calls accepted since the rate last rose
 
 
-class LocalBuckets:
-    """RateBudgets for one process (no store): the arithmetic of bot/stores/redis_live.py's token bucket."""
-
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._buckets: dict[str, tuple[float, float, float]] = {}  # scope → (tokens, updated, paused until)
-
-    async def try_take(self, scope: str, *, per_minute: float, burst: int) -> float:
-        now, rate = self._clock(), per_minute / 60.0
-        tokens, updated, paused = self._buckets.get(scope, (float(burst), now, 0.0))
-        if now < paused:
-            return paused - now
-        if now > updated:
-            tokens, updated = min(float(burst), tokens + (now - updated) * rate), now
-        wait = 0.0 if tokens >= 1 else (1 - tokens) / rate
-        self._buckets[scope] = (tokens - 1 if wait == 0 else tokens, updated, paused)
-        return wait
-
-    async def pause(self, scope: str, seconds: float) -> None:
-        now = self._clock()
-        _, updated, paused = self._buckets.get(scope, (0.0, now, 0.0))
-        until = max(paused, now + seconds)
-        self._buckets[scope] = (0.0, max(updated, until), until)
+__all__ = ["LearnedBudget", "LocalBuckets", "WorkspaceFacts"]
 
 
 class LearnedBudget:
@@ -122,7 +114,8 @@ class LearnedBudget:
         self._floor, self._cap = start_per_minute * FLOOR_SHARE, max(cap_per_minute, start_per_minute)
         self._buckets, self._kv = buckets, kv
         self._clock, self._wall, self._sleep = clock, wall, sleep
-        self._scopes: dict[str, _Scope] = {}
+        # Least recently used scopes are forgotten past SCOPES_REMEMBERED (re-read from the store when used again).
+        self._scopes: cachetools.LRUCache[str, _Scope] = cachetools.LRUCache(SCOPES_REMEMBERED)
 
     # ---- what callers see ---------------------------------------------------------------------------------
 
@@ -137,8 +130,14 @@ class LearnedBudget:
     def _burst(self, per_minute: float) -> int:
         return max(1, min(self._start_burst, int(self._start_burst * per_minute / self.start_per_minute)))
 
-    async def take(self, scope: str, *, urgent: bool = False) -> None:
-        state = self._scopes.setdefault(scope, _Scope(Learned(self.start_per_minute)))
+    def _state(self, scope: str) -> _Scope:
+        state = self._scopes.get(scope)
+        if state is None:
+            state = self._scopes[scope] = _Scope(Learned(self.start_per_minute))
+        return state
+
+    async def take(self, scope: str, *, urgent: bool = False, probe: bool = False) -> bool:
+        state = self._state(scope)
         turn = state.line.enter(urgent=urgent)
         try:
             while True:
@@ -147,18 +146,39 @@ class LearnedBudget:
                 rate = state.learned.per_minute
                 wait = await self._buckets.try_take(self._key(scope), per_minute=rate, burst=self._burst(rate))
                 if wait <= 0:
-                    return
+                    return False
+                if probe and self.may_probe(scope):
+                    state.probe_until = self._clock() + PROBE_TIMEOUT_S
+                    return True
                 await self._sleep(wait)  # an urgent caller may take the head meanwhile: the loop looks again
         finally:
             state.line.leave(turn)
 
-    async def pause(self, scope: str, seconds: float) -> None:
-        """Slack said 429: nobody spends for ``seconds``, and the rate halves (it was too high)."""
+    def may_probe(self, scope: str) -> bool:
+        """No probe out, no refusal known (a 429 settles the question for CEILING_TTL_S), no pinned rate."""
+        state = self._state(scope)
+        learned, wall = state.learned, self._wall()
+        return (
+            self._clock() >= state.probe_until
+            and wall >= learned.pinned_until
+            and not (learned.ceiling > 0 and wall < learned.ceiling_until)
+        )
+
+    async def pause(self, scope: str, seconds: float, *, probe: bool = False) -> None:
+        """Slack said 429: nobody spends for ``seconds``, and the rate falls (it was too high) — unless the call
+        was a probe: then the rate stands and becomes the ceiling (the room past it is not there)."""
         await self._buckets.pause(self._key(scope), seconds)
-        state = self._scopes.setdefault(scope, _Scope(Learned(self.start_per_minute)))
+        state = self._state(scope)
         learned, now = state.learned, self._wall()
         if now < learned.pinned_until:
             return  # a pinned rate is a known fact; the pause alone honours this Retry-After
+        if probe:
+            state.probe_until = float("-inf")
+            learned.ceiling, learned.ceiling_until = learned.per_minute, now + CEILING_TTL_S
+            log.info("slack %s %s: a probe past %.0f/min was refused; staying there", self.name, scope,
+                     learned.per_minute)  # fmt: skip
+            await self._write(scope, state, force=True)
+            return
         refused = learned.per_minute
         learned.ceiling = refused if learned.ceiling <= 0 else min(learned.ceiling, refused)
         learned.ceiling_until = now + CEILING_TTL_S
@@ -166,29 +186,46 @@ class LearnedBudget:
         log.info("slack %s %s: 429 at %.0f/min; now %.0f/min", self.name, scope, refused, learned.per_minute)
         await self._write(scope, state, force=True)
 
-    async def accepted(self, scope: str) -> None:
-        """A call under ``scope`` went through: raise the rate a little (additive increase)."""
+    async def accepted(self, scope: str, *, probe: bool = False) -> None:
+        """A call under ``scope`` went through: raise the rate a little (additive increase), or — a probe past
+        more calls than any burst explains — a lot."""
         state = self._scopes.get(scope)
         if state is None:
             return
         learned, now = state.learned, self._wall()
         if now < learned.pinned_until:
             return
-        # One call is 1/per_minute of a minute's window: its share of the window's increase.
-        step = self.start_per_minute / learned.per_minute
+        if probe:
+            state.probe_until = float("-inf")
+            state.probes_accepted += 1
+            # Slack counted the call even if our bucket did not: owe it (an empty bucket refills one call later),
+            # so where the limit is the workspace's after all, the next call within the budget is not refused.
+            await self._buckets.pause(self._key(scope), 60.0 / learned.per_minute)
+            if state.probes_accepted > self._start_burst:
+                learned.per_minute = min(self._cap, learned.per_minute * PROBE_RAISE)
+                log.info("slack %s %s: %d probes past the budget accepted; now %.0f/min", self.name, scope,
+                         state.probes_accepted, learned.per_minute)  # fmt: skip
+                await self._write(scope, state, force=False)
+            return
+        # Additive increase once per window: a minute's worth of calls at the current rate accepted. (Raising a
+        # share of a step with every call probed past the fake's Tier 4 within ten seconds of a burst: a 429 a run.)
+        state.window_calls += 1
+        if state.window_calls < learned.per_minute:
+            return
+        state.window_calls = 0
         if learned.ceiling > 0 and now < learned.ceiling_until:
             target = min(self._cap, learned.ceiling * CEILING_SHARE)
-            raised = min(target, learned.per_minute + SETTLED_SHARE * step)
+            raised = min(target, learned.per_minute + SETTLED_SHARE * self.start_per_minute)
         else:
             learned.ceiling = 0.0
-            raised = min(self._cap, learned.per_minute + PROBE_SHARE * step)
+            raised = min(self._cap, learned.per_minute + PROBE_SHARE * self.start_per_minute)
         if raised > learned.per_minute:
             learned.per_minute = raised
             await self._write(scope, state, force=False)
 
     async def pin(self, scope: str, *, per_minute: float, for_s: float) -> None:
         """A known fact sets the rate (the restricted history tier): no probing above it for ``for_s``."""
-        state = self._scopes.setdefault(scope, _Scope(Learned(self.start_per_minute)))
+        state = self._state(scope)
         state.learned = Learned(per_minute=per_minute, pinned_until=self._wall() + for_s)
         # A call was just made at the old pace: the bucket restarts empty, so the next call waits a full interval.
         await self._buckets.pause(self._key(scope), 0.0)

@@ -3,8 +3,9 @@
 Slack limits are per method and per workspace (https://docs.slack.dev/apis/web-api/rate-limits, FACTS.md):
 every live reply in a workspace draws ``chat.update`` from one Tier 3 budget, so the budget must be shared by all
 of them — and, once the bot runs as several replicas, by all replicas. ``WorkspaceBudget`` is the seam for that:
-``InMemoryBudget`` serves one process; ``StoreBudget`` puts the bucket in the store (``Store.budgets``: a Lua token
-bucket on Redis, a row on SQLite), so N replicas together spend one workspace's budget.
+``StoreBudget`` puts the bucket in the store (``Store.budgets``: a Lua token bucket on Redis, a row on SQLite), so N
+replicas together spend one workspace's budget; ``InMemoryBudget`` is the same over ``LocalBuckets``, the one token
+bucket kept in this process's memory (slack_learned's budgets use it too when no store is given).
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import asyncio
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Protocol
+
+import cachetools
 
 from bot.stores.base import RateBudgets
 from bot.types import ChannelRef, MessageRef
@@ -45,24 +48,54 @@ STREAM_CALLS_BURST = 20
 # on every reply's first progress edit, a moment after its first text, and then each reply waits for the rate alone:
 # 15 streams at 100 appends/min is one append per reply every 9 s. Spaced, the same calls are ~3 s apart.
 SHARE_HORIZON_S = 10.0
+# Replies are spaced to spend this share of what a budget allows, not all of it: at exactly Slack's rate, jitter
+# between our clock and Slack's (a loaded host delays one call, the next arrives close behind) turns calls into 429s
+# (slack_load bench: one appendStream 429 a run when the share was all of it).
+SHARE_USE = 0.9
+# A reply's first progress edit comes after this share of its interval: its message was just posted with text, and
+# a budget left full meanwhile wastes its refill (slack_load bench, per-channel regime: every stream's first append
+# 3.8 s after its first text was the stalest text of the run; at half the interval, 20 streams spending the burst at
+# once starved the workspace regime's second round).
+FIRST_SHARE = 0.75
 # While a reply waits out its spacing it looks again this often (replies finishing shorten everyone's share).
 SHARE_RECHECK_S = 0.25
+# Per-scope state in memory (buckets, learned rates, replies' last turns): at most this many scopes or keys, the
+# least recently used forgotten first; a bucket idle this long is full again, so forgetting it changes nothing
+# (Slack's Retry-After is seconds, the restricted tier's a minute).
+SCOPES_REMEMBERED = 10_000
+SCOPE_IDLE_S = 600.0
+
+
+def workspace_of(channel: ChannelRef) -> str:
+    """The scope a workspace's budgets are kept under ("slack:T123"; the store's buckets are named after it)."""
+    return f"{channel.platform}:{channel.workspace}"
+
+
+def scopes_of(channel: ChannelRef) -> tuple[str, str]:
+    """(workspace scope, channel scope), e.g. ("slack:T1", "slack:T1:C1"): a budget is per workspace or per channel."""
+    return workspace_of(channel), channel.key
 
 
 class WorkspaceBudget(Protocol):
     """A rate budget shared by everyone spending under the same ``scope`` (a workspace, a channel)."""
 
-    async def take(self, scope: str, *, urgent: bool = False) -> None:
+    async def take(self, scope: str, *, urgent: bool = False, probe: bool = False) -> bool:
         """Wait until one call is allowed under ``scope``, and spend it. An ``urgent`` caller (a reply's final
-        edit) goes ahead of every caller that is not, in this process."""
+        edit) goes ahead of every caller that is not, in this process. With ``probe``, a learning budget may let
+        the caller go past an empty bucket to find out whether Slack allows more; True says it did (report the
+        call's outcome with ``probe=True``)."""
         ...
 
-    async def pause(self, scope: str, seconds: float) -> None:
+    async def pause(self, scope: str, seconds: float, *, probe: bool = False) -> None:
         """Slack said 429: spend nothing under ``scope`` for ``seconds`` (its Retry-After)."""
         ...
 
-    async def accepted(self, scope: str) -> None:
+    async def accepted(self, scope: str, *, probe: bool = False) -> None:
         """A call under ``scope`` went through (a learning budget raises its rate; a fixed one ignores it)."""
+        ...
+
+    def may_probe(self, scope: str) -> bool:
+        """Whether a caller could go past an empty bucket under ``scope`` now (see take)."""
         ...
 
     def per_minute(self, scope: str) -> float:
@@ -119,73 +152,43 @@ class _Line:
 
 
 @dataclass
-class _Bucket:
+class _Tokens:
     tokens: float
-    updated: float
+    updated: float  # after a pause this lies in the future: nothing refills until then
     paused_until: float = float("-inf")
-    line: _Line = field(default_factory=_Line)
 
 
-class InMemoryBudget:
-    """Token buckets per scope for one process, callers waiting in a ``_Line``."""
+class LocalBuckets:
+    """RateBudgets for one process: the Slack adapter's one token bucket (the store's buckets, for replicas, do the
+    same sums in Redis or SQLite). Per scope, bounded by SCOPES_REMEMBERED and SCOPE_IDLE_S."""
 
-    def __init__(
-        self,
-        *,
-        per_minute: float,
-        burst: int,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        if per_minute <= 0 or burst < 1:
-            raise ValueError("per_minute must be > 0 and burst >= 1")
-        self.per_second = per_minute / 60.0
-        self.burst_calls = burst
-        self._clock, self._sleep = clock, sleep
-        self._buckets: dict[str, _Bucket] = {}
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._buckets: cachetools.TTLCache[str, _Tokens] = cachetools.TTLCache(
+            SCOPES_REMEMBERED, SCOPE_IDLE_S, timer=clock
+        )
 
-    def _bucket(self, scope: str) -> _Bucket:
-        now = self._clock()
-        bucket = self._buckets.get(scope)
-        if bucket is None:
-            bucket = self._buckets[scope] = _Bucket(tokens=float(self.burst_calls), updated=now)
-        if now > bucket.updated:  # after a pause, `updated` lies in the future: nothing refills until then
-            bucket.tokens = min(float(self.burst_calls), bucket.tokens + (now - bucket.updated) * self.per_second)
-            bucket.updated = now
-        return bucket
-
-    async def take(self, scope: str, *, urgent: bool = False) -> None:
-        line = self._bucket(scope).line
-        turn = line.enter(urgent=urgent)
-        try:
-            while True:
-                await line.wait(turn)
-                bucket = self._bucket(scope)
-                short = (1.0 - bucket.tokens) / self.per_second if bucket.tokens < 1.0 else 0.0
-                wait = max(bucket.paused_until - self._clock(), short, 0.0)
-                if wait <= 0:
-                    bucket.tokens -= 1.0
-                    return
-                # A 429 meanwhile moves paused_until, an urgent caller may take the head: the loop looks again.
-                await self._sleep(wait)
-        finally:
-            line.leave(turn)
+    async def try_take(self, scope: str, *, per_minute: float, burst: int) -> float:
+        now, rate = self._clock(), per_minute / 60.0
+        bucket = self._buckets.get(scope) or _Tokens(float(burst), now)
+        self._buckets[scope] = bucket  # set on every use: the idle time counts from the last one
+        if now < bucket.paused_until:
+            return bucket.paused_until - now
+        if now > bucket.updated:
+            bucket.tokens, bucket.updated = min(float(burst), bucket.tokens + (now - bucket.updated) * rate), now
+        if bucket.tokens >= 1.0:
+            bucket.tokens -= 1.0
+            return 0.0
+        return (1.0 - bucket.tokens) / rate
 
     async def pause(self, scope: str, seconds: float) -> None:
-        bucket = self._bucket(scope)
-        bucket.paused_until = max(bucket.paused_until, self._clock() + seconds)
+        now = self._clock()
+        bucket = self._buckets.get(scope) or _Tokens(0.0, now)
+        bucket.paused_until = max(bucket.paused_until, now + seconds)
         # Whatever Slack counted that we did not: start from empty after the pause, not from a burst.
         bucket.tokens = min(bucket.tokens, 0.0)
         bucket.updated = max(bucket.updated, bucket.paused_until)
-
-    async def accepted(self, scope: str) -> None:
-        return None  # a fixed budget: nothing to learn
-
-    def per_minute(self, scope: str) -> float:
-        return self.per_second * 60.0
-
-    def burst(self, scope: str) -> int:
-        return self.burst_calls
+        self._buckets[scope] = bucket
 
 
 class StoreBudget:
@@ -210,12 +213,12 @@ class StoreBudget:
         self._name = name  # the Slack method the budget is for: buckets of different methods never mix
         self.rate_per_minute, self.burst_calls = per_minute, burst
         self._sleep = sleep
-        self._lines: dict[str, _Line] = {}
+        self._lines: dict[str, _Line] = {}  # only scopes with callers waiting: an empty line is dropped
 
     def _scope(self, scope: str) -> str:
         return f"{scope}:{self._name}"
 
-    async def take(self, scope: str, *, urgent: bool = False) -> None:
+    async def take(self, scope: str, *, urgent: bool = False, probe: bool = False) -> bool:
         line = self._lines.setdefault(scope, _Line())
         turn = line.enter(urgent=urgent)
         try:
@@ -225,18 +228,21 @@ class StoreBudget:
                     self._scope(scope), per_minute=self.rate_per_minute, burst=self.burst_calls
                 )
                 if wait <= 0:
-                    return
+                    return False
                 await self._sleep(wait)  # an urgent caller may take the head meanwhile: the loop looks again
         finally:
             line.leave(turn)
             if not line:
                 self._lines.pop(scope, None)
 
-    async def pause(self, scope: str, seconds: float) -> None:
+    async def pause(self, scope: str, seconds: float, *, probe: bool = False) -> None:
         await self._budgets.pause(self._scope(scope), seconds)
 
-    async def accepted(self, scope: str) -> None:
+    async def accepted(self, scope: str, *, probe: bool = False) -> None:
         return None  # a fixed budget: nothing to learn
+
+    def may_probe(self, scope: str) -> bool:
+        return False  # a fixed budget never goes past its bucket
 
     def per_minute(self, scope: str) -> float:
         return self.rate_per_minute
@@ -245,9 +251,18 @@ class StoreBudget:
         return self.burst_calls
 
 
-def workspace_of(channel: ChannelRef) -> str:
-    """The scope a workspace's budgets are kept under ("slack:T123"; the store's buckets are named after it)."""
-    return f"{channel.platform}:{channel.workspace}"
+class InMemoryBudget(StoreBudget):
+    """A fixed budget for one process: the same line and bucket as StoreBudget, in this process's memory."""
+
+    def __init__(
+        self,
+        *,
+        per_minute: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        super().__init__(LocalBuckets(clock=clock), name="local", per_minute=per_minute, burst=burst, sleep=sleep)
 
 
 @dataclass(frozen=True)
@@ -272,32 +287,45 @@ class WorkspaceEditPacer:
 
     With ``streams``, an edit of a message that is a native stream (``is_stream(ref)``) draws from the stream
     methods' budgets instead: a final edit is chat.stopStream (it carries the last text), any other
-    chat.appendStream. With ``first_edit``, a message's first edit (its first text, replacing the placeholder) goes
-    ahead of progress edits like a final does: a congested budget delays what is already on screen, not the first
-    words a person is waiting for."""
+    chat.appendStream — or chat.stopStream too when ``leaves_stream(ref)`` says the reply moves to chat.update
+    (the stop carries its new text). With ``first_edit``, a message's first edit (its first text, replacing the
+    placeholder) goes ahead of progress edits like a final does: a congested budget delays what is already on
+    screen, not the first words a person is waiting for.
+
+    With ``channel_budget``, a chat.update draws from its channel's budget as well as the workspace's, and a
+    progress edit may go as a probe past the workspace budget (within its channel's): Slack documents chat.update
+    per workspace, but where its limit is per channel (FACTS.md: unverified) the workspace budget learns from
+    accepted probes that there is more room, and one refused probe settles that there is not."""
 
     def __init__(
         self,
         budget: WorkspaceBudget,
         *,
+        channel_budget: WorkspaceBudget | None = None,
         streams: StreamBudgets | None = None,
         is_stream: Callable[[MessageRef], bool] | None = None,
+        leaves_stream: Callable[[MessageRef], bool] | None = None,
         first_edit: Callable[[MessageRef], bool] | None = None,
         refused: Callable[[MessageRef], str | None] | None = None,
-        sharing: Callable[[MessageRef], int] | None = None,
+        sharing: Callable[[MessageRef, bool], int] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.budget = budget
+        self.channel_budget = channel_budget
         self._streams = streams
         self._is_stream = is_stream
+        self._leaves_stream = leaves_stream
         self._first_edit = first_edit
-        self._refused = refused  # which Slack method got the 429 for a message, when the platform knows
-        # How many live replies (this one included) draw from the same budget as a message: their progress edits are
-        # spaced by their share of it (SHARE_HORIZON_S). None: no spacing, the budget's line alone.
+        self._refused = refused  # which Slack method got the 429 for a ref, when the platform knows
+        # How many live replies (this one included) draw from the same budget as a ref — in its channel when the
+        # flag says so: their progress edits are spaced by their share of it (SHARE_HORIZON_S). None: no spacing,
+        # the budget's line alone.
         self._sharing = sharing
         self._clock, self._sleep = clock, sleep
-        self._last: dict[MessageRef, float] = {}  # when a message's last turn was granted (forgotten on its final)
+        # ref → when its last turn was granted (forgotten on its final); ref → its turn went as a probe.
+        self._last: cachetools.LRUCache[MessageRef, float] = cachetools.LRUCache(SCOPES_REMEMBERED)
+        self._probes: cachetools.LRUCache[MessageRef, bool] = cachetools.LRUCache(SCOPES_REMEMBERED)
 
     def _streamed(self, ref: MessageRef) -> StreamBudgets | None:
         if self._streams is not None and self._is_stream is not None and self._is_stream(ref):
@@ -305,37 +333,100 @@ class WorkspaceEditPacer:
         return None
 
     async def wait_turn(self, ref: MessageRef, *, final: bool) -> None:
+        workspace, channel = scopes_of(ref.channel)
+        self._probes.pop(ref, None)  # a new turn: the previous call has had its answer
         streams = self._streamed(ref)
-        budget = self.budget if streams is None else streams.stop if final else streams.append
-        urgent = final or (self._first_edit is not None and self._first_edit(ref))
-        if not urgent and self._sharing is not None:
-            await self._space(ref, budget)
-        await budget.take(workspace_of(ref.channel), urgent=urgent)
+        if streams is not None:
+            leaving = not final and self._leaving(ref)
+            if not final and not leaving and self._sharing is not None:
+                leaving = await self._space(ref, streams.append, workspace, per_channel=False, final_elsewhere=True)
+            await (streams.stop if final or leaving else streams.append).take(workspace, urgent=final)
+        else:
+            urgent = final or (self._first_edit is not None and self._first_edit(ref))
+            probe = False
+            if not urgent and self._sharing is not None:
+                probe = await self._space_edits(ref, workspace, channel)
+            if self.channel_budget is not None:
+                await self.channel_budget.take(channel, urgent=urgent)
+            if await self.budget.take(workspace, urgent=urgent, probe=probe or (not urgent and self._probing)):
+                self._probes[ref] = True
         if final:
             self._last.pop(ref, None)
         elif self._sharing is not None:
-            if len(self._last) > 1000:  # messages whose final never came (a crash): forget the oldest half
-                for old in sorted(self._last, key=self._last.__getitem__)[:500]:
-                    del self._last[old]
             self._last[ref] = self._clock()
 
-    def share_interval(self, ref: MessageRef, budget: WorkspaceBudget) -> float:
-        """Seconds between one reply's progress edits when every reply on ``budget`` takes its equal share."""
-        replies = self._sharing(ref) if self._sharing is not None else 1
+    def _leaving(self, ref: MessageRef) -> bool:
+        return self._leaves_stream is not None and self._leaves_stream(ref)
+
+    @property
+    def _probing(self) -> bool:
+        return self.channel_budget is not None
+
+    def share_interval(
+        self, ref: MessageRef, budget: WorkspaceBudget, *, per_channel: bool = False, final_elsewhere: bool = False
+    ) -> float:
+        """Seconds between one reply's progress edits when every reply on ``budget`` takes its equal share.
+
+        A reply's calls on ``budget`` over the horizon cut its text into as many gaps — plus one when its final
+        text goes through another budget (a stream's chat.stopStream): then every call here is progress."""
+        replies = self._sharing(ref, per_channel) if self._sharing is not None else 1
         if replies <= 1:
             return 0.0  # a lone reply takes nobody's share: the platform's floor and the budget pace it
-        scope = workspace_of(ref.channel)
-        calls = budget.burst(scope) + budget.per_minute(scope) * SHARE_HORIZON_S / 60.0
-        return SHARE_HORIZON_S * replies / max(calls, 1.0)
+        workspace, channel = scopes_of(ref.channel)
+        scope = channel if per_channel else workspace
+        calls = SHARE_USE * (budget.burst(scope) + budget.per_minute(scope) * SHARE_HORIZON_S / 60.0)
+        gaps = calls / replies + (1.0 if final_elsewhere else 0.0)
+        return SHARE_HORIZON_S / max(gaps, 1.0)
 
-    async def _space(self, ref: MessageRef, budget: WorkspaceBudget) -> None:
-        """Wait until ``ref``'s share of the budget is due, counted from its last turn (or from now, the first
-        time: its message was just posted with text). Meanwhile the budget serves the other replies."""
+    async def _space(
+        self, ref: MessageRef, budget: WorkspaceBudget, scope: str, *, per_channel: bool, final_elsewhere: bool
+    ) -> bool:
+        """Wait until ``ref``'s share of the budget is due, counted from its last turn (FIRST_SHARE of it the first
+        time). Meanwhile the budget serves the other replies. True when, while waiting, the stream was found better
+        off on chat.update."""
+        first = ref not in self._last
         last = self._last.setdefault(ref, self._clock())
-        while (wait := last + self.share_interval(ref, budget) - self._clock()) > 0:
+        while True:
+            interval = self.share_interval(ref, budget, per_channel=per_channel, final_elsewhere=final_elsewhere)
+            due = last + (FIRST_SHARE if first else 1.0) * interval
+            if (wait := due - self._clock()) <= 0:
+                return False
+            if final_elsewhere and self._leaving(ref):
+                return True
             await self._sleep(min(wait, SHARE_RECHECK_S))
 
+    async def _space_edits(self, ref: MessageRef, workspace: str, channel: str) -> bool:
+        """_space for a chat.update: the workspace's share and, with a channel budget, the channel's. True when
+        the channel's share is due and the workspace's is not but its budget may be probed: the edit goes now."""
+        head_start = FIRST_SHARE if ref not in self._last else 1.0
+        last = self._last.setdefault(ref, self._clock())
+        while True:
+            wide = last + head_start * self.share_interval(ref, self.budget)
+            narrow = wide
+            if self.channel_budget is not None:
+                narrow = last + head_start * self.share_interval(ref, self.channel_budget, per_channel=True)
+            now = self._clock()
+            if now >= max(wide, narrow):
+                return False
+            if now >= narrow and self.channel_budget is not None and self.budget.may_probe(workspace):
+                return True
+            await self._sleep(min(max(wide, narrow) - now, SHARE_RECHECK_S))
+
+    async def accepted(self, ref: MessageRef, *, method: str = "chat.update") -> None:
+        """Slack accepted a call for ``ref``: the budgets it drew from learn that (a probe's too)."""
+        workspace, channel = scopes_of(ref.channel)
+        if method == "chat.update":
+            await self.budget.accepted(workspace, probe=bool(self._probes.pop(ref, False)))
+            if self.channel_budget is not None:
+                await self.channel_budget.accepted(channel)
+        elif self._streams is not None:
+            by_method = {"chat.startStream": self._streams.start, "chat.appendStream": self._streams.append,
+                         "chat.stopStream": self._streams.stop}  # fmt: skip
+            if method in by_method:
+                await by_method[method].accepted(workspace)
+
     async def penalize(self, ref: MessageRef, retry_after_s: float) -> None:
+        workspace, channel = scopes_of(ref.channel)
         streams = self._streamed(ref)
         method = self._refused(ref) if self._refused is not None else None
         by_method = {} if self._streams is None else {
@@ -343,8 +434,14 @@ class WorkspaceEditPacer:
         if method in by_method:
             budgets: tuple[WorkspaceBudget, ...] = (by_method[method],)
         elif method == "chat.update" or streams is None:
-            budgets = (self.budget,)
+            # A refused probe says where the workspace's room ends (no cut: the calls within the budget were fine),
+            # and its channel was not at fault; any other 429 pauses and cuts both.
+            probe = bool(self._probes.pop(ref, False))
+            await self.budget.pause(workspace, retry_after_s, probe=probe)
+            if self.channel_budget is not None and not probe:
+                await self.channel_budget.pause(channel, retry_after_s)
+            return
         else:  # which stream method was refused is not known: both pause, as Slack's Retry-After asks
             budgets = (streams.append, streams.stop)
         for budget in budgets:
-            await budget.pause(workspace_of(ref.channel), retry_after_s)
+            await budget.pause(workspace, retry_after_s)

@@ -43,6 +43,7 @@ from adapters.slack.pacing import (
     StreamBudgets,
     WorkspaceBudget,
     WorkspaceEditPacer,
+    scopes_of,
     workspace_of,
 )
 from adapters.slack.render import to_mrkdwn
@@ -102,6 +103,10 @@ STREAM_REFUSALS = frozenset(
 # Which path a new reply takes: the one whose budget has more calls per reply over this horizon (a reply streams
 # for ~10 s at 50 tokens/s); a stream draws from the stream methods' budgets, an edited message from chat.update's.
 PATH_HORIZON_S = 10.0
+# A streamed reply moves to chat.update (its stream stopped with its new text, then edited) when chat.update has
+# this many times the progress calls per reply that the stream methods have: once the chat.update budget learned
+# that a workspace's limit is per channel, streams started under the documented budget spread over the channels.
+MOVE_MARGIN = 1.25
 # A reply whose final text never landed (its replica died) stops counting as active after this long.
 ACTIVE_MAX_S = 600.0
 # No grace before the first message (PlatformLimits.first_post_grace_s) for chat.update replies: the placeholder
@@ -194,6 +199,7 @@ class _Stream:
     ts: str
     streamed: str = ""
     active: bool = True
+    leaving: bool = False  # moves to chat.update: the next edit stops the stream with its new text
 
 
 @dataclass
@@ -217,6 +223,7 @@ class SlackPlatform:
         log_store: MessageLog | None = None,
         native_streaming: bool = False,
         edit_budget: WorkspaceBudget | None = None,
+        channel_edit_budget: WorkspaceBudget | None = None,
         post_budget: WorkspaceBudget | None = None,
         history_budget: LearnedBudget | None = None,
         stream_budgets: StreamBudgets | None = None,
@@ -251,12 +258,19 @@ class SlackPlatform:
         self._edit_budget = edit_budget or LearnedBudget(
             local, name="chat.update", start_per_minute=edits_per_minute, burst=CHAT_UPDATE_BURST, clock=clock
         )
-        # Every live reply of this workspace shares one chat.update budget (LiveReply gets it via .pacer); replies
-        # streamed natively share the stream methods' budgets instead.
+        # The same documented tier per channel: a workspace whose limit turns out to be per channel (probes past
+        # the workspace budget accepted) is still never sent more than a tier's worth in one channel.
+        self._channel_edit_budget = channel_edit_budget or LearnedBudget(
+            local, name="chat.update", start_per_minute=edits_per_minute, burst=CHAT_UPDATE_BURST, clock=clock
+        )
+        # Every live reply of this workspace shares one chat.update budget (LiveReply gets it via .pacer), and its
+        # channel's; replies streamed natively share the stream methods' budgets instead.
         self.pacer = WorkspaceEditPacer(
             self._edit_budget,
+            channel_budget=self._channel_edit_budget,
             streams=self._stream_budgets,
             is_stream=self._is_streaming,
+            leaves_stream=self._leaves_stream,
             first_edit=self._not_edited_yet,
             refused=self._refused_method,
             sharing=self._sharing,
@@ -282,6 +296,7 @@ class SlackPlatform:
         self._streams: cachetools.LRUCache[tuple[str, str], _Stream] = cachetools.LRUCache(REMEMBERED)
         self._live: dict[tuple[str, str], _Live] = {}
         self._choosing_streams = self._choosing_edits = 0  # posts in flight, by the path they took
+        self._choosing_in: dict[str, int] = {}  # channel → posts in flight there taking chat.update
         self._recipients: cachetools.LRUCache[tuple[str, str], str] = cachetools.LRUCache(REMEMBERED)
         self.rate_limited = 0  # 429s met (for the benches and logs)
 
@@ -320,10 +335,13 @@ class SlackPlatform:
             finally:
                 self._choosing_streams -= 1
         self._choosing_edits += 1
+        self._choosing_in[channel.channel] = self._choosing_in.get(channel.channel, 0) + 1
         try:
             return await self._post_message(channel, text, thread_id=thread_id)
         finally:
             self._choosing_edits -= 1
+            if (left := self._choosing_in.pop(channel.channel, 1) - 1) > 0:
+                self._choosing_in[channel.channel] = left
 
     async def _post_message(self, channel: ChannelRef, text: str, *, thread_id: str | None) -> MessageRef:
         rendered = _fit(to_mrkdwn(text))
@@ -359,7 +377,7 @@ class SlackPlatform:
         except PlatformRateLimited:
             self._note_refused(key, "chat.update")
             raise
-        await self._edit_budget.accepted(workspace_of(ref.channel))
+        await self.pacer.accepted(ref)
         self._edited(key, final=final)
 
     def _track(self, channel: ChannelRef, ts: str, *, streamed: bool) -> None:
@@ -386,10 +404,52 @@ class SlackPlatform:
         live = self._live.get((ref.channel.channel, ref.message_id))
         return None if live is None else live.refused
 
-    def _sharing(self, ref: MessageRef) -> int:
-        """How many live replies draw from the same budget as this message's (streams, or chat.update)."""
+    def _sharing(self, ref: MessageRef, per_channel: bool) -> int:
+        """How many live replies draw from the same budget as this message's (streams, or chat.update), in its
+        channel or in the workspace."""
         streamed = self._is_streaming(ref)
-        return sum(1 for live in self._live.values() if live.streamed == streamed)
+        return sum(
+            1 for (where, _), live in self._live.items()
+            if live.streamed == streamed and (not per_channel or where == ref.channel.channel)
+        )  # fmt: skip
+
+    def _calls(self, budget: WorkspaceBudget, scope: str) -> float:
+        """What ``budget`` allows under ``scope`` over PATH_HORIZON_S."""
+        return budget.burst(scope) + budget.per_minute(scope) * PATH_HORIZON_S / 60.0
+
+    def _edit_room(self, channel: ChannelRef, *, joining: int) -> float:
+        """Progress calls per chat.update reply over the horizon if ``joining`` more replies took that path: the
+        tighter of the workspace's and the channel's budgets, each reply's final edit paid from them too."""
+        workspace, scope = scopes_of(channel)
+        edits = [live for live in self._live.values() if not live.streamed]
+        in_channel = sum(1 for (where, _), live in self._live.items() if not live.streamed and where == channel.channel)
+        in_channel += self._choosing_in.get(channel.channel, 0)
+        wide = self._calls(self._edit_budget, workspace) / (len(edits) + self._choosing_edits + joining)
+        narrow = self._calls(self._channel_edit_budget, scope) / (in_channel + joining)
+        return min(wide, narrow) - 1.0
+
+    def _stream_room(self, workspace: str, streams: int) -> float:
+        """Progress calls per streamed reply over the horizon with ``streams`` streams (finals go by stopStream)."""
+        return self._calls(self._stream_budgets.append, workspace) / max(streams, 1)
+
+    def _leaves_stream(self, ref: MessageRef) -> bool:
+        """Whether this streamed reply should move to chat.update now (MOVE_MARGIN); decided once, remembered."""
+        key = (ref.channel.channel, ref.message_id)
+        stream = self._streams.get(key)
+        if stream is None or not stream.active:
+            return False
+        if stream.leaving:
+            return True
+        workspace = workspace_of(ref.channel)
+        streams = sum(1 for live in self._live.values() if live.streamed)
+        if self._edit_room(ref.channel, joining=1) > MOVE_MARGIN * self._stream_room(workspace, streams):
+            log.info("slack %s: a streamed reply moves to chat.update (%.1f progress calls per reply there, %.1f "
+                     "streaming; chat.update at %.0f/min)", workspace, self._edit_room(ref.channel, joining=1),
+                     self._stream_room(workspace, streams), self._edit_budget.per_minute(workspace))  # fmt: skip
+            stream.leaving = True
+            if (live := self._live.get(key)) is not None:
+                live.streamed = False  # counted on chat.update at once: replies deciding together see each other
+        return stream.leaving
 
     def _not_edited_yet(self, ref: MessageRef) -> bool:
         live = self._live.get((ref.channel.channel, ref.message_id))
@@ -402,15 +462,8 @@ class SlackPlatform:
         workspace = workspace_of(channel)
         if await self._facts.get(f"{workspace}:native_streaming") == "refused":
             return False
-        streams = sum(1 for live in self._live.values() if live.streamed)
-        edits = len(self._live) - streams + self._choosing_edits
-        streams += self._choosing_streams
-
-        def room(budget: WorkspaceBudget, replies: int) -> float:
-            calls = budget.burst(workspace) + budget.per_minute(workspace) * PATH_HORIZON_S / 60.0
-            return calls / (replies + 1)
-
-        return room(self._stream_budgets.append, streams) >= room(self._edit_budget, edits)
+        streams = sum(1 for live in self._live.values() if live.streamed) + self._choosing_streams
+        return self._stream_room(workspace, streams + 1) >= self._edit_room(channel, joining=1)
 
     async def fetch_thread(
         self, ref: MessageRef, *, since: datetime | None = None, progress: Progress | None = None
@@ -604,7 +657,8 @@ class SlackPlatform:
         method = "chat.appendStream"
         try:
             for n, piece in enumerate(pieces):
-                method = "chat.stopStream" if not writing and n == len(pieces) - 1 else "chat.appendStream"
+                last = n == len(pieces) - 1
+                method = "chat.stopStream" if (not writing or state.leaving) and last else "chat.appendStream"
                 if method == "chat.stopStream":
                     # The final text's last piece goes with chat.stopStream: one call, not an append and a stop.
                     await self._call(
