@@ -18,6 +18,7 @@ sent (made up) is dropped, and an entry left citing nothing is not published as 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -50,6 +51,10 @@ PACK_MAX = 6  # … and categories per writing call
 # A category written on the cheap route (Task.FAQ_BRIEF): one entry from at most this many tokens of questions and
 # replies — a question or two with a short answer, which the cheap model restates as well as the strong one.
 BRIEF_TOKENS = 200
+# Up to this many questions to sort with the labels known (a refresh) are answered one label each (Placing): a
+# smaller schema, and for a few questions no more output than groups of numbers.
+PLACE_MAX = 30
+_PRIORITY = re.compile(r"^(.*?)\s*\((high|medium|low)\)\s*$", re.IGNORECASE)
 PARALLEL_CALLS = 4
 STATE_TTL_S = 90 * 86400  # a channel nobody asks for an FAQ for a quarter starts afresh
 LOCK_TTL_S = 15 * 60
@@ -92,6 +97,13 @@ class Group(BaseModel):
 
 class Sorting(BaseModel):
     groups: list[Group]
+
+
+class Placing(BaseModel):
+    """A refresh's few new questions, one label each in the order given (a new label carries its priority:
+    "Printer Jams (high)"): fewer schema and output tokens than groups when the labels are known."""
+
+    labels: list[str]
 
 
 class Entry(BaseModel):
@@ -228,19 +240,31 @@ class FaqWriter:
         """The FAQ for ``inquiries``; ``state`` (updated in place) holds what an earlier run sorted and wrote."""
         state = state if state is not None else FaqState()
         now = datetime.now(UTC).isoformat()
+        if not inquiries:
+            return FaqResult([], 0, 0, 0, [], now)
+        progress(f"reading the team's answers to {len(inquiries):,} questions…")
+        follow_ups: dict[str, str] = {}
+        answers = await collect(self._store.messages, inquiries, staff=self._staff, follow_ups=follow_ups)
+        asked = inquiries  # every collected inquiry counts as seen, follow-ups included
+        # An asker's follow-up in their own question's thread is part of that question, not a question to sort.
+        added: dict[str, list[str]] = defaultdict(list)
+        for mid, root in follow_ups.items():
+            added[root].append(next(i.text for i in asked if i.message_id == mid))
+        # … and what it adds is part of the question's text ("Hi all, I need some help" + the actual question).
+        inquiries = [
+            replace(i, text=" … ".join([i.text, *added[i.message_id]])) if i.message_id in added else i
+            for i in inquiries
+            if i.message_id not in follow_ups
+        ]
         groups: dict[str, list[Inquiry]] = defaultdict(list)
         for inq in inquiries:
             groups[inq.group or inq.message_id].append(inq)
-        if not groups:
-            return FaqResult([], 0, 0, 0, [], now)
         new = [i for i in inquiries if i.message_id not in state.seen]
-        progress(f"reading the team's answers to {len(inquiries):,} questions…")
-        answers = await collect(self._store.messages, inquiries, staff=self._staff)
         unlabelled = [(k, g) for k, g in groups.items() if k not in state.labels]
         if unlabelled:
             await self._sort(unlabelled, state, bill_to, progress, total=sum(len(g) for _, g in unlabelled))
         # What the next run starts from, for this period's questions only (older ones leave with retention).
-        state.seen = {i.message_id for i in inquiries}
+        state.seen = {i.message_id for i in asked}
         state.labels = {k: v for k, v in state.labels.items() if k in groups}
         categories = categories_of(groups, answers, state)
         answered = [c for c in categories if c.answered]
@@ -319,13 +343,22 @@ class FaqWriter:
         known: list[str] = sorted({label for label, _ in state.labels.values()})
         done = 0
 
-
-        def request(batch: list[tuple[int, str]]) -> Request:
+        def request(batch: list[tuple[int, str]], system: str = prompts.CLASSIFY_SYSTEM) -> Request:
             listing = "\n".join(f"{n}. {text}" for n, text in batch)
             hint = f"Labels in use: {', '.join(known)}\n" if known else ""
-            return Request.of(
-                prompts.CLASSIFY_SYSTEM, hint + prompts.transcript([listing]), prompt_version=prompts.FAQ_VERSION
-            )
+            return Request.of(system, hint + prompts.transcript([listing]), prompt_version=prompts.FAQ_VERSION)
+
+        priority_of = {label: priority for label, priority in state.labels.values()}
+
+        def placed(batch: list[tuple[int, str]], result: Placing) -> None:
+            groups: dict[str, Group] = {}
+            for (n, _), raw in zip(batch, result.labels, strict=False):
+                m = _PRIORITY.match(raw.strip())
+                label = (m.group(1) if m else raw).strip() or "Other"
+                level = m.group(2).lower() if m else priority_of.get(label, "medium")
+                group = groups.setdefault(label, Group(category=label, priority=level, questions=[]))  # type: ignore[arg-type]
+                group.questions.append(n)
+            sorted_(batch, Sorting(groups=list(groups.values())))
 
         def sorted_(batch: list[tuple[int, str]], result: Sorting) -> None:
             nonlocal done
@@ -345,9 +378,19 @@ class FaqWriter:
             first = work.pop(0)
             await self._ask_all(Task.CLASSIFY, [request(first)], Sorting, bill_to, lambda _, r: sorted_(first, r))
             known.extend(sorted({label for label, _ in state.labels.values()}))
-        await self._ask_all(
-            Task.CLASSIFY, [request(b) for b in work], Sorting, bill_to, lambda i, r: sorted_(work[i], r)
-        )
+        # With labels in use (a refresh, or the batches after the first) the short instructions suffice, and a
+        # refresh's few questions are placed one label each.
+        if len(reps) <= PLACE_MAX and work:
+            await self._ask_all(
+                Task.CLASSIFY,
+                [request(b, prompts.PLACE_SYSTEM) for b in work],
+                Placing,
+                bill_to,
+                lambda i, r: placed(work[i], r),
+            )
+            return
+        requests = [request(b, prompts.CLASSIFY_MORE_SYSTEM) for b in work]
+        await self._ask_all(Task.CLASSIFY, requests, Sorting, bill_to, lambda i, r: sorted_(work[i], r))
 
     async def _ask_all(
         self,
@@ -384,20 +427,25 @@ class FaqWriter:
         was sent; how many made-up sources were dropped."""
         if not write:
             return {}, {}, 0
-        system = prompts.faq_context([(c.name, c.count) for c in everything if c.answered])
+        fresh = prompts.faq_context([(c.name, c.count) for c in everything if c.answered])
         sections = [
             Section(c, n, state.entries.get(c.key, []), state.written.get(c.key, {})) for c, n in write
         ]
-        # A topic with one entry to write from a few short replies needs no strong model: the cheap one restates
-        # them as well, and every entry is held to its sources the same way whichever model wrote it.
-        brief = [s for s in sections if s.entries == 1 and s.tokens <= BRIEF_TOKENS]
+        # Entries to write from a few short replies each need no strong model: the cheap one restates them as
+        # well, and every entry is held to its sources the same way whichever model wrote it.
+        brief = [s for s in sections if s.tokens <= BRIEF_TOKENS * s.entries]
         rendered: list[tuple[Task, list[Section], Labels, Request]] = []
         for task, group in ((Task.FAQ_BRIEF, brief), (Task.FAQ, [s for s in sections if s not in brief])):
-            for pack in _packs(group):
-                labels = Labels()
-                body = "\n\n".join(s.render(labels) for s in pack)
-                request = Request.of(system, prompts.transcript([body]), prompt_version=prompts.FAQ_VERSION)
-                rendered.append((task, pack, labels, request))
+            # An update (current entries and what is new) is an edit: its call carries the short instructions.
+            for update in (False, True):
+                system = prompts.FAQ_UPDATE_SYSTEM if update else fresh
+                for pack in _packs([s for s in group if bool(s.current) is update]):
+                    labels = Labels()
+                    body = "\n\n".join(s.render(labels) for s in pack)
+                    request = Request.of(
+                        system, prompts.transcript([body]), prompt_version=prompts.FAQ_VERSION
+                    )
+                    rendered.append((task, pack, labels, request))
         done = dropped = 0
         out: dict[str, list[Faq]] = {}
         refused: dict[str, list[str]] = {}
