@@ -18,6 +18,8 @@ sent (made up) is dropped, and an entry left citing nothing is not published as 
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import re
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -33,7 +35,7 @@ from bot.faq_doc import Faq, FaqResult, FaqState, Source, remember_channel
 from bot.faq_topics import Category, Labels, Section, categories_of, covers, fingerprint, is_new, open_topics
 from bot.stores.base import Store
 from bot.types import ChannelRef, Inquiry, MessageRef
-from llm.batch import WAIT_S, BatchFailed
+from llm.batch import WAIT_S, BatchFailed, BatchJob
 from llm.ports import LLM
 from llm.tokens import count_tokens
 from llm.types import Attribution, Request, Task
@@ -61,7 +63,12 @@ LOCK_TTL_S = 15 * 60
 # A run through the Batch APIs waits for them (llm/batch.py gives up after WAIT_S); a replica that dies meanwhile
 # leaves the channel's lock to lapse this much later.
 BATCH_LOCK_TTL_S = WAIT_S * 2 + LOCK_TTL_S  # sorting and writing are a batch each
+# A run through the Batch APIs renews a lease on its channel this often; a run whose lease is older than LEASE_S
+# died (a crash, a restart), and the next replica takes it over at once — releasing its lock and polling the
+# batches it left in flight — rather than waiting hours for the lock to lapse.
+LEASE_S = 120.0
 M = TypeVar("M", bound=BaseModel)
+log = logging.getLogger(__name__)
 
 Priority = Literal["high", "medium", "low"]
 LinkFor = Callable[[MessageRef], Awaitable[str]]
@@ -122,7 +129,13 @@ class BatchCalls(Protocol):
     """Calls nobody waits for, at the batch price (the router's ``structured_batch``)."""
 
     async def structured_batch(
-        self, task: Task, requests: list[Request], schema: type[M], *, bill_to: Attribution
+        self,
+        task: Task,
+        requests: list[Request],
+        schema: type[M],
+        *,
+        bill_to: Attribution,
+        job: BatchJob | None = None,
     ) -> list[M]: ...
 
 
@@ -166,6 +179,7 @@ class FaqWriter:
         self._max_entries = max_entries
         self._staff = support_staff
         self._batch = batch
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # what a run's lease is timed by
 
     @staticmethod
     def state_key(channel: ChannelRef) -> str:
@@ -205,6 +219,8 @@ class FaqWriter:
         token = await self._store.locks.acquire(f"faq:{channel.key}", ttl_s=ttl)
         if token is None:
             raise FaqBusy("an FAQ run is already under way in this channel; its result will be posted here")
+        job = BatchJob(self._store.kv, f"faq:{channel.key}") if self._batch is not None else None
+        lease = asyncio.create_task(self._hold(channel, token)) if self._batch is not None else None
         try:
             since = datetime.now(UTC) - timedelta(days=days)
             inquiries = await self._store.inquiries.list(channel, since=since)
@@ -212,7 +228,7 @@ class FaqWriter:
             if state.document.get("days") != str(days):  # another period: recount, even with nothing new
                 state.result = None
             try:
-                result = await self.make(inquiries, bill_to, progress, state=state, link_for=link_for)
+                result = await self.make(inquiries, bill_to, progress, state=state, link_for=link_for, job=job)
             except BatchFailed:
                 # What the sorting batch paid for is kept (labels, questions seen); the entries and the document
                 # stay as they were, and the next run writes what this one could not.
@@ -226,7 +242,42 @@ class FaqWriter:
             await remember_channel(self._store, channel, days)
             return result
         finally:
+            if lease is not None:
+                lease.cancel()
+                await self._store.kv.delete(self._lease_key(channel))
             await self._store.locks.release(f"faq:{channel.key}", token)
+
+    @staticmethod
+    def _lease_key(channel: ChannelRef) -> str:
+        return f"faq-run:{channel.key}"
+
+    async def _hold(self, channel: ChannelRef, token: str) -> None:
+        """Renews this run's lease while it waits for its batches: the run's lock token and until when it is
+        known alive (what a replica needs to take over a run that died)."""
+        while True:
+            until = self.clock() + timedelta(seconds=LEASE_S)
+            value = json.dumps({"lock": token, "until": until.isoformat()})
+            try:
+                await self._store.kv.put(self._lease_key(channel), value, ttl_s=BATCH_LOCK_TTL_S)
+            except Exception:  # the lease is a way to recover sooner; the lock still lapses by itself
+                log.warning("could not renew the FAQ run lease of %s", channel.key, exc_info=True)
+            await asyncio.sleep(LEASE_S / 4)
+
+    async def dead_run(self, channel: ChannelRef) -> str | None:
+        """The id of a batch run in ``channel`` that died holding its lock (its lease was not renewed), if any."""
+        raw = await self._store.kv.get(self._lease_key(channel))
+        try:
+            lease = json.loads(raw) if raw else None
+            if isinstance(lease, dict) and datetime.fromisoformat(lease["until"]) < self.clock():
+                return str(lease["lock"])
+        except (ValueError, KeyError, TypeError):
+            pass
+        return None
+
+    async def take_over(self, channel: ChannelRef, run: str) -> None:
+        """Frees the lock of the dead run ``run`` (see ``dead_run``): the next run resumes its batches."""
+        await self._store.locks.release(f"faq:{channel.key}", run)
+        await self._store.kv.delete(self._lease_key(channel))
 
     async def make(
         self,
@@ -236,8 +287,10 @@ class FaqWriter:
         *,
         state: FaqState | None = None,
         link_for: LinkFor = _no_link,
+        job: BatchJob | None = None,
     ) -> FaqResult:
-        """The FAQ for ``inquiries``; ``state`` (updated in place) holds what an earlier run sorted and wrote."""
+        """The FAQ for ``inquiries``; ``state`` (updated in place) holds what an earlier run sorted and wrote;
+        ``job`` is where batches in flight are noted (a run through the Batch APIs)."""
         state = state if state is not None else FaqState()
         now = datetime.now(UTC).isoformat()
         if not inquiries:
@@ -262,7 +315,7 @@ class FaqWriter:
         new = [i for i in inquiries if i.message_id not in state.seen]
         unlabelled = [(k, g) for k, g in groups.items() if k not in state.labels]
         if unlabelled:
-            await self._sort(unlabelled, state, bill_to, progress, total=sum(len(g) for _, g in unlabelled))
+            await self._sort(unlabelled, state, bill_to, progress, total=sum(len(g) for _, g in unlabelled), job=job)
         # What the next run starts from, for this period's questions only (older ones leave with retention).
         state.seen = {i.message_id for i in asked}
         state.labels = {k: v for k, v in state.labels.items() if k in groups}
@@ -284,7 +337,7 @@ class FaqWriter:
             progress(
                 f"sorted {len(inquiries):,} questions into {len(categories)} categories; writing the FAQ…"
             )
-        written, refused, dropped = await self._write(write, categories, state, bill_to, progress)
+        written, refused, dropped = await self._write(write, categories, state, bill_to, progress, job)
         refs = {a.ref.message_id: a.ref for found in answers.values() for a in found}
         for key, entries in written.items():
             written[key] = [await _linked(f, refs, link_for) for f in entries]
@@ -335,6 +388,7 @@ class FaqWriter:
         progress: Callable[[str], None],
         *,
         total: int,
+        job: BatchJob | None,
     ) -> None:
         """Labels for the groups no run sorted yet, into ``state.labels``."""
         reps = [(i + 1, g[0].text[:500]) for i, (_, g) in enumerate(unlabelled)]
@@ -376,7 +430,7 @@ class FaqWriter:
         # The first batch alone sets the label vocabulary; the rest run in parallel and reuse it.
         if not known:
             first = work.pop(0)
-            await self._ask_all(Task.CLASSIFY, [request(first)], Sorting, bill_to, lambda _, r: sorted_(first, r))
+            await self._ask_all(Task.CLASSIFY, [request(first)], Sorting, bill_to, lambda _, r: sorted_(first, r), job)
             known.extend(sorted({label for label, _ in state.labels.values()}))
         # With labels in use (a refresh, or the batches after the first) the short instructions suffice, and a
         # refresh's few questions are placed one label each.
@@ -387,10 +441,11 @@ class FaqWriter:
                 Placing,
                 bill_to,
                 lambda i, r: placed(work[i], r),
+                job,
             )
             return
         requests = [request(b, prompts.CLASSIFY_MORE_SYSTEM) for b in work]
-        await self._ask_all(Task.CLASSIFY, requests, Sorting, bill_to, lambda i, r: sorted_(work[i], r))
+        await self._ask_all(Task.CLASSIFY, requests, Sorting, bill_to, lambda i, r: sorted_(work[i], r), job)
 
     async def _ask_all(
         self,
@@ -399,11 +454,13 @@ class FaqWriter:
         schema: type[M],
         bill_to: Attribution,
         answered: Callable[[int, M], None],
+        job: BatchJob | None = None,
     ) -> None:
         """Every request's answer, handed to ``answered`` (with the request's index) as it arrives: one call
         each, a few at a time — or, for a run nobody waits for, all of them as one batch at the batch price."""
         if self._batch is not None:
-            for i, answer in enumerate(await self._batch.structured_batch(task, requests, schema, bill_to=bill_to)):
+            answers = await self._batch.structured_batch(task, requests, schema, bill_to=bill_to, job=job)
+            for i, answer in enumerate(answers):
                 answered(i, answer)
             return
         gate = asyncio.Semaphore(PARALLEL_CALLS)
@@ -422,6 +479,7 @@ class FaqWriter:
         state: FaqState,
         bill_to: Attribution,
         progress: Callable[[str], None],
+        job: BatchJob | None,
     ) -> tuple[dict[str, list[Faq]], dict[str, list[str]], int]:
         """Entries per category key; per category key the questions of entries rejected for citing nothing that
         was sent; how many made-up sources were dropped."""
@@ -483,7 +541,7 @@ class FaqWriter:
             mine = [i for i, (t, _, _, _) in enumerate(rendered) if t is task]
             if mine:
                 requests = [rendered[i][3] for i in mine]
-                await self._ask_all(task, requests, Entries, bill_to, lambda j, answer: written(mine[j], answer))
+                await self._ask_all(task, requests, Entries, bill_to, lambda j, answer: written(mine[j], answer), job)
 
         await asyncio.gather(ask(Task.FAQ_BRIEF), ask(Task.FAQ))
         return out, refused, dropped
