@@ -293,31 +293,19 @@ class FaqWriter:
         ``job`` is where batches in flight are noted (a run through the Batch APIs)."""
         state = state if state is not None else FaqState()
         now = datetime.now(UTC).isoformat()
-        if not inquiries:
-            return FaqResult([], 0, 0, 0, [], now)
-        progress(f"reading the team's answers to {len(inquiries):,} questions…")
-        follow_ups: dict[str, str] = {}
-        answers = await collect(self._store.messages, inquiries, staff=self._staff, follow_ups=follow_ups)
-        asked = inquiries  # every collected inquiry counts as seen, follow-ups included
-        # An asker's follow-up in their own question's thread is part of that question, not a question to sort.
-        added: dict[str, list[str]] = defaultdict(list)
-        for mid, root in follow_ups.items():
-            added[root].append(next(i.text for i in asked if i.message_id == mid))
-        # … and what it adds is part of the question's text ("Hi all, I need some help" + the actual question).
-        inquiries = [
-            replace(i, text=" … ".join([i.text, *added[i.message_id]])) if i.message_id in added else i
-            for i in inquiries
-            if i.message_id not in follow_ups
-        ]
         groups: dict[str, list[Inquiry]] = defaultdict(list)
         for inq in inquiries:
             groups[inq.group or inq.message_id].append(inq)
+        if not groups:
+            return FaqResult([], 0, 0, 0, [], now)
         new = [i for i in inquiries if i.message_id not in state.seen]
+        progress(f"reading the team's answers to {len(inquiries):,} questions…")
+        answers = await collect(self._store.messages, inquiries, staff=self._staff)
         unlabelled = [(k, g) for k, g in groups.items() if k not in state.labels]
         if unlabelled:
             await self._sort(unlabelled, state, bill_to, progress, total=sum(len(g) for _, g in unlabelled), job=job)
         # What the next run starts from, for this period's questions only (older ones leave with retention).
-        state.seen = {i.message_id for i in asked}
+        state.seen = {i.message_id for i in inquiries}
         state.labels = {k: v for k, v in state.labels.items() if k in groups}
         categories = categories_of(groups, answers, state)
         answered = [c for c in categories if c.answered]
@@ -491,19 +479,20 @@ class FaqWriter:
         ]
         # Entries to write from a few short replies each need no strong model: the cheap one restates them as
         # well, and every entry is held to its sources the same way whichever model wrote it.
+        # Brief ones are packed first, so they fill calls of their own; the pack where they meet the rest goes to
+        # the strong route rather than costing a call more.
         brief = [s for s in sections if s.tokens <= BRIEF_TOKENS * s.entries]
+        ordered = brief + [s for s in sections if s not in brief]
         rendered: list[tuple[Task, list[Section], Labels, Request]] = []
-        for task, group in ((Task.FAQ_BRIEF, brief), (Task.FAQ, [s for s in sections if s not in brief])):
-            # An update (current entries and what is new) is an edit: its call carries the short instructions.
-            for update in (False, True):
-                system = prompts.FAQ_UPDATE_SYSTEM if update else fresh
-                for pack in _packs([s for s in group if bool(s.current) is update]):
-                    labels = Labels()
-                    body = "\n\n".join(s.render(labels) for s in pack)
-                    request = Request.of(
-                        system, prompts.transcript([body]), prompt_version=prompts.FAQ_VERSION
-                    )
-                    rendered.append((task, pack, labels, request))
+        # An update (current entries and what is new) is an edit: its call carries the short instructions.
+        for update in (False, True):
+            system = prompts.FAQ_UPDATE_SYSTEM if update else fresh
+            for pack in _packs([s for s in ordered if bool(s.current) is update]):
+                task = Task.FAQ_BRIEF if all(s in brief for s in pack) else Task.FAQ
+                labels = Labels()
+                body = "\n\n".join(s.render(labels) for s in pack)
+                request = Request.of(system, prompts.transcript([body]), prompt_version=prompts.FAQ_VERSION)
+                rendered.append((task, pack, labels, request))
         done = dropped = 0
         out: dict[str, list[Faq]] = {}
         refused: dict[str, list[str]] = {}

@@ -85,28 +85,17 @@ def resolution(
 
 
 async def collect(
-    log: MessageLog,
-    inquiries: list[Inquiry],
-    *,
-    staff: frozenset[str],
-    follow_ups: dict[str, str] | None = None,
+    log: MessageLog, inquiries: list[Inquiry], *, staff: frozenset[str]
 ) -> dict[str, list[Answer]]:
     """Answers per inquiry message id (inquiries without any are left out). Store reads only: no model call.
 
-    A question asked inside someone else's thread is answered by the replies after it in that thread. One the
-    asker adds in their own question's thread ("i need to get linux-686 then?") is part of that question: it gets
-    no answers of its own (the question's answers are the thread's replies), and ``follow_ups``, when given, is
-    told which question it belongs to (inquiry id → the thread's question id)."""
+    A question asked inside someone else's thread is answered by the replies after it in that thread."""
     out: dict[str, list[Answer]] = {}
     roots: dict[str, list[ChatMessage]] = {}
-    asker = {i.message_id: i.author for i in inquiries}
     for inq in inquiries:
         thread = await log.thread(inq.channel, inq.message_id)
         me = next((m for m in thread if m.ref.message_id == inq.message_id), None)
         root = me.ref.thread_id if me is not None else None
-        if follow_ups is not None and root and root != inq.message_id and asker.get(root) == inq.author:
-            follow_ups[inq.message_id] = root
-            continue
         if me is not None and root and root != inq.message_id:
             if root not in roots:
                 roots[root] = await log.thread(inq.channel, root)

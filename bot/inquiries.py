@@ -73,14 +73,12 @@ def is_inquiry(message: ChatMessage, *, bot_mentioned: bool = False) -> bool:
         return False
     ref = message.ref
     in_thread = bool(ref.thread_id and ref.thread_id != ref.message_id)
-    if in_thread and addressed:
-        # A turn of the thread's conversation ("Nafallo: so go back to 2.6.7?", "benh`: are you willing to file
-        # bug reports?"): the thread's question collects its replies; a turn is not a question of its own.
-        return False
     if "?" in said or "？" in said or _QUESTION_START.search(said) or _CJK_QUESTION.search(said):
         return True
     if in_thread:
-        return bool(_REQUEST.search(said))
+        # A reply addressed to someone that asks nothing is a helper's answer, even when it names the problem
+        # ("exon: if he can connect … then security shouldn't be an issue").
+        return not addressed and bool(_REQUEST.search(said))
     if addressed or _REMARK.match(said):  # a statement to someone, or a remark: a request only if it says one
         return bool(_REQUEST.search(said))
     return len(words) >= MIN_WORDS
