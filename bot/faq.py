@@ -18,8 +18,6 @@ sent (made up) is dropped, and an entry left citing nothing is not published as 
 from __future__ import annotations
 
 import asyncio
-import json
-import logging
 import re
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
@@ -32,6 +30,7 @@ from pydantic import BaseModel
 from bot import prompts
 from bot.faq_answers import collect
 from bot.faq_doc import Faq, FaqResult, FaqState, Source, remember_channel
+from bot.faq_lease import RunLease
 from bot.faq_topics import Category, Labels, Section, categories_of, covers, fingerprint, is_new, open_topics
 from bot.stores.base import Store
 from bot.types import ChannelRef, Inquiry, MessageRef
@@ -63,12 +62,7 @@ LOCK_TTL_S = 15 * 60
 # A run through the Batch APIs waits for them (llm/batch.py gives up after WAIT_S); a replica that dies meanwhile
 # leaves the channel's lock to lapse this much later.
 BATCH_LOCK_TTL_S = WAIT_S * 2 + LOCK_TTL_S  # sorting and writing are a batch each
-# A run through the Batch APIs renews a lease on its channel this often; a run whose lease is older than LEASE_S
-# died (a crash, a restart), and the next replica takes it over at once — releasing its lock and polling the
-# batches it left in flight — rather than waiting hours for the lock to lapse.
-LEASE_S = 120.0
 M = TypeVar("M", bound=BaseModel)
-log = logging.getLogger(__name__)
 
 Priority = Literal["high", "medium", "low"]
 LinkFor = Callable[[MessageRef], Awaitable[str]]
@@ -220,7 +214,8 @@ class FaqWriter:
         if token is None:
             raise FaqBusy("an FAQ run is already under way in this channel; its result will be posted here")
         job = BatchJob(self._store.kv, f"faq:{channel.key}") if self._batch is not None else None
-        lease = asyncio.create_task(self._hold(channel, token)) if self._batch is not None else None
+        lease = RunLease(self._store.kv, channel, self.clock) if self._batch is not None else None
+        holding = asyncio.create_task(lease.hold(token, ttl_s=BATCH_LOCK_TTL_S)) if lease is not None else None
         try:
             since = datetime.now(UTC) - timedelta(days=days)
             inquiries = await self._store.inquiries.list(channel, since=since)
@@ -242,42 +237,19 @@ class FaqWriter:
             await remember_channel(self._store, channel, days)
             return result
         finally:
-            if lease is not None:
-                lease.cancel()
-                await self._store.kv.delete(self._lease_key(channel))
+            if lease is not None and holding is not None:
+                holding.cancel()
+                await lease.end()
             await self._store.locks.release(f"faq:{channel.key}", token)
 
-    @staticmethod
-    def _lease_key(channel: ChannelRef) -> str:
-        return f"faq-run:{channel.key}"
-
-    async def _hold(self, channel: ChannelRef, token: str) -> None:
-        """Renews this run's lease while it waits for its batches: the run's lock token and until when it is
-        known alive (what a replica needs to take over a run that died)."""
-        while True:
-            until = self.clock() + timedelta(seconds=LEASE_S)
-            value = json.dumps({"lock": token, "until": until.isoformat()})
-            try:
-                await self._store.kv.put(self._lease_key(channel), value, ttl_s=BATCH_LOCK_TTL_S)
-            except Exception:  # the lease is a way to recover sooner; the lock still lapses by itself
-                log.warning("could not renew the FAQ run lease of %s", channel.key, exc_info=True)
-            await asyncio.sleep(LEASE_S / 4)
-
     async def dead_run(self, channel: ChannelRef) -> str | None:
-        """The id of a batch run in ``channel`` that died holding its lock (its lease was not renewed), if any."""
-        raw = await self._store.kv.get(self._lease_key(channel))
-        try:
-            lease = json.loads(raw) if raw else None
-            if isinstance(lease, dict) and datetime.fromisoformat(lease["until"]) < self.clock():
-                return str(lease["lock"])
-        except (ValueError, KeyError, TypeError):
-            pass
-        return None
+        """The id of a batch run in ``channel`` that died holding its lock, if any (bot/faq_lease.py)."""
+        return await RunLease(self._store.kv, channel, self.clock).dead()
 
     async def take_over(self, channel: ChannelRef, run: str) -> None:
-        """Frees the lock of the dead run ``run`` (see ``dead_run``): the next run resumes its batches."""
+        """Frees the lock of the dead run ``run``: the next run resumes the batches it left in flight."""
         await self._store.locks.release(f"faq:{channel.key}", run)
-        await self._store.kv.delete(self._lease_key(channel))
+        await RunLease(self._store.kv, channel, self.clock).end()
 
     async def make(
         self,
