@@ -22,7 +22,7 @@ from bot.faq_schedule import FaqSchedule
 from bot.settings import Settings
 from bot.types import ChannelRef, ChatMessage, Command, MessageRef
 from llm import PriceTable, create_router
-from llm.batch import is_batch
+from llm.batch import BatchJob, is_batch
 from llm.routes import build_routes
 from llm.types import Attribution, LedgerRecord, Request, Task
 from tests.fakes.faq_model import faq_responder
@@ -258,6 +258,9 @@ class Memory:
     async def put(self, key: str, value: str, *, ttl_s: float) -> None:
         self.values[key] = value
 
+    async def delete(self, key: str) -> None:
+        self.values.pop(key, None)
+
 
 def openai_router(server: FakeLLMServer, ledger: Ledger, kv: Memory, *, self_hosted: bool = False):  # type: ignore[no-untyped-def]
     router = create_router(
@@ -314,4 +317,28 @@ async def test_a_request_that_errored_inside_a_finished_batch_is_asked_again_the
         assert len(server.batches.answered) == 2 and len(server.received) == 1  # r1 alone went the normal way
         assert sorted(is_batch(r) for r in ledger.records) == [False, True, True]
         assert server.batches.poll_errors == 0 and len(server.batches.batches) == 1
+        await router.close()
+
+
+async def test_a_noted_batch_is_resumed_only_for_the_very_same_requests() -> None:
+    async with FakeLLMServer() as server:
+        kv, ledger = Memory(), Ledger()
+        router = openai_router(server, ledger, kv)
+        job = BatchJob(kv, "faq:slack:T1:C1")
+        asked = [Request.of("Sort these.", f"question {i}") for i in range(2)]
+        server.batches.delay_s = 2.0
+        first = asyncio.create_task(router.structured_batch(Task.CLASSIFY, asked, Answer, bill_to=Attribution(), job=job))
+        for _ in range(500):  # until the batch is sent and noted
+            if any(k.startswith("batch-inflight:") for k in kv.values):
+                break
+            await asyncio.sleep(0.02)
+        first.cancel()  # the process stops; the note stays
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        server.batches.delay_s = 0.2
+        # Other requests (new questions came in meanwhile) are sent as a batch of their own …
+        other = [*asked, Request.of("Sort these.", "question 2")]
+        assert len(await router.structured_batch(Task.CLASSIFY, other, Answer, bill_to=Attribution(), job=job)) == 3
+        assert len(server.batches.batches) == 2
+        assert not any(k.startswith("batch-inflight:") for k in kv.values)  # read: the note is cleared
         await router.close()
