@@ -100,10 +100,10 @@ class Sorting(BaseModel):
     groups: list[Group]
 
 
+# A refresh's few new questions, one label each in the order given (a new label carries its priority: "Printer Jams
+# (high)"): fewer schema and output tokens than groups when the labels are known. (No docstring: pydantic would send
+# it with the schema, as tokens on every call.)
 class Placing(BaseModel):
-    """A refresh's few new questions, one label each in the order given (a new label carries its priority:
-    "Printer Jams (high)"): fewer schema and output tokens than groups when the labels are known."""
-
     labels: list[str]
 
 

@@ -57,9 +57,9 @@ _DATA_RULE_BRIEF = (
 )
 
 # A refresh's few new questions: the labels are given, so the instructions that set up a vocabulary are not resent.
-PLACE_SYSTEM = f"""Label each numbered support question, in order, with the fitting one of the "Labels in use"; if
-none fits, a new 2–4 word Title Case label plus its priority: (high) money, access or security at risk, (medium) a
-blocked task, else (low).
+PLACE_SYSTEM = f"""Label each numbered support question, in order, with the fitting "Labels in use" label, else a
+new 2–4 word Title Case one plus its priority: (high) money, access or security at risk, (medium) a blocked task,
+else (low).
 {_DATA_RULE_BRIEF}"""
 
 # The batches after the first of a large sorting: the labels are given.
@@ -83,10 +83,10 @@ replies, return only changes: new entries, or one replacing a current entry the 
 # A refresh's writing: current entries plus only what is new, edited rather than rewritten (the fresh run's
 # instructions and map of categories are not resent).
 FAQ_UPDATE_SYSTEM = f"""Update a support team's FAQ from new replies in its channel. Per category: current entries
-([E1] …), then new questions and their replies ([A1] …). Return only changes, within the entries asked for: a new
-entry (replaces "") or one replacing a current entry the new replies correct or extend (replaces: its label). Each:
-category as given; question as users ask it; 1–3 sentence answer saying only what the replies said; sources (reply
-labels, at least one). Write in the questions' language.
+([E1] …), then new questions and replies ([A1] …). Return only changes, within the entries asked for: a new entry
+(replaces "") or one replacing a current entry the new replies correct or extend (replaces: its label). Each:
+category as given, question as users ask it, 1–3 sentence answer from the replies only, sources (reply labels, at
+least one). Write in the questions' language.
 {_DATA_RULE_BRIEF}"""
 
 

@@ -228,6 +228,19 @@ def test_the_reply_the_asker_thanked_and_staff_replies_come_first() -> None:
     assert got[0].thanked and got[1].staff and not got[2].thanked
 
 
+def test_a_question_back_is_not_an_answer_unless_the_asker_thanked_it() -> None:
+    # Ubuntu IRC lines: helpers asking back are clarifying, not answering.
+    thread = [
+        msg("1", "benh", "is it possible (or desirable) to dist-upgrade to hoary?"),
+        msg("2", "bob2", "benh`: are you willing to deal with broken things and to file bug reports?"),
+        msg("3", "HrdwrBoB", "benh`: yes and maybe"),
+        msg("4", "max", "did you try apt-get dist-upgrade?"),
+        msg("5", "benh", "thanks max, that did it"),
+    ]
+    got = resolution(thread, question_id="1", asker="benh", staff=frozenset())
+    assert [a.ref.message_id for a in got] == ["4", "3"]  # the thanked one stays, the unthanked question goes
+
+
 def test_a_long_thread_is_trimmed_to_the_replies_that_matter() -> None:
     thread = [msg("1", "ann", "why is the build red?")]
     thread += [msg(str(i), f"u{i}", "a long reply about the build " * 60) for i in range(2, 30)]
