@@ -17,8 +17,9 @@ from pathlib import Path
 import discord
 from pydantic import SecretStr
 
-from adapters.discord.intake import RESTARTING, DiscordAdapter
+from adapters.discord.commands import RESTARTING
 from adapters.discord.render import scope_header
+from adapters.discord.run import DiscordAdapter
 from bot.app import App, build_app
 from bot.live_reply import WRITING_MARKER
 from bot.orphans import INTERRUPTED_LINE, LiveState

@@ -261,7 +261,8 @@ async def _bot(conn: multiprocessing.connection.Connection, spec: RunSpec, urls:
     from pydantic import SecretStr
 
     import bot.assistant
-    from adapters.discord.intake import DiscordAdapter, point_discord_py
+    from adapters.discord.endpoints import point_discord_py
+    from adapters.discord.run import DiscordAdapter
     from bot.app import build_app
     from bot.settings import Settings
     from llm.tokens import count_tokens
