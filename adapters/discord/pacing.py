@@ -45,9 +45,6 @@ PACER_FORGET_S = 600.0  # a message not edited for this long is forgotten by the
 # One size policy for every per-message / per-channel map: the most recent this many, the rest forgotten.
 REMEMBERED = 10_000
 
-
-
-
 # (edits left in the channel's window, seconds until it resets — inf while no window runs), or None if unknown.
 EditBudget = Callable[[int], "tuple[int, float] | None"]
 
