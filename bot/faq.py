@@ -32,10 +32,10 @@ from bot.faq_doc import Faq, FaqResult, FaqState, Source, remember_channel
 from bot.faq_topics import Category, Labels, Section, categories_of, covers, fingerprint, is_new, open_topics
 from bot.stores.base import Store
 from bot.types import ChannelRef, Inquiry, MessageRef
-from llm.batch import WAIT_S, BatchFailed
+from llm.ports import BATCH_WAIT_S as WAIT_S
 from llm.ports import LLM
 from llm.tokens import count_tokens
-from llm.types import Attribution, Request, Task
+from llm.types import Attribution, BatchFailed, Request, Task
 
 __all__ = ["Entries", "Entry", "Faq", "FaqBusy", "FaqResult", "FaqWriter", "Group", "Sorting", "plan_entries"]
 
