@@ -147,7 +147,7 @@ class ModelRouter:
     ) -> list[M]:
         """Validated answers to ``requests``, sent through the provider's Batch API at the batch price (nobody is
         waiting: a scheduled job). A server without batch endpoints is asked the normal way (remembered);
-        ``llm.types.BatchFailed`` when a batch failed or expired as a whole."""
+        ``llm.batch.BatchFailed`` when a batch failed or expired as a whole."""
         return await self.batches.structured(task, requests, schema, bill_to=bill_to)
 
     @property
