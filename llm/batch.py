@@ -24,6 +24,7 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from llm.ledger import ledger_record
 from llm.models import PriceTable
 from llm.ports import BATCH_WAIT_S, ResponseCache
 from llm.provider import ErrorInfo, Provider, StructuredSpec
@@ -276,16 +277,11 @@ class BatchRunner:
         )
         # List prices come from genai-prices' batch variant; a price file's price is taken as it is (it names one).
         source = f"{quote.source} ({BATCH_MARK})" if quote.source else ""
-        record = LedgerRecord(
+        record = ledger_record(
+            task,
+            entry,
+            bill_to,
             at=at,
-            provider=entry.provider,
-            model=entry.model,
-            task=task.value,
-            platform=bill_to.platform,
-            workspace=bill_to.workspace,
-            channel=bill_to.channel,
-            user=bill_to.user,
-            feature=bill_to.feature,
             usage=usage,
             cost_usd=quote.cost_usd,
             latency_s=latency_s,
