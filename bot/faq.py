@@ -23,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Literal, Protocol, TypeVar
+from typing import Literal, TypeVar
 
 from pydantic import BaseModel
 
@@ -34,10 +34,10 @@ from bot.faq_lease import RunLease
 from bot.faq_topics import Category, Labels, Section, categories_of, covers, fingerprint, is_new, open_topics
 from bot.stores.base import Store
 from bot.types import ChannelRef, Inquiry, MessageRef
-from llm.batch import WAIT_S, BatchFailed, BatchJob
-from llm.ports import LLM
+from llm.ports import BATCH_WAIT_S as WAIT_S
+from llm.ports import LLM, BatchJob, BatchLLM
 from llm.tokens import count_tokens
-from llm.types import Attribution, Request, Task
+from llm.types import Attribution, BatchFailed, Request, Task
 
 __all__ = ["Entries", "Entry", "Faq", "FaqBusy", "FaqResult", "FaqWriter", "Group", "Sorting", "plan_entries"]
 
@@ -119,20 +119,6 @@ class Entries(BaseModel):
     entries: list[Entry]
 
 
-class BatchCalls(Protocol):
-    """Calls nobody waits for, at the batch price (the router's ``structured_batch``)."""
-
-    async def structured_batch(
-        self,
-        task: Task,
-        requests: list[Request],
-        schema: type[M],
-        *,
-        bill_to: Attribution,
-        job: BatchJob | None = None,
-    ) -> list[M]: ...
-
-
 class FaqBusy(Exception):
     """Another /faq run holds this channel's lock."""
 
@@ -165,7 +151,7 @@ class FaqWriter:
         store: Store,
         max_entries: int = MAX_ENTRIES,
         support_staff: frozenset[str] = frozenset(),
-        batch: BatchCalls | None = None,
+        batch: BatchLLM | None = None,
     ) -> None:
         """``batch``: send every model call through the providers' Batch APIs (a scheduled refresh)."""
         self._llm = llm
