@@ -57,14 +57,16 @@ async def test_the_totals_hold_one_row_per_day_and_cell_however_many_records(tmp
     store = await SqliteStore(str(path)).open()
     records = [record(i / 10, id=f"g{i}") for i in range(300)]  # one channel, one day, one cell
     records += [record(i / 10, id=f"h{i}", channel=HELP) for i in range(50)]
-    records += [record(60 * 24 + i, id=f"n{i}", model="claude-haiku-4-5") for i in range(20)]  # next day, new cell
+    # The next day, and another cell:
+    records += [record(60 * 24 + i, id=f"n{i}", model="claude-haiku-4-5") for i in range(20)]
     for r in records:
         await store.ledger.add(r)
     await store.ledger.add(records[0])  # a retried write adds nothing to the totals either
     assert days_rows(path) == 3
     assert await store.ledger.daily(since=T0.date()) == expected_daily(records, since=T0.date())
     general = [r for r in records if r.channel == GENERAL.channel]
-    assert await store.ledger.daily(since=T0.date(), channel=GENERAL) == expected_daily(general, since=T0.date())
+    since = T0.date()
+    assert await store.ledger.daily(since=since, channel=GENERAL) == expected_daily(general, since=since)
     await store.close()
 
 

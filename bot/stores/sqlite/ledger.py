@@ -144,7 +144,8 @@ class SqliteLedger:
         day_row = (platform, workspace, channel, day, *cell, *totals)
 
         def add(conn: sqlite3.Connection) -> None:
-            if conn.execute(insert, row).rowcount == 1:  # one transaction: the totals never miss or repeat a record
+            # One transaction: the totals never miss a record nor count a retried one twice.
+            if conn.execute(insert, row).rowcount == 1:
                 conn.execute(_ADD_TO_DAY, day_row)
 
         await self._db.write(add)
