@@ -109,3 +109,24 @@ async def test_totals_of_another_shape_are_rebuilt(tmp_path: Path) -> None:
     store = await SqliteStore(str(path)).open()
     assert await store.ledger.daily(since=T0.date()) == expected_daily(stored, since=T0.date())
     await store.close()
+
+
+async def test_records_an_older_version_wrote_are_counted_on_the_next_open(tmp_path: Path) -> None:
+    path = tmp_path / "bot.db"
+    store = await SqliteStore(str(path)).open()
+    await store.ledger.add(record(0, id="new"))
+    await store.close()
+    # A process of the version before the totals writes a record (a copy of this one) and leaves them untouched.
+    conn = sqlite3.connect(path)
+    columns = [row[1] for row in conn.execute("PRAGMA table_info(ledger)")]
+    copied = {"id": "'old'", "doc": "json_set(doc, '$.id', 'old')"}
+    picked = ", ".join(copied.get(c, c) for c in columns)
+    conn.execute(f"INSERT INTO ledger ({', '.join(columns)}) SELECT {picked} FROM ledger WHERE id = 'new'")
+    conn.commit()
+    conn.close()
+    store = await SqliteStore(str(path)).open()
+    [row] = await store.ledger.daily(since=T0.date())
+    assert row.calls == 2
+    stored = await store.ledger.records(since=T0)
+    assert [row] == expected_daily(stored, since=T0.date())
+    await store.close()
