@@ -76,16 +76,17 @@ def _up_to_date(conn: sqlite3.Connection) -> bool:
         return False
     if tuple(_columns(conn, "ledger_days")) != DAYS_COLUMNS:
         return False
-    # Every record counts one call: totals that count fewer missed records an older version wrote to this file
-    # (a rolled-back deploy, a second process not yet upgraded). One pass over an index, once per process.
+    # Every record counts one call: totals with fewer calls than there are records missed some that an older
+    # version wrote to this file (a rolled-back deploy, a process not yet upgraded). One pass over an index, once
+    # per process.
     same = "SELECT (SELECT COUNT(*) FROM ledger) = (SELECT coalesce(SUM(calls), 0) FROM ledger_days)"
     return bool(conn.execute(same).fetchone()[0])
 
 
 def migrate(conn: sqlite3.Connection) -> None:
     """Add the ledger columns an older file lacks, filled from its rows, and build ledger_days from the records
-    when it is missing, has other columns than this version sums or misses records, in one transaction (a second process opening
-    the same file at the same time waits for the lock, then finds nothing left to do)."""
+    when it is missing, has other columns than this version sums or misses records, in one transaction (a second
+    process opening the same file at the same time waits for the lock, then finds nothing left to do)."""
     if _up_to_date(conn):
         return  # the common case: no write lock taken just to look
     conn.execute("BEGIN IMMEDIATE")
