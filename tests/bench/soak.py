@@ -7,6 +7,11 @@ RSS (VmRSS from /proc/self/status, after a garbage collection) is sampled every 
 figure is the slope over the second half (least squares, bytes per mention): the first half includes warm-up
 (imports, SQLite's page cache, the allocator's arenas), the second half should be flat.
 
+Time per mention is read the same way: ``slowdown`` is the last sampling interval's ms per mention over the first's.
+Near 1 means a mention costs the same however much the store holds; work that grows with history (a query that sums
+or scans a growing table) shows as a ratio that climbs with ``--mentions`` (it was 3.8 at 20,000 mentions while the
+spike check summed the day's ledger records on every mention). A timing: read it, never assert it.
+
 Alongside the RSS: how many objects made for one mention are still alive at the end (LiveReply, Mention, model
 Request), and how many asyncio tasks are left; both must be zero for a process that runs for months.
 
@@ -162,6 +167,7 @@ async def run(
         "mentions_per_s": round(mentions / seconds, 1) if seconds else None,
         "ms_per_mention_first_interval": round(first_ms, 2),
         "ms_per_mention_last_interval": round(last_ms, 2),
+        "slowdown": round(last_ms / first_ms, 2) if first_ms else None,
         "rss_start_mb": round(samples[0][1] / 2**20, 1),
         "rss_end_mb": round(samples[-1][1] / 2**20, 1),
         "rss_peak_sampled_mb": round(max(b for _, b in samples) / 2**20, 1),
