@@ -10,6 +10,7 @@ which field and why in one line, and the caller acknowledges it and logs that li
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
@@ -31,7 +32,8 @@ from adapters.slack.payloads import (
 
 __all__ = [
     "CHANGED", "DELETED", "DIRECT", "MENTION", "MESSAGE", "REPLIED", "AssistantThread", "Malformed",
-    "SlackEvent", "SlackMessage", "read_assistant_thread", "read_delivery", "read_message", "slack_ts",
+    "SlackEvent", "SlackMessage", "read_assistant_thread", "read_delivery", "read_message", "slack_time", "slack_ts",
+    "ts_of",
 ]  # fmt: skip
 DIRECT = "im"  # channel_type of a direct message with the bot
 
@@ -112,6 +114,16 @@ def slack_ts(value: object) -> str | None:
         return TIMESTAMP.validate_python(value)
     except ValidationError:
         return None
+
+
+def slack_time(ts: str) -> datetime:
+    """A Slack timestamp as the moment it names."""
+    return datetime.fromtimestamp(float(ts), UTC)
+
+
+def ts_of(moment: datetime) -> str:
+    """A moment as a Slack timestamp (for ``oldest``/``latest`` bounds)."""
+    return f"{moment.timestamp():.6f}"
 
 
 def _message(payload: MessagePayload) -> SlackMessage:

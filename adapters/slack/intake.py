@@ -37,6 +37,14 @@ from slack_bolt.response import BoltResponse
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.buckets import (
+    HISTORY_BURST,
+    POST_PER_CHANNEL_BURST,
+    POST_PER_CHANNEL_PER_MINUTE,
+    STREAM_CALLS_BURST,
+    StoreBudget,
+    StreamBudgets,
+)
 from adapters.slack.conversation import ConversationListeners, DirectConversation, ThreadContexts
 from adapters.slack.events import (
     CHANGED,
@@ -47,21 +55,11 @@ from adapters.slack.events import (
     read_delivery,
     slack_ts,
 )
+from adapters.slack.history import RESTRICTED_PER_MINUTE
 from adapters.slack.identity import BotIdentity, installation
 from adapters.slack.learned import LearnedBudget, WorkspaceFacts
-from adapters.slack.pacing import (
-    HISTORY_BURST,
-    POST_PER_CHANNEL_BURST,
-    POST_PER_CHANNEL_PER_MINUTE,
-    STREAM_CALLS_BURST,
-    StoreBudget,
-    StreamBudgets,
-)
-from adapters.slack.platform import (
-    RESTRICTED_PER_MINUTE,
-    SlackPlatform,
-    readable,
-)
+from adapters.slack.people import readable
+from adapters.slack.platform import SlackPlatform
 from adapters.slack.render import escape, spend_blocks
 from bot.app import App
 from bot.intake import SORRY, Claim, ErrorReply, Intake

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 import cachetools
 
-from adapters.slack.pacing import SCOPES_REMEMBERED, LocalBuckets, _Line
+from adapters.slack.buckets import SCOPES_REMEMBERED, LocalBuckets, WaitingLine
 from bot.stores.base import KeyValue, RateBudgets, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class Learned:
 @dataclass
 class _Scope:
     learned: Learned
-    line: _Line = field(default_factory=_Line)
+    line: WaitingLine = field(default_factory=WaitingLine)
     loaded_at: float = float("-inf")
     written_at: float = float("-inf")
     dirty: bool = False
