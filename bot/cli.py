@@ -109,7 +109,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
 
             servers.append(asyncio.create_task(run_slack(app, port=args.port, host=getattr(args, "host", "0.0.0.0"), stop=stop), name="slack"))
         if "discord" in platforms:
-            from adapters.discord.intake import run_discord
+            from adapters.discord.run import run_discord
 
             shard_ids = [int(s) for s in args.shard_ids.split(",")] if args.shard_ids else None
             discord = run_discord(app, shard_ids=shard_ids, shard_count=args.shard_count, stop=stop)

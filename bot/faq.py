@@ -18,6 +18,7 @@ sent (made up) is dropped, and an entry left citing nothing is not published as 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
@@ -29,10 +30,11 @@ from pydantic import BaseModel
 from bot import prompts
 from bot.faq_answers import collect
 from bot.faq_doc import Faq, FaqResult, FaqState, Source, remember_channel
+from bot.faq_lease import RunLease
 from bot.faq_topics import Category, Labels, Section, categories_of, covers, fingerprint, is_new, open_topics
 from bot.stores.base import Store
 from bot.types import ChannelRef, Inquiry, MessageRef
-from llm.batch import WAIT_S, BatchFailed
+from llm.batch import WAIT_S, BatchFailed, BatchJob
 from llm.ports import LLM
 from llm.tokens import count_tokens
 from llm.types import Attribution, Request, Task
@@ -50,6 +52,10 @@ PACK_MAX = 6  # … and categories per writing call
 # A category written on the cheap route (Task.FAQ_BRIEF): one entry from at most this many tokens of questions and
 # replies — a question or two with a short answer, which the cheap model restates as well as the strong one.
 BRIEF_TOKENS = 200
+# Up to this many questions to sort with the labels known (a refresh) are answered one label each (Placing): a
+# smaller schema, and for a few questions no more output than groups of numbers.
+PLACE_MAX = 30
+_PRIORITY = re.compile(r"^(.*?)\s*\((high|medium|low)\)\s*$", re.IGNORECASE)
 PARALLEL_CALLS = 4
 STATE_TTL_S = 90 * 86400  # a channel nobody asks for an FAQ for a quarter starts afresh
 LOCK_TTL_S = 15 * 60
@@ -94,6 +100,13 @@ class Sorting(BaseModel):
     groups: list[Group]
 
 
+# A refresh's few new questions, one label each in the order given (a new label carries its priority: "Printer Jams
+# (high)"): fewer schema and output tokens than groups when the labels are known. (No docstring: pydantic would send
+# it with the schema, as tokens on every call.)
+class Placing(BaseModel):
+    labels: list[str]
+
+
 class Entry(BaseModel):
     category: str
     question: str
@@ -110,7 +123,13 @@ class BatchCalls(Protocol):
     """Calls nobody waits for, at the batch price (the router's ``structured_batch``)."""
 
     async def structured_batch(
-        self, task: Task, requests: list[Request], schema: type[M], *, bill_to: Attribution
+        self,
+        task: Task,
+        requests: list[Request],
+        schema: type[M],
+        *,
+        bill_to: Attribution,
+        job: BatchJob | None = None,
     ) -> list[M]: ...
 
 
@@ -154,6 +173,7 @@ class FaqWriter:
         self._max_entries = max_entries
         self._staff = support_staff
         self._batch = batch
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)  # what a run's lease is timed by
 
     @staticmethod
     def state_key(channel: ChannelRef) -> str:
@@ -193,6 +213,9 @@ class FaqWriter:
         token = await self._store.locks.acquire(f"faq:{channel.key}", ttl_s=ttl)
         if token is None:
             raise FaqBusy("an FAQ run is already under way in this channel; its result will be posted here")
+        job = BatchJob(self._store.kv, f"faq:{channel.key}") if self._batch is not None else None
+        lease = RunLease(self._store.kv, channel, self.clock) if self._batch is not None else None
+        holding = asyncio.create_task(lease.hold(token, ttl_s=BATCH_LOCK_TTL_S)) if lease is not None else None
         try:
             since = datetime.now(UTC) - timedelta(days=days)
             inquiries = await self._store.inquiries.list(channel, since=since)
@@ -200,7 +223,7 @@ class FaqWriter:
             if state.document.get("days") != str(days):  # another period: recount, even with nothing new
                 state.result = None
             try:
-                result = await self.make(inquiries, bill_to, progress, state=state, link_for=link_for)
+                result = await self.make(inquiries, bill_to, progress, state=state, link_for=link_for, job=job)
             except BatchFailed:
                 # What the sorting batch paid for is kept (labels, questions seen); the entries and the document
                 # stay as they were, and the next run writes what this one could not.
@@ -214,7 +237,19 @@ class FaqWriter:
             await remember_channel(self._store, channel, days)
             return result
         finally:
+            if lease is not None and holding is not None:
+                holding.cancel()
+                await lease.end()
             await self._store.locks.release(f"faq:{channel.key}", token)
+
+    async def dead_run(self, channel: ChannelRef) -> str | None:
+        """The id of a batch run in ``channel`` that died holding its lock, if any (bot/faq_lease.py)."""
+        return await RunLease(self._store.kv, channel, self.clock).dead()
+
+    async def take_over(self, channel: ChannelRef, run: str) -> None:
+        """Frees the lock of the dead run ``run``: the next run resumes the batches it left in flight."""
+        await self._store.locks.release(f"faq:{channel.key}", run)
+        await RunLease(self._store.kv, channel, self.clock).end()
 
     async def make(
         self,
@@ -224,8 +259,10 @@ class FaqWriter:
         *,
         state: FaqState | None = None,
         link_for: LinkFor = _no_link,
+        job: BatchJob | None = None,
     ) -> FaqResult:
-        """The FAQ for ``inquiries``; ``state`` (updated in place) holds what an earlier run sorted and wrote."""
+        """The FAQ for ``inquiries``; ``state`` (updated in place) holds what an earlier run sorted and wrote;
+        ``job`` is where batches in flight are noted (a run through the Batch APIs)."""
         state = state if state is not None else FaqState()
         now = datetime.now(UTC).isoformat()
         groups: dict[str, list[Inquiry]] = defaultdict(list)
@@ -238,7 +275,7 @@ class FaqWriter:
         answers = await collect(self._store.messages, inquiries, staff=self._staff)
         unlabelled = [(k, g) for k, g in groups.items() if k not in state.labels]
         if unlabelled:
-            await self._sort(unlabelled, state, bill_to, progress, total=sum(len(g) for _, g in unlabelled))
+            await self._sort(unlabelled, state, bill_to, progress, total=sum(len(g) for _, g in unlabelled), job=job)
         # What the next run starts from, for this period's questions only (older ones leave with retention).
         state.seen = {i.message_id for i in inquiries}
         state.labels = {k: v for k, v in state.labels.items() if k in groups}
@@ -260,7 +297,7 @@ class FaqWriter:
             progress(
                 f"sorted {len(inquiries):,} questions into {len(categories)} categories; writing the FAQ…"
             )
-        written, refused, dropped = await self._write(write, categories, state, bill_to, progress)
+        written, refused, dropped = await self._write(write, categories, state, bill_to, progress, job)
         refs = {a.ref.message_id: a.ref for found in answers.values() for a in found}
         for key, entries in written.items():
             written[key] = [await _linked(f, refs, link_for) for f in entries]
@@ -311,6 +348,7 @@ class FaqWriter:
         progress: Callable[[str], None],
         *,
         total: int,
+        job: BatchJob | None,
     ) -> None:
         """Labels for the groups no run sorted yet, into ``state.labels``."""
         reps = [(i + 1, g[0].text[:500]) for i, (_, g) in enumerate(unlabelled)]
@@ -319,13 +357,22 @@ class FaqWriter:
         known: list[str] = sorted({label for label, _ in state.labels.values()})
         done = 0
 
-
-        def request(batch: list[tuple[int, str]]) -> Request:
+        def request(batch: list[tuple[int, str]], system: str = prompts.CLASSIFY_SYSTEM) -> Request:
             listing = "\n".join(f"{n}. {text}" for n, text in batch)
             hint = f"Labels in use: {', '.join(known)}\n" if known else ""
-            return Request.of(
-                prompts.CLASSIFY_SYSTEM, hint + prompts.transcript([listing]), prompt_version=prompts.FAQ_VERSION
-            )
+            return Request.of(system, hint + prompts.transcript([listing]), prompt_version=prompts.FAQ_VERSION)
+
+        priority_of = {label: priority for label, priority in state.labels.values()}
+
+        def placed(batch: list[tuple[int, str]], result: Placing) -> None:
+            groups: dict[str, Group] = {}
+            for (n, _), raw in zip(batch, result.labels, strict=False):
+                m = _PRIORITY.match(raw.strip())
+                label = (m.group(1) if m else raw).strip() or "Other"
+                level = m.group(2).lower() if m else priority_of.get(label, "medium")
+                group = groups.setdefault(label, Group(category=label, priority=level, questions=[]))  # type: ignore[arg-type]
+                group.questions.append(n)
+            sorted_(batch, Sorting(groups=list(groups.values())))
 
         def sorted_(batch: list[tuple[int, str]], result: Sorting) -> None:
             nonlocal done
@@ -343,11 +390,22 @@ class FaqWriter:
         # The first batch alone sets the label vocabulary; the rest run in parallel and reuse it.
         if not known:
             first = work.pop(0)
-            await self._ask_all(Task.CLASSIFY, [request(first)], Sorting, bill_to, lambda _, r: sorted_(first, r))
+            await self._ask_all(Task.CLASSIFY, [request(first)], Sorting, bill_to, lambda _, r: sorted_(first, r), job)
             known.extend(sorted({label for label, _ in state.labels.values()}))
-        await self._ask_all(
-            Task.CLASSIFY, [request(b) for b in work], Sorting, bill_to, lambda i, r: sorted_(work[i], r)
-        )
+        # With labels in use (a refresh, or the batches after the first) the short instructions suffice, and a
+        # refresh's few questions are placed one label each.
+        if len(reps) <= PLACE_MAX and work:
+            await self._ask_all(
+                Task.CLASSIFY,
+                [request(b, prompts.PLACE_SYSTEM) for b in work],
+                Placing,
+                bill_to,
+                lambda i, r: placed(work[i], r),
+                job,
+            )
+            return
+        requests = [request(b, prompts.CLASSIFY_MORE_SYSTEM) for b in work]
+        await self._ask_all(Task.CLASSIFY, requests, Sorting, bill_to, lambda i, r: sorted_(work[i], r), job)
 
     async def _ask_all(
         self,
@@ -356,11 +414,13 @@ class FaqWriter:
         schema: type[M],
         bill_to: Attribution,
         answered: Callable[[int, M], None],
+        job: BatchJob | None = None,
     ) -> None:
         """Every request's answer, handed to ``answered`` (with the request's index) as it arrives: one call
         each, a few at a time — or, for a run nobody waits for, all of them as one batch at the batch price."""
         if self._batch is not None:
-            for i, answer in enumerate(await self._batch.structured_batch(task, requests, schema, bill_to=bill_to)):
+            answers = await self._batch.structured_batch(task, requests, schema, bill_to=bill_to, job=job)
+            for i, answer in enumerate(answers):
                 answered(i, answer)
             return
         gate = asyncio.Semaphore(PARALLEL_CALLS)
@@ -379,21 +439,28 @@ class FaqWriter:
         state: FaqState,
         bill_to: Attribution,
         progress: Callable[[str], None],
+        job: BatchJob | None,
     ) -> tuple[dict[str, list[Faq]], dict[str, list[str]], int]:
         """Entries per category key; per category key the questions of entries rejected for citing nothing that
         was sent; how many made-up sources were dropped."""
         if not write:
             return {}, {}, 0
-        system = prompts.faq_context([(c.name, c.count) for c in everything if c.answered])
+        fresh = prompts.faq_context([(c.name, c.count) for c in everything if c.answered])
         sections = [
             Section(c, n, state.entries.get(c.key, []), state.written.get(c.key, {})) for c, n in write
         ]
-        # A topic with one entry to write from a few short replies needs no strong model: the cheap one restates
-        # them as well, and every entry is held to its sources the same way whichever model wrote it.
-        brief = [s for s in sections if s.entries == 1 and s.tokens <= BRIEF_TOKENS]
+        # Entries to write from a few short replies each need no strong model: the cheap one restates them as
+        # well, and every entry is held to its sources the same way whichever model wrote it.
+        # Brief ones are packed first, so they fill calls of their own; the pack where they meet the rest goes to
+        # the strong route rather than costing a call more.
+        brief = [s for s in sections if s.tokens <= BRIEF_TOKENS * s.entries]
+        ordered = brief + [s for s in sections if s not in brief]
         rendered: list[tuple[Task, list[Section], Labels, Request]] = []
-        for task, group in ((Task.FAQ_BRIEF, brief), (Task.FAQ, [s for s in sections if s not in brief])):
-            for pack in _packs(group):
+        # An update (current entries and what is new) is an edit: its call carries the short instructions.
+        for update in (False, True):
+            system = prompts.FAQ_UPDATE_SYSTEM if update else fresh
+            for pack in _packs([s for s in ordered if bool(s.current) is update]):
+                task = Task.FAQ_BRIEF if all(s in brief for s in pack) else Task.FAQ
                 labels = Labels()
                 body = "\n\n".join(s.render(labels) for s in pack)
                 request = Request.of(system, prompts.transcript([body]), prompt_version=prompts.FAQ_VERSION)
@@ -435,7 +502,7 @@ class FaqWriter:
             mine = [i for i, (t, _, _, _) in enumerate(rendered) if t is task]
             if mine:
                 requests = [rendered[i][3] for i in mine]
-                await self._ask_all(task, requests, Entries, bill_to, lambda j, answer: written(mine[j], answer))
+                await self._ask_all(task, requests, Entries, bill_to, lambda j, answer: written(mine[j], answer), job)
 
         await asyncio.gather(ask(Task.FAQ_BRIEF), ask(Task.FAQ))
         return out, refused, dropped

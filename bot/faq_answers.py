@@ -66,6 +66,8 @@ def resolution(
     for order, m in enumerate(replies):
         if m.author == asker or _is_chatter(m.text):
             continue
+        if m.text.rstrip(" )(:;-pPD").endswith("?") and m.ref.message_id not in thanked and m.author not in staff:
+            continue  # a question back ("are you willing to file bug reports?") asks; it does not answer
         score = 4 * (m.ref.message_id in thanked) + 3 * (m.author in staff)
         score += 1 if any(name and name in m.text.lower() for name in asker_names) else 0
         ranked.append((-score, order, m))

@@ -46,13 +46,21 @@ class FaqSchedule:
         admin_channel: str | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
-        self.clock = clock  # when "now" is (a test moves it on)
         self._writer = writer
+        self.clock = clock  # when "now" is (a test moves it on)
         self._store = store
         self._every = timedelta(days=every_days)
         self._platform_for = platform_for
         self._admin_channel = admin_channel
         self.check_every_s = CHECK_EVERY_S
+
+    @property
+    def clock(self) -> Callable[[], datetime]:
+        return self._writer.clock
+
+    @clock.setter
+    def clock(self, clock: Callable[[], datetime]) -> None:
+        self._writer.clock = clock  # the runs' leases are timed by the same clock as what is due
 
     @classmethod
     def of(cls, settings: Settings, *, store: Store, llm: ModelRouter, platform_for: PlatformFor) -> FaqSchedule:
@@ -91,9 +99,18 @@ class FaqSchedule:
             platform = self._platform_for(channel)
             if platform is None or getattr(platform, "publish_document", None) is None:
                 continue  # served by another kind of process (its scheduler does it), or one that cannot publish
+            # A refresh whose replica died waiting for its batches (a crash, a restart) is taken over at once, by
+            # one replica: it frees the dead run's lock and polls the batches that run left in flight.
+            dead = await self._writer.dead_run(channel)
+            if dead is not None:
+                if not await self._store.claims.claim(f"faq-takeover:{channel.key}:{dead}", ttl_s=RETRY_AFTER_S * 2):
+                    continue
+                log.info("scheduled FAQ refresh of %s: taking over a run that stopped (its batches are resumed)",
+                         channel.key)  # fmt: skip
+                await self._writer.take_over(channel, dead)
             # One replica per refresh, one attempt per RETRY_AFTER_S: the claim names the run it follows and the
             # period it is tried in, so a failed refresh is tried again in the next period.
-            if not await self._store.claims.claim(
+            elif not await self._store.claims.claim(
                 f"faq-refresh:{channel.key}:{state.refreshed_at}:{attempt}", ttl_s=RETRY_AFTER_S * 2
             ):
                 continue

@@ -116,6 +116,7 @@ class Labels:
     def __init__(self) -> None:
         self._by_label: dict[str, Source] = {}
         self._by_id: dict[str, str] = {}
+        self.shown: set[str] = set()  # labels whose text this call already carries
 
     def label(self, ref: MessageRef | None, source: Source | None = None) -> str:
         mid = ref.message_id if ref is not None else source.message_id if source is not None else ""
@@ -180,7 +181,13 @@ class Section:
         for q in self.questions:
             lines.append(f"Q ({q.count}×) {q.text[:500]}")
             for a in q.answers:
-                lines.append(f"  [{self._label(labels, a.ref, None)}] {a.author_name or a.author}: {a.text}")
+                name = self._label(labels, a.ref, None)
+                # In a chat, one reply often answers several questions of its thread: its text is sent once.
+                if name in labels.shown:
+                    lines.append(f"  [{name}] (shown above)")
+                else:
+                    labels.shown.add(name)
+                    lines.append(f"  [{name}] {a.author_name or a.author}: {a.text}")
         return "\n".join(lines)
 
     def covers(self, sources: tuple[Source, ...]) -> int:

@@ -25,6 +25,27 @@ _REQUEST = re.compile(
 # Korean and Japanese questions often end without "?" in ~까, ~나요, ~죠, ~요 / か.
 _CJK_QUESTION = re.compile(r"(까|나요|죠|가요|까요|ㅠ|か)\s*[.!…~]*\s*$")
 _WORD = re.compile(r"\w+", re.UNICODE)
+# Who a chat line is addressed to: IRC's "nick: …" / "nick, …", Slack's "<@U123> …", Discord's "<@123> …".
+# "hi, …", "ok, …" and "well, …" open a sentence: they name nobody.
+_ADDRESSEE = re.compile(
+    r"^\s*(<@!?[\w.-]+>|(?!(hi|hey|hello|howdy|ok|okay|yes|yeah|yea|no|nope|well|so|and|but|also|btw|ah|oh|um+|hm+|"
+    r"sorry|thanks|great|wow|cool|nice|now|then|edit|update|note|ps)\W)[\w`|^\[\]{}.-]{2,32}[:,>»])\s+",
+    re.IGNORECASE,
+)
+_LINK = re.compile(r"<?https?://\S+|\bwww\.\S+", re.IGNORECASE)
+# Small talk that ends in "?" but asks nothing a FAQ could answer ("hey jdub, how goes it", "you still around?").
+_SMALL_TALK = re.compile(
+    r"^((hi|hey|hello|howdy|yo|hiya|morning|evening)( all| guys| everyone| folks)?(\s+[\w`|^-]{2,32})?)?\W*"
+    r"(how (are|r) (you|u|ya|things)|how goes it|how's it going|hows it going|what's up|whats up|wassup|sup|"
+    r"(are )?(you|u) (still )?(there|around|here|awake)|(is )?any ?(one|body) (here|around|awake|alive|there))?"
+    r"\W*$",
+    re.IGNORECASE,
+)
+# A remark that opens with an interjection and neither asks nor reports a problem ("great, I have 10 packages in
+# universe :)", "wow it is scary how fast fixes are made") is conversation, not a request.
+_REMARK = re.compile(
+    r"^(great|wow|cool|nice|lol|haha|heh|yeah|yea|ok|okay|oh|ah+|hmm+|well|btw)\b", re.IGNORECASE
+)
 _ACK = frozenset(
     "thanks thank you thx ty ok okay cool great nice got it that worked works work now solved fixed lol haha np no "
     "problem yes yep nope sure bye hi hello hey good morning night awesome perfect will do try lgtm all the same "
@@ -43,13 +64,24 @@ def is_inquiry(message: ChatMessage, *, bot_mentioned: bool = False) -> bool:
     text = message.text.strip()
     if message.is_bot or bot_mentioned or len(text) < MIN_CHARS:
         return False
-    if "?" in text or "？" in text or _QUESTION_START.search(text) or _CJK_QUESTION.search(text):
-        return True
+    # What is said, without whom it is said to and the links it carries: a bare link, a greeting or a "thanks"
+    # addressed to someone asks nothing.
+    addressed = _ADDRESSEE.match(text)
+    said = _LINK.sub(" ", text[addressed.end() :] if addressed else text).strip()
+    words = _WORD.findall(said.lower())
+    if len(words) < 2 or all(w in _ACK for w in words) or _SMALL_TALK.match(said):
+        return False
     ref = message.ref
-    if ref.thread_id and ref.thread_id != ref.message_id:
-        return bool(_REQUEST.search(text))
-    words = _WORD.findall(text.lower())
-    return len(words) >= MIN_WORDS and not all(w in _ACK for w in words)
+    in_thread = bool(ref.thread_id and ref.thread_id != ref.message_id)
+    if "?" in said or "？" in said or _QUESTION_START.search(said) or _CJK_QUESTION.search(said):
+        return True
+    if in_thread:
+        # A reply addressed to someone that asks nothing is a helper's answer, even when it names the problem
+        # ("exon: if he can connect … then security shouldn't be an issue").
+        return not addressed and bool(_REQUEST.search(said))
+    if addressed or _REMARK.match(said):  # a statement to someone, or a remark: a request only if it says one
+        return bool(_REQUEST.search(said))
+    return len(words) >= MIN_WORDS
 
 
 def group_key(text: str) -> str:

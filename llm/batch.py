@@ -10,12 +10,17 @@ What can go wrong, and what happens then:
 - a batch that fails, expires or is cancelled as a whole — ``BatchFailed``: what was answered is still recorded
   (it was billed), the caller keeps what it had and retries on its next run;
 - one request that errored or came back invalid inside a finished batch — asked again the normal way (when every
-  request errored, the batch counts as failed: asking each again would most likely repeat it).
+  request errored, the batch counts as failed: asking each again would most likely repeat it);
+- the process polling a batch dies or restarts — with a ``BatchJob``, the batch's id was written down before the
+  first poll, so the replica that takes the job over polls that batch (same requests) instead of paying for a new
+  one; the note is removed once the batch's answers are read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -47,6 +52,23 @@ UNSUPPORTED_TTL_S = 7 * 86400.0  # re-asked after a week, like the other things 
 MAX_LINES = 10_000  # Anthropic takes up to 100,000 requests per batch, OpenAI 50,000; a run sends far fewer
 
 BatchState = Literal["running", "ended", "failed", "expired", "cancelled"]
+
+
+class BatchJournal(Protocol):
+    """Where batches in flight are written down (the store's key-value space, shared by every replica)."""
+
+    async def get(self, key: str) -> str | None: ...
+    async def put(self, key: str, value: str, *, ttl_s: float) -> None: ...
+    async def delete(self, key: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class BatchJob:
+    """The job a batch belongs to (a channel's FAQ refresh): its batches in flight are noted under ``key`` in
+    ``journal``, so whoever runs the job next resumes them."""
+
+    journal: BatchJournal
+    key: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,9 +141,17 @@ class BatchRunner:
         self._unsupported: dict[str, float] = {}  # server key → monotonic time to ask again
 
     async def structured(
-        self, task: Task, requests: list[Request], schema: type[M], *, bill_to: Attribution
+        self,
+        task: Task,
+        requests: list[Request],
+        schema: type[M],
+        *,
+        bill_to: Attribution,
+        job: BatchJob | None = None,
     ) -> list[M]:
-        """Validated answers in the order of ``requests``. Raises BatchFailed when the batch as a whole failed."""
+        """Validated answers in the order of ``requests``. Raises BatchFailed when the batch as a whole failed.
+        With ``job``, a batch of the same requests the job left in flight (a replica died polling it) is polled
+        instead of sending a new one."""
         if not requests:
             return []
         entry, provider = await self._entry(task)
@@ -132,8 +162,9 @@ class BatchRunner:
         out: dict[str, M] = {}
         for start in range(0, len(lines), MAX_LINES):
             chunk = lines[start : start + MAX_LINES]
+            note = _Note(job, f"{job.key}:{task.value}:{start}", entry, chunk, schema) if job else None
             try:
-                done = await self._run(task, entry, provider, chunk, spec, schema, bill_to)
+                done = await self._run(task, entry, provider, chunk, spec, schema, bill_to, note)
             except BatchUnsupported:
                 await self._remember_unsupported(entry)
                 log.info("%s has no batch endpoints: %s calls go the normal way", _server(entry, provider), task)
@@ -154,21 +185,34 @@ class BatchRunner:
         spec: StructuredSpec,
         schema: type[M],
         bill_to: Attribution,
+        note: _Note | None = None,
     ) -> dict[str, M]:
         at = datetime.now(UTC)
         started = time.monotonic()
-        batch_id = await provider.submit_batch(entry, lines, spec)
-        log.info("sent %d %s request(s) as batch %s to %s/%s", len(lines), task, batch_id, entry.provider,
-                 entry.model)  # fmt: skip
+        resumed = await note.find() if note is not None else None
+        if resumed is not None:
+            batch_id, at = resumed
+            started -= (datetime.now(UTC) - at).total_seconds()  # the wait counts from when it was sent
+            log.info("resuming batch %s of %d %s request(s) sent at %s", batch_id, len(lines), task, at.isoformat())
+        else:
+            batch_id = await provider.submit_batch(entry, lines, spec)
+            log.info("sent %d %s request(s) as batch %s to %s/%s", len(lines), task, batch_id, entry.provider,
+                     entry.model)  # fmt: skip
+            if note is not None:
+                await note.write(batch_id, at, ttl_s=self.wait_s + POLL_S * 4)
         status = await self._status(provider, batch_id)
         while status.state == "running":
             if time.monotonic() - started > self.wait_s:
                 await provider.cancel_batch(batch_id)
+                if note is not None:
+                    await note.clear()
                 raise BatchFailed(f"batch {batch_id} was not done after {self.wait_s:.0f}s (cancelled)",
                                   batch_id=batch_id)  # fmt: skip
             await asyncio.sleep(self.poll_s)
             status = await self._status(provider, batch_id)
         answers = await provider.batch_answers(batch_id) if status.state != "failed" else []
+        if note is not None:  # read (or failed for good): nobody should poll it again
+            await note.clear()
         latency = time.monotonic() - started
         out: dict[str, M] = {}
         wanted = {line.custom_id for line in lines}
@@ -292,6 +336,48 @@ class BatchRunner:
             truncated=answer.finish == "length",
         )
         await router.record(record)
+
+
+class _Note:
+    """One batch in flight, written down for its job: the batch id, which server and model it went to, when it was
+    sent, and a digest of its requests (a batch is resumed only for the very same requests)."""
+
+    def __init__(self, job: BatchJob, key: str, entry: RouteEntry, lines: list[BatchLine], schema: type) -> None:
+        self._job = job
+        self.key = f"batch-inflight:{key}"
+        text = json.dumps(
+            [entry.provider, entry.model, schema.__name__]
+            + [[ln.custom_id, ln.request.system, [(m.role, m.content) for m in ln.request.messages],
+                ln.request.prompt_version, ln.request.max_tokens] for ln in lines],  # fmt: skip
+            ensure_ascii=False,
+            default=str,
+        )
+        self._digest = hashlib.sha256(text.encode()).hexdigest()
+
+    async def find(self) -> tuple[str, datetime] | None:
+        """The batch this job left in flight for these requests, with when it was sent."""
+        try:
+            raw = await self._job.journal.get(self.key)
+            data = json.loads(raw) if raw else None
+        except Exception:  # the note is a saving, not a requirement: without it a new batch is sent
+            log.warning("could not read the batch note %s", self.key, exc_info=True)
+            return None
+        if not isinstance(data, dict) or data.get("digest") != self._digest:
+            return None  # none, or one for other requests (new questions came in meanwhile)
+        return str(data["id"]), datetime.fromisoformat(data["at"])
+
+    async def write(self, batch_id: str, at: datetime, *, ttl_s: float) -> None:
+        value = json.dumps({"id": batch_id, "at": at.isoformat(), "digest": self._digest})
+        try:
+            await self._job.journal.put(self.key, value, ttl_s=ttl_s)
+        except Exception:
+            log.warning("could not note batch %s in flight: a restart would send it again", batch_id, exc_info=True)
+
+    async def clear(self) -> None:
+        try:
+            await self._job.journal.delete(self.key)
+        except Exception:  # it lapses by itself; a later run with other requests ignores it
+            log.warning("could not clear the batch note %s", self.key, exc_info=True)
 
 
 def is_batch(record: LedgerRecord) -> bool:

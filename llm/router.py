@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from llm.batch import BatchRunner
+from llm.batch import BatchJob, BatchRunner
 from llm.models import PriceTable, capabilities
 from llm.ports import LedgerSink, ResponseCache
 from llm.provider import (
@@ -249,12 +249,19 @@ class ModelRouter:
                 ) from second
 
     async def structured_batch(
-        self, task: Task, requests: list[Request], schema: type[M], *, bill_to: Attribution
+        self,
+        task: Task,
+        requests: list[Request],
+        schema: type[M],
+        *,
+        bill_to: Attribution,
+        job: BatchJob | None = None,
     ) -> list[M]:
         """Validated answers to ``requests``, sent through the provider's Batch API at the batch price (nobody is
         waiting: a scheduled job). A server without batch endpoints is asked the normal way (remembered);
-        ``llm.batch.BatchFailed`` when a batch failed or expired as a whole."""
-        return await self.batches.structured(task, requests, schema, bill_to=bill_to)
+        ``llm.batch.BatchFailed`` when a batch failed or expired as a whole. ``job``: batches in flight are noted
+        there, and resumed by whoever runs the job next (see llm/batch.py)."""
+        return await self.batches.structured(task, requests, schema, bill_to=bill_to, job=job)
 
     @property
     def providers(self) -> dict[str, Provider]:

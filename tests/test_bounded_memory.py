@@ -58,7 +58,7 @@ async def test_a_few_hundred_mentions_leave_nothing_behind() -> None:
 
 
 async def test_the_discord_pacer_holds_at_most_its_bound_of_messages_and_channels() -> None:
-    from adapters.discord.platform import REMEMBERED, ChannelEditPacer
+    from adapters.discord.pacing import REMEMBERED, ChannelEditPacer
 
     t = FakeTime()
     pacer = ChannelEditPacer(clock=t.clock, sleep=t.sleep)

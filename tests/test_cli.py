@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 
 from bot.stores.sqlite import SqliteStore
 from llm.types import LedgerRecord, Outcome, Usage
+from tests.fakes.discord_api import FakeDiscord
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -92,6 +94,18 @@ def test_doctor_says_what_is_missing(db: str) -> None:
     assert out.returncode == 1
     assert "FAIL  models: no provider key: set OPENAI_API_KEY and/or ANTHROPIC_API_KEY" in out.stdout
     assert "ok    store: sqlite" in out.stdout
+
+
+async def test_doctor_with_a_discord_token_runs_the_discord_checks(db: str) -> None:
+    """adapters/discord/doctor.py, reached from `supportbot doctor` (bot/doctor.py) when DISCORD_TOKEN is set."""
+    async with FakeDiscord() as fake:
+        env = {"SUPPORTBOT_DB": db, "DISCORD_API_URL": fake.api_base}
+        good = await asyncio.to_thread(run, ["doctor"], {**env, "DISCORD_TOKEN": fake.token})
+        bad = await asyncio.to_thread(run, ["doctor"], {**env, "DISCORD_TOKEN": "not-the-token"})
+    assert f"ok    discord: token valid: bot supportbot ({fake.bot_user_id})" in good.stdout, good.stdout
+    assert "ok    discord intents: Message Content intent enabled" in good.stdout
+    assert "no check for it" not in good.stdout + bad.stdout
+    assert "FAIL  discord: DISCORD_TOKEN was refused (401)" in bad.stdout and bad.returncode == 1
 
 
 def test_doctor_checks_a_configured_provider(db: str, fake_server: str) -> None:

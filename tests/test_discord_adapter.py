@@ -8,13 +8,16 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import SecretStr
 
-from adapters.discord.intake import DiscordAdapter, doctor, point_discord_py
-from adapters.discord.platform import RESERVE_RELEASE_S, UNKNOWN_BUCKET_SPACING_S, ChannelEditPacer
+from adapters.discord.doctor import doctor
+from adapters.discord.endpoints import point_discord_py
+from adapters.discord.pacing import RESERVE_RELEASE_S, UNKNOWN_BUCKET_SPACING_S, ChannelEditPacer
 from adapters.discord.render import MESSAGE_CONTENT_NOTICE, scope_header
+from adapters.discord.run import DiscordAdapter
 from bot.app import App, build_app
 from bot.live_reply import WRITING_MARKER
 from bot.settings import Settings
@@ -79,7 +82,9 @@ class World:
 
 
 @asynccontextmanager
-async def world(tmp_path: Path, *, message_content: bool = True) -> AsyncIterator[World]:
+async def world(tmp_path: Path, *, message_content: bool = True, **overrides: Any) -> AsyncIterator[World]:
+    """A Discord process (DiscordAdapter on the real discord.py client) against the fake Discord and model server;
+    ``overrides`` are added to the process's Settings."""
     async with FakeDiscord(message_content_enabled=message_content) as fake, FakeLLMServer(responder=responder) as llm:
         guild = fake.add_guild(name="support")
         channel = fake.add_text_channel(guild, name="help")
@@ -95,6 +100,7 @@ async def world(tmp_path: Path, *, message_content: bool = True) -> AsyncIterato
             discord_token=SecretStr(fake.token),
             discord_api_url=fake.api_base,
             discord_gateway_url=str(fake.gateway_url),
+            **overrides,
         )
         app = await build_app(settings)
         adapter = DiscordAdapter(app, client_options={"guild_ready_timeout": GUILD_READY_TIMEOUT})
@@ -311,7 +317,7 @@ async def test_doctor_checks_the_token_and_the_intent(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:9/api/v10", "http://127.0.0.1:9/", "http://127.0.0.1:9"])
 def test_api_base_accepts_a_proxy_root_or_a_full_base(url: str) -> None:
-    from adapters.discord.intake import api_base
+    from adapters.discord.endpoints import api_base
 
     assert api_base(url) == "http://127.0.0.1:9/api/v10"
 

@@ -1,11 +1,11 @@
 """The private discord.py state the bot reads, pinned against the installed discord.py.
 
 The edit pacer asks discord.py how much of a channel's edit bucket is left before each in-progress edit
-(adapters/discord/platform.py, ``DiscordPlatform.edit_budget``, used by ``ChannelEditPacer``). discord.py has no
-public API for that, so ``edit_budget`` reads private state, defensively: any surprise makes it answer "unknown",
+(adapters/discord/pacing.py, ``EditBuckets.budget``, used by ``ChannelEditPacer``). discord.py has no
+public API for that, so ``EditBuckets.budget`` reads private state, defensively: any surprise makes it answer "unknown",
 and the pacer falls back to spacing every edit by UNKNOWN_BUCKET_SPACING_S. A discord.py upgrade that renames this
 state would therefore break nothing loudly: replies would just stream more slowly (or queue stale edits inside
-discord.py), for ever. These tests make that loud. What ``edit_budget`` reads, exactly:
+discord.py), for ever. These tests make that loud. What ``EditBuckets.budget`` reads, exactly:
 
 - ``discord.http.Route(method, path, **params)`` and its ``.key`` ("PATCH /channels/{channel_id}/messages/{message_id}")
   and ``.major_parameters`` (the channel id): one edit bucket per channel;
@@ -40,7 +40,7 @@ from tests.fakes.discord_api import FakeDiscord, discord_py_pointed_at
 from tests.fakes.discord_ratelimit import RateLimitConfig
 
 EDIT_PATH = "/channels/{channel_id}/messages/{message_id}"
-READER = "adapters/discord/platform.py DiscordPlatform.edit_budget (the edit pacer's view of the channel's bucket)"
+READER = "adapters/discord/pacing.py EditBuckets.budget (the edit pacer's view of the channel's bucket)"
 PARSERS_READER = "adapters/discord/guard.py guard_parsers (no gateway payload may stop the bot)"
 WHAT_TO_DO = (
     "Read the new discord/http.py (HTTPClient.request, Ratelimit) and discord/state.py, update the reader, "
@@ -91,7 +91,7 @@ async def test_the_http_client_keeps_its_buckets_where_the_pacer_looks() -> None
 
 
 async def test_a_request_in_flight_moves_one_token_from_remaining_to_outgoing() -> None:
-    """edit_budget counts ``remaining + outgoing`` as the window's budget before the requests in flight."""
+    """EditBuckets.budget counts ``remaining + outgoing`` as the window's budget before the requests in flight."""
     bucket = discord.http.Ratelimit(None)
     bucket.limit = bucket.remaining = 5
     async with bucket:
@@ -119,34 +119,34 @@ async def test_edit_budget_follows_the_buckets_discord_py_learns_from_the_header
         guild = fake.add_guild()
         first, second = fake.add_text_channel(guild), fake.add_text_channel(guild, name="other")
         platform = DiscordPlatform(client)
-        assert platform.edit_budget(first) is None  # discord.py has not seen the bucket yet: "unknown"
+        assert platform.edit_buckets.budget(first) is None  # discord.py has not seen the bucket yet: "unknown"
 
         message = await platform.send(first, "draft", guild_id=guild)
         await platform.edit_in(first, message, "draft, longer")
         # The first edit went out before discord.py knew the route's bucket hash (the interim key) ...
-        budget = platform.edit_budget(first)
+        budget = platform.edit_buckets.budget(first)
         if budget is None:
-            broken("after an edit, the channel's bucket is not under the keys edit_budget computes "
+            broken("after an edit, the channel's bucket is not under the keys EditBuckets.budget computes "
                    f"(HTTPClient._buckets holds {sorted(client.http._buckets)})")  # fmt: skip
         left, reset_s = budget
         assert left == rule.limit - 1, budget
         assert 0 < reset_s <= rule.window_s, budget  # Ratelimit.expires is on the event loop's clock
 
         await platform.edit_in(first, message, "draft, longer still")
-        left, reset_s = platform.edit_budget(first) or (None, math.nan)
+        left, reset_s = platform.edit_buckets.budget(first) or (None, math.nan)
         assert left == rule.limit - 2 and 0 < reset_s <= rule.window_s
 
         # ... and another channel's first edit already uses the hashed key ("{hash}:{channel}").
         route = discord.http.Route("PATCH", EDIT_PATH, channel_id=second, message_id=0)
         if route.key not in client.http._bucket_hashes:
             broken("HTTPClient._bucket_hashes does not map the edit route's key to Discord's bucket hash")
-        assert platform.edit_budget(second) is None
+        assert platform.edit_buckets.budget(second) is None
         other = await platform.send(second, "draft", guild_id=guild)
         await platform.edit_in(second, other, "draft, longer")
         if f"{client.http._bucket_hashes[route.key]}:{second}" not in client.http._buckets:
             broken("HTTPClient._buckets does not key a learned bucket as '{hash}:{channel id}'")
-        assert platform.edit_budget(second) == (rule.limit - 1, pytest.approx(rule.window_s, abs=1.0))
-        assert (platform.edit_budget(first) or (None,))[0] == rule.limit - 2  # channels do not share a bucket
+        assert platform.edit_buckets.budget(second) == (rule.limit - 1, pytest.approx(rule.window_s, abs=1.0))
+        assert (platform.edit_buckets.budget(first) or (None,))[0] == rule.limit - 2  # channels do not share a bucket
 
 
 async def test_the_parser_table_the_guard_wraps_is_a_dict_of_dispatch_names() -> None:

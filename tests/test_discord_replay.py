@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
+from adapters.discord.commands import FAILED, UNREADABLE_COMMAND
 from adapters.discord.guard import is_guarded
-from adapters.discord.intake import FAILED, UNREADABLE_COMMAND
 from adapters.discord.render import MESSAGE_CONTENT_NOTICE, scope_header
 from bot.intake import SORRY
 from bot.live_reply import WRITING_MARKER

@@ -17,8 +17,9 @@ from pathlib import Path
 import discord
 from pydantic import SecretStr
 
-from adapters.discord.intake import RESTARTING, DiscordAdapter
+from adapters.discord.commands import RESTARTING
 from adapters.discord.render import scope_header
+from adapters.discord.run import DiscordAdapter
 from bot.app import App, build_app
 from bot.live_reply import WRITING_MARKER
 from bot.orphans import INTERRUPTED_LINE, LiveState
@@ -222,6 +223,9 @@ async def test_a_reply_cut_off_at_shutdown_is_finalised_by_the_next_process(
 
         restarted = await c.start(orphan_after_s=0.2)
         assert restarted.app.janitor is not None
+        # What the registry holds last (text may have arrived after the snapshot above, before the model stalled).
+        [(_, raw)] = await restarted.app.store.live.stale(older_than_s=0)
+        state = LiveState.from_json(raw)
         async with asyncio.timeout(WAIT_S):
             while not await restarted.app.janitor.sweep():  # noqa: ASYNC110 - until the reply counts as silent
                 await asyncio.sleep(0.05)

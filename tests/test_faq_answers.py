@@ -168,7 +168,9 @@ async def test_refresh_sorts_only_new_questions_and_rewrites_only_categories_wit
     # A near-duplicate of an already sorted question is not sorted again.
     await bench.say("gus", "how do i connect to the vpn from home")
     result, _ = await bench.run()
-    new_sorts = bench.calls("sorting")[sorted_before:]
+    # A refresh's few new questions are placed one label each (the short prompt and schema), not sorted afresh.
+    assert len(bench.calls("sorting")) == sorted_before
+    new_sorts = bench.calls("placing")
     assert len(new_sorts) == 1 and "laptop charger" in new_sorts[0] and "VPN" not in new_sorts[0]
     assert "Labels in use:" in new_sorts[0]  # existing labels are offered for reuse
     (write,) = bench.calls("entries")[1:]
@@ -224,6 +226,19 @@ def test_the_reply_the_asker_thanked_and_staff_replies_come_first() -> None:
     got = resolution(thread, question_id="1", asker="ann", staff=frozenset({"sue"}))
     assert [a.ref.message_id for a in got] == ["3", "6", "2"]
     assert got[0].thanked and got[1].staff and not got[2].thanked
+
+
+def test_a_question_back_is_not_an_answer_unless_the_asker_thanked_it() -> None:
+    # Ubuntu IRC lines: helpers asking back are clarifying, not answering.
+    thread = [
+        msg("1", "benh", "is it possible (or desirable) to dist-upgrade to hoary?"),
+        msg("2", "bob2", "benh`: are you willing to deal with broken things and to file bug reports?"),
+        msg("3", "HrdwrBoB", "benh`: yes and maybe"),
+        msg("4", "max", "did you try apt-get dist-upgrade?"),
+        msg("5", "benh", "thanks max, that did it"),
+    ]
+    got = resolution(thread, question_id="1", asker="benh", staff=frozenset())
+    assert [a.ref.message_id for a in got] == ["4", "3"]  # the thanked one stays, the unthanked question goes
 
 
 def test_a_long_thread_is_trimmed_to_the_replies_that_matter() -> None:

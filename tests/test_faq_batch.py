@@ -3,6 +3,8 @@ model server's batch endpoints, the real Slack client against the fake Slack (th
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -15,11 +17,12 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.platform import SlackPlatform
 from bot.app import App, build_app
+from bot.faq import FaqWriter
 from bot.faq_schedule import FaqSchedule
 from bot.settings import Settings
 from bot.types import ChannelRef, ChatMessage, Command, MessageRef
 from llm import PriceTable, create_router
-from llm.batch import is_batch
+from llm.batch import BatchJob, is_batch
 from llm.routes import build_routes
 from llm.types import Attribution, LedgerRecord, Request, Task
 from tests.fakes.faq_model import faq_responder
@@ -178,6 +181,60 @@ async def test_a_failed_batch_tells_the_admins_loses_nothing_and_is_retried(worl
     assert [r.task for r in records].count("classify") == 1 and all(is_batch(r) for r in records)
 
 
+async def crash(world: World, run: asyncio.Task[int]) -> None:
+    """The replica running ``run`` dies: nothing it would do on its way out happens (its lock and lease stay)."""
+    store = world.app.store
+
+    async def nothing(*args: object, **kwargs: object) -> bool:
+        return False
+
+    release, delete = store.locks.release, store.kv.delete
+    store.locks.release, store.kv.delete = nothing, nothing  # type: ignore[method-assign,assignment]
+    run.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await run
+    store.locks.release, store.kv.delete = release, delete  # type: ignore[method-assign]
+
+
+async def test_a_batch_in_flight_survives_a_restart_and_is_polled_not_sent_again(world: World) -> None:
+    q = await seed(world)
+    canvas = next(iter(canvases(world.slack).canvases.values()))
+    await world.say("U4", "Or use the web VPN at vpn.example when the client fails", thread=q)
+    await world.say("U5", "How do I print double-sided?")
+    await world.say("U6", "Printer settings, then Layout, then Two-sided", thread=await world.say("U7", "print duplex?"))
+    world.later(days=8)
+    world.llm.batches.delay_s = 2.0  # the sorting batch is still running when the replica dies
+    run = asyncio.create_task(world.schedule.tick())
+    for _ in range(500):  # until the sorting batch is sent
+        if world.llm.batches.batches:
+            break
+        await asyncio.sleep(0.02)
+    (sorting,) = world.llm.batches.batches
+    await crash(world, run)
+    world.llm.batches.delay_s = 0.2
+    # The lock the dead run holds would keep the channel busy for hours; its lease, not renewed, says it died.
+    assert await world.schedule.tick() == 0  # still within the lease: nobody takes over yet
+    world.later(minutes=5)
+    restarted = FaqSchedule(
+        writer=FaqWriter(llm=world.app.llm, store=world.app.store, batch=world.app.llm),
+        store=world.app.store,
+        every_days=7,
+        platform_for=lambda c: world.platform,
+        admin_channel="CADMIN",
+        clock=world.schedule.clock,
+    )
+
+    assert await restarted.tick() == 1
+
+    # The sorting batch was polled to its end, not sent again; only the writing batch is new.
+    assert len(world.llm.batches.batches) == 2 and sorting in world.llm.batches.batches
+    assert "web VPN" in canvas.markdown and "Two-sided" in canvas.markdown and len(canvas.versions) == 2
+    records = await world.scheduled_records()
+    assert [r.task for r in records].count("classify") == 1  # billed once, by the replica that read the answers
+    assert world.slack.messages_in("CADMIN") == []
+    assert await world.app.store.kv.get("faq-run:" + CHANNEL.key) is None  # the taken-over lease is gone
+
+
 class Answer(BaseModel):
     category: str
     n: int
@@ -200,6 +257,9 @@ class Memory:
 
     async def put(self, key: str, value: str, *, ttl_s: float) -> None:
         self.values[key] = value
+
+    async def delete(self, key: str) -> None:
+        self.values.pop(key, None)
 
 
 def openai_router(server: FakeLLMServer, ledger: Ledger, kv: Memory, *, self_hosted: bool = False):  # type: ignore[no-untyped-def]
@@ -257,4 +317,28 @@ async def test_a_request_that_errored_inside_a_finished_batch_is_asked_again_the
         assert len(server.batches.answered) == 2 and len(server.received) == 1  # r1 alone went the normal way
         assert sorted(is_batch(r) for r in ledger.records) == [False, True, True]
         assert server.batches.poll_errors == 0 and len(server.batches.batches) == 1
+        await router.close()
+
+
+async def test_a_noted_batch_is_resumed_only_for_the_very_same_requests() -> None:
+    async with FakeLLMServer() as server:
+        kv, ledger = Memory(), Ledger()
+        router = openai_router(server, ledger, kv)
+        job = BatchJob(kv, "faq:slack:T1:C1")
+        asked = [Request.of("Sort these.", f"question {i}") for i in range(2)]
+        server.batches.delay_s = 2.0
+        first = asyncio.create_task(router.structured_batch(Task.CLASSIFY, asked, Answer, bill_to=Attribution(), job=job))
+        for _ in range(500):  # until the batch is sent and noted
+            if any(k.startswith("batch-inflight:") for k in kv.values):
+                break
+            await asyncio.sleep(0.02)
+        first.cancel()  # the process stops; the note stays
+        with contextlib.suppress(asyncio.CancelledError):
+            await first
+        server.batches.delay_s = 0.2
+        # Other requests (new questions came in meanwhile) are sent as a batch of their own …
+        other = [*asked, Request.of("Sort these.", "question 2")]
+        assert len(await router.structured_batch(Task.CLASSIFY, other, Answer, bill_to=Attribution(), job=job)) == 3
+        assert len(server.batches.batches) == 2
+        assert not any(k.startswith("batch-inflight:") for k in kv.values)  # read: the note is cleared
         await router.close()

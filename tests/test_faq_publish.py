@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,6 +17,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.canvas import canvas_markdown, permalink
 from adapters.slack.platform import SlackPlatform
 from bot.app import App, build_app
+from bot.faq_schedule import FaqSchedule
 from bot.settings import Settings
 from bot.types import ChannelRef, ChatMessage, Command, MessageRef
 from tests.fakes.discord_pins import pins as discord_pins
@@ -205,3 +206,36 @@ async def test_discord_without_the_pin_permission_keeps_the_faq_as_a_message(tmp
         assert (w.final(reply.message_id) or "").startswith("*FAQ*") and not discord_pins(w.fake).pinned
         state = await w.app.assistant.faq_writer.state(w.ref(w.channel))
         assert "messages" not in state.document  # nothing kept: the next run tries again
+
+
+async def test_a_scheduled_refresh_edits_the_pinned_faq_on_discord(tmp_path: Path) -> None:
+    """The refresh finds Discord as the Discord process registers it with the janitor (App.maintain wires the
+    schedule to OrphanJanitor.platform), publishes through the Batch API and edits the pinned message in place."""
+    async with discord_world(tmp_path, faq_refresh_days=7) as w:
+        w.llm.responder = faq_responder(label=topic)
+        w.app.llm.batches.poll_s = 0.05
+        question = await w.fake.user_message(w.channel, author_id=w.alice, content="How do I connect to the VPN?")
+        thread = await w.fake.create_thread(
+            w.channel, name="vpn", owner_id=w.alice, starter_message_id=int(question["id"])
+        )
+        await w.fake.user_message(thread, author_id=w.bob, content="Install the client from the portal")
+        await w.wait(lambda: len(w.fake.messages) >= 2)
+        await discord_faq(w)
+        (faq_message,) = w.bot_creates(w.channel)
+        assert discord_pins(w.fake).pinned[w.channel] == [faq_message.message_id]
+        janitor = w.app.janitor
+        schedule = FaqSchedule.of(w.app.settings, store=w.app.store, llm=w.app.llm,
+                                  platform_for=lambda c: janitor.platform(c.platform, c.workspace))  # fmt: skip
+        await w.fake.user_message(thread, author_id=w.bob, content="Or use the web VPN when the client fails")
+        await asyncio.sleep(0.3)  # the gateway dispatches, then the adapter records it
+        await w.adapter.idle()
+        schedule.clock = lambda: datetime.now(UTC) + timedelta(days=8)
+
+        assert await schedule.tick() == 1
+
+        assert "web VPN" in (w.final(faq_message.message_id) or "")
+        assert w.bot_creates(w.channel) == [faq_message]  # edited in place: nothing new posted
+        assert discord_pins(w.fake).pinned[w.channel] == [faq_message.message_id]
+        assert w.llm.batches.batches  # written through the Batch API, as scheduled refreshes are
+        state = await w.app.assistant.faq_writer.state(w.ref(w.channel))
+        assert state.refreshed_at and state.document["messages"] == str(faq_message.message_id)

@@ -135,7 +135,7 @@ async def test_a_deleted_message_needs_nothing_and_leaves_the_registry(
 async def test_the_janitors_edit_is_final_so_discord_lets_it_pass_progress_edits_held_in_the_channel(
     store: SqliteStore,
 ) -> None:
-    from adapters.discord.platform import ChannelEditPacer
+    from adapters.discord.pacing import ChannelEditPacer
 
     gate = asyncio.Event()  # no time passes for the pacer until the test says so
 

@@ -19,7 +19,9 @@ from typing import Any
 
 import discord
 
-from adapters.discord.platform import NO_PINGS, ChannelEditPacer, DiscordPlatform, _translate
+from adapters.discord.neutral import neutral_error
+from adapters.discord.pacing import ChannelEditPacer
+from adapters.discord.platform import NO_PINGS, DiscordPlatform
 from bot.types import ChannelRef, ChatMessage, MessageRef, PlatformRateLimited
 
 log = logging.getLogger(__name__)
@@ -40,12 +42,6 @@ def bot_is_in_channel(interaction: discord.Interaction) -> bool:
     # from before user installs existed, when a command in a guild meant the guild had installed the bot.
     owners: dict[int, int] = getattr(interaction, "_integration_owners", None) or {}
     return not owners or owners.get(GUILD_INSTALL) == interaction.guild_id
-
-
-def message_link(workspace: str, channel: str, message_id: str) -> str:
-    """A jump link that works in every context: DMs and group DMs use ``@me`` in place of a guild id."""
-    guild = workspace if workspace.isdigit() else "@me"
-    return f"https://discord.com/channels/{guild}/{channel}/{message_id}"
 
 
 class InteractionReply:
@@ -79,7 +75,7 @@ class InteractionReply:
         except discord.RateLimited as exc:
             raise PlatformRateLimited(exc.retry_after) from exc
         except discord.HTTPException as exc:
-            raise _translate(exc) from exc
+            raise neutral_error(exc) from exc
         if first:
             self._first = str(sent.id)
         return MessageRef(channel, str(sent.id), thread_id)
@@ -92,7 +88,7 @@ class InteractionReply:
         except discord.RateLimited as exc:
             raise PlatformRateLimited(exc.retry_after) from exc
         except discord.HTTPException as exc:
-            raise _translate(exc) from exc
+            raise neutral_error(exc) from exc
 
     async def fetch_thread(
         self, ref: MessageRef, *, since: datetime | None = None, progress: Callable[[str], None] | None = None

@@ -9,17 +9,14 @@ why. Messages someone deleted are posted again.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import discord
 
 from bot.ports import PublishedDocument
 from bot.safety import defang_mass_mentions
 from bot.textsplit import split_message
-from bot.types import ChannelRef, MessageGone, MessageRef
-
-if TYPE_CHECKING:
-    from adapters.discord.platform import DiscordPlatform
+from bot.types import ChannelRef, MessageGone, MessageRef, PlatformLimits
 
 log = logging.getLogger(__name__)
 
@@ -29,12 +26,25 @@ MAX_FAQ_MESSAGES = 10
 PINNED_PLACE = "the pinned messages of this channel"
 
 
+class ChannelMessages(Protocol):
+    """What pinning needs of the platform (discord/platform.py's DiscordPlatform, which calls in here)."""
+
+    client: discord.Client
+
+    @property
+    def limits(self) -> PlatformLimits: ...
+
+    async def send(self, where: int, text: str, *, reply_to: int | None = None, guild_id: int | None = None) -> int: ...
+
+    async def edit_in(self, where: int, message_id: int, text: str) -> None: ...
+
+
 def jump_url(guild: str, channel: str | int, message: str | int) -> str:
     return JUMP_URL.format(guild=guild if guild.isdigit() else "@me", channel=channel, message=message)
 
 
 async def publish_pinned(
-    platform: DiscordPlatform, channel: ChannelRef, *, title: str, text: str, previous: dict[str, str]
+    platform: ChannelMessages, channel: ChannelRef, *, title: str, text: str, previous: dict[str, str]
 ) -> PublishedDocument:
     where = int(channel.channel)
     limit = platform.limits.max_message_chars
@@ -79,7 +89,7 @@ async def publish_pinned(
 
 
 async def keep_pinned(
-    platform: DiscordPlatform, channel: ChannelRef, refs: list[MessageRef], *, title: str
+    platform: ChannelMessages, channel: ChannelRef, refs: list[MessageRef], *, title: str
 ) -> PublishedDocument:
     """Pin the messages of the reply that carried the FAQ; they are the document from now on."""
     where = int(channel.channel)
@@ -100,9 +110,3 @@ async def keep_pinned(
         link=jump_url(channel.workspace, where, ids[0]),
         place=PINNED_PLACE,
     )
-
-
-async def message_link(platform: DiscordPlatform, ref: MessageRef) -> str:
-    thread = ref.thread_id
-    where = thread if thread and await platform.is_thread(int(thread)) else ref.channel.channel
-    return jump_url(ref.channel.workspace, where, ref.message_id)

@@ -3,7 +3,7 @@
 Three processes per run, as for Slack (stream_slack.py), so the bot's CPU and memory are its own: the fakes
 (FakeDiscord with its edit bucket at 5 edits per 5 s per channel, and the fake model at 0.4 s to first token and
 50 tokens/s, which also dispatches the mentions over the gateway), the bot under test (the real discord.py client
-in adapters/discord/intake.py), and this orchestrator. Every figure comes from what the fakes saw, with times: each
+in adapters/discord/run.py), and this orchestrator. Every figure comes from what the fakes saw, with times: each
 version of each reply as Discord stored it, and each model piece as it left the model (stream_common.py).
 
 Each mention replies to a message of its own in one of the channels, so each summary covers a small reply chain
@@ -261,7 +261,8 @@ async def _bot(conn: multiprocessing.connection.Connection, spec: RunSpec, urls:
     from pydantic import SecretStr
 
     import bot.assistant
-    from adapters.discord.intake import DiscordAdapter, point_discord_py
+    from adapters.discord.endpoints import point_discord_py
+    from adapters.discord.run import DiscordAdapter
     from bot.app import build_app
     from bot.settings import Settings
     from llm.tokens import count_tokens

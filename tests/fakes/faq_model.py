@@ -17,6 +17,7 @@ _NUMBERED = re.compile(r"^(\d+)\. (.*)$")
 _CATEGORY = re.compile(r"^Category: (.+?) — asked (\d+) times — write (\d+)")
 _QUESTION = re.compile(r"^Q \((\d+)×\) (.*)$")
 _REPLY = re.compile(r"^  \[(A\d+)\] [^:]*: (.*)$")
+_SHOWN = re.compile(r"^  \[(A\d+)\] \(shown above\)$")  # a reply the call showed earlier
 _CURRENT = re.compile(r"^- \[(E\d+)\] Q: (.*) \| A: (.*) \| sources: (.*)$")
 MADE_UP = "A999"  # a label no call ever shows (calls show far fewer replies)
 BAD = frozenset({"made_up_ids", "no_sources", "unasked_category"})
@@ -37,6 +38,7 @@ class _Section:
 
 def parse_sections(text: str) -> list[_Section]:
     sections: list[_Section] = []
+    seen: dict[str, str] = {}
     for line in text.splitlines():
         if m := _CATEGORY.match(line):
             sections.append(_Section(m.group(1), int(m.group(2)), int(m.group(3))))
@@ -47,7 +49,10 @@ def parse_sections(text: str) -> list[_Section]:
             sections[-1].current.append({"label": m.group(1), "question": m.group(2), "sources": labels})
         elif m := _QUESTION.match(line):
             sections[-1].questions.append((m.group(2), []))
+        elif (m := _SHOWN.match(line)) and sections[-1].questions and m.group(1) in seen:
+            sections[-1].questions[-1][1].append((m.group(1), seen[m.group(1)]))
         elif (m := _REPLY.match(line)) and sections[-1].questions:
+            seen[m.group(1)] = m.group(2)
             sections[-1].questions[-1][1].append((m.group(1), m.group(2)))
     return sections
 
@@ -119,6 +124,14 @@ def faq_responder(
                     groups.setdefault(name(m.group(2)), []).append(int(m.group(1)))
             body = [{"category": c, "priority": "medium", "questions": ns} for c, ns in groups.items()]
             return FakeReply(json.dumps({"groups": body}))
+        if req.schema_name == "placing":  # a refresh's few questions, one label each
+            known = set(re.findall(r"^Labels in use: (.*)$", req.user_text, re.MULTILINE)[0].split(", "))
+            labels = []
+            for line in req.user_text.splitlines():
+                if m := _NUMBERED.match(line):
+                    label = name(m.group(2))
+                    labels.append(label if label in known else f"{label} (medium)")
+            return FakeReply(json.dumps({"labels": labels}))
         if req.schema_name == "entries":
             return FakeReply(json.dumps({"entries": write_entries(req.user_text, bad=bad)}))
         return FakeReply("Summary.")
