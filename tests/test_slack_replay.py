@@ -362,7 +362,7 @@ async def test_a_malformed_delivery_gets_200_and_one_log_line_naming_the_field(
         with caplog.at_level(logging.INFO):
             assert (await r.send(body)).status == 200
         said = [rec for rec in caplog.records if rec.levelno >= logging.WARNING]
-        assert [rec.name for rec in said] == ["adapters.slack.intake"], [rec.getMessage() for rec in said]
+        assert [rec.name for rec in said] == ["adapters.slack.deliveries"], [rec.getMessage() for rec in said]
         assert f": {where}: " in said[0].getMessage(), said[0].getMessage()
         assert "W222" not in said[0].getMessage()  # the line says where, never what anyone wrote
         assert r.events_counted("ignored_malformed") == 1
