@@ -44,13 +44,13 @@ class BotIdentity:
                     self._result = AuthorizeResult.from_auth_test_response(
                         bot_token=self._client.token, auth_test_response=response
                     )
-                    self.installation = _install_key(
+                    self.installation = install_key(
                         response.get("team_id"), response.get("enterprise_id"), response.get("is_enterprise_install")
                     )
         return self._result
 
 
-def _install_key(team: object, enterprise: object, org_install: object) -> str:
+def install_key(team: object, enterprise: object, org_install: object) -> str:
     """The key of an installation: its workspace, or for an org-wide (Enterprise Grid) install its organisation."""
     team = team if isinstance(team, str) and team else None
     enterprise = enterprise if isinstance(enterprise, str) and enterprise else None
@@ -67,13 +67,13 @@ def installation(body: dict[str, Any], context: AsyncBoltContext | None, identit
     grants = body.get("authorizations")
     if isinstance(grants, list) and grants and isinstance(grants[0], dict):
         first = grants[0]
-        key = _install_key(first.get("team_id"), first.get("enterprise_id"), first.get("is_enterprise_install"))
+        key = install_key(first.get("team_id"), first.get("enterprise_id"), first.get("is_enterprise_install"))
         if key:
             return key
     if identity is not None and identity.installation:
         return identity.installation
     if context is not None:
-        key = _install_key(context.team_id, context.enterprise_id, context.is_enterprise_install)
+        key = install_key(context.team_id, context.enterprise_id, context.is_enterprise_install)
         if key:
             return key
-    return _install_key(body.get("team_id"), body.get("enterprise_id"), body.get("is_enterprise_install"))
+    return install_key(body.get("team_id"), body.get("enterprise_id"), body.get("is_enterprise_install"))
