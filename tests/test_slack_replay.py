@@ -593,5 +593,26 @@ async def test_the_assistant_pane_suggests_prompts_and_answers_about_the_channel
         assert "#secret is private" in r.slack.bot_messages("D111")[-1].text  # the channel in view decides
 
 
+@pytest.mark.parametrize(
+    ("name", "field", "bad"),
+    [("thread_started_event_body.bolt-python.json", "thread_ts", "yesterday"),
+     ("thread_context_changed_event_body.bolt-python.json", "user_id", ["W222"])],
+)  # fmt: skip
+async def test_a_malformed_assistant_pane_event_gets_200_and_one_log_line_naming_the_field(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, name: str, field: str, bad: object
+) -> None:
+    body = copy.deepcopy(fixture(name))
+    body["event"]["assistant_thread"][field] = bad
+    async with workspace_with_private_channels(tmp_path) as r:
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            assert (await r.send(body)).status == 200
+        said = [rec for rec in caplog.records if rec.levelno >= logging.WARNING]
+        assert [rec.name for rec in said] == ["adapters.slack.deliveries"], [rec.getMessage() for rec in said]
+        assert f": assistant_thread.{field}: " in said[0].getMessage(), said[0].getMessage()
+        assert r.events_counted("ignored_malformed") == 1
+        assert r.slack.suggested_prompts == {} and r.slack.bot_messages("D111") == []
+
+
 def _hour_ago() -> datetime:
     return datetime.now(UTC) - timedelta(hours=1)

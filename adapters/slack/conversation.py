@@ -25,7 +25,7 @@ from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.deliveries import Deliveries
-from adapters.slack.events import SlackEvent, read_assistant_thread
+from adapters.slack.events import Malformed, SlackEvent, read_assistant_thread
 from adapters.slack.platform import SlackPlatform
 from adapters.slack.render import escape, spend_blocks
 from bot.app import App
@@ -287,11 +287,12 @@ class ConversationListeners:
         self, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext, say: Any,
         set_suggested_prompts: Any, save_thread_context: Any,
     ) -> None:  # fmt: skip
-        thread = read_assistant_thread(event)
-        if thread is None:
-            self._deliveries.ignored("malformed", "assistant_thread_started without a thread")
+        try:
+            thread = read_assistant_thread(event)
+        except Malformed as why:
+            self._deliveries.malformed(body, event, why)
             return
-        context_payload = (event.get("assistant_thread") or {}).get("context")
+        context_payload = event["assistant_thread"].get("context")  # a dict: read_assistant_thread checked it
 
         async def greet() -> None:
             if thread.context_channel and isinstance(context_payload, dict):
@@ -314,11 +315,15 @@ class ConversationListeners:
 
         self._intake.take(_quietly(prompts, "suggested prompts in the Messages tab"), name="home-prompts")
 
-    async def on_pane_context(self, event: dict[str, Any], save_thread_context: Any) -> None:
+    async def on_pane_context(self, body: dict[str, Any], event: dict[str, Any], save_thread_context: Any) -> None:
         # The person switched to another channel with the pane open: that channel is what "this channel" means now.
-        thread = read_assistant_thread(event)
-        context_payload = (event.get("assistant_thread") or {}).get("context")
-        if thread is None or not isinstance(context_payload, dict) or not thread.context_channel:
+        try:
+            thread = read_assistant_thread(event)
+        except Malformed as why:
+            self._deliveries.malformed(body, event, why)
+            return
+        context_payload = event["assistant_thread"].get("context")
+        if not isinstance(context_payload, dict) or not thread.context_channel:
             self._deliveries.ignored("malformed", "assistant_thread_context_changed without a channel")
             return
         saving = _quietly(lambda: save_thread_context(context_payload), "saving the pane's channel")

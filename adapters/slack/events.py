@@ -170,11 +170,13 @@ def read_delivery(body: object) -> SlackEvent:
                       channel_type=event.channel_type)  # fmt: skip
 
 
-def read_assistant_thread(raw: object) -> AssistantThread | None:
-    """The ``assistant_thread`` of an assistant_thread_started / _context_changed event, or None if malformed."""
+def read_assistant_thread(raw: object) -> AssistantThread:
+    """The ``assistant_thread`` of an assistant_thread_started / _context_changed event.
+
+    Raises Malformed (naming the field) when the event lacks the shape Slack documents."""
     try:
         thread = AssistantThreadEvent.model_validate(raw).assistant_thread
-    except ValidationError:
-        return None
+    except ValidationError as error:
+        raise Malformed.of(error) from None
     viewed = None if thread.context is None else thread.context.channel_id
     return AssistantThread(thread.user_id, thread.channel_id, thread.thread_ts, viewed)
