@@ -24,7 +24,7 @@ from bot.stores.base import RateBudgets
 from bot.types import ChannelRef
 
 # chat.update is Tier 3: "50+ per minute" per workspace (https://docs.slack.dev/reference/methods/chat.update).
-# The starting point only: the budget learns the workspace's real rate from Slack's answers (slack_learned).
+# The starting point only: the budget learns the workspace's real rate from Slack's answers (learned.py).
 CHAT_UPDATE_PER_MINUTE = 50.0
 # The burst at that rate: Slack allows "sporadic bursts" without a number (FACTS.md); a few calls keep a reply's
 # first edits quick without relying on a large undocumented allowance. Only the sustained rate is learned.

@@ -86,7 +86,7 @@ __all__ = ["LearnedBudget", "LocalBuckets", "WorkspaceFacts"]
 
 
 class LearnedBudget:
-    """A WorkspaceBudget (slack_pacing) for one Slack method whose rate is learned per scope (a workspace).
+    """A WorkspaceBudget (buckets.py) for one Slack method whose rate is learned per scope (a workspace).
 
     ``start_per_minute`` is the documented tier and ``burst`` the calls that may go at once at that rate. A lower
     learned or pinned rate shrinks the burst in proportion (the restricted tier's 1 a minute allows 1); a higher one
