@@ -46,9 +46,6 @@ DEFAULT_API_URL = "https://slack.com/api/"
 # Message subtypes that are something a person said (https://docs.slack.dev/reference/events/message).
 SPOKEN_SUBTYPES = frozenset({None, "thread_broadcast", "file_share", "me_message"})
 
-__all__ = ["NOT_IN_CHANNEL", "SlackAdapter"]
-
-
 class SlackAdapter:
     """Translates Slack requests into calls on ``app.assistant`` and renders what comes back."""
 
