@@ -24,7 +24,7 @@ from typing import Any, TextIO
 
 from bot.app import App
 from bot.intake import Intake
-from bot.live_reply import IntervalPacer
+from bot.pacing import IntervalPacer
 from bot.types import ChannelRef, ChatMessage, Command, MessageRef, PlatformLimits
 
 BOT_NAME = "bot"

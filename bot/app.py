@@ -11,7 +11,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from bot.assistant import Assistant
-from bot.faq_schedule import FaqSchedule
+from bot.faq import FaqWriter
+from bot.faq_schedule import FaqSchedule, PlatformFor
 from bot.metrics import Metrics
 from bot.orphans import OrphanJanitor
 from bot.settings import Settings
@@ -55,10 +56,28 @@ class App:
         ]
         if s.faq_refresh_days:
             janitor = self.janitor
-            faq = FaqSchedule.of(s, store=self.store, llm=self.llm,
-                                 platform_for=lambda c: janitor.platform(c.platform, c.workspace))  # fmt: skip
+            faq = self.faq_schedule(platform_for=lambda c: janitor.platform(c.platform, c.workspace))
             jobs.append(_every(faq.check_every_s, faq.tick, stop, name="scheduled FAQ refresh"))
         await asyncio.gather(*jobs)
+
+    def faq_schedule(self, *, platform_for: PlatformFor) -> FaqSchedule:
+        """The scheduled FAQ refresh (settings ``faq_refresh_days``): its writing goes through the Batch APIs."""
+        s = self.settings
+        assert s.faq_refresh_days is not None
+        writer = FaqWriter(
+            llm=self.llm,
+            store=self.store,
+            max_entries=s.faq_max_entries,
+            support_staff=frozenset(s.support_staff),
+            batch=self.llm,
+        )
+        return FaqSchedule(
+            writer=writer,
+            store=self.store,
+            every_days=s.faq_refresh_days,
+            platform_for=platform_for,
+            admin_channel=s.admin_channel,
+        )
 
     async def close(self) -> None:
         await self.llm.close()

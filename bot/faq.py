@@ -10,6 +10,9 @@ Where the money goes and how this pipeline saves it:
   every call of the run (the cached prefix); a refresh rewrites only categories with new answered questions or new
   answers, sending their current entries and the new material only, and keeps every other entry verbatim.
 
+Sorting is in faq_sort.py, writing in faq_write.py; this module runs them (one run per channel at a time), keeps
+what a run sorted and wrote for the next one (FaqState), and decides what a refresh rewrites.
+
 Entries are grounded: each cites the replies it was drawn from by the labels it was shown; a label that was not
 sent (made up) is dropped, and an entry left citing nothing is not published as an answer — its question goes to
 "Asked but not answered yet".
@@ -18,44 +21,32 @@ sent (made up) is dropped, and an entry left citing nothing is not published as 
 from __future__ import annotations
 
 import asyncio
-import re
 from collections import defaultdict
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from typing import Literal, Protocol, TypeVar
+from typing import TypeVar
 
 from pydantic import BaseModel
 
-from bot import prompts
 from bot.faq_answers import collect
 from bot.faq_doc import Faq, FaqResult, FaqState, Source, remember_channel
 from bot.faq_lease import RunLease
-from bot.faq_topics import Category, Labels, Section, categories_of, covers, fingerprint, is_new, open_topics
+from bot.faq_sort import Group, Sorting, sort_groups
+from bot.faq_topics import categories_of, covers, fingerprint, is_new, open_topics
+from bot.faq_write import Entries, Entry, write_entries
 from bot.stores.base import Store
 from bot.types import ChannelRef, Inquiry, MessageRef
-from llm.batch import WAIT_S, BatchFailed, BatchJob
-from llm.ports import LLM
-from llm.tokens import count_tokens
-from llm.types import Attribution, Request, Task
+from llm.ports import BATCH_WAIT_S as WAIT_S
+from llm.ports import LLM, BatchJob, BatchLLM
+from llm.types import Attribution, BatchFailed, Request, Task
 
 __all__ = ["Entries", "Entry", "Faq", "FaqBusy", "FaqResult", "FaqWriter", "Group", "Sorting", "plan_entries"]
 
-BATCH_TOKENS = 6_000  # questions per classification call, by tokens …
-BATCH_MAX = 200  # … and by count: the answer must list every number
 # An FAQ is read by people: past a few dozen entries nobody reads on, and each entry is the strong model's output,
 # the bulk of a run's cost. Entries go to the most-asked answered categories first; the rest are listed as "also
 # answered".
 MAX_ENTRIES = 40
-PACK_TOKENS = 4_000  # questions and replies per writing call (several small categories share one call) …
-PACK_MAX = 6  # … and categories per writing call
-# A category written on the cheap route (Task.FAQ_BRIEF): one entry from at most this many tokens of questions and
-# replies — a question or two with a short answer, which the cheap model restates as well as the strong one.
-BRIEF_TOKENS = 200
-# Up to this many questions to sort with the labels known (a refresh) are answered one label each (Placing): a
-# smaller schema, and for a few questions no more output than groups of numbers.
-PLACE_MAX = 30
-_PRIORITY = re.compile(r"^(.*?)\s*\((high|medium|low)\)\s*$", re.IGNORECASE)
 PARALLEL_CALLS = 4
 STATE_TTL_S = 90 * 86400  # a channel nobody asks for an FAQ for a quarter starts afresh
 LOCK_TTL_S = 15 * 60
@@ -64,7 +55,6 @@ LOCK_TTL_S = 15 * 60
 BATCH_LOCK_TTL_S = WAIT_S * 2 + LOCK_TTL_S  # sorting and writing are a batch each
 M = TypeVar("M", bound=BaseModel)
 
-Priority = Literal["high", "medium", "low"]
 LinkFor = Callable[[MessageRef], Awaitable[str]]
 # Publishes a finished FAQ where the channel keeps it: gets the result and the stored handle of the document,
 # returns the result (saying where it went) and the handle to store.
@@ -90,67 +80,8 @@ def plan_entries(counts: list[int], max_entries: int) -> list[int]:
     return plan
 
 
-class Group(BaseModel):
-    category: str
-    priority: Priority
-    questions: list[int]
-
-
-class Sorting(BaseModel):
-    groups: list[Group]
-
-
-# A refresh's few new questions, one label each in the order given (a new label carries its priority: "Printer Jams
-# (high)"): fewer schema and output tokens than groups when the labels are known. (No docstring: pydantic would send
-# it with the schema, as tokens on every call.)
-class Placing(BaseModel):
-    labels: list[str]
-
-
-class Entry(BaseModel):
-    category: str
-    question: str
-    answer: str
-    sources: list[str]
-    replaces: str  # the label of the current entry this one replaces ("E2"), "" for a new entry
-
-
-class Entries(BaseModel):
-    entries: list[Entry]
-
-
-class BatchCalls(Protocol):
-    """Calls nobody waits for, at the batch price (the router's ``structured_batch``)."""
-
-    async def structured_batch(
-        self,
-        task: Task,
-        requests: list[Request],
-        schema: type[M],
-        *,
-        bill_to: Attribution,
-        job: BatchJob | None = None,
-    ) -> list[M]: ...
-
-
 class FaqBusy(Exception):
     """Another /faq run holds this channel's lock."""
-
-
-def batches(items: list[tuple[int, str]], *, max_tokens: int, max_items: int) -> list[list[tuple[int, str]]]:
-    out: list[list[tuple[int, str]]] = []
-    current: list[tuple[int, str]] = []
-    used = 0
-    for n, text in items:
-        cost = count_tokens(text) + 4
-        if current and (used + cost > max_tokens or len(current) >= max_items):
-            out.append(current)
-            current, used = [], 0
-        current.append((n, text))
-        used += cost
-    if current:
-        out.append(current)
-    return out
 
 
 async def _no_link(ref: MessageRef) -> str:
@@ -165,7 +96,7 @@ class FaqWriter:
         store: Store,
         max_entries: int = MAX_ENTRIES,
         support_staff: frozenset[str] = frozenset(),
-        batch: BatchCalls | None = None,
+        batch: BatchLLM | None = None,
     ) -> None:
         """``batch``: send every model call through the providers' Batch APIs (a scheduled refresh)."""
         self._llm = llm
@@ -275,7 +206,7 @@ class FaqWriter:
         answers = await collect(self._store.messages, inquiries, staff=self._staff)
         unlabelled = [(k, g) for k, g in groups.items() if k not in state.labels]
         if unlabelled:
-            await self._sort(unlabelled, state, bill_to, progress, total=sum(len(g) for _, g in unlabelled), job=job)
+            await sort_groups(self._ask_all, unlabelled, state, bill_to, progress, total=sum(len(g) for _, g in unlabelled), job=job)
         # What the next run starts from, for this period's questions only (older ones leave with retention).
         state.seen = {i.message_id for i in inquiries}
         state.labels = {k: v for k, v in state.labels.items() if k in groups}
@@ -297,7 +228,7 @@ class FaqWriter:
             progress(
                 f"sorted {len(inquiries):,} questions into {len(categories)} categories; writing the FAQ…"
             )
-        written, refused, dropped = await self._write(write, categories, state, bill_to, progress, job)
+        written, refused, dropped = await write_entries(self._ask_all, write, categories, state, bill_to, progress, job)
         refs = {a.ref.message_id: a.ref for found in answers.values() for a in found}
         for key, entries in written.items():
             written[key] = [await _linked(f, refs, link_for) for f in entries]
@@ -340,73 +271,6 @@ class FaqWriter:
         state.result = result
         return result
 
-    async def _sort(
-        self,
-        unlabelled: list[tuple[str, list[Inquiry]]],
-        state: FaqState,
-        bill_to: Attribution,
-        progress: Callable[[str], None],
-        *,
-        total: int,
-        job: BatchJob | None,
-    ) -> None:
-        """Labels for the groups no run sorted yet, into ``state.labels``."""
-        reps = [(i + 1, g[0].text[:500]) for i, (_, g) in enumerate(unlabelled)]
-        keys = {i + 1: k for i, (k, _) in enumerate(unlabelled)}
-        sizes = {i + 1: len(g) for i, (_, g) in enumerate(unlabelled)}
-        known: list[str] = sorted({label for label, _ in state.labels.values()})
-        done = 0
-
-        def request(batch: list[tuple[int, str]], system: str = prompts.CLASSIFY_SYSTEM) -> Request:
-            listing = "\n".join(f"{n}. {text}" for n, text in batch)
-            hint = f"Labels in use: {', '.join(known)}\n" if known else ""
-            return Request.of(system, hint + prompts.transcript([listing]), prompt_version=prompts.FAQ_VERSION)
-
-        priority_of = {label: priority for label, priority in state.labels.values()}
-
-        def placed(batch: list[tuple[int, str]], result: Placing) -> None:
-            groups: dict[str, Group] = {}
-            for (n, _), raw in zip(batch, result.labels, strict=False):
-                m = _PRIORITY.match(raw.strip())
-                label = (m.group(1) if m else raw).strip() or "Other"
-                level = m.group(2).lower() if m else priority_of.get(label, "medium")
-                group = groups.setdefault(label, Group(category=label, priority=level, questions=[]))  # type: ignore[arg-type]
-                group.questions.append(n)
-            sorted_(batch, Sorting(groups=list(groups.values())))
-
-        def sorted_(batch: list[tuple[int, str]], result: Sorting) -> None:
-            nonlocal done
-            wanted = {n for n, _ in batch}
-            for group in result.groups:
-                for n in group.questions:
-                    if n in wanted and keys[n] not in state.labels:
-                        state.labels[keys[n]] = (group.category.strip() or "Other", group.priority)
-            for n in wanted:  # a number the model left out still counts, as "Other"
-                state.labels.setdefault(keys[n], ("Other", "low"))
-            done += sum(sizes[n] for n in wanted)
-            progress(f"sorted {min(done, total):,} of {total:,} questions…")
-
-        work = batches(reps, max_tokens=BATCH_TOKENS, max_items=BATCH_MAX)
-        # The first batch alone sets the label vocabulary; the rest run in parallel and reuse it.
-        if not known:
-            first = work.pop(0)
-            await self._ask_all(Task.CLASSIFY, [request(first)], Sorting, bill_to, lambda _, r: sorted_(first, r), job)
-            known.extend(sorted({label for label, _ in state.labels.values()}))
-        # With labels in use (a refresh, or the batches after the first) the short instructions suffice, and a
-        # refresh's few questions are placed one label each.
-        if len(reps) <= PLACE_MAX and work:
-            await self._ask_all(
-                Task.CLASSIFY,
-                [request(b, prompts.PLACE_SYSTEM) for b in work],
-                Placing,
-                bill_to,
-                lambda i, r: placed(work[i], r),
-                job,
-            )
-            return
-        requests = [request(b, prompts.CLASSIFY_MORE_SYSTEM) for b in work]
-        await self._ask_all(Task.CLASSIFY, requests, Sorting, bill_to, lambda i, r: sorted_(work[i], r), job)
-
     async def _ask_all(
         self,
         task: Task,
@@ -431,96 +295,6 @@ class FaqWriter:
             answered(i, answer)
 
         await asyncio.gather(*(ask(i, r) for i, r in enumerate(requests)))
-
-    async def _write(
-        self,
-        write: list[tuple[Category, int]],
-        everything: list[Category],
-        state: FaqState,
-        bill_to: Attribution,
-        progress: Callable[[str], None],
-        job: BatchJob | None,
-    ) -> tuple[dict[str, list[Faq]], dict[str, list[str]], int]:
-        """Entries per category key; per category key the questions of entries rejected for citing nothing that
-        was sent; how many made-up sources were dropped."""
-        if not write:
-            return {}, {}, 0
-        fresh = prompts.faq_context([(c.name, c.count) for c in everything if c.answered])
-        sections = [
-            Section(c, n, state.entries.get(c.key, []), state.written.get(c.key, {})) for c, n in write
-        ]
-        # Entries to write from a few short replies each need no strong model: the cheap one restates them as
-        # well, and every entry is held to its sources the same way whichever model wrote it.
-        # Brief ones are packed first, so they fill calls of their own; the pack where they meet the rest goes to
-        # the strong route rather than costing a call more.
-        brief = [s for s in sections if s.tokens <= BRIEF_TOKENS * s.entries]
-        ordered = brief + [s for s in sections if s not in brief]
-        rendered: list[tuple[Task, list[Section], Labels, Request]] = []
-        # An update (current entries and what is new) is an edit: its call carries the short instructions.
-        for update in (False, True):
-            system = prompts.FAQ_UPDATE_SYSTEM if update else fresh
-            for pack in _packs([s for s in ordered if bool(s.current) is update]):
-                task = Task.FAQ_BRIEF if all(s in brief for s in pack) else Task.FAQ
-                labels = Labels()
-                body = "\n\n".join(s.render(labels) for s in pack)
-                request = Request.of(system, prompts.transcript([body]), prompt_version=prompts.FAQ_VERSION)
-                rendered.append((task, pack, labels, request))
-        done = dropped = 0
-        out: dict[str, list[Faq]] = {}
-        refused: dict[str, list[str]] = {}
-
-        def written(i: int, answer: Entries) -> None:
-            nonlocal done, dropped
-            _, pack, labels, _ = rendered[i]
-            done += len(pack)
-            progress(f"wrote FAQ entries for {done} of {len(write)} categories…")
-            by_key = {s.category.key: s for s in pack}
-            for e in answer.entries:
-                section = by_key.get(e.category.strip().lower())
-                if section is None:  # an entry for a category not asked for is dropped, not misfiled
-                    continue
-                sources, unknown = labels.resolve(e.sources, allowed=section.labels)
-                dropped += unknown
-                if not sources:  # claims an answer without anything sent to back it
-                    refused.setdefault(section.category.key, []).append(e.question)
-                    continue
-                got = out.setdefault(section.category.key, list(section.current))
-                # How often it was asked and how urgent it is follow from what it cites and from the sorting, not
-                # from the writer's say-so (and cost no output tokens).
-                cat = section.category
-                entry = Faq(e.question, e.answer, cat.name, cat.priority, section.covers(sources), sources)
-                slot = section.slot(e.replaces)
-                if slot is not None and slot < len(got):
-                    got[slot] = entry
-                elif len(got) < section.entries:
-                    got.append(entry)
-            for section in pack:  # an update that changed nothing keeps the current entries
-                if section.current:
-                    out.setdefault(section.category.key, list(section.current))
-
-        async def ask(task: Task) -> None:
-            mine = [i for i, (t, _, _, _) in enumerate(rendered) if t is task]
-            if mine:
-                requests = [rendered[i][3] for i in mine]
-                await self._ask_all(task, requests, Entries, bill_to, lambda j, answer: written(mine[j], answer), job)
-
-        await asyncio.gather(ask(Task.FAQ_BRIEF), ask(Task.FAQ))
-        return out, refused, dropped
-
-
-def _packs(sections: list[Section]) -> list[list[Section]]:
-    """Several small categories share one writing call (one system prompt, one call overhead)."""
-    packs: list[list[Section]] = []
-    used = 0
-    for s in sections:
-        if packs and used + s.tokens <= PACK_TOKENS and len(packs[-1]) < PACK_MAX:
-            packs[-1].append(s)
-            used += s.tokens
-        else:
-            packs.append([s])
-            used = s.tokens
-    return packs
-
 
 async def _linked(faq: Faq, refs: dict[str, MessageRef], link_for: LinkFor) -> Faq:
     """The entry with the platform's link on each new source (a failed lookup leaves the id alone)."""

@@ -19,12 +19,9 @@ from bot.faq import FaqBusy, FaqWriter
 from bot.faq_doc import FaqState, faq_channels
 from bot.ports import ChatPlatform
 from bot.safety import defang_mass_mentions
-from bot.settings import Settings
 from bot.stores.base import Store
 from bot.types import ChannelRef
-from llm.batch import BatchFailed
-from llm.router import ModelRouter
-from llm.types import Attribution, LLMError
+from llm.types import Attribution, BatchFailed, LLMError
 
 log = logging.getLogger(__name__)
 
@@ -61,24 +58,6 @@ class FaqSchedule:
     @clock.setter
     def clock(self, clock: Callable[[], datetime]) -> None:
         self._writer.clock = clock  # the runs' leases are timed by the same clock as what is due
-
-    @classmethod
-    def of(cls, settings: Settings, *, store: Store, llm: ModelRouter, platform_for: PlatformFor) -> FaqSchedule:
-        assert settings.faq_refresh_days is not None
-        writer = FaqWriter(
-            llm=llm,
-            store=store,
-            max_entries=settings.faq_max_entries,
-            support_staff=frozenset(settings.support_staff),
-            batch=llm,
-        )
-        return cls(
-            writer=writer,
-            store=store,
-            every_days=settings.faq_refresh_days,
-            platform_for=platform_for,
-            admin_channel=settings.admin_channel,
-        )
 
     def due(self, state: FaqState, now: datetime) -> bool:
         """A refresh is due a period after the last run (scheduled or typed) finished."""

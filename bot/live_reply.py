@@ -3,11 +3,11 @@
 One background task (the pump) owns every platform call of a reply, so at most one call, and therefore at most one
 edit per message, is ever in flight. Each time it may call, it recomputes what every message should show from the
 latest text: versions produced while it waited are skipped, never queued. Pacing comes from the platform's EditPacer
-(``ChatPlatform.pacer``: per message for IntervalPacer; a shared one holds a workspace- or replica-wide budget) and
-from 429s; each edit tells both the pacer and the platform whether it is final, and the platform which part of the
-text is the reply itself (``body``). Text that outgrows the platform's limit is frozen into finished messages by
-textsplit.StreamSplitter and continues in a new message in the same thread. All text goes through
-safety.defang_mass_mentions before it reaches the platform.
+(``ChatPlatform.pacer``: per message for bot/pacing.py's IntervalPacer; a shared one holds a workspace- or
+replica-wide budget) and from 429s; each edit tells both the pacer and the platform whether it is final, and the
+platform which part of the text is the reply itself (``body``). What each message shows is planned by
+bot/reply_plan.py: text that outgrows the platform's limit is frozen into finished messages and continues in a new
+message in the same thread, and all text goes through safety.defang_mass_mentions before it reaches the platform.
 
 Where the platform asks for it (PlatformLimits.first_post_grace_s), the first message waits a moment for the model's
 first text and is posted with it: no placeholder, and no edit spent replacing one. The placeholder still appears
@@ -24,11 +24,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from types import TracebackType
 
-from cachetools import TTLCache
-
 from bot.ports import ChatPlatform, EditPacer
-from bot.safety import ZERO_WIDTH_SPACE, defang_mass_mentions, settled_length
-from bot.textsplit import StreamSplitter, safe_prefix_len
+from bot.reply_plan import PlannedMessage, ReplyPlanner
+from bot.safety import ZERO_WIDTH_SPACE, defang_mass_mentions
 from bot.types import ChannelRef, MessageGone, MessageRef, MessageTooLong, PlatformRateLimited
 
 log = logging.getLogger(__name__)
@@ -37,79 +35,12 @@ WRITING_MARKER = " ▍"  # shown after in-progress text; never in a final versio
 DEFAULT_PLACEHOLDER = "…writing"
 FAILURE_PREFIX = "⚠️ Stopped: "
 GENERIC_FAILURE = "something went wrong while writing this reply. Mention me again to retry."
-EMPTY_REPLY = "(The model returned no text.)"
 # The final edit is retried (honouring Retry-After) for at most this long; Slack's Tier 3 window is a minute, so two
 # windows leave room for a workspace-wide storm to pass.
 FINISH_DEADLINE_S = 120.0
-# Backoff after a 429: the edit interval doubles up to this cap, then decays back to the platform's floor.
-MAX_EDIT_INTERVAL_S = 30.0
-BACKOFF_FACTOR = 2.0
-DECAY_FACTOR = 0.7
-# When the platform refuses a message as too long, the part limit shrinks to this share of the refused length.
-SHRINK_FACTOR = 0.75
-MIN_PART_CHARS = 16
-# An in-process pacer holds one lane per message it paces; a lane idle this long is forgotten, and past this many the
-# least recently used one goes (cachetools.TTLCache: one size/age policy).
-PACER_MAX_LANES = 1000
-PACER_IDLE_S = 600.0
 # Unexpected platform errors in a row before a reply gives up (bounded so a broken adapter cannot loop forever).
 MAX_UNEXPECTED_ERRORS = 5
 UNEXPECTED_ERROR_PAUSE_S = 1.0
-
-
-@dataclass
-class _Lane:
-    next_at: float
-    interval: float
-    penalized: bool = False
-
-
-class IntervalPacer:
-    """In-process EditPacer: one lane per message, a floor interval, doubling after a 429 and decaying back. What a
-    platform with no shared budget to keep (the console, test fakes) uses as its ``pacer``."""
-
-    def __init__(
-        self,
-        *,
-        min_interval_s: float,
-        max_interval_s: float = MAX_EDIT_INTERVAL_S,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        self.min_interval_s = min_interval_s
-        self.max_interval_s = max(max_interval_s, min_interval_s)
-        self._clock, self._sleep = clock, sleep
-        self._lanes: TTLCache[MessageRef, _Lane] = TTLCache(maxsize=PACER_MAX_LANES, ttl=PACER_IDLE_S, timer=clock)
-
-    def _lane(self, ref: MessageRef) -> _Lane:
-        lane = self._lanes.get(ref) or _Lane(next_at=float("-inf"), interval=self.min_interval_s)
-        self._lanes[ref] = lane  # set on every use: the time to live counts from the last one
-        return lane
-
-    async def wait_turn(self, ref: MessageRef, *, final: bool) -> None:
-        # ``final`` changes nothing here: each message has its own lane, so no other edit can stand before it.
-        lane = self._lane(ref)
-        # Loop: a penalty can move next_at while we sleep.
-        while (delay := lane.next_at - self._clock()) > 0:
-            await self._sleep(delay)
-        if not lane.penalized:
-            lane.interval = max(self.min_interval_s, lane.interval * DECAY_FACTOR)
-        lane.penalized = False
-        lane.next_at = self._clock() + lane.interval
-
-    async def penalize(self, ref: MessageRef, retry_after_s: float) -> None:
-        lane = self._lane(ref)
-        lane.interval = min(self.max_interval_s, max(self.min_interval_s, lane.interval * BACKOFF_FACTOR))
-        lane.penalized = True
-        lane.next_at = max(lane.next_at, self._clock() + retry_after_s)
-
-    def forget(self, ref: MessageRef) -> None:
-        self._lanes.pop(ref, None)
-
-    @property
-    def lanes(self) -> int:
-        """How many messages it paces now (at most PACER_MAX_LANES)."""
-        return len(self._lanes)
 
 
 @dataclass
@@ -133,15 +64,6 @@ class _Message:
     ref: MessageRef | None  # None: gone, a replacement must be posted
     shown: str
     last_call_at: float
-
-
-@dataclass(frozen=True, slots=True)
-class _PlannedMessage:
-    """What one message of the reply should show now (LiveReply plans these, then edits the messages towards them)."""
-    text: str  # what the message should show
-    visible_end: int  # offset in the defanged text up to which model text is then visible
-    done: bool  # the message's finished text: only retries follow it
-    body: str | None = None  # in progress: the model text in ``text`` ("" for the placeholder); None: all of it
 
 
 class LiveReply:
@@ -169,23 +91,17 @@ class LiveReply:
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         limits = platform.limits
-        if limits.max_message_chars < MIN_PART_CHARS:
-            raise ValueError(f"max_message_chars must be at least {MIN_PART_CHARS}")
+        self._planner = ReplyPlanner(limit=limits.max_message_chars, marker=marker, placeholder=DEFAULT_PLACEHOLDER)
         self._platform = platform
         self._channel = channel
         self._thread_id = thread_id
-        self._marker = marker
         self._finish_deadline_s = finish_deadline_s
         self._clock, self._sleep = clock, sleep
         self._min_interval_s = limits.min_edit_interval_s
         self._pacer: EditPacer = pacer or platform.pacer
         self._grace_s = max(0.0, limits.first_post_grace_s)
         self._started = False
-        self._limit = limits.max_message_chars
-        self._splitter = StreamSplitter(limit=self._limit)
-        self._placeholder = DEFAULT_PLACEHOLDER
         self._text = ""
-        self._status = ""
         self._arrivals: list[int] = []  # raw text length after each append ...
         self._arrival_times: list[float] = []  # ... and when it arrived
         self._visible_end = 0
@@ -225,7 +141,7 @@ class LiveReply:
         if self._started or self._msgs or self._closing:
             raise RuntimeError("LiveReply already started")
         self._started = True
-        self._placeholder = defang_mass_mentions(placeholder)
+        self._planner.placeholder = defang_mass_mentions(placeholder)
         if self._grace_s > 0:
             self._pump_task = asyncio.create_task(self._pump(grace_until=self._clock() + self._grace_s))
             return None
@@ -251,7 +167,7 @@ class LiveReply:
 
     def set_status(self, text: str | None) -> None:
         """A line shown under the text while working ("sorted 340 of 1,000 questions…"); None or "" removes it."""
-        self._status = defang_mass_mentions(text or "")
+        self._planner.status = defang_mass_mentions(text or "")
         self._dirty.set()
 
     async def finish(self) -> list[MessageRef]:
@@ -277,32 +193,9 @@ class LiveReply:
 
     # ---- planning -----------------------------------------------------------------------------------------------
 
-    def _plan(self, final: bool) -> list[_PlannedMessage]:
-        """What each message should show now; frozen parts first, then the open tail (unless final)."""
-        # While streaming, an unfinished crowd-ping token at the end waits for the next text, so what is shown
-        # only ever grows (defanging it later would rewrite visible text).
-        raw = self._text if final else self._text[: settled_length(self._text)]
-        text = defang_mass_mentions(raw)
-        self._splitter.update(text, final=final)
-        wants: list[_PlannedMessage] = []
-        offset = 0
-        for part in self._splitter.parts:
-            offset += len(part)
-            wants.append(_PlannedMessage(part, offset, done=True))
-        if final:
-            return wants or [_PlannedMessage(EMPTY_REPLY[: safe_prefix_len(EMPTY_REPLY, self._limit)], 0, done=True)]
-        tail = self._splitter.tail(text)
-        if wants and not tail:
-            return wants
-        suffix = f"\n\n{self._status}" if self._status else ""
-        suffix = suffix[: safe_prefix_len(suffix, self._limit // 3)]
-        budget = self._limit - len(self._marker) - len(suffix)
-        body = tail[: safe_prefix_len(tail, budget) or budget]
-        shown = (
-            body + self._marker if body else self._placeholder[: safe_prefix_len(self._placeholder, budget)]
-        )
-        wants.append(_PlannedMessage(shown + suffix, offset + len(body), done=False, body=body))
-        return wants
+    def _plan(self, final: bool) -> list[PlannedMessage]:
+        """What each message should show now (bot/reply_plan.py)."""
+        return self._planner.plan(self._text, final=final)
 
     # ---- the pump -----------------------------------------------------------------------------------------------
 
@@ -374,7 +267,7 @@ class LiveReply:
 
     # ---- platform calls -----------------------------------------------------------------------------------------
 
-    async def _post(self, i: int, want: _PlannedMessage) -> None:
+    async def _post(self, i: int, want: PlannedMessage) -> None:
         try:
             self._in_call = True
             ref = await self._platform.post(self._channel, want.text, thread_id=self._thread_id, body=want.body)
@@ -402,7 +295,7 @@ class LiveReply:
         self.stats.parts = len(self._msgs)
         self._note_visible(want, now)
 
-    async def _edit(self, i: int, msg: _Message, want: _PlannedMessage) -> None:
+    async def _edit(self, i: int, msg: _Message, want: PlannedMessage) -> None:
         ref = msg.ref
         assert ref is not None
         try:
@@ -430,17 +323,10 @@ class LiveReply:
 
     def _shrink(self, i: int, refused_len: int) -> None:
         """The platform refused a text as too long: re-split from message i on with a smaller limit."""
-        new_limit = max(MIN_PART_CHARS, int(min(self._limit, refused_len) * SHRINK_FACTOR))
-        if new_limit >= self._limit:
-            log.warning("live reply: platform refuses even %d characters; giving up", self._limit)
+        if not self._planner.shrink(i, refused_len):
             self._dead = True
-            return
-        log.info("live reply: message too long, limit %d -> %d", self._limit, new_limit)
-        self._limit = new_limit
-        # Messages before i already show their final part (the plan is worked through in order).
-        self._splitter.rewind(min(i, len(self._splitter.parts)), limit=new_limit)
 
-    def _note_visible(self, want: _PlannedMessage, now: float) -> None:
+    def _note_visible(self, want: PlannedMessage, now: float) -> None:
         if want.visible_end <= self._visible_end:
             return
         if self.stats.first_text_at is None and self._arrivals:

@@ -32,7 +32,7 @@ class ChatPlatform(Protocol):
     @property
     def pacer(self) -> EditPacer:
         """Whose turn it is to edit: every live reply and the orphan janitor wait here before ``edit``. A platform
-        with no shared budget to keep uses an IntervalPacer (bot.live_reply). Read-only here, so an adapter may
+        with no shared budget to keep uses an IntervalPacer (bot.pacing). Read-only here, so an adapter may
         declare its own pacer class."""
         ...
 

@@ -25,17 +25,17 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
+from typing import Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from llm.provider import ErrorInfo, StructuredSpec
-from llm.routes import RouteEntry
+from llm.ledger import ledger_record
+from llm.models import PriceTable
+from llm.ports import BATCH_WAIT_S, BatchJob, ResponseCache
+from llm.provider import ErrorInfo, Provider, StructuredSpec
+from llm.routes import Route, RouteEntry
 from llm.structured import json_text, spec_for
-from llm.types import Attribution, LedgerRecord, LLMError, Outcome, Request, Task, Usage
-
-if TYPE_CHECKING:
-    from llm.router import ModelRouter
+from llm.types import Attribution, BatchFailed, LedgerRecord, Outcome, Request, Task, Usage
 
 log = logging.getLogger(__name__)
 M = TypeVar("M", bound=BaseModel)
@@ -45,30 +45,10 @@ BATCH_PRICE_CONTEXT = {"processing": "batch"}
 # Marks a ledger record as a batch call: the price source says which prices applied.
 BATCH_MARK = "batch"
 POLL_S = 30.0  # both providers suggest polling every few tens of seconds; a batch takes minutes at least
-# A batch not done in this long is cancelled and the run fails (the next one retries): both providers finish
-# within 24 h, most within an hour, and a weekly refresh should not hold its channel's lock for a day.
-WAIT_S = 3 * 3600.0
 UNSUPPORTED_TTL_S = 7 * 86400.0  # re-asked after a week, like the other things learned about a server
 MAX_LINES = 10_000  # Anthropic takes up to 100,000 requests per batch, OpenAI 50,000; a run sends far fewer
 
 BatchState = Literal["running", "ended", "failed", "expired", "cancelled"]
-
-
-class BatchJournal(Protocol):
-    """Where batches in flight are written down (the store's key-value space, shared by every replica)."""
-
-    async def get(self, key: str) -> str | None: ...
-    async def put(self, key: str, value: str, *, ttl_s: float) -> None: ...
-    async def delete(self, key: str) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class BatchJob:
-    """The job a batch belongs to (a channel's FAQ refresh): its batches in flight are noted under ``key`` in
-    ``journal``, so whoever runs the job next resumes them."""
-
-    journal: BatchJournal
-    key: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,14 +78,6 @@ class BatchUnsupported(Exception):
     """The server has no batch endpoints (a self-hosted OpenAI-compatible server answers 404)."""
 
 
-class BatchFailed(LLMError):
-    """A batch failed, expired or was cancelled as a whole: the caller keeps what it had and retries later."""
-
-    def __init__(self, message: str, *, batch_id: str = "") -> None:
-        super().__init__(message, kind="batch_failed")
-        self.batch_id = batch_id
-
-
 class BatchProvider(Protocol):
     """What a provider module offers for batches (llm/openai_provider.py, llm/anthropic_provider.py)."""
 
@@ -124,16 +96,35 @@ class BatchProvider(Protocol):
     def classify(self, exc: BaseException) -> ErrorInfo | None: ...
 
 
+class BatchHost(Protocol):
+    """What the runner uses of the router it is part of (llm/router.py): the routes and providers, the prices, the
+    key-value space, the ledger, and the normal way of asking for what a batch cannot answer."""
+
+    routes: dict[Task, Route]
+    prices: PriceTable
+    self_hosted: frozenset[str]
+
+    @property
+    def providers(self) -> dict[str, Provider]: ...
+
+    @property
+    def kv(self) -> ResponseCache | None: ...
+
+    async def record(self, record: LedgerRecord) -> None: ...
+
+    async def structured(self, task: Task, request: Request, schema: type[M], *, bill_to: Attribution) -> M: ...
+
+
 class BatchRunner:
     """Structured calls for one task sent as one batch through the task's route (the first configured entry whose
     server takes batches), polled until done. Part of the router: it prices and records through it."""
 
     def __init__(
         self,
-        router: ModelRouter,
+        router: BatchHost,
         *,
         poll_s: float = POLL_S,
-        wait_s: float = WAIT_S,
+        wait_s: float = BATCH_WAIT_S,
     ) -> None:
         self._router = router
         self.poll_s = poll_s
@@ -313,16 +304,11 @@ class BatchRunner:
         )
         # List prices come from genai-prices' batch variant; a price file's price is taken as it is (it names one).
         source = f"{quote.source} ({BATCH_MARK})" if quote.source else ""
-        record = LedgerRecord(
+        record = ledger_record(
+            task,
+            entry,
+            bill_to,
             at=at,
-            provider=entry.provider,
-            model=entry.model,
-            task=task.value,
-            platform=bill_to.platform,
-            workspace=bill_to.workspace,
-            channel=bill_to.channel,
-            user=bill_to.user,
-            feature=bill_to.feature,
             usage=usage,
             cost_usd=quote.cost_usd,
             latency_s=latency_s,

@@ -1,4 +1,5 @@
-"""Pydantic models → the JSON schemas providers accept for structured output, and the response-cache key."""
+"""Pydantic models → the JSON schemas providers accept for structured output, the repair prompt for an answer
+that did not validate, and the response-cache key."""
 
 from __future__ import annotations
 
@@ -6,11 +7,11 @@ import hashlib
 import json
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 
 from llm.provider import StructuredSpec
 from llm.routes import Route
-from llm.types import Request
+from llm.types import Message, Request
 
 
 def strict_schema(model: type[BaseModel]) -> dict[str, Any]:
@@ -52,6 +53,22 @@ def json_text(text: str) -> str:
         return stripped
     start, end = stripped.find("{"), stripped.rfind("}")
     return stripped[start : end + 1] if 0 <= start < end else stripped
+
+
+def repair_request(request: Request, answer: str, error: ValidationError) -> Request:
+    """``request`` again, its last message followed by what was wrong with ``answer`` and the answer itself."""
+    problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()[:10])
+    last = request.messages[-1]
+    note = (
+        f"\n\nYour previous answer did not match the required structure ({problems}). "
+        f"Previous answer:\n{answer[:4000]}\nAnswer again, following the structure exactly."
+    )
+    return Request(
+        request.system,
+        request.messages[:-1] + (Message(last.role, last.content + note),),
+        prompt_version=request.prompt_version,
+        max_tokens=request.max_tokens,
+    )
 
 
 def cache_key(route: Route, request: Request, *, scope: str, structured: StructuredSpec | None) -> str:

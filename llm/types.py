@@ -160,3 +160,11 @@ class LLMError(Exception):
 
 class StructuredOutputError(LLMError):
     """The model's structured answer did not validate, even after one repair attempt."""
+
+
+class BatchFailed(LLMError):
+    """A batch failed, expired or was cancelled as a whole: the caller keeps what it had and retries later."""
+
+    def __init__(self, message: str, *, batch_id: str = "") -> None:
+        super().__init__(message, kind="batch_failed")
+        self.batch_id = batch_id

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bot.live_reply import PACER_IDLE_S, PACER_MAX_LANES, IntervalPacer
+from bot.pacing import PACER_IDLE_S, PACER_MAX_LANES, IntervalPacer
 from bot.types import ChannelRef, MessageRef
 from tests.bench import soak
 

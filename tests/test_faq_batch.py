@@ -88,7 +88,7 @@ async def world(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
         app = await build_app(settings)
         app.llm.batches.poll_s = POLL_S
         platform = SlackPlatform(AsyncWebClient(token=slack.bot_token, base_url=slack.api_url), team_id=TEAM)
-        schedule = FaqSchedule.of(settings, store=app.store, llm=app.llm, platform_for=lambda c: platform)
+        schedule = app.faq_schedule(platform_for=lambda c: platform)
         w = World(slack, llm, app, platform, schedule, datetime.now(UTC).timestamp() - 3600)
         schedule.clock = lambda: datetime.now(UTC) + w.offset
         try:

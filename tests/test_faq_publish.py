@@ -17,7 +17,6 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.canvas import canvas_markdown, permalink
 from adapters.slack.platform import SlackPlatform
 from bot.app import App, build_app
-from bot.faq_schedule import FaqSchedule
 from bot.settings import Settings
 from bot.types import ChannelRef, ChatMessage, Command, MessageRef
 from tests.fakes.discord_pins import pins as discord_pins
@@ -224,8 +223,7 @@ async def test_a_scheduled_refresh_edits_the_pinned_faq_on_discord(tmp_path: Pat
         (faq_message,) = w.bot_creates(w.channel)
         assert discord_pins(w.fake).pinned[w.channel] == [faq_message.message_id]
         janitor = w.app.janitor
-        schedule = FaqSchedule.of(w.app.settings, store=w.app.store, llm=w.app.llm,
-                                  platform_for=lambda c: janitor.platform(c.platform, c.workspace))  # fmt: skip
+        schedule = w.app.faq_schedule(platform_for=lambda c: janitor.platform(c.platform, c.workspace))
         await w.fake.user_message(thread, author_id=w.bob, content="Or use the web VPN when the client fails")
         await asyncio.sleep(0.3)  # the gateway dispatches, then the adapter records it
         await w.adapter.idle()

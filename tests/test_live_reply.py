@@ -10,13 +10,13 @@ from hypothesis import strategies as st
 
 from bot.live_reply import (
     DEFAULT_PLACEHOLDER,
-    EMPTY_REPLY,
     FAILURE_PREFIX,
     GENERIC_FAILURE,
     WRITING_MARKER,
-    IntervalPacer,
     LiveReply,
 )
+from bot.pacing import IntervalPacer
+from bot.reply_plan import EMPTY_REPLY
 from bot.safety import defang_mass_mentions, has_mass_mention
 from bot.types import ChannelRef, MessageGone, MessageRef, PlatformLimits
 from tests.fakes.chat import FakeChatPlatform

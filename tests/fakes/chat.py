@@ -43,7 +43,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from bot.live_reply import IntervalPacer
+from bot.pacing import IntervalPacer
 from bot.ports import EditPacer
 from bot.types import (
     ChannelRef,
