@@ -105,7 +105,7 @@ async def _run(settings: Settings, args: argparse.Namespace) -> int:
     try:
         servers: list[asyncio.Task[None]] = []
         if "slack" in platforms:
-            from adapters.slack.intake import run_slack
+            from adapters.slack.run import run_slack
 
             servers.append(asyncio.create_task(run_slack(app, port=args.port, host=getattr(args, "host", "0.0.0.0"), stop=stop), name="slack"))
         if "discord" in platforms:

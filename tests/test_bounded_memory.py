@@ -72,12 +72,13 @@ async def test_the_discord_pacer_holds_at_most_its_bound_of_messages_and_channel
 async def test_slack_per_user_and_per_reply_maps_stay_within_their_bound() -> None:
     from slack_sdk.web.async_client import AsyncWebClient
 
-    from adapters.slack.platform import REMEMBERED, SlackPlatform
+    from adapters.slack.platform import SlackPlatform
+    from adapters.slack.streaming import REMEMBERED
     from bot.types import ChannelRef
 
     platform = SlackPlatform(AsyncWebClient(token="xoxb-test", base_url="http://127.0.0.1:9/"), team_id="T1")
     channel = ChannelRef("slack", "T1", "C1")
     for i in range(REMEMBERED + 500):
         platform.expect_reply(channel, f"{i}.000100", user=f"U{i}")
-    assert len(platform._recipients) == REMEMBERED
-    assert ("C1", f"{REMEMBERED + 499}.000100") in platform._recipients  # the newest are the ones kept
+    assert len(platform._streams._recipients) == REMEMBERED
+    assert ("C1", f"{REMEMBERED + 499}.000100") in platform._streams._recipients  # the newest are the ones kept

@@ -17,6 +17,7 @@ import pytest
 from bot.stores.sqlite import SqliteStore
 from llm.types import LedgerRecord, Outcome, Usage
 from tests.fakes.discord_api import FakeDiscord
+from tests.fakes.slack_api import FakeSlack
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -106,6 +107,44 @@ async def test_doctor_with_a_discord_token_runs_the_discord_checks(db: str) -> N
     assert "ok    discord intents: Message Content intent enabled" in good.stdout
     assert "no check for it" not in good.stdout + bad.stdout
     assert "FAIL  discord: DISCORD_TOKEN was refused (401)" in bad.stdout and bad.returncode == 1
+
+
+async def test_doctor_with_a_slack_token_checks_the_token_scopes_and_mode(db: str) -> None:
+    """adapters/slack/doctor.py, reached from `supportbot doctor` when SLACK_BOT_TOKEN is set: auth.test names the
+    installation, the x-oauth-scopes header is compared with what each feature needs, and the mode is set up."""
+    async with FakeSlack() as fake:
+        env = {"SUPPORTBOT_DB": db, "SLACK_API_URL": fake.api_url, "SLACK_BOT_TOKEN": fake.bot_token}
+        good = await asyncio.to_thread(run, ["doctor"], {**env, "SLACK_SIGNING_SECRET": "s3cret"})
+        fake.scopes = [s for s in fake.scopes if s not in ("canvases:write", "channels:history")]
+        narrow = await asyncio.to_thread(run, ["doctor"], {**env, "SLACK_APP_TOKEN": fake.app_token})
+        unsigned = await asyncio.to_thread(run, ["doctor"], env)
+        wrong_app_token = await asyncio.to_thread(run, ["doctor"], {**env, "SLACK_APP_TOKEN": "xapp-not-it"})
+        bad = await asyncio.to_thread(run, ["doctor"], {**env, "SLACK_BOT_TOKEN": "xoxb-not-the-token"})
+    assert f"ok    slack: token valid: bot supportbot ({fake.bot_user_id}) in workspace Fake Workspace " \
+        f"({fake.team_id})" in good.stdout, good.stdout
+    assert "ok    slack scopes: mentions → summaries: granted" in good.stdout
+    assert "ok    slack scopes: the FAQ as a channel canvas: granted" in good.stdout
+    assert "ok    slack mode: HTTP: requests to /slack/events are checked with SLACK_SIGNING_SECRET" in good.stdout
+    assert "no check for it" not in good.stdout and "FAIL  slack" not in good.stdout
+    # A missing scope: the core feature fails, another feature is a warning naming what to add.
+    assert "FAIL  slack scopes: mentions → summaries: missing channels:history" in narrow.stdout, narrow.stdout
+    assert "warn  slack scopes: the FAQ as a channel canvas: missing canvases:write" in narrow.stdout
+    assert "ok    slack mode: Socket Mode: SLACK_APP_TOKEN accepted" in narrow.stdout
+    assert "FAIL  slack mode: HTTP mode needs SLACK_SIGNING_SECRET" in unsigned.stdout
+    assert "FAIL  slack mode: Socket Mode: SLACK_APP_TOKEN was refused (invalid_auth)" in wrong_app_token.stdout
+    assert "FAIL  slack: SLACK_BOT_TOKEN was refused (invalid_auth)" in bad.stdout
+    assert "slack scopes" not in bad.stdout  # nothing more is asked with a token Slack refused
+    assert "Traceback" not in good.stderr + narrow.stderr + unsigned.stderr + wrong_app_token.stderr + bad.stderr
+
+
+async def test_doctor_names_an_org_wide_enterprise_install(db: str) -> None:
+    async with FakeSlack() as fake:
+        fake.enterprise_id, fake.enterprise_install = "E0ORG", True
+        env = {"SUPPORTBOT_DB": db, "SLACK_API_URL": fake.api_url, "SLACK_BOT_TOKEN": fake.bot_token,
+               "SLACK_SIGNING_SECRET": "s3cret"}  # fmt: skip
+        out = await asyncio.to_thread(run, ["doctor"], env)
+    assert "ok    slack: token valid: bot supportbot (UBOT) installed org-wide in Enterprise Grid organisation E0ORG" \
+        in out.stdout, out.stdout
 
 
 def test_doctor_checks_a_configured_provider(db: str, fake_server: str) -> None:

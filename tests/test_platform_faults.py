@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from adapters.slack.intake import NOT_IN_CHANNEL
+from adapters.slack.commands import NOT_IN_CHANNEL
 from adapters.slack.render import escape, to_mrkdwn
 from bot.live_reply import WRITING_MARKER
 from tests.fakes import slack_payloads as payloads

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import redis
 
-from adapters.slack.pacing import StoreBudget
+from adapters.slack.buckets import StoreBudget
 from bot.live_reply import LiveReply
 from bot.orphans import INTERRUPTED_LINE, LiveState, OrphanJanitor, final_text, registered
 from bot.stores.redis import RedisStore

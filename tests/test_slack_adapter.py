@@ -17,19 +17,12 @@ import pytest
 from pydantic import SecretStr
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.buckets import InMemoryBudget, StoreBudget, StreamBudgets, workspace_of
 from adapters.slack.events import read_message
 from adapters.slack.intake import SlackAdapter
-from adapters.slack.pacing import (
-    FIRST_SHARE,
-    SHARE_HORIZON_S,
-    SHARE_USE,
-    InMemoryBudget,
-    StoreBudget,
-    StreamBudgets,
-    WorkspaceEditPacer,
-    workspace_of,
-)
-from adapters.slack.platform import SlackPlatform, readable
+from adapters.slack.pacing import FIRST_SHARE, SHARE_HORIZON_S, SHARE_USE, WorkspaceEditPacer
+from adapters.slack.people import readable
+from adapters.slack.platform import SlackPlatform
 from adapters.slack.render import spend_blocks, text_blocks, to_mrkdwn
 from bot.app import App, build_app
 from bot.safety import has_mass_mention

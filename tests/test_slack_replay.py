@@ -362,7 +362,7 @@ async def test_a_malformed_delivery_gets_200_and_one_log_line_naming_the_field(
         with caplog.at_level(logging.INFO):
             assert (await r.send(body)).status == 200
         said = [rec for rec in caplog.records if rec.levelno >= logging.WARNING]
-        assert [rec.name for rec in said] == ["adapters.slack.intake"], [rec.getMessage() for rec in said]
+        assert [rec.name for rec in said] == ["adapters.slack.deliveries"], [rec.getMessage() for rec in said]
         assert f": {where}: " in said[0].getMessage(), said[0].getMessage()
         assert "W222" not in said[0].getMessage()  # the line says where, never what anyone wrote
         assert r.events_counted("ignored_malformed") == 1
@@ -591,6 +591,27 @@ async def test_the_assistant_pane_suggests_prompts_and_answers_about_the_channel
 
         assert (await r.send(dm("What did we spend?", thread=True))).status == 200
         assert "#secret is private" in r.slack.bot_messages("D111")[-1].text  # the channel in view decides
+
+
+@pytest.mark.parametrize(
+    ("name", "field", "bad"),
+    [("thread_started_event_body.bolt-python.json", "thread_ts", "yesterday"),
+     ("thread_context_changed_event_body.bolt-python.json", "user_id", ["W222"])],
+)  # fmt: skip
+async def test_a_malformed_assistant_pane_event_gets_200_and_one_log_line_naming_the_field(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, name: str, field: str, bad: object
+) -> None:
+    body = copy.deepcopy(fixture(name))
+    body["event"]["assistant_thread"][field] = bad
+    async with workspace_with_private_channels(tmp_path) as r:
+        caplog.clear()
+        with caplog.at_level(logging.INFO):
+            assert (await r.send(body)).status == 200
+        said = [rec for rec in caplog.records if rec.levelno >= logging.WARNING]
+        assert [rec.name for rec in said] == ["adapters.slack.deliveries"], [rec.getMessage() for rec in said]
+        assert f": assistant_thread.{field}: " in said[0].getMessage(), said[0].getMessage()
+        assert r.events_counted("ignored_malformed") == 1
+        assert r.slack.suggested_prompts == {} and r.slack.bot_messages("D111") == []
 
 
 def _hour_ago() -> datetime:

@@ -14,7 +14,7 @@ import re
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.platform import translate
+from adapters.slack.calls import translate
 from bot.ports import PublishedDocument
 from bot.safety import defang_mass_mentions
 from bot.types import ChannelRef, MessageRef, PlatformRateLimited

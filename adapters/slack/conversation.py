@@ -17,15 +17,15 @@ import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from slack_bolt.context.assistant.thread_context import AssistantThreadContext
 from slack_bolt.context.assistant.thread_context_store.async_store import AsyncAssistantThreadContextStore
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.events import SlackEvent, read_assistant_thread
-from adapters.slack.identity import installation
+from adapters.slack.deliveries import Deliveries
+from adapters.slack.events import Malformed, SlackEvent, read_assistant_thread
 from adapters.slack.platform import SlackPlatform
 from adapters.slack.render import escape, spend_blocks
 from bot.app import App
@@ -33,9 +33,6 @@ from bot.intake import Intake
 from bot.spend import SpendReport
 from bot.stores.base import KeyValue
 from bot.types import ChannelRef, ChatMessage, MessageRef
-
-if TYPE_CHECKING:
-    from adapters.slack.intake import SlackAdapter
 
 log = logging.getLogger(__name__)
 
@@ -250,42 +247,52 @@ def _pane_key(channel_id: str, thread_ts: str) -> str:
 
 
 class ConversationListeners:
-    """Bolt's listeners for direct messages, the side pane and the Messages tab. The adapter names the claims
-    (one answer per message) and owns the platforms, the intake runs the work; this class only reads and routes."""
+    """Bolt's listeners for direct messages, the side pane and the Messages tab. ``Deliveries`` names the claims
+    (one answer per message), the intake runs the work; this class only reads and routes."""
 
-    def __init__(self, adapter: SlackAdapter) -> None:
-        self._adapter = adapter
+    def __init__(
+        self,
+        deliveries: Deliveries,
+        conversation: DirectConversation,
+        *,
+        platform_for: Callable[[str], SlackPlatform],
+    ) -> None:
+        self._deliveries = deliveries
+        self._intake = deliveries.intake
+        self._conversation = conversation
+        self._platform_for = platform_for
 
     async def direct_message(self, body: dict[str, Any], workspace: str, event: SlackEvent, ours: set[str]) -> None:
         """A DM is a request to the bot (Slack sends no app_mention there); edits and notices in it are not."""
         said = event.message
         if said is None or event.subtype is not None or (said.user in ours or said.bot_id in ours) or not said.user:
             return
-        if said.is_bot and not self._adapter.allow_bots:
-            self._adapter._ignored("bot", f"DM from bot {said.bot_id}")
+        if said.is_bot and not self._deliveries.allow_bots:
+            self._deliveries.ignored("bot", f"DM from bot {said.bot_id}")
             return
         reply_in = ChannelRef("slack", workspace, event.channel)
-        work = self._adapter.conversation.answer(said.text, workspace=workspace, user=said.user, reply_in=reply_in,
+        work = self._conversation.answer(said.text, workspace=workspace, user=said.user, reply_in=reply_in,
                                                  thread=said.thread_ts, message_ts=said.ts)  # fmt: skip
-        self._adapter.intake.take(
-            work, name=f"dm-{said.ts}", claims=self._adapter.claims(body, workspace, event.channel, said.ts),
-            duplicate=self._adapter.duplicate(f"DM {event.channel}/{said.ts}"),
+        self._intake.take(
+            work, name=f"dm-{said.ts}", claims=self._deliveries.claims(body, workspace, event.channel, said.ts),
+            duplicate=self._deliveries.duplicate(f"DM {event.channel}/{said.ts}"),
             reply_error=self._poster(reply_in, said.thread_ts),
         )  # fmt: skip
 
     def _poster(self, reply_in: ChannelRef, thread: str | None) -> Callable[[str], Awaitable[object]]:
         """The intake's error reply in a conversation: a plain message where the person asked."""
-        return lambda text: self._adapter.platform(reply_in.workspace).post(reply_in, text, thread_id=thread)
+        return lambda text: self._platform_for(reply_in.workspace).post(reply_in, text, thread_id=thread)
 
     async def on_pane_opened(
         self, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext, say: Any,
         set_suggested_prompts: Any, save_thread_context: Any,
     ) -> None:  # fmt: skip
-        thread = read_assistant_thread(event)
-        if thread is None:
-            self._adapter._ignored("malformed", "assistant_thread_started without a thread")
+        try:
+            thread = read_assistant_thread(event)
+        except Malformed as why:
+            self._deliveries.malformed(body, event, why)
             return
-        context_payload = (event.get("assistant_thread") or {}).get("context")
+        context_payload = event["assistant_thread"].get("context")  # a dict: read_assistant_thread checked it
 
         async def greet() -> None:
             if thread.context_channel and isinstance(context_payload, dict):
@@ -293,7 +300,7 @@ class ConversationListeners:
             await say(GREETING)
             await set_suggested_prompts(prompts=SUGGESTED_PROMPTS)
 
-        self._adapter.intake.take(_quietly(greet, "greeting in the assistant pane"), name=f"pane-{thread.thread_ts}")
+        self._intake.take(_quietly(greet, "greeting in the assistant pane"), name=f"pane-{thread.thread_ts}")
 
     async def on_home_opened(self, event: dict[str, Any], client: AsyncWebClient) -> None:
         # Slack's agent messaging experience (agent_view, the default for apps since 2026-06) has no side pane:
@@ -306,40 +313,44 @@ class ConversationListeners:
                 channel_id=channel, title="What can I do for you?", prompts=SUGGESTED_PROMPTS
             )
 
-        self._adapter.intake.take(_quietly(prompts, "suggested prompts in the Messages tab"), name="home-prompts")
+        self._intake.take(_quietly(prompts, "suggested prompts in the Messages tab"), name="home-prompts")
 
-    async def on_pane_context(self, event: dict[str, Any], save_thread_context: Any) -> None:
+    async def on_pane_context(self, body: dict[str, Any], event: dict[str, Any], save_thread_context: Any) -> None:
         # The person switched to another channel with the pane open: that channel is what "this channel" means now.
-        thread = read_assistant_thread(event)
-        context_payload = (event.get("assistant_thread") or {}).get("context")
-        if thread is None or not isinstance(context_payload, dict) or not thread.context_channel:
-            self._adapter._ignored("malformed", "assistant_thread_context_changed without a channel")
+        try:
+            thread = read_assistant_thread(event)
+        except Malformed as why:
+            self._deliveries.malformed(body, event, why)
+            return
+        context_payload = event["assistant_thread"].get("context")
+        if not isinstance(context_payload, dict) or not thread.context_channel:
+            self._deliveries.ignored("malformed", "assistant_thread_context_changed without a channel")
             return
         saving = _quietly(lambda: save_thread_context(context_payload), "saving the pane's channel")
-        self._adapter.intake.take(saving, name="pane-context")
+        self._intake.take(saving, name="pane-context")
 
     async def on_pane_message(
         self, body: dict[str, Any], event: dict[str, Any], context: AsyncBoltContext, set_status: Any,
         get_thread_context: Any,
     ) -> None:  # fmt: skip
-        with self._adapter.request(body):
-            checked = self._adapter._checked(body, event)
+        with self._deliveries.request(body):
+            checked = self._deliveries.checked(body, event)
             said = None if checked is None else checked.message
             if checked is None or said is None or not said.user:
                 return
-            workspace = installation(body, context, self._adapter.identity)
+            workspace = self._deliveries.installation(body, context)
             reply_in = ChannelRef("slack", workspace, checked.channel)
 
             async def answer() -> None:
                 viewed = await get_thread_context()
-                await self._adapter.conversation.answer(
+                await self._conversation.answer(
                     said.text, workspace=workspace, user=str(said.user), reply_in=reply_in, thread=said.thread_ts,
                     message_ts=said.ts, viewing=viewed.channel_id if viewed is not None else None, status=set_status,
                 )  # fmt: skip
 
-            self._adapter.intake.take(
+            self._intake.take(
                 answer(), name=f"pane-{said.ts}",
-                claims=self._adapter.claims(body, workspace, checked.channel, said.ts),
-                duplicate=self._adapter.duplicate(f"pane message {checked.channel}/{said.ts}"),
+                claims=self._deliveries.claims(body, workspace, checked.channel, said.ts),
+                duplicate=self._deliveries.duplicate(f"pane message {checked.channel}/{said.ts}"),
                 reply_error=self._poster(reply_in, said.thread_ts),
             )  # fmt: skip

@@ -10,6 +10,7 @@ which field and why in one line, and the caller acknowledges it and logs that li
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from pydantic import ValidationError
 
@@ -31,7 +32,8 @@ from adapters.slack.payloads import (
 
 __all__ = [
     "CHANGED", "DELETED", "DIRECT", "MENTION", "MESSAGE", "REPLIED", "AssistantThread", "Malformed",
-    "SlackEvent", "SlackMessage", "read_assistant_thread", "read_delivery", "read_message", "slack_ts",
+    "SlackEvent", "SlackMessage", "read_assistant_thread", "read_delivery", "read_message", "slack_time", "slack_ts",
+    "ts_of",
 ]  # fmt: skip
 DIRECT = "im"  # channel_type of a direct message with the bot
 
@@ -114,6 +116,16 @@ def slack_ts(value: object) -> str | None:
         return None
 
 
+def slack_time(ts: str) -> datetime:
+    """A Slack timestamp as the moment it names."""
+    return datetime.fromtimestamp(float(ts), UTC)
+
+
+def ts_of(moment: datetime) -> str:
+    """A moment as a Slack timestamp (for ``oldest``/``latest`` bounds)."""
+    return f"{moment.timestamp():.6f}"
+
+
 def _message(payload: MessagePayload) -> SlackMessage:
     return SlackMessage(
         ts=payload.ts,
@@ -158,11 +170,13 @@ def read_delivery(body: object) -> SlackEvent:
                       channel_type=event.channel_type)  # fmt: skip
 
 
-def read_assistant_thread(raw: object) -> AssistantThread | None:
-    """The ``assistant_thread`` of an assistant_thread_started / _context_changed event, or None if malformed."""
+def read_assistant_thread(raw: object) -> AssistantThread:
+    """The ``assistant_thread`` of an assistant_thread_started / _context_changed event.
+
+    Raises Malformed (naming the field) when the event lacks the shape Slack documents."""
     try:
         thread = AssistantThreadEvent.model_validate(raw).assistant_thread
-    except ValidationError:
-        return None
+    except ValidationError as error:
+        raise Malformed.of(error) from None
     viewed = None if thread.context is None else thread.context.channel_id
     return AssistantThread(thread.user_id, thread.channel_id, thread.thread_ts, viewed)

@@ -10,9 +10,12 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+from pydantic import ValidationError
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_sdk.web.async_client import AsyncWebClient
+
+from adapters.slack.payloads import Authorization
 
 
 class BotIdentity:
@@ -44,13 +47,13 @@ class BotIdentity:
                     self._result = AuthorizeResult.from_auth_test_response(
                         bot_token=self._client.token, auth_test_response=response
                     )
-                    self.installation = _install_key(
+                    self.installation = install_key(
                         response.get("team_id"), response.get("enterprise_id"), response.get("is_enterprise_install")
                     )
         return self._result
 
 
-def _install_key(team: object, enterprise: object, org_install: object) -> str:
+def install_key(team: object, enterprise: object, org_install: object) -> str:
     """The key of an installation: its workspace, or for an org-wide (Enterprise Grid) install its organisation."""
     team = team if isinstance(team, str) and team else None
     enterprise = enterprise if isinstance(enterprise, str) and enterprise else None
@@ -64,16 +67,26 @@ def installation(body: dict[str, Any], context: AsyncBoltContext | None, identit
     budgets. In a Slack Connect channel the envelope's team_id (and event.team) can be the other organisation's;
     the installation is authorizations[0] (what Bolt's extract_team_id reads), else this token's own auth.test
     (commands and shortcuts carry no authorizations), else what the payload says."""
-    grants = body.get("authorizations")
-    if isinstance(grants, list) and grants and isinstance(grants[0], dict):
-        first = grants[0]
-        key = _install_key(first.get("team_id"), first.get("enterprise_id"), first.get("is_enterprise_install"))
+    first = _first_authorization(body.get("authorizations"))
+    if first is not None:
+        key = install_key(first.team_id, first.enterprise_id, first.is_enterprise_install)
         if key:
             return key
     if identity is not None and identity.installation:
         return identity.installation
     if context is not None:
-        key = _install_key(context.team_id, context.enterprise_id, context.is_enterprise_install)
+        key = install_key(context.team_id, context.enterprise_id, context.is_enterprise_install)
         if key:
             return key
-    return _install_key(body.get("team_id"), body.get("enterprise_id"), body.get("is_enterprise_install"))
+    return install_key(body.get("team_id"), body.get("enterprise_id"), body.get("is_enterprise_install"))
+
+
+def _first_authorization(grants: object) -> Authorization | None:
+    """The installation a delivery is for, as Slack documents it (payloads.py), or None: absent, or not that shape
+    (then this token's own installation answers)."""
+    if not isinstance(grants, list) or not grants:
+        return None
+    try:
+        return Authorization.model_validate(grants[0])
+    except ValidationError:
+        return None

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass, field
 
 import cachetools
 
-from adapters.slack.pacing import SCOPES_REMEMBERED, LocalBuckets, _Line
+from adapters.slack.buckets import SCOPES_REMEMBERED, LocalBuckets, WaitingLine
 from bot.stores.base import KeyValue, RateBudgets, StoreUnavailable
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,7 @@ class Learned:
 @dataclass
 class _Scope:
     learned: Learned
-    line: _Line = field(default_factory=_Line)
+    line: WaitingLine = field(default_factory=WaitingLine)
     loaded_at: float = float("-inf")
     written_at: float = float("-inf")
     dirty: bool = False
@@ -86,7 +86,7 @@ __all__ = ["LearnedBudget", "LocalBuckets", "WorkspaceFacts"]
 
 
 class LearnedBudget:
-    """A WorkspaceBudget (slack_pacing) for one Slack method whose rate is learned per scope (a workspace).
+    """A WorkspaceBudget (buckets.py) for one Slack method whose rate is learned per scope (a workspace).
 
     ``start_per_minute`` is the documented tier and ``burst`` the calls that may go at once at that rate. A lower
     learned or pinned rate shrinks the burst in proportion (the restricted tier's 1 a minute allows 1); a higher one

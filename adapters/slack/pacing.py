@@ -1,48 +1,22 @@
-"""Slack's rate budgets as token buckets the bot spends *before* calling, so it rarely meets a 429.
+"""How the live replies of a workspace share Slack's rate budgets: ``WorkspaceEditPacer``, bot.live_reply's
+EditPacer for Slack.
 
-Slack limits are per method and per workspace (https://docs.slack.dev/apis/web-api/rate-limits, FACTS.md):
-every live reply in a workspace draws ``chat.update`` from one Tier 3 budget, so the budget must be shared by all
-of them — and, once the bot runs as several replicas, by all replicas. ``WorkspaceBudget`` is the seam for that:
-``StoreBudget`` puts the bucket in the store (``Store.budgets``: a Lua token bucket on Redis, a row on SQLite), so N
-replicas together spend one workspace's budget; ``InMemoryBudget`` is the same over ``LocalBuckets``, the one token
-bucket kept in this process's memory (slack_learned's budgets use it too when no store is given).
+Every edit of every live reply in a workspace draws from one budget (adapters/slack/buckets.py), finals first; the
+progress edits of the replies sharing a budget are spaced by each one's share of it, so the burst is not spent on
+every reply's first words and then nobody's text moves.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Protocol
 
 import cachetools
 
-from bot.stores.base import RateBudgets
-from bot.types import ChannelRef, MessageRef
+from adapters.slack.buckets import SCOPES_REMEMBERED, StreamBudgets, WorkspaceBudget, scopes_of
+from bot.types import MessageRef
 
-# chat.update is Tier 3: "50+ per minute" per workspace (https://docs.slack.dev/reference/methods/chat.update).
-# The starting point only: the budget learns the workspace's real rate from Slack's answers (slack_learned).
-CHAT_UPDATE_PER_MINUTE = 50.0
-# The burst at that rate: Slack allows "sporadic bursts" without a number (FACTS.md); a few calls keep a reply's
-# first edits quick without relying on a large undocumented allowance. Only the sustained rate is learned.
-CHAT_UPDATE_BURST = 4
-# conversations.replies: Tier 3, "typically attached to methods with paginating collections ... sporadic bursts
-# are welcome" (https://docs.slack.dev/apis/web-api/rate-limits). A minute's allowance may go at once: the bot
-# slows down on Slack's answer (429, or the restricted tier's 15-message pages), not before.
-HISTORY_PER_MINUTE = 50.0
-HISTORY_BURST = 50
-# chat.postMessage: about one message per second per channel, short bursts allowed (FACTS.md). 10 % under it, so
-# network jitter between our clock and Slack's does not turn the last call of a burst into a 429.
-POST_PER_CHANNEL_PER_MINUTE = 54.0
-POST_PER_CHANNEL_BURST = 3
-# chat.startStream / appendStream / stopStream: FACTS.md calls their tier unverified; slack-ruby/slack-api-ref
-# lists chat.appendStream as Tier 4 (100+ per minute, "generous burst behavior"). Each method has a budget of its
-# own (tiers are per method), learned like chat.update's; a burst of 20 (12 s of the rate) keeps 20 replies
-# starting together from queueing their first appends.
-STREAM_CALLS_PER_MINUTE = 100.0
-STREAM_CALLS_BURST = 20
 # Progress edits of the replies sharing a budget are spaced by each one's share of what the budget allows over this
 # horizon (its burst plus the rate for this long; a reply streams for ~8 s at 50 tokens/s). Without it the burst goes
 # on every reply's first progress edit, a moment after its first text, and then each reply waits for the rate alone:
@@ -59,227 +33,6 @@ SHARE_USE = 0.9
 FIRST_SHARE = 0.75
 # While a reply waits out its spacing it looks again this often (replies finishing shorten everyone's share).
 SHARE_RECHECK_S = 0.25
-# Per-scope state in memory (buckets, learned rates, replies' last turns): at most this many scopes or keys, the
-# least recently used forgotten first; a bucket idle this long is full again, so forgetting it changes nothing
-# (Slack's Retry-After is seconds, the restricted tier's a minute).
-SCOPES_REMEMBERED = 10_000
-SCOPE_IDLE_S = 600.0
-
-
-def workspace_of(channel: ChannelRef) -> str:
-    """The scope a workspace's budgets are kept under ("slack:T123"; the store's buckets are named after it)."""
-    return f"{channel.platform}:{channel.workspace}"
-
-
-def scopes_of(channel: ChannelRef) -> tuple[str, str]:
-    """(workspace scope, channel scope), e.g. ("slack:T1", "slack:T1:C1"): a budget is per workspace or per channel."""
-    return workspace_of(channel), channel.key
-
-
-class WorkspaceBudget(Protocol):
-    """A rate budget shared by everyone spending under the same ``scope`` (a workspace, a channel)."""
-
-    async def take(self, scope: str, *, urgent: bool = False, probe: bool = False) -> bool:
-        """Wait until one call is allowed under ``scope``, and spend it. An ``urgent`` caller (a reply's final
-        edit) goes ahead of every caller that is not, in this process. With ``probe``, a learning budget may let
-        the caller go past an empty bucket to find out whether Slack allows more; True says it did (report the
-        call's outcome with ``probe=True``)."""
-        ...
-
-    async def pause(self, scope: str, seconds: float, *, probe: bool = False) -> None:
-        """Slack said 429: spend nothing under ``scope`` for ``seconds`` (its Retry-After)."""
-        ...
-
-    async def accepted(self, scope: str, *, probe: bool = False) -> None:
-        """A call under ``scope`` went through (a learning budget raises its rate; a fixed one ignores it)."""
-        ...
-
-    def may_probe(self, scope: str) -> bool:
-        """Whether a caller could go past an empty bucket under ``scope`` now (see take)."""
-        ...
-
-    def per_minute(self, scope: str) -> float:
-        """The rate in force under ``scope``."""
-        ...
-
-    def burst(self, scope: str) -> int:
-        """How many calls may go at once under ``scope``."""
-        ...
-
-
-class _Line:
-    """Callers waiting for one scope: urgent ones first, each kind first come first served. Only the head of the
-    line asks for a token, so a caller that gives up (a live reply whose text is complete stops waiting) leaves
-    without leaving a hole or letting two callers share one token.
-
-    Why finals go first: when the budget is congested a progress edit only shows text that the reply's next
-    version will show anyway (LiveReply drops stale versions), while a final edit is the one that must land. A
-    progress caller passed over this way waits; by its turn its reply has newer text, or has finished and stopped
-    waiting, so congestion skips progress edits instead of delaying finals behind them."""
-
-    def __init__(self) -> None:
-        self.urgent: deque[asyncio.Event] = deque()
-        self.normal: deque[asyncio.Event] = deque()
-
-    def head(self) -> asyncio.Event | None:
-        return self.urgent[0] if self.urgent else self.normal[0] if self.normal else None
-
-    def __bool__(self) -> bool:
-        return bool(self.urgent or self.normal)
-
-    def enter(self, *, urgent: bool) -> asyncio.Event:
-        turn = asyncio.Event()
-        (self.urgent if urgent else self.normal).append(turn)
-        if self.head() is turn:
-            turn.set()  # a progress head already asking keeps its event set; it yields when it looks again
-        return turn
-
-    async def wait(self, turn: asyncio.Event) -> None:
-        """Until ``turn`` heads the line (an urgent caller that came in meanwhile is let ahead)."""
-        while True:
-            await turn.wait()
-            if self.head() is turn:
-                return
-            turn.clear()
-
-    def leave(self, turn: asyncio.Event) -> None:
-        """Done, or gave up (cancelled) while queued: either way the line closes up behind us."""
-        for waiting in (self.urgent, self.normal):
-            if turn in waiting:
-                waiting.remove(turn)
-        if (head := self.head()) is not None:
-            head.set()
-
-
-@dataclass
-class _Tokens:
-    tokens: float
-    updated: float  # after a pause this lies in the future: nothing refills until then
-    paused_until: float = float("-inf")
-
-
-class LocalBuckets:
-    """RateBudgets for one process: the Slack adapter's one token bucket (the store's buckets, for replicas, do the
-    same sums in Redis or SQLite). Per scope, bounded by SCOPES_REMEMBERED and SCOPE_IDLE_S."""
-
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._buckets: cachetools.TTLCache[str, _Tokens] = cachetools.TTLCache(
-            SCOPES_REMEMBERED, SCOPE_IDLE_S, timer=clock
-        )
-
-    async def try_take(self, scope: str, *, per_minute: float, burst: int) -> float:
-        now, rate = self._clock(), per_minute / 60.0
-        bucket = self._buckets.get(scope) or _Tokens(float(burst), now)
-        self._buckets[scope] = bucket  # set on every use: the idle time counts from the last one
-        if now < bucket.paused_until:
-            return bucket.paused_until - now
-        if now > bucket.updated:
-            bucket.tokens, bucket.updated = min(float(burst), bucket.tokens + (now - bucket.updated) * rate), now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
-            return 0.0
-        return (1.0 - bucket.tokens) / rate
-
-    async def pause(self, scope: str, seconds: float) -> None:
-        now = self._clock()
-        bucket = self._buckets.get(scope) or _Tokens(0.0, now)
-        bucket.paused_until = max(bucket.paused_until, now + seconds)
-        # Whatever Slack counted that we did not: start from empty after the pause, not from a burst.
-        bucket.tokens = min(bucket.tokens, 0.0)
-        bucket.updated = max(bucket.updated, bucket.paused_until)
-        self._buckets[scope] = bucket
-
-
-class StoreBudget:
-    """A WorkspaceBudget whose bucket lives in the store, shared by every replica (``RateBudgets``).
-
-    Within one process callers still wait in a ``_Line`` and only the head asks the store, so a thousand waiting
-    replies cost one store call per token, not a thousand polls. Across replicas the heads compete for the shared
-    bucket; a 429 anywhere pauses the scope for everyone."""
-
-    def __init__(
-        self,
-        budgets: RateBudgets,
-        *,
-        name: str,
-        per_minute: float,
-        burst: int,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        if per_minute <= 0 or burst < 1:
-            raise ValueError("per_minute must be > 0 and burst >= 1")
-        self._budgets = budgets
-        self._name = name  # the Slack method the budget is for: buckets of different methods never mix
-        self.rate_per_minute, self.burst_calls = per_minute, burst
-        self._sleep = sleep
-        self._lines: dict[str, _Line] = {}  # only scopes with callers waiting: an empty line is dropped
-
-    def _scope(self, scope: str) -> str:
-        return f"{scope}:{self._name}"
-
-    async def take(self, scope: str, *, urgent: bool = False, probe: bool = False) -> bool:
-        line = self._lines.setdefault(scope, _Line())
-        turn = line.enter(urgent=urgent)
-        try:
-            while True:
-                await line.wait(turn)
-                wait = await self._budgets.try_take(
-                    self._scope(scope), per_minute=self.rate_per_minute, burst=self.burst_calls
-                )
-                if wait <= 0:
-                    return False
-                await self._sleep(wait)  # an urgent caller may take the head meanwhile: the loop looks again
-        finally:
-            line.leave(turn)
-            if not line:
-                self._lines.pop(scope, None)
-
-    async def pause(self, scope: str, seconds: float, *, probe: bool = False) -> None:
-        await self._budgets.pause(self._scope(scope), seconds)
-
-    async def accepted(self, scope: str, *, probe: bool = False) -> None:
-        return None  # a fixed budget: nothing to learn
-
-    def may_probe(self, scope: str) -> bool:
-        return False  # a fixed budget never goes past its bucket
-
-    def per_minute(self, scope: str) -> float:
-        return self.rate_per_minute
-
-    def burst(self, scope: str) -> int:
-        return self.burst_calls
-
-
-class InMemoryBudget(StoreBudget):
-    """A fixed budget for one process: the same line and bucket as StoreBudget, in this process's memory."""
-
-    def __init__(
-        self,
-        *,
-        per_minute: float,
-        burst: int,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
-    ) -> None:
-        super().__init__(LocalBuckets(clock=clock), name="local", per_minute=per_minute, burst=burst, sleep=sleep)
-
-
-@dataclass(frozen=True)
-class StreamBudgets:
-    """One budget per streaming method: Slack's tiers are per method, so a start never waits behind appends."""
-
-    start: WorkspaceBudget
-    append: WorkspaceBudget
-    stop: WorkspaceBudget
-
-    @classmethod
-    def in_memory(
-        cls, *, per_minute: float = STREAM_CALLS_PER_MINUTE, clock: Callable[[], float] = time.monotonic
-    ) -> StreamBudgets:
-        start, append, stop = (InMemoryBudget(per_minute=per_minute, burst=STREAM_CALLS_BURST, clock=clock)
-                               for _ in range(3))  # fmt: skip
-        return cls(start, append, stop)
 
 
 class WorkspaceEditPacer:

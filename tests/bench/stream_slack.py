@@ -264,7 +264,7 @@ class _Baseline:
                 AsyncRateLimitErrorRetryHandler(max_retry_count=1),
             ],
         )
-        from adapters.slack.intake import BotIdentity
+        from adapters.slack.identity import BotIdentity
 
         # The same one-auth.test authorize as ours: the comparison is about streaming, not about Bolt's lazy
         # auth.test burst (which makes a default Bolt app lose events under a burst of first mentions).

@@ -61,6 +61,13 @@ MAX_STREAM_CHARS = 40000
 HISTORY_PAGE_MAX = 1000
 # How long a stream may stay idle before Slack stops it: undocumented (FACTS.md); tests set their own.
 STREAM_IDLE_TIMEOUT = 60.0
+# The bot scopes a fresh install grants: deploy/slack-manifest.yaml's. Slack names them in the x-oauth-scopes header
+# of every Web API response to a bot token (https://docs.slack.dev/authentication/tokens/).
+GRANTED_SCOPES = (
+    "app_mentions:read", "chat:write", "channels:history", "groups:history", "im:history", "mpim:history",
+    "users:read", "commands", "channels:read", "groups:read", "im:read", "mpim:read", "assistant:write",
+    "canvases:write",
+)  # fmt: skip
 
 RESPONSE_URL_PATH = "/response_url"
 
@@ -128,6 +135,7 @@ class FakeSlack:
         self._last_ts_us = 0
         self.socket = SocketModeHub(app_id=app_id)
         self.app_id = app_id
+        self.scopes: list[str] = list(GRANTED_SCOPES)  # what x-oauth-scopes says to the bot token
 
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -430,6 +438,7 @@ class FakeSlack:
         params = await self._read_params(request)
         recorded = {k: v for k, v in params.items() if k != "token"}
         team: str | None = None
+        granted: dict[str, str] = {}
 
         def answer(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> web.Response:
             self.calls.append(
@@ -445,13 +454,15 @@ class FakeSlack:
             )
             if status == 429:
                 self.rate_limited[method] += 1
-            return web.json_response(body, status=status, headers=headers)
+            return web.json_response(body, status=status, headers={**granted, **(headers or {})})
 
         try:
             ws = self._authenticate(request, params, method)
         except Refusal as refusal:
             return answer(200, {"ok": False, "error": refusal.error})
         team = ws.team_id
+        if method not in APP_TOKEN_METHODS:
+            granted["x-oauth-scopes"] = ",".join(self.scopes)
         if self.delays.get(method):
             await asyncio.sleep(self.delays[method])
 
