@@ -72,26 +72,26 @@ class FaqResult:
             return "No questions were collected in this channel for that period, so there is no FAQ to write yet."
         order = {"high": 0, "medium": 1, "low": 2}
         lines = [
-            f"*FAQ* — from {self.inquiries:,} questions ({self.unique:,} distinct); "
+            f"**FAQ** — from {self.inquiries:,} questions ({self.unique:,} distinct); "
             f"{len(self.faqs)} answered from the team's replies, {self.open_questions:,} not answered yet"
         ]
         category = None
         for f in sorted(self.faqs, key=lambda f: (f.category, order.get(f.priority, 3), -f.covers)):
             if f.category != category:
                 category = f.category
-                lines.append(f"\n*{category}*")
+                lines.append(f"\n**{category}**")
             lines.append(
-                f"• *{f.question}* ({f.covers} asked)\n  {f.answer}\n  Sources: {_sources(f.sources)}"
+                f"• **{f.question}** ({f.covers} asked)\n  {f.answer}\n  Sources: {_sources(f.sources)}"
             )
         if self.also_asked:
             lines.append(
                 "\nAlso answered in the channel: " + ", ".join(f"{n} ({k})" for n, k in self.also_asked)
             )
         if self.unanswered:
-            lines.append("\n*Asked but not answered yet*")
+            lines.append("\n**Asked but not answered yet**")
             for t in self.unanswered:
                 shown = "; ".join(f"“{_one_line(e)}”" for e in t.examples)
-                lines.append(f"• *{t.category}* — {t.count} asked, e.g. {shown}")
+                lines.append(f"• **{t.category}** — {t.count} asked, e.g. {shown}")
         return "\n".join(lines)
 
 

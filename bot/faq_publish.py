@@ -85,9 +85,9 @@ def reply_text(result: FaqResult) -> str:
         n, open_ = len(result.faqs), result.open_questions
         counts = f"{n} answered entr{'y' if n == 1 else 'ies'}, {open_:,} question{'' if open_ == 1 else 's'} not answered yet"
         if result.unchanged:
-            return f"*FAQ* — no new questions or answers since the last run ({counts}). It is in {place}."
+            return f"**FAQ** — no new questions or answers since the last run ({counts}). It is in {place}."
         changed = f"{result.rewritten} categories written, {result.kept} kept as they were"
-        return f"*FAQ* — updated in {place}. {counts[0].upper()}{counts[1:]}; {changed}."
+        return f"**FAQ** — updated in {place}. {counts[0].upper()}{counts[1:]}; {changed}."
     text = result.to_text()
     if result.unchanged:
         made = result.made_at[:16].replace("T", " ")

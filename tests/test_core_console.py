@@ -149,7 +149,7 @@ async def test_faq_sorts_in_batches_and_lists_questions_nobody_answered(tmp_path
     assert write == []
     assert "*Asked but not answered yet*" in out and "0 answered from the team's replies" in out
     counts = Counter(c.replace("_", " ").title() for _, c in rows)
-    assert all(f"*{c}* — " in out for c in counts)
+    assert all(f"**{c}** — " in out for c in counts)
     await app.close()
 
 

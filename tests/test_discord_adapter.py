@@ -263,7 +263,7 @@ async def test_slash_commands_are_registered_deferred_and_answered_by_follow_ups
         [post] = w.bot_creates(w.channel)  # the FAQ, written in the channel through the live reply
         versions = fake.versions(post.message_id)
         final = versions[-1] or ""
-        assert final.startswith("*FAQ*") and WRITING_MARKER not in final
+        assert final.startswith("**FAQ**") and WRITING_MARKER not in final
         # The first post races the grace (FIRST_POST_GRACE_S) and finish(): the placeholder if the run outlasted
         # the grace, else the FAQ text — either in progress (the pump posted it before finish() took over) or final.
         first = versions[0] or ""

@@ -93,7 +93,7 @@ async def test_the_faq_is_published_to_a_canvas_and_updated_in_place(world: Worl
     assert f"[1]({link})" in canvas.markdown  # the source, in Slack's permalink shape
     assert "**Asked but not answered yet**" in canvas.markdown and "- **Printers**" in canvas.markdown
     assert (
-        reply.startswith("*FAQ* — updated in this channel's canvas")
+        reply.startswith("**FAQ** — updated in this channel's canvas")
         and "1 answered entry, 1 question not answered yet" in reply
     )
     # Nothing new: nothing rewritten, the reply points at the canvas.
@@ -113,7 +113,7 @@ async def test_without_the_canvas_scope_the_faq_is_a_message_that_says_why(world
     canvases(world.slack).granted = False
     await seed(world)
     reply = await world.faq()
-    assert reply.startswith("*FAQ*") and "Install the client from the portal" in reply
+    assert reply.startswith("**FAQ**") and "Install the client from the portal" in reply
     assert "canvases:write" in reply and "Posted here as a message" in reply
     assert canvases(world.slack).canvases == {}
     # Granted later: the next run (even with nothing new) creates the canvas.
@@ -133,9 +133,9 @@ async def test_a_canvas_deleted_by_someone_is_created_again(world: World) -> Non
 
 
 def test_canvas_markdown_and_permalinks() -> None:
-    md = canvas_markdown("*FAQ* — _new_\n• *Vpn* — 2 asked\nping <!channel> and @here")
+    md = canvas_markdown("**FAQ** — _new_\n• **Vpn** — 2 asked\nping <!channel> and @here")
     assert (
-        md.startswith("**FAQ** — *new*\n- **Vpn** — 2 asked") and "<!channel>" not in md and "@here" not in md
+        md.startswith("**FAQ** — _new_\n- **Vpn** — 2 asked") and "<!channel>" not in md and "@here" not in md
     )
     ref = MessageRef(CHANNEL, "1700000000.000200", "1700000000.000100")
     assert permalink("https://acme.slack.com/", ref) == (
@@ -189,7 +189,7 @@ async def test_discord_pins_the_first_faq_and_edits_it_in_place_on_refresh(tmp_p
         assert "web VPN" in (w.final(faq_message.message_id) or "")
         pointer = w.final(creates[1].message_id) or ""
         assert (
-            pointer.startswith("*FAQ* — updated in the pinned messages")
+            pointer.startswith("**FAQ** — updated in the pinned messages")
             and str(faq_message.message_id) in pointer
         )
 
@@ -202,7 +202,7 @@ async def test_discord_without_the_pin_permission_keeps_the_faq_as_a_message(tmp
         await w.wait(lambda: len(w.fake.messages) >= 1)
         await discord_faq(w)
         (reply,) = w.bot_creates(w.channel)
-        assert (w.final(reply.message_id) or "").startswith("*FAQ*") and not discord_pins(w.fake).pinned
+        assert (w.final(reply.message_id) or "").startswith("**FAQ**") and not discord_pins(w.fake).pinned
         state = await w.app.assistant.faq_writer.state(w.ref(w.channel))
         assert "messages" not in state.document  # nothing kept: the next run tries again
 

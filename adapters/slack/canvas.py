@@ -9,7 +9,6 @@ refuses canvases, the FAQ falls back to a message and the reply says why.
 from __future__ import annotations
 
 import logging
-import re
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -25,15 +24,12 @@ CANVAS_SCOPE = "canvases:write"
 CANVAS_PLACE = "this channel's canvas (the FAQ tab at the top of the channel)"
 # "The markdown content is limited to 1 MiB (1,048,576 characters)" (conversations.canvases.create reference).
 CANVAS_MARKDOWN_MAX = 1_048_576
-_BOLD = re.compile(r"(?<![*\w])\*([^*\n]+)\*(?![*\w])")
-_ITALIC = re.compile(r"(?<![_\w])_([^_\n]+)_(?![_\w])")
 
 
 def canvas_markdown(text: str) -> str:
-    """The core's text (``*bold*``, ``_italic_``, "• " bullets, markdown links) → canvas markdown."""
+    """The core's text (Markdown: ``**bold**``, ``_italic_``, "• " bullets, links) → canvas markdown, which needs
+    only its bullets as "- " and no crowd pings."""
     text = defang_mass_mentions(text)
-    text = _BOLD.sub(r"**\1**", text)
-    text = _ITALIC.sub(r"*\1*", text)
     lines = [("- " + line[2:]) if line.startswith("• ") else line for line in text.split("\n")]
     return "\n".join(lines)[:CANVAS_MARKDOWN_MAX]
 
