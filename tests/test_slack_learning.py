@@ -16,7 +16,7 @@ from adapters.slack.learned import (
     PROBE_RAISE,
     PROBE_SHARE,
     LearnedBudget,
-    LocalBuckets,
+    MemoryBudgets,
     WorkspaceFacts,
 )
 from adapters.slack.pacing import WorkspaceEditPacer
@@ -72,7 +72,7 @@ async def test_a_pinned_rate_is_not_probed_and_paces_the_next_call() -> None:
         slept.append(seconds)
         now[0] += seconds
 
-    pinned = LearnedBudget(LocalBuckets(clock=lambda: now[0]), name="conversations.replies", start_per_minute=50,
+    pinned = LearnedBudget(MemoryBudgets(clock=lambda: now[0]), name="conversations.replies", start_per_minute=50,
                            burst=50, clock=lambda: now[0], sleep=sleep)  # fmt: skip
     await pinned.take(SCOPE)
     await pinned.pin(SCOPE, per_minute=1.0, for_s=3600)
@@ -137,7 +137,7 @@ async def test_a_workspace_that_refuses_streams_gets_chat_update_and_is_remember
 
 async def test_probes_past_an_empty_bucket_find_more_room_and_one_refusal_settles_it() -> None:
     now = [0.0]
-    buckets = LocalBuckets(clock=lambda: now[0])
+    buckets = MemoryBudgets(clock=lambda: now[0])
     wide = LearnedBudget(buckets, name="chat.update", start_per_minute=60, burst=2, clock=lambda: now[0])
     assert [await wide.take(SCOPE, probe=True) for _ in range(3)] == [False, False, True]  # the burst, then a probe
     assert not wide.may_probe(SCOPE)  # one probe at a time
@@ -164,7 +164,7 @@ async def test_a_progress_edit_probes_past_the_workspace_budget_within_its_chann
     async def sleep(seconds: float) -> None:
         now[0] += seconds
 
-    buckets = LocalBuckets(clock=lambda: now[0])
+    buckets = MemoryBudgets(clock=lambda: now[0])
 
     def learned(burst: int) -> LearnedBudget:
         return LearnedBudget(buckets, name="chat.update", start_per_minute=60, burst=burst, clock=lambda: now[0],

@@ -4,8 +4,8 @@ Slack limits are per method and per workspace (https://docs.slack.dev/apis/web-a
 every live reply in a workspace draws ``chat.update`` from one Tier 3 budget, so the budget must be shared by all
 of them — and, once the bot runs as several replicas, by all replicas. ``WorkspaceBudget`` is the seam for that:
 ``StoreBudget`` puts the bucket in the store (``Store.budgets``: a Lua token bucket on Redis, a row on SQLite), so N
-replicas together spend one workspace's budget; ``InMemoryBudget`` is the same over ``LocalBuckets``, the one token
-bucket kept in this process's memory (adapters/slack/learned.py's budgets use it too when no store is given). The
+replicas together spend one workspace's budget; ``InMemoryBudget`` is the same over ``MemoryBudgets`` (bot/stores/memory.py), the one
+token bucket kept in this process's memory (adapters/slack/learned.py's budgets use it too when no store is given). The
 documented tiers each budget starts from are named here; how live replies share them is adapters/slack/pacing.py.
 """
 
@@ -18,9 +18,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-import cachetools
-
 from bot.stores.base import RateBudgets
+from bot.stores.memory import MemoryBudgets
 from bot.types import ChannelRef
 
 # chat.update is Tier 3: "50+ per minute" per workspace (https://docs.slack.dev/reference/methods/chat.update).
@@ -44,11 +43,6 @@ POST_PER_CHANNEL_BURST = 3
 # starting together from queueing their first appends.
 STREAM_CALLS_PER_MINUTE = 100.0
 STREAM_CALLS_BURST = 20
-# Per-scope state in memory (buckets, learned rates, replies' last turns): at most this many scopes or keys, the
-# least recently used forgotten first; a bucket idle this long is full again, so forgetting it changes nothing
-# (Slack's Retry-After is seconds, the restricted tier's a minute).
-SCOPES_REMEMBERED = 10_000
-SCOPE_IDLE_S = 600.0
 
 
 def workspace_of(channel: ChannelRef) -> str:
@@ -136,46 +130,6 @@ class WaitingLine:
             head.set()
 
 
-@dataclass
-class _Tokens:
-    tokens: float
-    updated: float  # after a pause this lies in the future: nothing refills until then
-    paused_until: float = float("-inf")
-
-
-class LocalBuckets:
-    """RateBudgets for one process: the Slack adapter's one token bucket (the store's buckets, for replicas, do the
-    same sums in Redis or SQLite). Per scope, bounded by SCOPES_REMEMBERED and SCOPE_IDLE_S."""
-
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
-        self._buckets: cachetools.TTLCache[str, _Tokens] = cachetools.TTLCache(
-            SCOPES_REMEMBERED, SCOPE_IDLE_S, timer=clock
-        )
-
-    async def try_take(self, scope: str, *, per_minute: float, burst: int) -> float:
-        now, rate = self._clock(), per_minute / 60.0
-        bucket = self._buckets.get(scope) or _Tokens(float(burst), now)
-        self._buckets[scope] = bucket  # set on every use: the idle time counts from the last one
-        if now < bucket.paused_until:
-            return bucket.paused_until - now
-        if now > bucket.updated:
-            bucket.tokens, bucket.updated = min(float(burst), bucket.tokens + (now - bucket.updated) * rate), now
-        if bucket.tokens >= 1.0:
-            bucket.tokens -= 1.0
-            return 0.0
-        return (1.0 - bucket.tokens) / rate
-
-    async def pause(self, scope: str, seconds: float) -> None:
-        now = self._clock()
-        bucket = self._buckets.get(scope) or _Tokens(0.0, now)
-        bucket.paused_until = max(bucket.paused_until, now + seconds)
-        # Whatever Slack counted that we did not: start from empty after the pause, not from a burst.
-        bucket.tokens = min(bucket.tokens, 0.0)
-        bucket.updated = max(bucket.updated, bucket.paused_until)
-        self._buckets[scope] = bucket
-
-
 class StoreBudget:
     """A WorkspaceBudget whose bucket lives in the store, shared by every replica (``RateBudgets``).
 
@@ -247,7 +201,7 @@ class InMemoryBudget(StoreBudget):
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
-        super().__init__(LocalBuckets(clock=clock), name="local", per_minute=per_minute, burst=burst, sleep=sleep)
+        super().__init__(MemoryBudgets(clock=clock), name="local", per_minute=per_minute, burst=burst, sleep=sleep)
 
 
 @dataclass(frozen=True)

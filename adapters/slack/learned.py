@@ -27,8 +27,9 @@ from dataclasses import asdict, dataclass, field
 
 import cachetools
 
-from adapters.slack.buckets import SCOPES_REMEMBERED, LocalBuckets, WaitingLine
+from adapters.slack.buckets import WaitingLine
 from bot.stores.base import KeyValue, RateBudgets, StoreUnavailable
+from bot.stores.memory import SCOPES_REMEMBERED, MemoryBudgets
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class _Scope:
     window_calls: int = 0  # calls accepted since the rate last rose
 
 
-__all__ = ["LearnedBudget", "LocalBuckets", "WorkspaceFacts"]
+__all__ = ["LearnedBudget", "MemoryBudgets", "WorkspaceFacts"]
 
 
 class LearnedBudget:

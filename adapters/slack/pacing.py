@@ -14,7 +14,8 @@ from collections.abc import Awaitable, Callable
 
 import cachetools
 
-from adapters.slack.buckets import SCOPES_REMEMBERED, StreamBudgets, WorkspaceBudget, scopes_of
+from adapters.slack.buckets import StreamBudgets, WorkspaceBudget, scopes_of
+from bot.stores.memory import SCOPES_REMEMBERED
 from bot.types import MessageRef
 
 # Progress edits of the replies sharing a budget are spaced by each one's share of what the budget allows over this

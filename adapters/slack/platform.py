@@ -28,7 +28,7 @@ from adapters.slack.buckets import (
     STREAM_CALLS_BURST,
     STREAM_CALLS_PER_MINUTE,
     InMemoryBudget,
-    LocalBuckets,
+    MemoryBudgets,
     StreamBudgets,
     WorkspaceBudget,
     workspace_of,
@@ -110,7 +110,7 @@ class SlackPlatform:
         )
         self._call = SlackCalls()
         # This process's own buckets unless the adapter passes shared ones (the store's, for every replica).
-        local = LocalBuckets(clock=clock)
+        local = MemoryBudgets(clock=clock)
         stream_budgets = stream_budgets or StreamBudgets(
             *(LearnedBudget(local, name=method, start_per_minute=stream_calls_per_minute,
                             burst=STREAM_CALLS_BURST, clock=clock)

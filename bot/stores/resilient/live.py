@@ -6,52 +6,32 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 
-from cachetools import LRUCache
-
 from bot.stores.base import LiveReplies, RateBudgets
+from bot.stores.memory import MemoryBudgets
 from bot.stores.resilient.outage import LOCAL_ENTRIES_MAX, RedisOutage
 
 
 class ResilientBudgets:
-    """Falls back to a token bucket per scope in this process, with bot/stores/redis/live.py's TAKE arithmetic."""
+    """Falls back to a token bucket per scope in this process (bot/stores/memory.py, the same arithmetic as
+    bot/stores/redis/live.py's TAKE)."""
 
     def __init__(
         self, inner: RateBudgets, outage: RedisOutage, *, clock: Callable[[], float] = time.monotonic
     ) -> None:
-        self._inner, self._outage, self._clock = inner, outage, clock
-        self._buckets: LRUCache[str, tuple[float, float, float]] = LRUCache(
-            LOCAL_ENTRIES_MAX
-        )  # scope → (tokens, updated, paused until)
+        self._inner, self._outage = inner, outage
+        self._local = MemoryBudgets(clock=clock, remembered=LOCAL_ENTRIES_MAX)
 
     async def try_take(self, scope: str, *, per_minute: float, burst: int) -> float:
         return await self._outage.run(
             "budgets",
             lambda: self._inner.try_take(scope, per_minute=per_minute, burst=burst),
-            lambda: self._local_take(scope, per_minute / 60.0, burst),
+            lambda: self._local.take_now(scope, per_minute=per_minute, burst=burst),
         )
 
     async def pause(self, scope: str, seconds: float) -> None:
         # Pause the local bucket in any case: if Redis dies right after, this replica still honours the 429.
-        now = self._clock()
-        _, updated, paused = self._buckets.get(scope, (0.0, now, 0.0))
-        until = max(paused, now + seconds)
-        self._buckets[scope] = (0.0, max(updated, until), until)
+        self._local.pause_now(scope, seconds)
         await self._outage.run("budgets", lambda: self._inner.pause(scope, seconds), lambda: None)
-
-    def _local_take(self, scope: str, rate: float, burst: int) -> float:
-        now = self._clock()
-        tokens, updated, paused = self._buckets.get(scope, (float(burst), now, 0.0))
-        if now < paused:
-            return paused - now
-        if now > updated:
-            tokens, updated = min(float(burst), tokens + (now - updated) * rate), now
-        wait = 0.0
-        if tokens >= 1:
-            tokens -= 1
-        else:
-            wait = (1 - tokens) / rate
-        self._buckets[scope] = (tokens, updated, paused)
-        return wait
 
 
 class ResilientLiveReplies:
