@@ -11,7 +11,7 @@ from dataclasses import replace
 
 from bot.faq import FaqWriter
 from bot.faq_doc import FaqResult
-from bot.ports import MESSAGE, REPLY, ChatPlatform
+from bot.ports import MESSAGE, REPLY, ChatPlatform, DocumentKeeper, DocumentPublisher, MessageLinks
 from bot.types import ChannelRef, MessageRef
 
 log = logging.getLogger(__name__)
@@ -21,27 +21,27 @@ TITLE = "FAQ"
 
 def link_for(platform: ChatPlatform) -> Callable[[MessageRef], Awaitable[str]]:
     """The platform's link to a message, for FAQ sources; "" where it has none (the console)."""
-    link = getattr(platform, "message_link", None)
+    if isinstance(platform, MessageLinks):
+        return platform.message_link
 
     async def none(ref: MessageRef) -> str:
         return ""
 
-    return link if callable(link) else none
+    return none
 
 
 def publisher(
     platform: ChatPlatform, channel: ChannelRef
 ) -> Callable[[FaqResult, dict[str, str]], Awaitable[tuple[FaqResult, dict[str, str]]]]:
     async def publish(result: FaqResult, previous: dict[str, str]) -> tuple[FaqResult, dict[str, str]]:
-        publish_document = getattr(platform, "publish_document", None)
-        if publish_document is None:
+        if not isinstance(platform, DocumentPublisher):
             return result, previous
         if result.unchanged and previous.get("place"):  # a document exists and nothing changed: point at it
             return replace(
                 result, where=previous["where"], link=previous.get("link", ""), place=previous["place"]
             ), previous
         try:
-            doc = await publish_document(channel, title=TITLE, text=result.to_text(), previous=previous)
+            doc = await platform.publish_document(channel, title=TITLE, text=result.to_text(), previous=previous)
         except Exception as exc:
             # The FAQ is still answered in the reply; the document waits for the next run.
             log.exception("could not publish the FAQ in %s", channel.key)
@@ -62,11 +62,10 @@ async def keep_reply(
 ) -> None:
     """After a reply that carried the FAQ (where="reply"): the platform keeps those messages as the FAQ document
     (Discord pins them), and the next run updates them in place. Failing that, the FAQ stays a message."""
-    keep = getattr(platform, "keep_as_document", None)
-    if keep is None or not refs:
+    if not isinstance(platform, DocumentKeeper) or not refs:
         return
     try:
-        doc = await keep(channel, refs, title=TITLE)
+        doc = await platform.keep_as_document(channel, refs, title=TITLE)
     except Exception:
         log.exception("could not keep the FAQ reply as the document in %s", channel.key)
         return

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from bot import faq_publish
 from bot.faq import FaqBusy, FaqWriter
 from bot.faq_doc import FaqState, faq_channels
-from bot.ports import ChatPlatform
+from bot.ports import ChatPlatform, DocumentPublisher
 from bot.safety import defang_mass_mentions
 from bot.stores.base import Store
 from bot.types import ChannelRef
@@ -76,7 +76,7 @@ class FaqSchedule:
             if not state.document.get("place") or not self.due(state, now):
                 continue  # only a kept document is refreshed: a FAQ posted as a message is not re-posted weekly
             platform = self._platform_for(channel)
-            if platform is None or getattr(platform, "publish_document", None) is None:
+            if not isinstance(platform, DocumentPublisher):
                 continue  # served by another kind of process (its scheduler does it), or one that cannot publish
             # A refresh whose replica died waiting for its batches (a crash, a restart) is taken over at once, by
             # one replica: it frees the dead run's lock and polls the batches that run left in flight.

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from bot.types import ChannelRef, ChatMessage, MessageRef, PlatformLimits
 
@@ -87,6 +87,7 @@ REPLY = "reply"
 MESSAGE = "message"
 
 
+@runtime_checkable
 class DocumentPublisher(Protocol):
     """A platform that can keep a document in a channel (Slack canvases, Discord pinned messages)."""
 
@@ -97,6 +98,18 @@ class DocumentPublisher(Protocol):
         permission or feature: falls back to where="message" (posting nothing) with a ``note`` saying why."""
         ...
 
+
+@runtime_checkable
+class DocumentKeeper(Protocol):
+    """A platform that can make messages already posted into the channel's document (Discord pins them)."""
+
     async def keep_as_document(self, channel: ChannelRef, refs: list[MessageRef], *, title: str) -> PublishedDocument:
         """Keep messages already posted (the reply that carried the document) as the document, e.g. pin them."""
         ...
+
+
+@runtime_checkable
+class MessageLinks(Protocol):
+    """A platform whose messages have links people can open (FAQ sources); the console has none."""
+
+    async def message_link(self, ref: MessageRef) -> str: ...
