@@ -24,11 +24,12 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
-from bot.app import App
+from bot.assistant import Assistant
 from bot.background import BackgroundWork
 from bot.requestids import current_request, request_context
+from bot.stores.base import Store
 from bot.summarize import wants_fresh
 from bot.types import ChannelRef, ChatMessage, Command, Mention
 
@@ -43,6 +44,16 @@ Work = Coroutine[Any, Any, None]
 ErrorReply = Callable[[str], Awaitable[object]]
 
 
+class Wiring(Protocol):
+    """What the intake needs of the assembled app (bot/app.py's App): the core does not import the composition root."""
+
+    @property
+    def assistant(self) -> Assistant: ...
+
+    @property
+    def store(self) -> Store: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Claim:
     """A key claimed in the shared store before a request's work: the first process to claim it answers."""
@@ -54,7 +65,7 @@ class Claim:
 class Intake:
     """Claims, request ids, tracked work, shutdown and the catch-all reply for one platform's adapter."""
 
-    def __init__(self, app: App, *, platform: str, sorry: str = SORRY) -> None:
+    def __init__(self, app: Wiring, *, platform: str, sorry: str = SORRY) -> None:
         self.platform = platform
         self.sorry = sorry
         self._assistant = app.assistant
