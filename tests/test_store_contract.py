@@ -564,3 +564,14 @@ async def test_live_replies_go_stale_when_their_heartbeat_stops(store: Store, ot
     assert await store.live.stale(older_than_s=0.0) in ([], [("r2", '{"shown": "other, longer"}')])
     await store.live.done("r2")
     assert await store.live.stale(older_than_s=0.0) == []
+
+
+async def test_a_heartbeat_arriving_after_done_does_not_bring_the_reply_back(store: Store, other: Store) -> None:
+    # A late write (a heartbeat cancelled on the wire, one replayed after a Redis outage) must not leave a finished
+    # reply in the registry, where a janitor would add "interrupted" to its final text.
+    await store.live.heartbeat("r1", '{"shown": "the whole summary"}')
+    await store.live.done("r1")
+    await other.live.heartbeat("r1", '{"shown": "the whole summary"}')
+    assert await store.live.stale(older_than_s=0.0) == []
+    await store.live.heartbeat("r2", '{"shown": "another reply"}')  # other replies are recorded as before
+    assert await other.live.stale(older_than_s=0.0) == [("r2", '{"shown": "another reply"}')]

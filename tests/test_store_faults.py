@@ -24,6 +24,7 @@ from bot.live_reply import FAILURE_PREFIX, WRITING_MARKER
 from bot.settings import load_settings
 from bot.stores import ResilientStore, StoreUnavailable, open_store
 from bot.stores.redis import UNREACHABLE, RedisStore
+from bot.stores.resilient.outage import PROBE_AFTER_S, RedisOutage
 from bot.types import ChannelRef, ChatMessage, MessageRef
 from tests.fakes.llm_server import FakeLLMServer, FakeReply, ReceivedRequest, default_responder
 from tests.redis_server import RedisServer, free_port
@@ -352,3 +353,36 @@ async def test_open_store_wraps_redis_only(tmp_path: Path, redis: RedisServer) -
     finally:
         await shared.close()
         await local.close()
+
+
+async def test_a_done_buffered_while_its_heartbeat_is_being_replayed_is_not_lost() -> None:
+    # The backlog keeps the latest write per reply. While a replay runs the reply's heartbeat, a done() that has to
+    # wait (Redis slow again) must queue behind it, not replace it: replacing would pop the done() when the running
+    # heartbeat ends, and the finished reply would stay in the registry for a janitor to mark "interrupted".
+    clock = Clock()
+    outage = RedisOutage(unreachable=(ConnectionError,), clock=clock)
+    written: list[str] = []
+    heartbeat_running, release_heartbeat = asyncio.Event(), asyncio.Event()
+    redis_answers = False
+
+    async def heartbeat() -> None:
+        if not redis_answers:
+            raise ConnectionError("down")
+        heartbeat_running.set()
+        await release_heartbeat.wait()
+        written.append("heartbeat")
+
+    async def done() -> None:
+        written.append("done")
+
+    await outage.write("live.heartbeat", heartbeat, key="r1")  # Redis is down: buffered
+    assert outage.down and outage.buffered_writes == 1
+    redis_answers = True
+    clock.advance(PROBE_AFTER_S)
+    replaying = asyncio.create_task(outage.replay())
+    await heartbeat_running.wait()
+    await outage.write("live.done", done, key="r1")  # the replay holds the backlog: done() waits in it
+    release_heartbeat.set()
+    assert await replaying is True
+    await outage.replay()
+    assert written == ["heartbeat", "done"] and outage.buffered_writes == 0

@@ -16,6 +16,7 @@ Key layout, all under a configurable prefix (default ``sb:``); ``ck`` is codec.c
     {ledger}:days               sorted set  day by ordinal
     budget:<scope>              hash tokens/updated/paused      rate budgets shared by replicas
     live:state · live:beat      hash id -> JSON · zset by time  replies in progress, for finalising orphans
+    live:done:<id>              string, a day                   finished: a late heartbeat is dropped
 
 Each part of the Store is one module: keys.py (claims, kv, locks), logs.py (messages, inquiries), ledger.py and
 live.py (budgets, replies in progress); client.py holds the connection settings they share. This module only

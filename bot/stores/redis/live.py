@@ -36,6 +36,17 @@ redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
 return 1
 """
 
+# A heartbeat for a reply already marked done is dropped: a late write (a command cancelled on the wire, a write
+# replayed after an outage) must not bring a finished reply back for a janitor to mark "interrupted".
+HEARTBEAT = """
+if redis.call('EXISTS', KEYS[3]) == 1 then return 0 end
+local t = redis.call('TIME')
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[2], tonumber(t[1]) + tonumber(t[2]) / 1e6, ARGV[1])
+return 1
+"""
+DONE_REMEMBERED_S = 86_400  # far longer than any write can arrive late
+
 BUCKET_TTL_MS = 3_600_000  # an idle bucket is full again long before this; letting it expire frees the key
 
 
@@ -56,19 +67,17 @@ class RedisBudgets:
 class RedisLiveReplies:
     def __init__(self, r: Redis, prefix: str) -> None:
         self._r = r
-        self._states, self._beats = f"{prefix}live:state", f"{prefix}live:beat"
+        self._states, self._beats, self._done = f"{prefix}live:state", f"{prefix}live:beat", f"{prefix}live:done:"
+        self._heartbeat = r.register_script(HEARTBEAT)
 
     async def heartbeat(self, reply_id: str, state: str) -> None:
-        seconds, micros = await self._r.time()
-        async with self._r.pipeline(transaction=True) as pipe:
-            pipe.hset(self._states, reply_id, state)
-            pipe.zadd(self._beats, {reply_id: seconds + micros / 1e6})
-            await pipe.execute()
+        await self._heartbeat(keys=[self._states, self._beats, self._done + reply_id], args=[reply_id, state])
 
     async def done(self, reply_id: str) -> None:
         async with self._r.pipeline(transaction=True) as pipe:
             pipe.hdel(self._states, reply_id)
             pipe.zrem(self._beats, reply_id)
+            pipe.set(self._done + reply_id, 1, ex=DONE_REMEMBERED_S)
             await pipe.execute()
 
     async def stale(self, *, older_than_s: float, limit: int = 100) -> list[tuple[str, str]]:

@@ -12,7 +12,12 @@ CREATE TABLE IF NOT EXISTS budgets (scope TEXT PRIMARY KEY, tokens REAL NOT NULL
                                     paused REAL NOT NULL);
 CREATE TABLE IF NOT EXISTS live_replies (id TEXT PRIMARY KEY, state TEXT NOT NULL, beat REAL NOT NULL);
 CREATE INDEX IF NOT EXISTS live_replies_beat ON live_replies (beat);
+CREATE TABLE IF NOT EXISTS live_done (id TEXT PRIMARY KEY, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS live_done_at ON live_done (at);
 """
+# A heartbeat for a reply already marked done is dropped (a late write must not bring a finished reply back for a
+# janitor to mark "interrupted"); the marks are kept this long, far longer than any write can arrive late.
+DONE_REMEMBERED_S = 86_400.0
 
 
 class SqliteBudgets:
@@ -60,14 +65,20 @@ class SqliteLiveReplies:
         self._db = db
 
     async def heartbeat(self, reply_id: str, state: str) -> None:
-        await self._db.write(
-            lambda c: c.execute(
-                "INSERT OR REPLACE INTO live_replies VALUES (?, ?, ?)", (reply_id, state, time.time())
-            )
+        query = (
+            "INSERT OR REPLACE INTO live_replies SELECT ?, ?, ? "
+            "WHERE NOT EXISTS (SELECT 1 FROM live_done WHERE id = ?)"
         )
+        await self._db.write(lambda c: c.execute(query, (reply_id, state, time.time(), reply_id)))
 
     async def done(self, reply_id: str) -> None:
-        await self._db.write(lambda c: c.execute("DELETE FROM live_replies WHERE id = ?", (reply_id,)))
+        def done(conn: sqlite3.Connection) -> None:
+            now = time.time()
+            conn.execute("DELETE FROM live_replies WHERE id = ?", (reply_id,))
+            conn.execute("DELETE FROM live_done WHERE at < ?", (now - DONE_REMEMBERED_S,))
+            conn.execute("INSERT OR REPLACE INTO live_done VALUES (?, ?)", (reply_id, now))
+
+        await self._db.write(done)
 
     async def stale(self, *, older_than_s: float, limit: int = 100) -> list[tuple[str, str]]:
         query = "SELECT id, state FROM live_replies WHERE beat < ? ORDER BY beat LIMIT ?"
