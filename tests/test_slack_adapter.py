@@ -20,7 +20,13 @@ from slack_sdk.web.async_client import AsyncWebClient
 from adapters.slack.buckets import InMemoryBudget, StoreBudget, StreamBudgets, workspace_of
 from adapters.slack.events import read_message
 from adapters.slack.intake import SlackAdapter
-from adapters.slack.pacing import FIRST_SHARE, SHARE_HORIZON_S, SHARE_USE, WorkspaceEditPacer
+from adapters.slack.pacing import (
+    FIRST_SHARE_MAX,
+    FIRST_SHARE_MIN,
+    SHARE_HORIZON_S,
+    SHARE_USE,
+    WorkspaceEditPacer,
+)
 from adapters.slack.people import readable
 from adapters.slack.platform import SlackPlatform
 from adapters.slack.render import spend_blocks, text_blocks, to_mrkdwn
@@ -635,12 +641,18 @@ async def test_progress_edits_of_replies_sharing_a_budget_are_spaced_by_their_sh
     await pacer.wait_turn(at("T1", "C1", "1.1"), final=True)  # a final is never spaced
     assert slept == []
     await pacer.wait_turn(at("T1", "C1", "1.2"), final=False)  # a first progress edit: part of its share
-    assert sum(slept) == pytest.approx(FIRST_SHARE * share)
+    assert sum(slept) == pytest.approx(FIRST_SHARE_MIN * share)
     await pacer.wait_turn(at("T1", "C1", "1.2"), final=False)  # tokens are left, yet the reply waits for its share
-    assert sum(slept) == pytest.approx((1 + FIRST_SHARE) * share)
+    assert sum(slept) == pytest.approx((1 + FIRST_SHARE_MIN) * share)
+    # Replies starting together do not all spend the burst at one moment: the next one's first edit comes later.
+    slept.clear()
+    await pacer.wait_turn(at("T1", "C1", "1.3"), final=False)
+    step = (FIRST_SHARE_MAX - FIRST_SHARE_MIN) / 3  # its place among 4 sharing replies: the second
+    assert sum(slept) == pytest.approx((FIRST_SHARE_MIN + step) * share)
+    slept.clear()
     replies[0] = 1  # a lone reply is paced by the budget alone
     await pacer.wait_turn(at("T1", "C1", "1.2"), final=False)
-    assert sum(slept) == pytest.approx((1 + FIRST_SHARE) * share)
+    assert slept == []
 
 
 # ---- Socket Mode -----------------------------------------------------------------------------------------------

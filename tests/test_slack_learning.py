@@ -4,6 +4,7 @@ real sockets with the real slack_sdk client, and the real SQLite store."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.learned import (
     DECREASE,
+    PROBE_EVIDENCE,
     PROBE_RAISE,
     PROBE_SHARE,
     LearnedBudget,
@@ -141,11 +143,11 @@ async def test_probes_past_an_empty_bucket_find_more_room_and_one_refusal_settle
     wide = LearnedBudget(buckets, name="chat.update", start_per_minute=60, burst=2, clock=lambda: now[0])
     assert [await wide.take(SCOPE, probe=True) for _ in range(3)] == [False, False, True]  # the burst, then a probe
     assert not wide.may_probe(SCOPE)  # one probe at a time
-    for _ in range(2):  # accepted probes up to the burst: Slack's own burst may explain them, the rate stands
+    for _ in range(PROBE_EVIDENCE - 1):  # a few accepted probes: a burst larger than ours may explain them
         await wide.accepted(SCOPE, probe=True)
         assert wide.per_minute(SCOPE) == 60 and wide.may_probe(SCOPE)
         assert await wide.take(SCOPE, probe=True)  # the bucket owes the accepted probe: still empty, probe again
-    await wide.accepted(SCOPE, probe=True)  # a third: more than a burst of 2 explains
+    await wide.accepted(SCOPE, probe=True)  # one more: more than a larger burst explains
     assert wide.per_minute(SCOPE) == pytest.approx(60 * PROBE_RAISE)  # more than any burst: slow start
     assert await wide.take(SCOPE, probe=True)
     await wide.pause(SCOPE, 1.0, probe=True)  # refused: the room ends here
@@ -182,3 +184,40 @@ async def test_a_progress_edit_probes_past_the_workspace_budget_within_its_chann
     await pacer.wait_turn(at("C1", "1.3"), final=True)
     await pacer.penalize(at("C1", "1.3"), 1.0)  # a 429 within the budget: both scopes learn it
     assert wide.per_minute("slack:T1") < 60 and narrow.per_minute("slack:T1:C1") < 60
+
+
+async def test_a_caller_waiting_to_probe_goes_when_the_probe_out_is_answered_not_a_token_later() -> None:
+    # Under load the room must be found in the first seconds of the replies: a caller that may probe does not
+    # sleep until the empty bucket refills (10 s here) while another probe is out and about to be answered.
+    wide = LearnedBudget(MemoryBudgets(), name="chat.update", start_per_minute=6, burst=1)
+    assert await wide.take(SCOPE, probe=True) is False  # the burst
+    assert await wide.take(SCOPE, probe=True) is True  # a probe is out
+    waiting = asyncio.ensure_future(wide.take(SCOPE, probe=True))
+    await asyncio.sleep(0.1)
+    assert not waiting.done()  # one probe at a time
+    await wide.accepted(SCOPE, probe=True)
+    assert await asyncio.wait_for(waiting, timeout=5.0) is True  # the next probe, not a token 10 s later
+
+
+async def test_replies_starting_together_send_some_to_chat_update_to_find_its_room() -> None:
+    """Native streaming on: a lone reply streams; when replies start together, the first in each channel takes
+    chat.update (as many as a workspace-wide budget would still serve) so its progress edits probe whether the
+    limit is per channel while the streams can still move there; once a probe was refused, the budgets choose."""
+    async with FakeSlack(fractional_retry_after=True) as slack:
+        channels = ("C1", "C2", "C3", "C4", "C5")
+        for c in channels:
+            slack.add_channel(c)
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        platform = SlackPlatform(client, team_id=TEAM, native_streaming=True)
+
+        async def path(channel: str) -> str:
+            root = slack.seed_message(channel, "help?").ts
+            ref = await platform.post(ChannelRef("slack", TEAM, channel), "first words", thread_id=root)
+            return "stream" if slack.versions(channel, ref.message_id)[0].kind == "stream_start" else "chat.update"
+
+        assert await path("C1") == "stream"  # alone: the stream's own budget is all its
+        assert await path("C1") == "chat.update"  # another reply runs: C1's first on chat.update probes
+        assert await path("C1") == "stream"  # C1 has its prober
+        assert [await path(c) for c in ("C2", "C3", "C4")] == ["chat.update", "chat.update", "stream"]
+        await platform.pacer.budget.pause(SCOPE, 0.01, probe=True)  # a probe refused: the limit is the workspace's
+        assert await path("C5") == "stream"

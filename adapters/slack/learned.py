@@ -53,12 +53,20 @@ LEARNED_TTL_S = 24 * 3600.0
 # Replicas re-read the shared rate this often, and write theirs at most this often (a 429 is written at once).
 REFRESH_S = 5.0
 WRITE_EVERY_S = 2.0
-# Probing past the bucket (where a narrower budget holds each call): once more probes were accepted than the
-# documented burst (Slack's own burst might explain that many), each further accepted probe multiplies the rate by
-# this — TCP's slow start, as the room is unknown by a factor of the channels in use (5 channels: 4 probes).
-PROBE_RAISE = 1.5
-# A probe whose answer never came (the call failed otherwise) stops blocking the next one after this long.
-PROBE_TIMEOUT_S = 5.0
+# Probing past the bucket (where a narrower budget holds each call): each accepted probe is a call Slack took beyond
+# our bucket's burst, and is owed back (the bucket restarts empty after it). From this many accepted probes on — more
+# than a burst larger than ours could explain — each further one multiplies the rate by PROBE_RAISE: TCP's slow
+# start, as the room is unknown by a factor of the channels in use (5 channels: 3 raises). Under load the room must be
+# found within the first seconds of the replies, or they are half written before it helps (slack_load bench: from 5
+# probes and x1.5 the rate reached 5 channels' worth 4.6 s after the replies started).
+PROBE_EVIDENCE = 3
+PROBE_RAISE = 2.0
+# A probe whose answer never came stops blocking the next one after this long: a call failed otherwise, or the turn
+# was granted and not used (its reply finished while it waited). An answer takes a fraction of a second; at 5 s a
+# turn left unused this way held up discovery for seconds under load (slack_load bench).
+PROBE_TIMEOUT_S = 1.0
+# A caller that may probe, waiting while another probe is out, looks again this often.
+PROBE_RECHECK_S = 0.05
 
 
 @dataclass
@@ -151,6 +159,8 @@ class LearnedBudget:
                 if probe and self.may_probe(scope):
                     state.probe_until = self._clock() + PROBE_TIMEOUT_S
                     return True
+                if probe and self._clock() < state.probe_until:
+                    wait = min(wait, PROBE_RECHECK_S)  # the probe out may be answered long before a token refills
                 await self._sleep(wait)  # an urgent caller may take the head meanwhile: the loop looks again
         finally:
             state.line.leave(turn)
@@ -202,7 +212,7 @@ class LearnedBudget:
             # Slack counted the call even if our bucket did not: owe it (an empty bucket refills one call later),
             # so where the limit is the workspace's after all, the next call within the budget is not refused.
             await self._buckets.pause(self._key(scope), 60.0 / learned.per_minute)
-            if state.probes_accepted > self._start_burst:
+            if state.probes_accepted >= PROBE_EVIDENCE:
                 learned.per_minute = min(self._cap, learned.per_minute * PROBE_RAISE)
                 log.info("slack %s %s: %d probes past the budget accepted; now %.0f/min", self.name, scope,
                          state.probes_accepted, learned.per_minute)  # fmt: skip

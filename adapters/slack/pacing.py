@@ -27,11 +27,12 @@ SHARE_HORIZON_S = 10.0
 # between our clock and Slack's (a loaded host delays one call, the next arrives close behind) turns calls into 429s
 # (slack_load bench: one appendStream 429 a run when the share was all of it).
 SHARE_USE = 0.9
-# A reply's first progress edit comes after this share of its interval: its message was just posted with text, and
-# a budget left full meanwhile wastes its refill (slack_load bench, per-channel regime: every stream's first append
-# 3.8 s after its first text was the stalest text of the run; at half the interval, 20 streams spending the burst at
-# once starved the workspace regime's second round).
-FIRST_SHARE = 0.75
+# A reply's first progress edit comes after a share of its interval between these two: its message was just posted
+# with text, and a budget left full meanwhile wastes its refill. Replies starting together are spread over the range
+# in the order they start, so they do not spend the burst at one moment and then all wait for the rate (slack_load
+# bench, workspace regime: with every stream's first append at 3/4 of its interval, 17 streams spent the burst at
+# once and a quarter of them got no second append; per-channel regime: at 3/4 the first append was the stalest text).
+FIRST_SHARE_MIN, FIRST_SHARE_MAX = 0.4, 0.9
 # While a reply waits out its spacing it looks again this often (replies finishing shorten everyone's share).
 SHARE_RECHECK_S = 0.25
 
@@ -80,6 +81,7 @@ class WorkspaceEditPacer:
         # ref → when its last turn was granted (forgotten on its final); ref → its turn went as a probe.
         self._last: cachetools.LRUCache[MessageRef, float] = cachetools.LRUCache(SCOPES_REMEMBERED)
         self._probes: cachetools.LRUCache[MessageRef, bool] = cachetools.LRUCache(SCOPES_REMEMBERED)
+        self._firsts = 0  # first progress turns begun: where the next one's head start falls (_head_start)
 
     def _streamed(self, ref: MessageRef) -> StreamBudgets | None:
         if self._streams is not None and self._is_stream is not None and self._is_stream(ref):
@@ -102,7 +104,7 @@ class WorkspaceEditPacer:
                 probe = await self._space_edits(ref, workspace, channel)
             if self.channel_budget is not None:
                 await self.channel_budget.take(channel, urgent=urgent)
-            if await self.budget.take(workspace, urgent=urgent, probe=probe or (not urgent and self._probing)):
+            if await self.budget.take(workspace, urgent=urgent, probe=probe or self._probing):
                 self._probes[ref] = True
         if final:
             self._last.pop(ref, None)
@@ -138,21 +140,31 @@ class WorkspaceEditPacer:
         """Wait until ``ref``'s share of the budget is due, counted from its last turn (FIRST_SHARE of it the first
         time). Meanwhile the budget serves the other replies. True when, while waiting, the stream was found better
         off on chat.update."""
-        first = ref not in self._last
+        head_start = self._head_start(ref, per_channel=per_channel)
         last = self._last.setdefault(ref, self._clock())
         while True:
             interval = self.share_interval(ref, budget, per_channel=per_channel, final_elsewhere=final_elsewhere)
-            due = last + (FIRST_SHARE if first else 1.0) * interval
+            due = last + head_start * interval
             if (wait := due - self._clock()) <= 0:
                 return False
             if final_elsewhere and self._leaving(ref):
                 return True
             await self._sleep(min(wait, SHARE_RECHECK_S))
 
+    def _head_start(self, ref: MessageRef, *, per_channel: bool) -> float:
+        """The share of its interval ``ref`` waits before this turn: all of it, or for its first progress edit a
+        share between FIRST_SHARE_MIN and FIRST_SHARE_MAX, spread in the order the sharing replies start."""
+        if ref in self._last:
+            return 1.0
+        replies = self._sharing(ref, per_channel) if self._sharing is not None else 1
+        place = self._firsts % max(replies, 1)
+        self._firsts += 1
+        return FIRST_SHARE_MIN + (FIRST_SHARE_MAX - FIRST_SHARE_MIN) * place / max(replies - 1, 1)
+
     async def _space_edits(self, ref: MessageRef, workspace: str, channel: str) -> bool:
         """_space for a chat.update: the workspace's share and, with a channel budget, the channel's. True when
         the channel's share is due and the workspace's is not but its budget may be probed: the edit goes now."""
-        head_start = FIRST_SHARE if ref not in self._last else 1.0
+        head_start = self._head_start(ref, per_channel=False)
         last = self._last.setdefault(ref, self._clock())
         while True:
             wide = last + head_start * self.share_interval(ref, self.budget)

@@ -28,6 +28,10 @@ PATH_HORIZON_S = 10.0
 # this many times the progress calls per reply that the stream methods have: once the chat.update budget learned
 # that a workspace's limit is per channel, streams started under the documented budget spread over the channels.
 MOVE_MARGIN = 1.25
+# Replies that take chat.update to find its room (ReplyPaths._probe_here) are as many as would still have this many
+# progress calls each over PATH_HORIZON_S if the limit is the workspace's after all (3 at Tier 3): with one more,
+# the slack_load bench's workspace regime left their progress and finals queueing (staleness p95 5.2 s).
+PROBE_MIN_ROOM = 3.0
 # A reply whose final text never landed (its replica died) stops counting as active after this long.
 ACTIVE_MAX_S = 600.0
 
@@ -169,4 +173,22 @@ class ReplyPaths:
         if await self._streams.refused_in(workspace):
             return False
         streams = sum(1 for live in self._live.values() if live.streamed) + self._choosing_streams
+        if self._probe_here(channel, workspace, others=len(self._live) + self._choosing_streams + self._choosing_edits):
+            return False
         return self._stream_room(workspace, streams + 1) >= self._edit_room(channel, joining=1)
+
+    def _probe_here(self, channel: ChannelRef, workspace: str, *, others: int) -> bool:
+        """Whether this reply should take chat.update to find out whether its limit is per channel: replies are
+        starting while others run, none of them edits messages in this channel, and the chat.update budget has
+        not learned its room yet (may be probed). Under load each channel then has a reply whose progress edits
+        probe past the workspace budget from its first seconds, so a per-channel limit is found while the replies
+        that started as streams can still move to it (leaves_stream); where the limit is the workspace's, one
+        refused probe settles it and the choice is the budgets' again."""
+        if others < 1 or not self._edit_budget.may_probe(workspace):
+            return False
+        if self._edit_room(channel, joining=1) < PROBE_MIN_ROOM:
+            return False  # as many as the budget serves if the limit is the workspace's after all
+        editing_here = self._choosing_in.get(channel.channel, 0) + sum(
+            1 for (where, _), live in self._live.items() if not live.streamed and where == channel.channel
+        )
+        return editing_here == 0

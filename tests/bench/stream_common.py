@@ -16,6 +16,7 @@ import importlib
 import logging
 import multiprocessing
 import multiprocessing.connection
+import os
 import resource
 import time
 from collections.abc import Callable, Sequence
@@ -264,7 +265,9 @@ def fake_model(words: int, *, stem: str = "point") -> Any:
 def bot_main(conn: multiprocessing.connection.Connection, arg: tuple[str, Any, dict[str, str]]) -> None:
     """Process 2 of a streaming bench: runs ``_bot(conn, spec, urls)`` of the platform half named by ``arg``."""
     module, spec, urls = arg
-    logging.basicConfig(level=logging.ERROR)
+    logging.basicConfig(level=logging.ERROR, format="%(relativeCreated)8.0f %(name)s %(message)s")
+    for name in filter(None, os.environ.get("BENCH_DEBUG_LOGGERS", "").split(",")):  # e.g. adapters.slack
+        logging.getLogger(name).setLevel(logging.DEBUG)
     try:
         asyncio.run(importlib.import_module(module)._bot(conn, spec, urls))
     except BaseException as exc:  # the orchestrator must hear about it rather than time out
