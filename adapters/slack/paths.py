@@ -4,6 +4,7 @@ Each path draws from its own budgets (the stream methods', chat.update's per wor
 reply takes the path whose budget has more calls per reply over PATH_HORIZON_S, counting the replies still being
 written (and those choosing at this moment), so under load replies spread over both budgets instead of queueing
 on one; a streamed reply moves to chat.update when that budget turns out to have clearly more room (MOVE_MARGIN).
+While chat.update's room is unknown, replies starting together put one per channel on it to find out (PROBE_MIN_ROOM).
 ``ReplyPaths`` keeps the live replies this needs, and answers WorkspaceEditPacer's questions about them.
 """
 
