@@ -217,7 +217,10 @@ async def test_two_replicas_given_the_same_events_reply_once_each_and_the_ledger
     for channel, root in threads:
         found = replies(slack, channel, root)
         assert [m.text for m in found] == [text], f"{channel}/{root}: {len(found)} replies"
-    assert slack.count_429() == 0
+    # Replies starting together probe whether chat.update's limit is per channel (adapters/slack/paths.py); where it
+    # is the workspace's, as here, one refused probe settles it — once per replica at most (the other may probe
+    # before it reads the answer from the store).
+    assert slack.count_429() <= len(group) and set(slack.rate_limited) <= {"chat.update"}, slack.rate_limited
 
     store = await RedisStore(redis_db).open()
     try:

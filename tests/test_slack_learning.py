@@ -13,9 +13,11 @@ import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.learned import (
+    CEILING_TTL_S,
     DECREASE,
     PROBE_EVIDENCE,
     PROBE_RAISE,
+    PROBE_REFUSED_TTL_S,
     PROBE_SHARE,
     LearnedBudget,
     MemoryBudgets,
@@ -221,3 +223,15 @@ async def test_replies_starting_together_send_some_to_chat_update_to_find_its_ro
         assert [await path(c) for c in ("C2", "C3", "C4")] == ["chat.update", "chat.update", "stream"]
         await platform.pacer.budget.pause(SCOPE, 0.01, probe=True)  # a probe refused: the limit is the workspace's
         assert await path("C5") == "stream"
+
+
+async def test_a_refused_probe_is_remembered_for_hours_not_minutes() -> None:
+    wall = [1_000.0]
+    wide = LearnedBudget(MemoryBudgets(), name="chat.update", start_per_minute=60, burst=1, wall=lambda: wall[0])
+    assert await wide.take(SCOPE, probe=True) is False
+    assert await wide.take(SCOPE, probe=True) is True
+    await wide.pause(SCOPE, 0.01, probe=True)  # the limit is the workspace's
+    wall[0] += 2 * CEILING_TTL_S  # longer than an ordinary 429's ceiling lasts
+    assert not wide.may_probe(SCOPE)  # a busy workspace does not pay that 429 again at every busy moment
+    wall[0] += PROBE_REFUSED_TTL_S
+    assert wide.may_probe(SCOPE)  # then it is asked again (a plan or limit may have changed)

@@ -61,6 +61,9 @@ WRITE_EVERY_S = 2.0
 # probes and x1.5 the rate reached 5 channels' worth 4.6 s after the replies started).
 PROBE_EVIDENCE = 3
 PROBE_RAISE = 2.0
+# A refused probe says where a workspace's room ends (the limit is not per channel there): no probing for this long,
+# for every replica, so a busy workspace meets that 429 a few times a day rather than at every busy moment.
+PROBE_REFUSED_TTL_S = 6 * 3600.0
 # A probe whose answer never came stops blocking the next one after this long: a call failed otherwise, or the turn
 # was granted and not used (its reply finished while it waited). An answer takes a fraction of a second; at 5 s a
 # turn left unused this way held up discovery for seconds under load (slack_load bench).
@@ -185,9 +188,9 @@ class LearnedBudget:
             return  # a pinned rate is a known fact; the pause alone honours this Retry-After
         if probe:
             state.probe_until = float("-inf")
-            learned.ceiling, learned.ceiling_until = learned.per_minute, now + CEILING_TTL_S
-            log.info("slack %s %s: a probe past %.0f/min was refused; staying there", self.name, scope,
-                     learned.per_minute)  # fmt: skip
+            learned.ceiling, learned.ceiling_until = learned.per_minute, now + PROBE_REFUSED_TTL_S
+            log.info("slack %s %s: a probe past %.0f/min was refused; staying there for %.0f h", self.name, scope,
+                     learned.per_minute, PROBE_REFUSED_TTL_S / 3600)  # fmt: skip
             await self._write(scope, state, force=True)
             return
         refused = learned.per_minute
