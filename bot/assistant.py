@@ -6,12 +6,15 @@ spend, budgets, inquiries) and this class wires them to the live reply, budgets,
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import logging
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any, TypeVar
 
 from bot import faq_publish
 from bot.budgets import BudgetState, budget_state, spike_alerts
@@ -27,11 +30,12 @@ from bot.spend import SpendReport, build_report, parse_period
 from bot.stores.base import Store
 from bot.summarize import SummaryResult, ThreadSummarizer
 from bot.telemetry import NullTelemetry, Telemetry
-from bot.types import ChannelRef, ChatMessage, Command, Mention, MessageRef
+from bot.types import ChannelRef, ChatMessage, Command, Mention, MessageRef, ReplyStopped
 from llm.ports import LLM
 from llm.types import Attribution, LLMError, ModelMissing
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 FAQ_DEFAULT_DAYS = 30
 FAQ_MAX_DAYS = 365
@@ -124,9 +128,14 @@ class Assistant:
             return done(ReplyOutcome([], "", ok=False))
         async with self._registered(reply, answer_in, thread_id=reply_thread):
             try:
-                result = await self.summarizer.summarize(
-                    mention, platform, bill_to=bill_to, on_text=reply.append, on_status=reply.set_status
+                result = await _unless_stopped(
+                    reply,
+                    self.summarizer.summarize(
+                        mention, platform, bill_to=bill_to, on_text=reply.append, on_status=reply.set_status
+                    ),
                 )
+            except ReplyStopped:
+                return done(ReplyOutcome(await reply.finish(), reply.text, ok=False))
             except LLMError as exc:
                 refs = await reply.fail(f"{exc}. Mention me again to retry.")
                 return done(ReplyOutcome(refs, reply.text, ok=False))
@@ -289,6 +298,24 @@ class Assistant:
                     log.exception("could not post an alert to %s", admin.key)
         for alert in alerts:
             log.warning("%s", alert)
+
+
+
+async def _unless_stopped(reply: LiveReply, work: Coroutine[Any, Any, T]) -> T:
+    """``work``, cancelled when the person stops the reply it writes (ReplyStopped): the rest would only cost. The
+    model call is recorded as cancelled in the ledger, with what it had used."""
+    task = asyncio.ensure_future(work)
+    stop = asyncio.ensure_future(reply.stopped.wait())
+    try:
+        await asyncio.wait([task, stop], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+    if task.cancelled():
+        raise ReplyStopped("the person stopped the reply")
+    return task.result()
 
 
 async def _say(

@@ -27,7 +27,7 @@ from types import TracebackType
 from bot.ports import ChatPlatform, EditPacer
 from bot.reply_plan import PlannedMessage, ReplyPlanner
 from bot.safety import ZERO_WIDTH_SPACE, defang_mass_mentions
-from bot.types import ChannelRef, MessageGone, MessageRef, MessageTooLong, PlatformRateLimited
+from bot.types import ChannelRef, MessageGone, MessageRef, MessageTooLong, PlatformRateLimited, ReplyStopped
 
 log = logging.getLogger(__name__)
 
@@ -112,6 +112,7 @@ class LiveReply:
         self._closing = False
         self._closed = asyncio.Event()  # set once the final texts landed (or the deadline passed)
         self._dead = False  # the channel is unreachable: nothing more can be posted
+        self.stopped = asyncio.Event()  # the person stopped the reply where it is shown (ReplyStopped)
         self._unexpected = 0
         self.stats = ReplyStats()
 
@@ -311,6 +312,11 @@ class LiveReply:
         except MessageGone:
             # Someone deleted the message (often the placeholder): post a replacement on the next step.
             msg.ref = None
+            return
+        except ReplyStopped:
+            log.info("live reply: stopped by the person in %s", self._channel.key)
+            self._dead = True
+            self.stopped.set()
             return
         finally:
             self._in_call = False

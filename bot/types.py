@@ -91,3 +91,8 @@ class MessageTooLong(Exception):
 
 class MessageGone(Exception):
     """The message or channel no longer exists or the bot lost access to it."""
+
+
+class ReplyStopped(Exception):
+    """The person stopped this reply where it is shown (Slack's stop button on a streamed reply): nothing more is
+    written to it, and the work behind it is not worth finishing."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -329,6 +330,21 @@ async def test_expired_stream_falls_back_to_chat_update(hs: Harness) -> None:
     kinds = [v.kind for v in reply.versions]
     assert kinds[0] == "stream_start" and kinds[-1] == "update"
     assert reply.text == to_mrkdwn(MODEL_TEXT)
+
+
+async def test_a_reply_the_person_stops_is_left_as_it_is_and_its_model_call_cancelled(hs: Harness) -> None:
+    root = await deliver_thread(hs, replies=5)
+    hs.slack.inject("chat.appendStream", Fault.api_error("stopped_by_user"))  # Slack's stop button was pressed
+    await hs.event(payloads.app_mention(channel="C1", user="U1", text="<@UBOT> sum", thread_ts=root))
+    await hs.adapter.idle()
+    (reply,) = hs.bot_replies()  # no replacement message, no error message
+    assert [v.kind for v in reply.versions] == ["stream_start"]  # nothing written to it after the stop
+    calls = [c.method for c in hs.slack.calls if c.method.startswith("chat.")]
+    assert calls == ["chat.startStream", "chat.appendStream"]
+    # The rest of the answer would only have cost: the model call was cancelled, and the ledger says so.
+    records = await hs.app.store.ledger.records(since=datetime(2000, 1, 1, tzinfo=UTC))
+    [summary] = [r for r in records if r.feature == "summary"]
+    assert summary.error == "cancelled"
 
 
 # ---- message events --------------------------------------------------------------------------------------------

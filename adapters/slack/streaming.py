@@ -22,7 +22,7 @@ from adapters.slack.buckets import StreamBudgets, workspace_of
 from adapters.slack.calls import SlackCalls
 from adapters.slack.learned import WorkspaceFacts
 from bot.safety import defang_mass_mentions
-from bot.types import ChannelRef, MessageGone, MessageRef, PlatformRateLimited
+from bot.types import ChannelRef, MessageGone, MessageRef, PlatformRateLimited, ReplyStopped
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,8 @@ STREAM_REFUSALS = frozenset(
 # markdown_text per chat.*Stream call (FACTS.md).
 STREAM_MARKDOWN_MAX = 12000
 STREAM_EXPIRED = "message_not_in_streaming_state"
+# The person pressed stop on the streamed reply: "no further appends are accepted" (chat.appendStream's errors).
+STOPPED_BY_USER = "stopped_by_user"
 # Streams and reply recipients remembered in memory at most (the least recently used are forgotten: a forgotten
 # stream's edits go through chat.update).
 REMEMBERED = 10_000
@@ -182,7 +184,11 @@ class NativeStreams:
             self._note_refused((state.channel, state.ts), method)
             raise
         except SlackApiError as exc:
-            if exc.response.get("error") != STREAM_EXPIRED:
+            error = exc.response.get("error")
+            if error == STOPPED_BY_USER:
+                state.active = False
+                raise ReplyStopped(f"{method}: {error}") from exc
+            if error != STREAM_EXPIRED:
                 raise
             log.info("stream expired; continuing with chat.update")
             state.active = False
