@@ -323,7 +323,7 @@ async def test_native_streaming_streams_and_stops(hs: Harness) -> None:
 
 async def test_expired_stream_falls_back_to_chat_update(hs: Harness) -> None:
     root = await deliver_thread(hs, replies=5)
-    hs.slack.inject("chat.appendStream", Fault.api_error("message_not_in_streaming_state"))
+    hs.slack.stream_idle_timeout = 0.0  # Slack ends the stream before the first append: message_not_in_streaming_state
     await hs.event(payloads.app_mention(channel="C1", user="U1", text="<@UBOT> sum", thread_ts=root))
     await hs.adapter.idle()
     (reply,) = hs.bot_replies()
@@ -470,6 +470,25 @@ async def test_errors_become_the_cores_exceptions(platform: tuple[FakeSlack, Sla
             await p.post(channel, "x")
     with pytest.raises(MessageTooLong):  # too long after conversion: refused before Slack sees it
         await p.post(channel, "&" * 900)
+
+
+async def test_a_message_still_streaming_that_this_process_does_not_know_is_stopped_then_edited() -> None:
+    # The janitor after a restart finalises a reply whose replica died mid-stream: chat.update on a message Slack still
+    # streams is refused (streaming_state_conflict), so the stream is stopped first.
+    async with FakeSlack(fractional_retry_after=True) as slack:
+        slack.add_channel("C1")
+        root = slack.seed_message("C1", "help?").ts
+        channel = ChannelRef("slack", TEAM, "C1")
+        dead = SlackPlatform(AsyncWebClient(token=slack.bot_token, base_url=slack.api_url), team_id=TEAM,
+                             native_streaming=True)  # fmt: skip
+        ref = await dead.post(channel, "Half a sum", thread_id=root)
+        restarted = SlackPlatform(AsyncWebClient(token=slack.bot_token, base_url=slack.api_url), team_id=TEAM,
+                                  native_streaming=True)  # fmt: skip
+        await restarted.edit(ref, "Half a sum\n\n⚠️ Interrupted — mention me again.", final=True)
+        versions = slack.versions("C1", ref.message_id)
+        assert [v.kind for v in versions] == ["stream_start", "stream_stop", "update"]
+        assert versions[-1].text == "Half a sum\n\n⚠️ Interrupted — mention me again."
+        assert [c.status for c in slack.calls_to("chat.update")] == [200, 200]  # refused once, then edited
 
 
 async def test_a_stream_shows_the_replys_own_text_never_its_placeholder_or_marker() -> None:

@@ -11,10 +11,12 @@ checked against what the asker may read (access.py). Every budget learns its rat
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable
 from datetime import datetime
 
+from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.access import ChannelAccess
@@ -42,7 +44,7 @@ from adapters.slack.pacing import WorkspaceEditPacer
 from adapters.slack.paths import ReplyPaths
 from adapters.slack.people import People
 from adapters.slack.render import to_mrkdwn
-from adapters.slack.streaming import NativeStreams, StreamRefused
+from adapters.slack.streaming import STREAMING_CONFLICT, NativeStreams, StreamRefused
 from bot.ports import PublishedDocument
 from bot.stores.base import MessageLog
 from bot.types import ChannelRef, ChatMessage, MessageRef, MessageTooLong, PlatformLimits, PlatformRateLimited
@@ -219,14 +221,25 @@ class SlackPlatform:
                 self._paths.edited(key, final=final)
                 return
         try:
-            await self._call(
-                self.client.chat_update, channel=ref.channel.channel, ts=ref.message_id, text=_fit(to_mrkdwn(text))
-            )
+            await self._update(ref, _fit(to_mrkdwn(text)))
         except PlatformRateLimited:
             self._paths.note_refused(key, "chat.update")
             raise
         await self.pacer.accepted(ref)
         self._paths.edited(key, final=final)
+
+    async def _update(self, ref: MessageRef, rendered: str) -> None:
+        """chat.update; a message Slack still streams (a stream this process does not know of: the janitor after a
+        restart, a stop that failed) is refused with streaming_state_conflict — it is stopped, then edited."""
+        update = functools.partial(self._call, self.client.chat_update, channel=ref.channel.channel,
+                                   ts=ref.message_id, text=rendered)  # fmt: skip
+        try:
+            await update()
+        except SlackApiError as exc:
+            if exc.response.get("error") != STREAMING_CONFLICT:
+                raise
+            await self._streams.stop_message(ref.channel.channel, ref.message_id)
+            await update()
 
     async def fetch_thread(
         self, ref: MessageRef, *, since: datetime | None = None, progress: Progress | None = None

@@ -43,6 +43,8 @@ STREAM_REFUSALS = frozenset(
 # markdown_text per chat.*Stream call (FACTS.md).
 STREAM_MARKDOWN_MAX = 12000
 STREAM_EXPIRED = "message_not_in_streaming_state"
+# chat.update's answer for a message still streaming: "The message is currently streaming text and cannot be edited."
+STREAMING_CONFLICT = "streaming_state_conflict"
 # The person pressed stop on the streamed reply: "no further appends are accepted" (chat.appendStream's errors).
 STOPPED_BY_USER = "stopped_by_user"
 # Streams and reply recipients remembered in memory at most (the least recently used are forgotten: a forgotten
@@ -197,8 +199,15 @@ class NativeStreams:
 
     async def stop(self, state: Stream) -> None:
         state.active = False
+        await self.stop_message(state.channel, state.ts)
+
+    async def stop_message(self, channel: str, ts: str) -> None:
+        """End the stream of message ``ts`` with no more text, known to this process or not (the janitor after a
+        restart, a stop that failed); one Slack already ended is fine: chat.update works on it either way."""
+        if (known := self._streams.get((channel, ts))) is not None:
+            known.active = False
         try:
-            await self._call(self.client.chat_stopStream, channel=state.channel, ts=state.ts)
-        except SlackApiError as exc:  # already expired: chat.update works on it either way
+            await self._call(self.client.chat_stopStream, channel=channel, ts=ts)
+        except SlackApiError as exc:
             if exc.response.get("error") != STREAM_EXPIRED:
                 raise

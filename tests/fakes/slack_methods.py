@@ -151,6 +151,10 @@ def chat_update(fake: FakeSlack, ws: Workspace, params: Params) -> dict[str, Any
     message = _existing(fake, channel.id, _required(params, "ts"))
     if message.user != ws.bot_user_id:
         raise Refusal("cant_update_message")
+    if message.streaming and fake.now() - message.last_stream_activity <= fake.stream_idle_timeout:
+        # chat.update's documented error: "The message is currently streaming text and cannot be edited."
+        raise Refusal("streaming_state_conflict")
+    message.streaming = False  # an idle stream has ended server-side
     text, blocks = _message_body(fake, params)
     message.text, message.blocks = text, blocks
     _record(fake, message, "update")
