@@ -300,7 +300,6 @@ class Assistant:
             log.warning("%s", alert)
 
 
-
 async def _unless_stopped(reply: LiveReply, work: Coroutine[Any, Any, T]) -> T:
     """``work``, cancelled when the person stops the reply it writes (ReplyStopped): the rest would only cost. The
     model call is recorded as cancelled in the ledger, with what it had used."""

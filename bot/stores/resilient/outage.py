@@ -120,8 +120,8 @@ class RedisOutage:
         if await self.replay() and await self.run(what, written, lambda: False):
             return
         if key is not None:
-            # Not the write a replay is running now: it is popped when it ends, and popping this one instead would
-            # lose it (a done() replaced by the heartbeat it was meant to follow).
+            # Not the write a replay is running now: the replay pops the backlog's head when that write ends, which
+            # would then be this one — a done() lost while the heartbeat it follows lands.
             running = self._backlog[0] if self._replaying.locked() and self._backlog else None
             for old in [w for w in self._backlog if w.key == key and w is not running]:
                 self._backlog.remove(old)
