@@ -201,6 +201,42 @@ async def test_a_caller_waiting_to_probe_goes_when_the_probe_out_is_answered_not
     assert await asyncio.wait_for(waiting, timeout=5.0) is True  # the next probe, not a token 10 s later
 
 
+async def test_replicas_probe_one_at_a_time_and_the_second_reads_the_first_ones_refusal(store: SqliteStore) -> None:
+    # Two replicas on one store: each probing on its own paid a refused probe of its own, and the two probes out at
+    # once took Slack's calls from the replicas' budgeted ones (test_replicas: 3 429s where one answer was enough).
+    one, two = (LearnedBudget(store.budgets, name="chat.update", start_per_minute=6, burst=1, kv=store.kv,
+                              locks=store.locks) for _ in range(2))  # fmt: skip
+    assert await one.take(SCOPE, probe=True) is False  # the shared burst
+    assert await one.take(SCOPE, probe=True) is True  # one's probe is out
+    waiting = asyncio.ensure_future(two.take(SCOPE, probe=True))
+    await asyncio.sleep(0.2)
+    assert not waiting.done()  # two may probe as far as it knows, but one's probe holds the workspace's turn
+    await one.pause(SCOPE, 0.01, probe=True)  # refused: the limit is the workspace's
+    await asyncio.sleep(0.2)
+    assert not waiting.done()  # two read the refusal instead of paying a 429 of its own
+    assert not two.may_probe(SCOPE)
+    waiting.cancel()
+
+
+async def test_a_call_refused_just_after_an_accepted_probe_is_that_probes_refusal() -> None:
+    # Where the limit is the workspace's, a probe can be accepted on a call Slack had beyond our bucket (a larger
+    # burst) and the next call within the budget be refused: the room past the budget is not there. That settles
+    # it for hours like a refused probe, with no cut (the budget's rate was right). Later, a 429 is a 429.
+    now, wall = [0.0], [1_000.0]
+    wide = LearnedBudget(MemoryBudgets(clock=lambda: now[0]), name="chat.update", start_per_minute=60, burst=1,
+                         clock=lambda: now[0], wall=lambda: wall[0])  # fmt: skip
+    assert await wide.take(SCOPE, probe=True) is False
+    assert await wide.take(SCOPE, probe=True) is True
+    await wide.accepted(SCOPE, probe=True)
+    await wide.pause(SCOPE, 0.01)
+    assert wide.per_minute(SCOPE) == 60
+    wall[0] += 2 * CEILING_TTL_S
+    assert not wide.may_probe(SCOPE)
+    now[0] += 60.0
+    await wide.pause(SCOPE, 0.01)
+    assert wide.per_minute(SCOPE) == pytest.approx(60 * DECREASE)
+
+
 async def test_replies_starting_together_send_some_to_chat_update_to_find_its_room() -> None:
     """Native streaming on: a lone reply streams; when replies start together, the first in each channel takes
     chat.update (as many as a workspace-wide budget would still serve) so its progress edits probe whether the

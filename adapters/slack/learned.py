@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 import cachetools
 
 from adapters.slack.buckets import WaitingLine
-from bot.stores.base import KeyValue, RateBudgets, StoreUnavailable
+from bot.stores.base import KeyValue, Locks, RateBudgets, StoreUnavailable
 from bot.stores.memory import SCOPES_REMEMBERED, MemoryBudgets
 
 log = logging.getLogger(__name__)
@@ -54,9 +54,8 @@ LEARNED_TTL_S = 24 * 3600.0
 REFRESH_S = 5.0
 WRITE_EVERY_S = 2.0
 # Probing past the bucket (where a narrower budget holds each call): each accepted probe is a call Slack took beyond
-# our bucket's burst, and is owed back (the bucket restarts empty after it). From this many accepted probes on — more
-# than a burst larger than ours could explain — each further one multiplies the rate by PROBE_RAISE: TCP's slow
-# start, as the room is unknown by a factor of the channels in use (5 channels: 3 raises). Under load the room must be
+# our bucket. From this many accepted probes on — more than a burst larger than ours could explain — each further one
+# multiplies the rate by PROBE_RAISE: TCP's slow start, as the room is unknown by a factor of the channels in use (5 channels: 3 raises). Under load the room must be
 # found within the first seconds of the replies, or they are half written before it helps (slack_load bench: from 5
 # probes and x1.5 the rate reached 5 channels' worth 4.6 s after the replies started).
 PROBE_EVIDENCE = 3
@@ -90,7 +89,9 @@ class _Scope:
     written_at: float = float("-inf")
     dirty: bool = False
     probe_until: float = float("-inf")  # a probe is out until its answer (or this clock() time)
+    probe_lock: str | None = None  # the store lock our probe out holds, so replicas probe one at a time
     probes_accepted: int = 0
+    probe_accepted_at: float = float("-inf")  # clock() of the last
     window_calls: int = 0  # calls accepted since the rate last rose
 
 
@@ -114,6 +115,7 @@ class LearnedBudget:
         burst: int,
         cap_per_minute: float = 1200.0,
         kv: KeyValue | None = None,
+        locks: Locks | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -124,7 +126,7 @@ class LearnedBudget:
         self.start_per_minute = start_per_minute
         self._start_burst = burst
         self._floor, self._cap = start_per_minute * FLOOR_SHARE, max(cap_per_minute, start_per_minute)
-        self._buckets, self._kv = buckets, kv
+        self._buckets, self._kv, self._locks = buckets, kv, locks
         self._clock, self._wall, self._sleep = clock, wall, sleep
         # Least recently used scopes are forgotten past SCOPES_REMEMBERED (re-read from the store when used again).
         self._scopes: cachetools.LRUCache[str, _Scope] = cachetools.LRUCache(SCOPES_REMEMBERED)
@@ -159,8 +161,7 @@ class LearnedBudget:
                 wait = await self._buckets.try_take(self._key(scope), per_minute=rate, burst=self._burst(rate))
                 if wait <= 0:
                     return False
-                if probe and self.may_probe(scope):
-                    state.probe_until = self._clock() + PROBE_TIMEOUT_S
+                if probe and self.may_probe(scope) and await self._claim_probe(scope, state):
                     return True
                 if probe and self._clock() < state.probe_until:
                     wait = min(wait, PROBE_RECHECK_S)  # the probe out may be answered long before a token refills
@@ -171,12 +172,47 @@ class LearnedBudget:
     def may_probe(self, scope: str) -> bool:
         """No probe out, no refusal known (a 429 settles the question for CEILING_TTL_S), no pinned rate."""
         state = self._state(scope)
-        learned, wall = state.learned, self._wall()
-        return (
-            self._clock() >= state.probe_until
-            and wall >= learned.pinned_until
-            and not (learned.ceiling > 0 and wall < learned.ceiling_until)
-        )
+        return self._clock() >= state.probe_until and self._room_unknown(state.learned)
+
+    def _room_unknown(self, learned: Learned) -> bool:
+        wall = self._wall()
+        return wall >= learned.pinned_until and not (learned.ceiling > 0 and wall < learned.ceiling_until)
+
+    async def _claim_probe(self, scope: str, state: _Scope) -> bool:
+        """Send the probe out, if no other replica's is: with ``locks`` the replicas probe one at a time (each would
+        otherwise pay a refused probe of its own, and take Slack's calls from the others' budgeted ones), and each
+        reads what the last probe found before sending its own."""
+        state.probe_until = self._clock() + PROBE_TIMEOUT_S  # out from now: this process's callers wait for it
+        if self._locks is None:
+            return True
+        token = await self._locks.acquire(self._probe_key(scope), ttl_s=PROBE_TIMEOUT_S)
+        if token is not None:
+            await self._adopt_refusal(scope, state)  # one another replica just met settles it here too
+            if self._room_unknown(state.learned):
+                state.probe_lock = token
+                return True
+            await self._locks.release(self._probe_key(scope), token)
+        state.probe_until = self._clock() + PROBE_RECHECK_S  # another replica's probe is out: look again soon
+        return False
+
+    async def _adopt_refusal(self, scope: str, state: _Scope) -> None:
+        """Take the stored ceiling when it is newer than ours (the rest of what we learned stands: it may not be
+        written yet)."""
+        if self._kv is None:
+            return
+        try:
+            raw = await self._kv.get(self._memory_key(scope))
+            stored = Learned(**json.loads(raw)) if raw else None
+        except (StoreUnavailable, TypeError, ValueError):
+            return
+        if stored is not None and stored.ceiling_until > state.learned.ceiling_until:
+            state.learned.ceiling, state.learned.ceiling_until = stored.ceiling, stored.ceiling_until
+
+    async def _probe_answered(self, scope: str, state: _Scope) -> None:
+        state.probe_until = float("-inf")
+        token, state.probe_lock = state.probe_lock, None
+        if token is not None and self._locks is not None:
+            await self._locks.release(self._probe_key(scope), token)
 
     async def pause(self, scope: str, seconds: float, *, probe: bool = False) -> None:
         """Slack said 429: nobody spends for ``seconds``, and the rate falls (it was too high) — unless the call
@@ -186,8 +222,10 @@ class LearnedBudget:
         learned, now = state.learned, self._wall()
         if now < learned.pinned_until:
             return  # a pinned rate is a known fact; the pause alone honours this Retry-After
-        if probe:
-            state.probe_until = float("-inf")
+        if probe or self._clock() - state.probe_accepted_at < PROBE_TIMEOUT_S:
+            # A refused probe; or a call within the budget refused just after a probe was accepted: the probe took
+            # the last of Slack's room. Either way there is no room past the budget.
+            await self._probe_answered(scope, state)
             learned.ceiling, learned.ceiling_until = learned.per_minute, now + PROBE_REFUSED_TTL_S
             log.info("slack %s %s: a probe past %.0f/min was refused; staying there for %.0f h", self.name, scope,
                      learned.per_minute, PROBE_REFUSED_TTL_S / 3600)  # fmt: skip
@@ -210,11 +248,13 @@ class LearnedBudget:
         if now < learned.pinned_until:
             return
         if probe:
-            state.probe_until = float("-inf")
+            await self._probe_answered(scope, state)
             state.probes_accepted += 1
-            # Slack counted the call even if our bucket did not: owe it (an empty bucket refills one call later),
-            # so where the limit is the workspace's after all, the next call within the budget is not refused.
-            await self._buckets.pause(self._key(scope), 60.0 / learned.per_minute)
+            state.probe_accepted_at = self._clock()
+            # Not owed back to our bucket: where the limit is the workspace's, each accepted probe uses up a call
+            # Slack had beyond our bucket (a larger burst), so a few probes on one is refused. Owed, that gap stayed
+            # open and every probe was accepted: 7 in a row raised the rate to 4/3 of a workspace-wide limit
+            # (test_replicas: a 429 per replica).
             if state.probes_accepted >= PROBE_EVIDENCE:
                 learned.per_minute = min(self._cap, learned.per_minute * PROBE_RAISE)
                 log.info("slack %s %s: %d probes past the budget accepted; now %.0f/min", self.name, scope,
@@ -253,6 +293,9 @@ class LearnedBudget:
 
     def _key(self, scope: str) -> str:
         return f"{scope}:{self.name}"
+
+    def _probe_key(self, scope: str) -> str:
+        return f"slack:probe:{scope}:{self.name}"
 
     def _memory_key(self, scope: str) -> str:
         return f"slack:learned:{scope}:{self.name}"
