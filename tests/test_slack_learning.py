@@ -120,6 +120,28 @@ async def test_restricted_tier_is_learned_from_a_capped_page_and_remembered(stor
         assert again.pinned(TEAM)
 
 
+async def test_a_mentions_thread_is_read_up_to_the_mention_so_the_restricted_tier_pays_no_page_for_our_reply(
+    store: SqliteStore,
+) -> None:
+    # 30 messages with the mention; then the bot's "writing…" reply and a late remark. Read to the end, that was a
+    # third page — a minute more on the restricted tier — for messages the summary does not need.
+    async with FakeSlack(time_scale=0.001, fractional_retry_after=True, restricted_history=True) as slack:
+        parent = slack.seed_thread("C1", replies=28)
+        mention = slack.seed_message("C1", "<@UBOT> summarize", thread_ts=parent.ts)
+        slack.seed_message("C1", "Writing…", thread_ts=parent.ts, bot_id="BBOT")
+        slack.seed_message("C1", "anyone?", thread_ts=parent.ts)
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        history = LearnedBudget(store.budgets, name="conversations.replies", start_per_minute=50_000, burst=50,
+                                kv=store.kv)  # fmt: skip
+        platform = SlackPlatform(client, team_id=TEAM, history_budget=history, restricted_per_minute=500)
+        ref = MessageRef(ChannelRef("slack", TEAM, "C1"), mention.ts, parent.ts)
+        fetched = await platform.fetch_thread(ref)
+
+        assert [m.text for m in fetched[:-1]] == [f"message {i}" for i in range(29)]
+        assert fetched[-1].ref.message_id == mention.ts
+        assert len(slack.calls_to("conversations.replies")) == 2
+
+
 async def test_a_workspace_that_refuses_streams_gets_chat_update_and_is_remembered(store: SqliteStore) -> None:
     async with FakeSlack(fractional_retry_after=True) as slack:
         slack.add_channel("C1")

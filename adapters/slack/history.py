@@ -75,6 +75,11 @@ class ThreadHistory:
         params: dict[str, Any] = {"channel": channel.channel, "ts": thread_ts}
         if seen.missed_before is not None:
             params["latest"] = seen.missed_before
+        elif ref.message_id != thread_ts:
+            # Up to the mention, itself included: not the bot's own "writing…" reply posted since, nor what comes
+            # while it reads — on the restricted tier a page more is a minute more (slack_load bench: a 30-message
+            # thread took 3 pages, 130 s, with the placeholder; 2 pages without).
+            params["latest"], params["inclusive"] = ref.message_id, "true"
         if since is not None:
             params["oldest"] = ts_of(since)
         say = progress or self._on_progress
