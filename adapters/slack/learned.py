@@ -55,9 +55,10 @@ REFRESH_S = 5.0
 WRITE_EVERY_S = 2.0
 # Probing past the bucket (where a narrower budget holds each call): each accepted probe is a call Slack took beyond
 # our bucket. From this many accepted probes on — more than a burst larger than ours could explain — each further one
-# multiplies the rate by PROBE_RAISE: TCP's slow start, as the room is unknown by a factor of the channels in use (5 channels: 3 raises). Under load the room must be
-# found within the first seconds of the replies, or they are half written before it helps (slack_load bench: from 5
-# probes and x1.5 the rate reached 5 channels' worth 4.6 s after the replies started).
+# multiplies the rate by PROBE_RAISE: TCP's slow start, as the room is unknown by a factor of the channels in use
+# (5 channels: 3 raises). Under load the room must be found within the first seconds of the replies, or they are half
+# written before it helps (slack_load bench: from 5 probes and x1.5 the rate reached 5 channels' worth 4.6 s after the
+# replies started).
 PROBE_EVIDENCE = 3
 PROBE_RAISE = 2.0
 # A refused probe says where a workspace's room ends (the limit is not per channel there): no probing for this long,
@@ -91,7 +92,7 @@ class _Scope:
     probe_until: float = float("-inf")  # a probe is out until its answer (or this clock() time)
     probe_lock: str | None = None  # the store lock our probe out holds, so replicas probe one at a time
     probes_accepted: int = 0
-    probe_accepted_at: float = float("-inf")  # clock() of the last
+    probe_accepted_at: float = float("-inf")  # clock() of the last accepted probe
     window_calls: int = 0  # calls accepted since the rate last rose
 
 
@@ -222,10 +223,13 @@ class LearnedBudget:
         learned, now = state.learned, self._wall()
         if now < learned.pinned_until:
             return  # a pinned rate is a known fact; the pause alone honours this Retry-After
-        if probe or self._clock() - state.probe_accepted_at < PROBE_TIMEOUT_S:
-            # A refused probe; or a call within the budget refused just after a probe was accepted: the probe took
-            # the last of Slack's room. Either way there is no room past the budget.
+        if probe or (
+            state.probes_accepted < PROBE_EVIDENCE and self._clock() - state.probe_accepted_at < PROBE_TIMEOUT_S
+        ):
+            # A refused probe; or, before the probes proved room, a call within the budget refused just after one
+            # was accepted: that probe took the last of Slack's room. Either way there is none past the budget.
             await self._probe_answered(scope, state)
+            state.probes_accepted = 0
             learned.ceiling, learned.ceiling_until = learned.per_minute, now + PROBE_REFUSED_TTL_S
             log.info("slack %s %s: a probe past %.0f/min was refused; staying there for %.0f h", self.name, scope,
                      learned.per_minute, PROBE_REFUSED_TTL_S / 3600)  # fmt: skip

@@ -137,9 +137,9 @@ class WorkspaceEditPacer:
     async def _space(
         self, ref: MessageRef, budget: WorkspaceBudget, scope: str, *, per_channel: bool, final_elsewhere: bool
     ) -> bool:
-        """Wait until ``ref``'s share of the budget is due, counted from its last turn (a part of it the first time:
-        _head_start). Meanwhile the budget serves the other replies. True when, while waiting, the stream was found better
-        off on chat.update."""
+        """Wait until ``ref``'s share of the budget is due, counted from its last turn (a part of it the first
+        time: _head_start). Meanwhile the budget serves the other replies. True when, while waiting, the stream was
+        found better off on chat.update."""
         head_start = self._head_start(ref, per_channel=per_channel)
         last = self._last.setdefault(ref, self._clock())
         while True:
