@@ -101,12 +101,13 @@ class Settings(BaseSettings):
     slack_native_streaming: bool = True  # where the workspace takes streams (learned); chat.update elsewhere
     # Slack pacing (FACTS.md): where each learned budget starts — Tier 3 history in pages of 200 (the restricted
     # tier of non-Marketplace apps is learned from Slack's answers), Tier 3 chat.update with at least this burst,
-    # Tier 4 for each stream method. All replicas share the budgets and what they learn.
+    # Tier 4 for each stream method (5 % under it: adapters/slack/buckets.py). All replicas share the budgets and
+    # what they learn.
     slack_history_per_minute: float = Field(default=50.0, gt=0)
     slack_history_page_limit: int = Field(default=200, ge=1, le=1000)
     slack_edits_per_minute: float = Field(default=50.0, gt=0)
     slack_edit_burst: int = Field(default=4, ge=1)
-    slack_stream_calls_per_minute: float = Field(default=100.0, gt=0)
+    slack_stream_calls_per_minute: float = Field(default=95.0, gt=0)
     slack_allow_bots: bool = False  # record and answer other bots' messages too
 
     # Discord
