@@ -199,13 +199,7 @@ class LearnedBudget:
     async def _adopt_refusal(self, scope: str, state: _Scope) -> None:
         """Take the stored ceiling when it is newer than ours (the rest of what we learned stands: it may not be
         written yet)."""
-        if self._kv is None:
-            return
-        try:
-            raw = await self._kv.get(self._memory_key(scope))
-            stored = Learned(**json.loads(raw)) if raw else None
-        except (StoreUnavailable, TypeError, ValueError):
-            return
+        stored = await self._stored(scope)
         if stored is not None and stored.ceiling_until > state.learned.ceiling_until:
             state.learned.ceiling, state.learned.ceiling_until = stored.ceiling, stored.ceiling_until
 
@@ -313,15 +307,24 @@ class LearnedBudget:
         if state.dirty:
             await self._write(scope, state, force=True)
             return
+        if (stored := await self._stored(scope)) is not None:
+            state.learned = stored
+
+    async def _stored(self, scope: str) -> Learned | None:
+        """What the store holds for ``scope`` (None: nothing, no store, or the store is down)."""
+        if self._kv is None:
+            return None
         try:
             raw = await self._kv.get(self._memory_key(scope))
         except StoreUnavailable:
-            return
-        if raw:
-            try:
-                state.learned = Learned(**json.loads(raw))
-            except (TypeError, ValueError):
-                log.warning("ignored an unreadable learned rate for %s %s", self.name, scope)
+            return None
+        if not raw:
+            return None
+        try:
+            return Learned(**json.loads(raw))
+        except (TypeError, ValueError):
+            log.warning("ignored an unreadable learned rate for %s %s", self.name, scope)
+            return None
 
     async def _write(self, scope: str, state: _Scope, *, force: bool) -> None:
         now = self._clock()
