@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
+from adapters.slack.buckets import InMemoryBudget
 from adapters.slack.learned import (
     CEILING_TTL_S,
     DECREASE,
@@ -23,7 +24,8 @@ from adapters.slack.learned import (
     MemoryBudgets,
     WorkspaceFacts,
 )
-from adapters.slack.pacing import WorkspaceEditPacer
+from adapters.slack.pacing import SHARE_HORIZON_S, SHARE_LEFT_MIN, SHARE_USE, WorkspaceEditPacer
+from adapters.slack.paths import MOVE_BEFORE_S
 from adapters.slack.platform import SlackPlatform
 from bot.live_reply import LiveReply
 from bot.stores.sqlite import SqliteStore
@@ -281,6 +283,65 @@ async def test_replies_starting_together_send_some_to_chat_update_to_find_its_ro
         assert [await path(c) for c in ("C2", "C3", "C4")] == ["chat.update", "chat.update", "stream"]
         await platform.pacer.budget.pause(SCOPE, 0.01, probe=True)  # a probe refused: the limit is the workspace's
         assert await path("C5") == "stream"
+
+
+async def test_a_stream_moves_to_chat_update_with_more_room_there_only_while_young() -> None:
+    """A move pays a chat.stopStream and puts the reply's final in chat.update's budget: worth it early in a reply;
+    near its end the stream's own stop is the quicker final (a stream moving at 7.9 s showed its final 1.9 s late)."""
+    now = [0.0]
+    async with FakeSlack() as slack:
+        slack.add_channel("C1")
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        wide, narrow = (InMemoryBudget(per_minute=50, burst=4, clock=lambda: now[0]) for _ in range(2))
+        platform = SlackPlatform(client, team_id=TEAM, native_streaming=True, edit_budget=wide,
+                                 channel_edit_budget=narrow, clock=lambda: now[0])  # fmt: skip
+        channel = ChannelRef("slack", TEAM, "C1")
+
+        async def reply() -> MessageRef:
+            return await platform.post(channel, "first words", thread_id=slack.seed_message("C1", "help?").ts)
+
+        old = await reply()
+        now[0] += MOVE_BEFORE_S + 1.0
+        young = await reply()
+        wide.rate_per_minute = narrow.rate_per_minute = 1200  # chat.update turns out to have far more room
+        for ref in (old, young):
+            assert platform._paths.leaves_stream(ref) is (ref is young)
+            await platform.edit(ref, "first words and more", final=False)
+            await platform.edit(ref, "first words and more text", final=False)
+        kinds = {ref.message_id: [v.kind for v in slack.versions("C1", ref.message_id)] for ref in (old, young)}
+        assert kinds[old.message_id] == ["stream_start", "stream_append", "stream_append"]
+        assert kinds[young.message_id] == ["stream_start", "stream_stop", "update"]
+
+
+async def test_a_streams_share_of_its_budget_is_counted_over_what_is_left_of_its_life() -> None:
+    # A streamed reply's final goes by chat.stopStream, so its appends cut its text into one gap more than their
+    # number; counted over a whole horizon at every turn, a reply ending sooner kept its last gap short and its
+    # middle ones long. As it ages its share is counted over the rest of the horizon (at least SHARE_LEFT_MIN of it).
+    now = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    budget = InMemoryBudget(per_minute=60, burst=10, clock=lambda: now[0], sleep=sleep)
+    pacer = WorkspaceEditPacer(budget, sharing=lambda ref, per_channel: 4, clock=lambda: now[0], sleep=sleep)
+    ref = at("C1", "1.1")
+
+    def expected(left: float) -> float:
+        calls = SHARE_USE * left * (10 / SHARE_HORIZON_S + 1.0)  # the burst spread over the horizon, 1 call a second
+        return left / (calls / 4 + 1)
+
+    await pacer.wait_turn(ref, final=True)  # never seen before: a final goes at once, and is forgotten
+    now[0] = 0.0
+    await pacer.wait_turn(ref, final=False)  # its first turn (a part of its share later): its life counts from 0
+    assert pacer.share_interval(ref, budget, final_elsewhere=True) == pytest.approx(expected(SHARE_HORIZON_S - now[0]))
+    now[0] = 3.0
+    assert pacer.share_interval(ref, budget, final_elsewhere=True) == pytest.approx(expected(SHARE_HORIZON_S - 3))
+    now[0] += SHARE_HORIZON_S
+    shortest = expected(SHARE_LEFT_MIN * SHARE_HORIZON_S)
+    assert pacer.share_interval(ref, budget, final_elsewhere=True) == pytest.approx(shortest)
+    assert shortest < expected(SHARE_HORIZON_S - 3) < expected(SHARE_HORIZON_S)
+    # A chat.update reply's final is paid from the same budget: its share is the same at every age.
+    assert pacer.share_interval(ref, budget) == pytest.approx(4 / (SHARE_USE * (10 / SHARE_HORIZON_S + 1.0)))
 
 
 async def test_a_refused_probe_is_remembered_for_hours_not_minutes() -> None:

@@ -29,6 +29,10 @@ PATH_HORIZON_S = 10.0
 # this many times the progress calls per reply that the stream methods have: once the chat.update budget learned
 # that a workspace's limit is per channel, streams started under the documented budget spread over the channels.
 MOVE_MARGIN = 1.25
+# A streamed reply moves only this young: a move pays a chat.stopStream, and its final then waits in chat.update's
+# budget, where near the reply's end its own stop would have been the quicker final (slack_load bench, per-channel
+# regime: a stream moving at 7.9 s showed its final text 1.9 s after the model's last token).
+MOVE_BEFORE_S = 5.0
 # Replies that take chat.update to find its room (ReplyPaths._probe_here) are as many as would still have this many
 # progress calls each over PATH_HORIZON_S if the limit is the workspace's after all (3 at Tier 3): with one more,
 # the slack_load bench's workspace regime left their progress and finals queueing (staleness p95 5.2 s).
@@ -151,6 +155,9 @@ class ReplyPaths:
             return False
         if stream.leaving:
             return True
+        live = self._live.get(key)
+        if live is None or self._clock() - live.since > MOVE_BEFORE_S:
+            return False
         workspace = workspace_of(ref.channel)
         streams = sum(1 for live in self._live.values() if live.streamed)
         if self._edit_room(ref.channel, joining=1) > MOVE_MARGIN * self._stream_room(workspace, streams):
@@ -158,8 +165,7 @@ class ReplyPaths:
                      "streaming; chat.update at %.0f/min)", workspace, self._edit_room(ref.channel, joining=1),
                      self._stream_room(workspace, streams), self._edit_budget.per_minute(workspace))  # fmt: skip
             stream.leaving = True
-            if (live := self._live.get(key)) is not None:
-                live.streamed = False  # counted on chat.update at once: replies deciding together see each other
+            live.streamed = False  # counted on chat.update at once: replies deciding together see each other
         return stream.leaving
 
     def not_edited_yet(self, ref: MessageRef) -> bool:
