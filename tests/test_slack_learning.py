@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from adapters.slack.buckets import InMemoryBudget
+from adapters.slack.buckets import InMemoryBudget, StreamBudgets
 from adapters.slack.learned import (
     CEILING_TTL_S,
     DECREASE,
@@ -20,6 +20,7 @@ from adapters.slack.learned import (
     PROBE_RAISE,
     PROBE_REFUSED_TTL_S,
     PROBE_SHARE,
+    PROBE_TRIAL_S,
     LearnedBudget,
     MemoryBudgets,
     WorkspaceFacts,
@@ -164,9 +165,10 @@ async def test_a_workspace_that_refuses_streams_gets_chat_update_and_is_remember
 
 
 async def test_probes_past_an_empty_bucket_find_more_room_and_one_refusal_settles_it() -> None:
-    now = [0.0]
+    now, wall = [0.0], [1_000.0]
     buckets = MemoryBudgets(clock=lambda: now[0])
-    wide = LearnedBudget(buckets, name="chat.update", start_per_minute=60, burst=2, clock=lambda: now[0])
+    wide = LearnedBudget(buckets, name="chat.update", start_per_minute=60, burst=2, clock=lambda: now[0],
+                         wall=lambda: wall[0])  # fmt: skip
     assert [await wide.take(SCOPE, probe=True) for _ in range(3)] == [False, False, True]  # the burst, then a probe
     assert not wide.may_probe(SCOPE)  # one probe at a time
     for _ in range(PROBE_EVIDENCE - 1):  # a few accepted probes: a burst larger than ours may explain them
@@ -175,6 +177,7 @@ async def test_probes_past_an_empty_bucket_find_more_room_and_one_refusal_settle
         assert await wide.take(SCOPE, probe=True)  # the bucket owes the accepted probe: still empty, probe again
     await wide.accepted(SCOPE, probe=True)  # one more: more than a larger burst explains
     assert wide.per_minute(SCOPE) == pytest.approx(60 * PROBE_RAISE)  # more than any burst: slow start
+    wall[0] += PROBE_TRIAL_S  # the raised rate stood its trial (a refusal within it: test below)
     assert await wide.take(SCOPE, probe=True)
     await wide.pause(SCOPE, 1.0, probe=True)  # refused: the room ends here
     assert wide.per_minute(SCOPE) == pytest.approx(60 * PROBE_RAISE)  # no cut: the budget's own calls were fine
@@ -342,6 +345,75 @@ async def test_a_streams_share_of_its_budget_is_counted_over_what_is_left_of_its
     assert shortest < expected(SHARE_HORIZON_S - 3) < expected(SHARE_HORIZON_S)
     # A chat.update reply's final is paid from the same budget: its share is the same at every age.
     assert pacer.share_interval(ref, budget) == pytest.approx(4 / (SHARE_USE * (10 / SHARE_HORIZON_S + 1.0)))
+
+
+async def test_a_rate_raised_by_probes_is_on_trial_until_more_calls_than_a_larger_burst_explains() -> None:
+    # Slack's burst is undocumented: a workspace-wide one larger than ours accepts a few probes too. So the raised
+    # rate is not trusted for choices that cannot be undone (streams moving to chat.update) until Slack took more
+    # calls beyond the documented budget than a burst 2.5 times ours explains, and a 429 during its trial takes
+    # the rate back to where the probes started, for hours (a fake with a workspace-wide burst of 10: 5-6 429s and
+    # finals 11 s late without this).
+    now, wall = [0.0], [1_000.0]
+    wide = LearnedBudget(MemoryBudgets(clock=lambda: now[0]), name="chat.update", start_per_minute=60, burst=2,
+                         clock=lambda: now[0], wall=lambda: wall[0])  # fmt: skip
+    for _ in range(2):
+        assert await wide.take(SCOPE, probe=True) is False  # the burst
+        await wide.accepted(SCOPE)
+    for _ in range(PROBE_EVIDENCE):
+        assert await wide.take(SCOPE, probe=True) is True
+        await wide.accepted(SCOPE, probe=True)
+    raised = wide.per_minute(SCOPE)
+    assert raised == 60 * PROBE_RAISE and wide.proven_per_minute(SCOPE) == 60  # on trial: 3 calls beyond the burst
+    for _ in range(10):  # more calls accepted beyond the documented 60/min and burst of 2 (the clock stands still)
+        if wide.proven_per_minute(SCOPE) != 60:
+            break
+        assert await wide.take(SCOPE, probe=True) is True
+        await wide.accepted(SCOPE, probe=True)
+    assert wide.proven_per_minute(SCOPE) == wide.per_minute(SCOPE) > raised
+    await wide.pause(SCOPE, 0.01)  # and yet a 429 within the trial: it was a burst after all
+    assert wide.per_minute(SCOPE) == wide.proven_per_minute(SCOPE) == 60
+    assert not wide.may_probe(SCOPE)
+    wall[0] += PROBE_TRIAL_S
+    now[0] += 60.0
+    await wide.pause(SCOPE, 0.01)  # later, a 429 is an ordinary one
+    assert wide.per_minute(SCOPE) == pytest.approx(60 * DECREASE)
+
+
+async def test_429s_within_one_retry_after_cut_the_rate_once() -> None:
+    # Calls sent together meet their 429s together: one moment of congestion, one cut (three replies starting at once
+    # cut chat.startStream's rate to a third).
+    now = [0.0]
+    budget = LearnedBudget(MemoryBudgets(clock=lambda: now[0]), name="chat.startStream", start_per_minute=100,
+                           burst=20, clock=lambda: now[0])  # fmt: skip
+    for _ in range(3):
+        await budget.pause(SCOPE, 1.0)
+    assert budget.per_minute(SCOPE) == pytest.approx(100 * DECREASE)
+    now[0] += 1.5
+    await budget.pause(SCOPE, 1.0)  # after the Retry-After: another moment, another cut
+    assert budget.per_minute(SCOPE) == pytest.approx(100 * DECREASE**2)
+
+
+async def test_a_reply_does_not_wait_for_chat_start_stream_it_is_posted_as_a_message() -> None:
+    # With chat.startStream's budget spent, or its call answered 429, the reply's first words go out at once as a
+    # message (edited with chat.update) instead of waiting for a start (a fake whose stream burst was 10: the last
+    # of 20 replies starting together showed its first words 14 s after the model's first token).
+    async with FakeSlack(fractional_retry_after=True) as slack:
+        slack.add_channel("C1")
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        streams = StreamBudgets(*(InMemoryBudget(per_minute=1, burst=b) for b in (2, 20, 20)))
+        platform = SlackPlatform(client, team_id=TEAM, native_streaming=True, stream_budgets=streams)
+        channel = ChannelRef("slack", TEAM, "C1")
+
+        async def first_kind() -> str:
+            ref = await platform.post(channel, "first words", thread_id=slack.seed_message("C1", "help?").ts)
+            versions = slack.versions("C1", ref.message_id)
+            assert versions[0].text.startswith("first words")
+            return versions[0].kind
+
+        assert await first_kind() == "stream_start"
+        slack.inject("chat.startStream", Fault.rate_limited(retry_after=30.0))
+        assert await asyncio.wait_for(first_kind(), timeout=5.0) == "post"  # refused: posted, not retried later
+        assert await asyncio.wait_for(first_kind(), timeout=5.0) == "post"  # paused for the Retry-After: no wait
 
 
 async def test_a_refused_probe_is_remembered_for_hours_not_minutes() -> None:

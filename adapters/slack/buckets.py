@@ -68,6 +68,10 @@ class WorkspaceBudget(Protocol):
         call's outcome with ``probe=True``)."""
         ...
 
+    async def take_now(self, scope: str) -> bool:
+        """Spend one call under ``scope`` if one is allowed now and nobody waits ahead; False: none spent."""
+        ...
+
     async def pause(self, scope: str, seconds: float, *, probe: bool = False) -> None:
         """Slack said 429: spend nothing under ``scope`` for ``seconds`` (its Retry-After)."""
         ...
@@ -82,6 +86,11 @@ class WorkspaceBudget(Protocol):
 
     def per_minute(self, scope: str) -> float:
         """The rate in force under ``scope``."""
+        ...
+
+    def proven_per_minute(self, scope: str) -> float:
+        """The rate Slack's answers have borne out under ``scope``, for choices that cannot be undone (which path a
+        reply takes): a learning budget's rate just raised on little evidence does not count yet."""
         ...
 
     def burst(self, scope: str) -> int:
@@ -177,6 +186,12 @@ class StoreBudget:
             if not line:
                 self._lines.pop(scope, None)
 
+    async def take_now(self, scope: str) -> bool:
+        if scope in self._lines:
+            return False
+        return await self._budgets.try_take(self._scope(scope), per_minute=self.rate_per_minute,
+                                            burst=self.burst_calls) <= 0  # fmt: skip
+
     async def pause(self, scope: str, seconds: float, *, probe: bool = False) -> None:
         await self._budgets.pause(self._scope(scope), seconds)
 
@@ -187,6 +202,9 @@ class StoreBudget:
         return False  # a fixed budget never goes past its bucket
 
     def per_minute(self, scope: str) -> float:
+        return self.rate_per_minute
+
+    def proven_per_minute(self, scope: str) -> float:
         return self.rate_per_minute
 
     def burst(self, scope: str) -> int:

@@ -64,6 +64,20 @@ PROBE_RAISE = 2.0
 # A refused probe says where a workspace's room ends (the limit is not per channel there): no probing for this long,
 # for every replica, so a busy workspace meets that 429 a few times a day rather than at every busy moment.
 PROBE_REFUSED_TTL_S = 6 * 3600.0
+# A rate raised by accepted probes stands on trial this long: a 429 meanwhile says those probes took calls a burst
+# larger than ours allowed, not room per channel (Slack's burst is undocumented; the channels' budgets keep each
+# channel within the tier, so where the limit is per channel no 429 comes). The rate goes back to where the probes
+# started, and no probing for PROBE_REFUSED_TTL_S. Without it, a fake whose workspace-wide chat.update burst was 10
+# made the probes raise the rate to 4x, then cut by 429 after 429 (slack_load bench: 5–6 429s, staleness p95 12 s).
+# A minute covers a burst of a minute's calls at twice the rate.
+PROBE_TRIAL_S = 60.0
+# Choices that cannot be undone (a stream moving to chat.update) trust a rate on trial only once Slack took more calls
+# beyond the documented budget (its start rate and burst), probes included, than this many of our bursts: more than
+# a Slack burst 2.5 times ours could explain (10 for chat.update). On 3 accepted probes, a workspace-wide burst of 10
+# saw 8 of 20 streams move to chat.update within a second; then the 429 came and they shared the workspace's 50 edits
+# a minute (slack_load bench: finals up to 11 s late). Waiting 2 s instead cost the per-channel regime its quick moves
+# (staleness p95 1.97 → 2.59 s); this costs it ~0.04 s.
+PROBE_PROVEN_BURSTS = 1.5
 # A probe whose answer never came stops blocking the next one after this long: a call failed otherwise, or the turn
 # was granted and not used (its reply finished while it waited). An answer takes a fraction of a second; at 5 s a
 # turn left unused this way held up discovery for seconds under load (slack_load bench).
@@ -80,6 +94,8 @@ class Learned:
     ceiling: float = 0.0  # the rate Slack last refused (0: none known)
     ceiling_until: float = 0.0
     pinned_until: float = 0.0  # a rate set from a known fact (the restricted tier): no probing until then
+    trial_from: float = 0.0  # the rate before accepted probes raised it (0: not on trial) ...
+    trial_until: float = 0.0  # ... until then (PROBE_TRIAL_S)
 
 
 @dataclass
@@ -93,7 +109,11 @@ class _Scope:
     probe_lock: str | None = None  # the store lock our probe out holds, so replicas probe one at a time
     probes_accepted: int = 0
     probe_accepted_at: float = float("-inf")  # clock() of the last accepted probe
+    # Calls accepted beyond the documented budget (a bucket at the start rate and burst): (its tokens, when), count
+    documented: tuple[float, float] | None = None
+    excess: int = 0
     window_calls: int = 0  # calls accepted since the rate last rose
+    paused_until: float = float("-inf")  # clock() when the last 429's Retry-After ends
 
 
 __all__ = ["LearnedBudget", "MemoryBudgets", "WorkspaceFacts"]
@@ -139,6 +159,14 @@ class LearnedBudget:
         found = self._scopes.get(scope)
         return found.learned.per_minute if found else self.start_per_minute
 
+    def proven_per_minute(self, scope: str) -> float:
+        found = self._scopes.get(scope)
+        if found is None:
+            return self.start_per_minute
+        learned = found.learned
+        on_trial = self._wall() < learned.trial_until and found.excess <= PROBE_PROVEN_BURSTS * self._start_burst
+        return learned.trial_from if on_trial else learned.per_minute
+
     def burst(self, scope: str) -> int:
         return self._burst(self.per_minute(scope))
 
@@ -169,6 +197,14 @@ class LearnedBudget:
                 await self._sleep(wait)  # an urgent caller may take the head meanwhile: the loop looks again
         finally:
             state.line.leave(turn)
+
+    async def take_now(self, scope: str) -> bool:
+        state = self._state(scope)
+        if state.line:
+            return False
+        await self._refresh(scope, state)
+        rate = state.learned.per_minute
+        return await self._buckets.try_take(self._key(scope), per_minute=rate, burst=self._burst(rate)) <= 0
 
     def may_probe(self, scope: str) -> bool:
         """No probe out, no refusal known (a 429 settles the question for CEILING_TTL_S), no pinned rate."""
@@ -210,25 +246,38 @@ class LearnedBudget:
             await self._locks.release(self._probe_key(scope), token)
 
     async def pause(self, scope: str, seconds: float, *, probe: bool = False) -> None:
-        """Slack said 429: nobody spends for ``seconds``, and the rate falls (it was too high) — unless the call
-        was a probe: then the rate stands and becomes the ceiling (the room past it is not there)."""
+        """Slack said 429: nobody spends for ``seconds``, and the rate falls (it was too high) — unless it answers
+        the probes: then the rate they started from stands and becomes the ceiling (the room past it is not there)."""
         await self._buckets.pause(self._key(scope), seconds)
         state = self._state(scope)
         learned, now = state.learned, self._wall()
+        # A 429 within an earlier one's Retry-After answers a call sent before that one was heard: the same moment of
+        # congestion, cut once (as TCP cuts once per window). Three replies starting together met three 429s and
+        # cut chat.startStream's rate to a third.
+        clock = self._clock()
+        same_event = clock < state.paused_until
+        state.paused_until = max(state.paused_until, clock + seconds)
         if now < learned.pinned_until:
             return  # a pinned rate is a known fact; the pause alone honours this Retry-After
-        if probe or (
+        on_trial = now < learned.trial_until
+        if probe or on_trial or (
             state.probes_accepted < PROBE_EVIDENCE and self._clock() - state.probe_accepted_at < PROBE_TIMEOUT_S
         ):
             # A refused probe; or, before the probes proved room, a call within the budget refused just after one
-            # was accepted: that probe took the last of Slack's room. Either way there is none past the budget.
+            # was accepted: that probe took the last of Slack's room; or a 429 while the rate accepted probes raised
+            # is on trial: they took calls a larger burst allowed. Either way there is no room past the budget.
             await self._probe_answered(scope, state)
-            state.probes_accepted = 0
+            state.probes_accepted = state.excess = 0
+            if on_trial:
+                learned.per_minute, learned.trial_from, learned.trial_until = learned.trial_from, 0.0, 0.0
             learned.ceiling, learned.ceiling_until = learned.per_minute, now + PROBE_REFUSED_TTL_S
-            log.info("slack %s %s: a probe past %.0f/min was refused; staying there for %.0f h", self.name, scope,
-                     learned.per_minute, PROBE_REFUSED_TTL_S / 3600)  # fmt: skip
+            log.info("slack %s %s: no room past the budget (a probe refused, or a 429 soon after probes); %.0f/min "
+                     "for %.0f h", self.name, scope, learned.per_minute, PROBE_REFUSED_TTL_S / 3600)  # fmt: skip
             await self._write(scope, state, force=True)
             return
+        if same_event:
+            return
+        state.excess = 0
         refused = learned.per_minute
         learned.ceiling = refused if learned.ceiling <= 0 else min(learned.ceiling, refused)
         learned.ceiling_until = now + CEILING_TTL_S
@@ -245,6 +294,7 @@ class LearnedBudget:
         learned, now = state.learned, self._wall()
         if now < learned.pinned_until:
             return
+        self._count_excess(state)
         if probe:
             await self._probe_answered(scope, state)
             state.probes_accepted += 1
@@ -254,6 +304,9 @@ class LearnedBudget:
             # open and every probe was accepted: 7 in a row raised the rate to 4/3 of a workspace-wide limit
             # (test_replicas: a 429 per replica).
             if state.probes_accepted >= PROBE_EVIDENCE:
+                if now >= learned.trial_until:
+                    learned.trial_from = learned.per_minute
+                learned.trial_until = now + PROBE_TRIAL_S
                 learned.per_minute = min(self._cap, learned.per_minute * PROBE_RAISE)
                 log.info("slack %s %s: %d probes past the budget accepted; now %.0f/min", self.name, scope,
                          state.probes_accepted, learned.per_minute)  # fmt: skip
@@ -274,6 +327,18 @@ class LearnedBudget:
         if raised > learned.per_minute:
             learned.per_minute = raised
             await self._write(scope, state, force=False)
+
+    def _count_excess(self, state: _Scope) -> None:
+        """An accepted call draws from a bucket at the documented rate and burst; one that finds it empty is a call
+        Slack took beyond the documented budget."""
+        now, burst = self._clock(), float(self._start_burst)
+        tokens, at = state.documented or (burst, now)
+        tokens = min(burst, tokens + (now - at) * self.start_per_minute / 60.0)
+        if tokens >= 1.0:
+            tokens -= 1.0
+        else:
+            state.excess += 1
+        state.documented = (tokens, now)
 
     async def pin(self, scope: str, *, per_minute: float, for_s: float) -> None:
         """A known fact sets the rate (the restricted history tier): no probing above it for ``for_s``."""

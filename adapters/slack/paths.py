@@ -130,7 +130,7 @@ class ReplyPaths:
 
     def _calls(self, budget: WorkspaceBudget, scope: str) -> float:
         """What ``budget`` allows under ``scope`` over PATH_HORIZON_S."""
-        return budget.burst(scope) + budget.per_minute(scope) * PATH_HORIZON_S / 60.0
+        return budget.burst(scope) + budget.proven_per_minute(scope) * PATH_HORIZON_S / 60.0
 
     def _edit_room(self, channel: ChannelRef, *, joining: int) -> float:
         """Progress calls per chat.update reply over the horizon if ``joining`` more replies took that path: the

@@ -116,8 +116,11 @@ class NativeStreams:
         recipient = self._recipients.get((channel.channel, thread_id))
         workspace = workspace_of(channel)
         # chat.startStream has a tier of its own (per workspace); chat.postMessage's per-channel limit is that
-        # method's (FACTS.md), so a stream does not wait for it.
-        await self._stream_budgets.start.take(workspace)
+        # method's (FACTS.md), so a stream does not wait for it. Nor does a reply wait for chat.startStream: with
+        # its budget spent (or paused by a 429) the reply is posted as a message at once, its first words on screen
+        # (a fake whose stream burst was 10, half ours: three replies met a 429 and the last waited 14 s for a start).
+        if not await self._stream_budgets.start.take_now(workspace):
+            raise StreamRefused("chat.startStream's budget is spent for now")
         stream = await self.client.chat_stream(
             channel=channel.channel,
             thread_ts=thread_id,
@@ -133,7 +136,7 @@ class NativeStreams:
             await self._call(stream.append, chunks=[{"type": "markdown_text", "text": first}] if first else [])
         except PlatformRateLimited as limited:
             await self._stream_budgets.start.pause(workspace, limited.retry_after_s)
-            raise
+            raise StreamRefused("chat.startStream: 429") from limited
         except SlackApiError as exc:
             error = str(exc.response.get("error", ""))
             if error in STREAM_REFUSALS:
