@@ -13,6 +13,7 @@ import pytest
 from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.buckets import InMemoryBudget, StreamBudgets
+from adapters.slack.facts import WorkspaceFacts
 from adapters.slack.learned import (
     CEILING_TTL_S,
     DECREASE,
@@ -23,7 +24,6 @@ from adapters.slack.learned import (
     PROBE_TRIAL_S,
     LearnedBudget,
     MemoryBudgets,
-    WorkspaceFacts,
 )
 from adapters.slack.pacing import SHARE_HORIZON_S, SHARE_LEFT_MIN, SHARE_USE, WorkspaceEditPacer
 from adapters.slack.paths import MOVE_BEFORE_S

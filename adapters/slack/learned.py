@@ -12,8 +12,10 @@ figure and learns:
   channel's, under the workspace's chat.update budget), a caller may *probe* past the empty bucket — one probe at a
   time: accepted probes beyond what Slack's burst could explain raise the rate quickly, one refused probe marks
   where the room ends (no cut: the calls within the budget were fine). So a workspace whose chat.update limit is
-  per channel is found within seconds, for one 429 at most where it is not.
-- ``WorkspaceFacts``: yes/no facts with an expiry (native streaming refused here), so they are re-checked.
+  per channel is found within seconds, for one 429 at most where it is not; a rate the probes raised stands trial
+  (PROBE_TRIAL_S), as a larger burst than ours can pass for room at first.
+
+What the bot learns as yes or no (native streaming refused here) is adapters/slack/facts.py.
 """
 
 from __future__ import annotations
@@ -64,19 +66,15 @@ PROBE_RAISE = 2.0
 # A refused probe says where a workspace's room ends (the limit is not per channel there): no probing for this long,
 # for every replica, so a busy workspace meets that 429 a few times a day rather than at every busy moment.
 PROBE_REFUSED_TTL_S = 6 * 3600.0
-# A rate raised by accepted probes stands on trial this long: a 429 meanwhile says those probes took calls a burst
-# larger than ours allowed, not room per channel (Slack's burst is undocumented; the channels' budgets keep each
-# channel within the tier, so where the limit is per channel no 429 comes). The rate goes back to where the probes
-# started, and no probing for PROBE_REFUSED_TTL_S. Without it, a fake whose workspace-wide chat.update burst was 10
-# made the probes raise the rate to 4x, then cut by 429 after 429 (slack_load bench: 5–6 429s, staleness p95 12 s).
-# A minute covers a burst of a minute's calls at twice the rate.
+# A rate raised by accepted probes stands trial this long: a 429 meanwhile means a burst larger than ours took them,
+# not room per channel (where the limit is per channel, the channels' budgets keep each one within it: no 429). The
+# rate goes back to where the probes started, no probing for PROBE_REFUSED_TTL_S. (A fake with a workspace-wide burst
+# of 10: the probes raised the rate 8x, then 5-6 429s and staleness p95 12 s.) A minute: a minute's burst at 2x.
 PROBE_TRIAL_S = 60.0
 # Choices that cannot be undone (a stream moving to chat.update) trust a rate on trial only once Slack took more calls
-# beyond the documented budget (its start rate and burst), probes included, than this many of our bursts: more than
-# a Slack burst 2.5 times ours could explain (10 for chat.update). On 3 accepted probes, a workspace-wide burst of 10
-# saw 8 of 20 streams move to chat.update within a second; then the 429 came and they shared the workspace's 50 edits
-# a minute (slack_load bench: finals up to 11 s late). Waiting 2 s instead cost the per-channel regime its quick moves
-# (staleness p95 1.97 → 2.59 s); this costs it ~0.04 s.
+# beyond the documented budget (start rate and burst) than this many of our bursts: more than a Slack burst 2.5x ours
+# explains. On 3 accepted probes, that burst of 10 moved 8 of 20 streams to chat.update, whose finals then came 11 s
+# late; waiting 2 s instead cost the per-channel regime its quick moves (p95 1.97 → 2.59 s); this costs it ~0.04 s.
 PROBE_PROVEN_BURSTS = 1.5
 # A probe whose answer never came stops blocking the next one after this long: a call failed otherwise, or the turn
 # was granted and not used (its reply finished while it waited). An answer takes a fraction of a second; at 5 s a
@@ -109,14 +107,13 @@ class _Scope:
     probe_lock: str | None = None  # the store lock our probe out holds, so replicas probe one at a time
     probes_accepted: int = 0
     probe_accepted_at: float = float("-inf")  # clock() of the last accepted probe
-    # Calls accepted beyond the documented budget (a bucket at the start rate and burst): (its tokens, when), count
-    documented: tuple[float, float] | None = None
-    excess: int = 0
+    documented: tuple[float, float] | None = None  # a bucket at the start rate and burst: (tokens, when) ...
+    excess: int = 0  # ... and the accepted calls that found it empty (_count_excess)
     window_calls: int = 0  # calls accepted since the rate last rose
     paused_until: float = float("-inf")  # clock() when the last 429's Retry-After ends
 
 
-__all__ = ["LearnedBudget", "MemoryBudgets", "WorkspaceFacts"]
+__all__ = ["LearnedBudget", "MemoryBudgets"]
 
 
 class LearnedBudget:
@@ -401,34 +398,3 @@ class LearnedBudget:
             await self._kv.put(self._memory_key(scope), json.dumps(asdict(state.learned)), ttl_s=LEARNED_TTL_S)
         except StoreUnavailable:
             state.dirty = True
-
-
-class WorkspaceFacts:
-    """Yes/no facts about a workspace, each with an expiry, shared through the store (or this process's memory)."""
-
-    def __init__(self, kv: KeyValue | None = None, *, clock: Callable[[], float] = time.monotonic) -> None:
-        self._kv, self._clock = kv, clock
-        self._local: dict[str, tuple[str, float]] = {}  # key → (value, expires) as this process last saw it
-
-    async def get(self, key: str) -> str | None:
-        cached = self._local.get(key)
-        if cached is not None and self._clock() < cached[1]:
-            return cached[0]
-        value = None
-        if self._kv is not None:
-            try:
-                value = await self._kv.get(f"slack:fact:{key}")
-            except StoreUnavailable:
-                value = None
-        # Read again in a while: another replica may learn it, or its expiry may pass.
-        self._local[key] = (value or "", self._clock() + REFRESH_S)
-        return value or None
-
-    async def put(self, key: str, value: str, *, ttl_s: float) -> None:
-        # With a store, this process re-reads it soon (another replica may re-learn it); without, it is the record.
-        self._local[key] = (value, self._clock() + (ttl_s if self._kv is None else min(ttl_s, REFRESH_S)))
-        if self._kv is not None:
-            try:
-                await self._kv.put(f"slack:fact:{key}", value, ttl_s=ttl_s)
-            except StoreUnavailable:
-                log.warning("could not remember %s=%s in the store", key, value)

@@ -38,8 +38,9 @@ from adapters.slack.buckets import (
 from adapters.slack.calls import SlackCalls
 from adapters.slack.canvas import permalink, publish_canvas, team_url
 from adapters.slack.events import SlackMessage
+from adapters.slack.facts import WorkspaceFacts
 from adapters.slack.history import HISTORY_PAGE_LIMIT, RESTRICTED_PER_MINUTE, Progress, ThreadHistory
-from adapters.slack.learned import LearnedBudget, WorkspaceFacts
+from adapters.slack.learned import LearnedBudget
 from adapters.slack.pacing import WorkspaceEditPacer
 from adapters.slack.paths import ReplyPaths
 from adapters.slack.people import People

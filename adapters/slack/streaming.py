@@ -20,7 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from adapters.slack.buckets import StreamBudgets, workspace_of
 from adapters.slack.calls import SlackCalls
-from adapters.slack.learned import WorkspaceFacts
+from adapters.slack.facts import WorkspaceFacts
 from bot.safety import defang_mass_mentions
 from bot.types import ChannelRef, MessageGone, MessageRef, PlatformRateLimited, ReplyStopped
 

@@ -19,8 +19,9 @@ from adapters.slack.buckets import (
     StoreBudget,
     StreamBudgets,
 )
+from adapters.slack.facts import WorkspaceFacts
 from adapters.slack.history import RESTRICTED_PER_MINUTE
-from adapters.slack.learned import LearnedBudget, WorkspaceFacts
+from adapters.slack.learned import LearnedBudget
 from adapters.slack.platform import SlackPlatform
 from bot.app import App
 
