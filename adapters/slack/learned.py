@@ -258,7 +258,7 @@ class LearnedBudget:
             return  # a pinned rate is a known fact; the pause alone honours this Retry-After
         on_trial = now < learned.trial_until
         if probe or on_trial or (
-            state.probes_accepted < PROBE_EVIDENCE and self._clock() - state.probe_accepted_at < PROBE_TIMEOUT_S
+            state.probes_accepted < PROBE_EVIDENCE and clock - state.probe_accepted_at < PROBE_TIMEOUT_S
         ):
             # A refused probe; or, before the probes proved room, a call within the budget refused just after one
             # was accepted: that probe took the last of Slack's room; or a 429 while the rate accepted probes raised
