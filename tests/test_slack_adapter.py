@@ -32,6 +32,7 @@ from adapters.slack.people import readable
 from adapters.slack.platform import SlackPlatform
 from adapters.slack.render import spend_blocks, text_blocks, to_mrkdwn
 from bot.app import App, build_app
+from bot.live_reply import DEFAULT_PLACEHOLDER
 from bot.safety import has_mass_mention
 from bot.settings import Settings
 from bot.stores import ResilientStore, Store
@@ -498,8 +499,8 @@ async def test_a_stream_shows_the_replys_own_text_never_its_placeholder_or_marke
         client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
         p = SlackPlatform(client, team_id=TEAM, native_streaming=True)
         channel = ChannelRef("slack", TEAM, "C1")
-        # A placeholder of the reply's own choosing (the FAQ's): the platform is told it is no reply text yet.
-        ref = await p.post(channel, "Writing an FAQ from the last 30 days of questions…", thread_id=root, body="")
+        # The placeholder: the platform is told it is no reply text yet (Slack shows its own "is writing" state).
+        ref = await p.post(channel, DEFAULT_PLACEHOLDER, thread_id=root, body="")
         await p.edit(ref, "Hello ▍\n\nsorted 9 of 9", final=False, body="Hello")  # marker and status: not streamed
         await p.edit(ref, "Hello world", final=True)
         versions = slack.versions("C1", ref.message_id)
@@ -508,6 +509,9 @@ async def test_a_stream_shows_the_replys_own_text_never_its_placeholder_or_marke
             ("stream_append", "Hello"),
             ("stream_stop", "Hello world"),
         ]
+        # A placeholder of the reply's own choosing (the FAQ's) says something a stream cannot show: a message.
+        faq = await p.post(channel, "Writing an FAQ from the last 30 days of questions…", thread_id=root, body="")
+        assert [v.kind for v in slack.versions("C1", faq.message_id)] == ["post"]
 
 
 def test_limits_leave_room_for_markup() -> None:

@@ -28,7 +28,7 @@ from adapters.slack.learned import (
 from adapters.slack.pacing import SHARE_HORIZON_S, SHARE_LEFT_MIN, SHARE_USE, WorkspaceEditPacer
 from adapters.slack.paths import MOVE_BEFORE_S
 from adapters.slack.platform import SlackPlatform
-from bot.live_reply import LiveReply
+from bot.live_reply import DEFAULT_PLACEHOLDER, LiveReply
 from bot.stores.sqlite import SqliteStore
 from bot.types import ChannelRef, MessageRef
 from tests.fakes.slack_api import FakeSlack
@@ -414,6 +414,21 @@ async def test_a_reply_does_not_wait_for_chat_start_stream_it_is_posted_as_a_mes
         slack.inject("chat.startStream", Fault.rate_limited(retry_after=30.0))
         assert await asyncio.wait_for(first_kind(), timeout=5.0) == "post"  # refused: posted, not retried later
         assert await asyncio.wait_for(first_kind(), timeout=5.0) == "post"  # paused for the Retry-After: no wait
+
+
+async def test_a_placeholder_with_a_status_line_is_posted_where_it_shows_not_as_an_empty_stream() -> None:
+    # The restricted tier's read takes a minute: its status line must be seen, and a stream shows model text only.
+    async with FakeSlack() as slack:
+        slack.add_channel("C1")
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        platform = SlackPlatform(client, team_id=TEAM, native_streaming=True)
+        channel = ChannelRef("slack", TEAM, "C1")
+        status = f"{DEFAULT_PLACEHOLDER}\n\nReading the thread… 15 of 30 messages so far, about 1 min to go"
+        for text, kind in ((DEFAULT_PLACEHOLDER, "stream_start"), (status, "post")):
+            ref = await platform.post(channel, text, thread_id=slack.seed_message("C1", "help?").ts, body="")
+            first = slack.versions("C1", ref.message_id)[0]
+            assert first.kind == kind
+            assert "Reading the thread" in first.text if kind == "post" else first.text == ""
 
 
 async def test_a_refused_probe_is_remembered_for_hours_not_minutes() -> None:

@@ -46,6 +46,7 @@ from adapters.slack.paths import ReplyPaths
 from adapters.slack.people import People
 from adapters.slack.render import to_mrkdwn
 from adapters.slack.streaming import STREAMING_CONFLICT, NativeStreams, StreamRefused
+from bot.live_reply import DEFAULT_PLACEHOLDER
 from bot.ports import PublishedDocument
 from bot.stores.base import MessageLog
 from bot.types import ChannelRef, ChatMessage, MessageRef, MessageTooLong, PlatformLimits, PlatformRateLimited
@@ -177,7 +178,11 @@ class SlackPlatform:
     async def post(
         self, channel: ChannelRef, text: str, *, thread_id: str | None = None, body: str | None = None
     ) -> MessageRef:
-        if self.native_streaming and thread_id and await self._paths.stream_here(channel):
+        # A stream shows model text only (an empty one: Slack's own "is writing" state). A placeholder that says more
+        # than that — a status line like the restricted tier's "Reading the thread… about 1 min to go" — is posted
+        # as a message, where it is seen: started as an empty stream, it showed nothing for the minute the read took.
+        plain = body is None or body != "" or text == DEFAULT_PLACEHOLDER
+        if self.native_streaming and thread_id and plain and await self._paths.stream_here(channel):
             with self._paths.choosing_stream():
                 try:
                     ref = await self._streams.start(channel, text if body is None else body, thread_id)
