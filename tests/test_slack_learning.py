@@ -379,6 +379,23 @@ async def test_a_rate_raised_by_probes_is_on_trial_until_more_calls_than_a_large
     assert wide.per_minute(SCOPE) == pytest.approx(60 * DECREASE)
 
 
+async def test_the_evidence_for_a_trial_rate_is_the_current_round_of_probings_not_older_calls() -> None:
+    # Calls Slack took beyond the documented budget long before (a rate raised since by additive increase) say
+    # nothing about whether this round's probes met a larger burst: counted, they proved a new trial at once.
+    now = [0.0]
+    wide = LearnedBudget(MemoryBudgets(clock=lambda: now[0]), name="chat.update", start_per_minute=60, burst=2,
+                         clock=lambda: now[0])  # fmt: skip
+    assert await wide.take(SCOPE) is False
+    for _ in range(20):  # accepted long ago, beyond the documented bucket (the clock stands still)
+        await wide.accepted(SCOPE)
+    now[0] += 2.0  # the bucket refills; then a round of probes
+    assert [await wide.take(SCOPE, probe=True) for _ in range(2)] == [False, False]
+    for _ in range(PROBE_EVIDENCE):
+        assert await wide.take(SCOPE, probe=True) is True
+        await wide.accepted(SCOPE, probe=True)
+    assert wide.per_minute(SCOPE) > 60 and wide.proven_per_minute(SCOPE) == 60  # on trial, not proven by the past
+
+
 async def test_429s_within_one_retry_after_cut_the_rate_once() -> None:
     # Calls sent together meet their 429s together: one moment of congestion, one cut (three replies starting at once
     # cut chat.startStream's rate to a third).

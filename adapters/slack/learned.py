@@ -182,10 +182,7 @@ class LearnedBudget:
         try:
             while True:
                 await state.line.wait(turn)
-                await self._refresh(scope, state)
-                rate = state.learned.per_minute
-                wait = await self._buckets.try_take(self._key(scope), per_minute=rate, burst=self._burst(rate))
-                if wait <= 0:
+                if (wait := await self._try_take(scope, state)) <= 0:
                     return False
                 if probe and self.may_probe(scope) and await self._claim_probe(scope, state):
                     return True
@@ -197,11 +194,13 @@ class LearnedBudget:
 
     async def take_now(self, scope: str) -> bool:
         state = self._state(scope)
-        if state.line:
-            return False
+        return not state.line and await self._try_take(scope, state) <= 0
+
+    async def _try_take(self, scope: str, state: _Scope) -> float:
+        """One call from the bucket at the rate in force (another replica's, if newer): 0, or the seconds to wait."""
         await self._refresh(scope, state)
         rate = state.learned.per_minute
-        return await self._buckets.try_take(self._key(scope), per_minute=rate, burst=self._burst(rate)) <= 0
+        return await self._buckets.try_take(self._key(scope), per_minute=rate, burst=self._burst(rate))
 
     def may_probe(self, scope: str) -> bool:
         """No probe out, no refusal known (a 429 settles the question for CEILING_TTL_S), no pinned rate."""
@@ -217,6 +216,8 @@ class LearnedBudget:
         otherwise pay a refused probe of its own, and take Slack's calls from the others' budgeted ones), and each
         reads what the last probe found before sending its own."""
         state.probe_until = self._clock() + PROBE_TIMEOUT_S  # out from now: this process's callers wait for it
+        if state.probes_accepted == 0:
+            state.excess = 0  # the evidence is this round of probing's, not calls Slack took hours ago
         if self._locks is None:
             return True
         token = await self._locks.acquire(self._probe_key(scope), ttl_s=PROBE_TIMEOUT_S)
@@ -264,7 +265,7 @@ class LearnedBudget:
             # was accepted: that probe took the last of Slack's room; or a 429 while the rate accepted probes raised
             # is on trial: they took calls a larger burst allowed. Either way there is no room past the budget.
             await self._probe_answered(scope, state)
-            state.probes_accepted = state.excess = 0
+            state.probes_accepted = 0
             if on_trial:
                 learned.per_minute, learned.trial_from, learned.trial_until = learned.trial_from, 0.0, 0.0
             learned.ceiling, learned.ceiling_until = learned.per_minute, now + PROBE_REFUSED_TTL_S
@@ -274,7 +275,6 @@ class LearnedBudget:
             return
         if same_event:
             return
-        state.excess = 0
         refused = learned.per_minute
         learned.ceiling = refused if learned.ceiling <= 0 else min(learned.ceiling, refused)
         learned.ceiling_until = now + CEILING_TTL_S
