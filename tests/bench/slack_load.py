@@ -1,5 +1,5 @@
 """Slack under load: ``python -m tests.bench.slack_load [--quick] [--history-per-minute N --history-page-limit N]
-[--fake-burst METHOD=N ...]`` prints ONE JSON object.
+[--fake-burst METHOD=N ...] [--fake-rate METHOD=PER_MIN/BURST ...]`` prints ONE JSON object.
 
 The scenario of issue 11: 20 mentions in 20 threads of 30 messages over 5 channels, threads the bot has NOT seen
 (so each reply first reads its thread from conversations.replies); the model answers 400 tokens at 0.4 s to the
@@ -13,7 +13,9 @@ chunks without pacing, slack_sdk's 429 retry handler with one retry, history pag
 run. ``--history-per-minute``/``--history-page-limit`` override those two settings of ours (to measure a build
 whose defaults would take an hour: the issue's own measurement ran main at Tier 3, 50/min and 200 a page).
 ``--fake-burst`` gives the fake Slack another burst for a method than its guess (Slack documents none), e.g.
-``--fake-burst chat.update=10`` or ``--fake-burst chat.startStream=10``, to check that ours holds up under it.
+``--fake-burst chat.update=10`` or ``--fake-burst chat.startStream=10``, to check that ours holds up under it;
+``--fake-rate chat.startStream=100/20`` gives a method another rate and burst (the stream methods' tiers are
+unverified: FACTS.md).
 """
 
 from __future__ import annotations
@@ -66,8 +68,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--history-page-limit", type=int)
     parser.add_argument("--fake-burst", action="append", default=[], metavar="METHOD=N",
                         help="the fake Slack's burst for METHOD (repeatable)")  # fmt: skip
+    parser.add_argument("--fake-rate", action="append", default=[], metavar="METHOD=PER_MIN/BURST",
+                        help="the fake Slack's rate and burst for METHOD (repeatable)")  # fmt: skip
     args = parser.parse_args(argv)
-    bursts = tuple((method, int(n)) for method, _, n in (b.partition("=") for b in args.fake_burst))
+    rates: list[tuple[str, float | None, int]] = []
+    for method, _, n in (b.partition("=") for b in args.fake_burst):
+        rates.append((method, None, int(n)))
+    for method, _, rate in (r.partition("=") for r in args.fake_rate):
+        per_minute, _, burst = rate.partition("/")
+        rates.append((method, float(per_minute), int(burst or 1)))
     overrides: list[tuple[str, Any]] = []
     if args.history_per_minute:
         overrides.append(("slack_history_per_minute", args.history_per_minute))
@@ -82,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
             "model_tokens_per_s": TOKENS_PER_S,
             "model_tokens": WORDS + 2,
             "ours": "default settings" + (f" except {dict(overrides)}" if overrides else ""),
-            "fake_bursts": dict(bursts) or "the fake's own (tests/fakes/slack_rates.py)",
+            "fake_rates": {m: {"per_minute": r or "the fake's", "burst": b} for m, r, b in rates}
+            or "the fake's own (tests/fakes/slack_rates.py)",
             "baseline": "placeholder + chat.update every 20 chunks unpaced, slack_sdk 429 retry x1, naive paging",
         },
         "regimes": {},
@@ -94,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
         for variant in ("ours_default", "baseline"):
             spec = RunSpec(
                 variant, mentions, channels, WORDS, regime=regime, unseen_thread=THREAD, stem="w",
-                settings=tuple(overrides) if variant == "ours_default" else (), fake_bursts=bursts,
+                settings=tuple(overrides) if variant == "ours_default" else (), fake_rates=tuple(rates),
             )  # fmt: skip
             runs["ours" if variant == "ours_default" else "baseline"] = table(run_one(spec))
         out["regimes"][name] = runs
