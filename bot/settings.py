@@ -101,8 +101,8 @@ class Settings(BaseSettings):
     slack_native_streaming: bool = True  # where the workspace takes streams (learned); chat.update elsewhere
     # Slack pacing (FACTS.md): where each learned budget starts — Tier 3 history in pages of 200 (the restricted
     # tier of non-Marketplace apps is learned from Slack's answers), Tier 3 chat.update with at least this burst,
-    # Tier 4 for each stream method (5 % under it: adapters/slack/buckets.py). All replicas share the budgets and
-    # what they learn.
+    # Tier 4 for chat.appendStream (5 % under it) and Tier 2, a fifth of that, for chat.startStream/stopStream
+    # (adapters/slack/buckets.py). All replicas share the budgets and what they learn.
     slack_history_per_minute: float = Field(default=50.0, gt=0)
     slack_history_page_limit: int = Field(default=200, ge=1, le=1000)
     slack_edits_per_minute: float = Field(default=50.0, gt=0)

@@ -32,6 +32,7 @@ from bot.live_reply import DEFAULT_PLACEHOLDER, LiveReply
 from bot.stores.sqlite import SqliteStore
 from bot.types import ChannelRef, MessageRef
 from tests.fakes.slack_api import FakeSlack
+from tests.fakes.slack_rates import Rate
 from tests.fakes.slack_records import Fault
 
 TEAM = "T0FAKE"
@@ -458,3 +459,82 @@ async def test_a_refused_probe_is_remembered_for_hours_not_minutes() -> None:
     assert not wide.may_probe(SCOPE)  # a busy workspace does not pay that 429 again at every busy moment
     wall[0] += PROBE_REFUSED_TTL_S
     assert wide.may_probe(SCOPE)  # then it is asked again (a plan or limit may have changed)
+
+
+async def start_together(slack: FakeSlack, platform: SlackPlatform, n: int) -> list[str]:
+    """``n`` replies in channel C1 posting their first words at once; the kind of each one's first version."""
+    channel = ChannelRef("slack", TEAM, "C1")
+    roots = [slack.seed_message("C1", f"help {k}?").ts for k in range(n)]
+    refs = await asyncio.gather(*(platform.post(channel, "first words", thread_id=root) for root in roots))
+    return [slack.versions("C1", ref.message_id)[0].kind for ref in refs]
+
+
+@pytest.mark.parametrize(("slack_burst", "streams", "refused"), [(20, 8, 0), (3, 3, 1)])
+async def test_stream_starts_past_the_documented_tier_2_go_one_at_a_time_as_probes(
+    slack_burst: int, streams: int, refused: int
+) -> None:
+    """chat.startStream is Tier 2 on its reference page (20/min): the bot starts there, and replies starting
+    together past its burst of 3 probe one at a time. Where Slack takes more (a Tier 4 burst), every reply streams;
+    where it holds to Tier 2, the one refused probe settles it and the rest are posted as messages at once — not a
+    429 for every reply past the burst (the slack_load bench met a 429 storm at the appends' budget)."""
+    async with FakeSlack(fractional_retry_after=True) as slack:
+        slack.add_channel("C1")
+        slack.set_rate("chat.startStream", Rate(per_minute=20, burst=slack_burst))
+        platform = SlackPlatform(AsyncWebClient(token=slack.bot_token, base_url=slack.api_url), team_id=TEAM,
+                                 native_streaming=True)  # fmt: skip
+        platform._paths.stream_here = lambda channel: _true()  # type: ignore[method-assign]  # streams only here
+        kinds = await asyncio.wait_for(start_together(slack, platform, 8), timeout=5.0)
+        assert kinds.count("stream_start") == streams
+        assert kinds.count("post") == 8 - streams
+        assert slack.count_429("chat.startStream") == refused
+
+
+async def _true() -> bool:
+    return True
+
+
+async def test_a_final_with_no_stop_to_spare_goes_with_an_append_and_the_stop_follows() -> None:
+    """chat.stopStream is Tier 2 too: where replies end together past its budget, the last words go with an
+    append (Tier 4) at once and the stop follows when the budget allows — a final never waits for other stops."""
+    async with FakeSlack() as slack:
+        slack.add_channel("C1")
+        streams = StreamBudgets(*(InMemoryBudget(per_minute=p, burst=b) for p, b in ((60, 20), (60, 20), (60, 1))))
+        platform = SlackPlatform(AsyncWebClient(token=slack.bot_token, base_url=slack.api_url), team_id=TEAM,
+                                 native_streaming=True, stream_budgets=streams)  # fmt: skip
+        platform._paths.stream_here = lambda channel: _true()  # type: ignore[method-assign]
+        channel = ChannelRef("slack", TEAM, "C1")
+        refs = [await platform.post(channel, "first words", thread_id=slack.seed_message("C1", "help?").ts)
+                for _ in range(2)]  # fmt: skip
+        started = asyncio.get_running_loop().time()
+        for ref in refs:  # both finals at once: one stop in the budget (a second one a second later)
+            await platform.pacer.wait_turn(ref, final=True)
+            await platform.edit(ref, "first words and the end", final=True)
+        assert asyncio.get_running_loop().time() - started < 0.5  # neither final waited for a stop
+        kinds = [[v.kind for v in slack.versions("C1", ref.message_id)] for ref in refs]
+        assert kinds[0] == ["stream_start", "stream_stop"]
+        assert kinds[1] == ["stream_start", "stream_append"]  # the last words on screen; its stop not yet sent
+        assert slack.versions("C1", refs[1].message_id)[-1].text == "first words and the end"
+        await asyncio.wait_for(platform.settle(), timeout=5.0)
+        assert [v.kind for v in slack.versions("C1", refs[1].message_id)][-1] == "stream_stop"
+        assert slack.message("C1", refs[1].message_id).text == "first words and the end"
+
+
+async def test_a_stream_with_no_stop_to_spare_stays_a_stream_rather_than_wait_to_move() -> None:
+    async with FakeSlack() as slack:
+        slack.add_channel("C1")
+        streams = StreamBudgets(*(InMemoryBudget(per_minute=p, burst=b) for p, b in ((60, 20), (60, 20), (1, 1))))
+        wide, narrow = (InMemoryBudget(per_minute=1200, burst=4) for _ in range(2))  # far more room on chat.update
+        platform = SlackPlatform(AsyncWebClient(token=slack.bot_token, base_url=slack.api_url), team_id=TEAM,
+                                 native_streaming=True, stream_budgets=streams, edit_budget=wide,
+                                 channel_edit_budget=narrow)  # fmt: skip
+        platform._paths.stream_here = lambda channel: _true()  # type: ignore[method-assign]
+        channel = ChannelRef("slack", TEAM, "C1")
+        refs = [await platform.post(channel, "first words", thread_id=slack.seed_message("C1", "help?").ts)
+                for _ in range(2)]  # fmt: skip
+        for ref in refs:  # both would move; the stop budget has one stop (and the next in a minute)
+            assert platform._paths.leaves_stream(ref)
+            await asyncio.wait_for(platform.pacer.wait_turn(ref, final=False), timeout=2.0)
+            await platform.edit(ref, "first words and more", final=False)
+        kinds = [[v.kind for v in slack.versions("C1", ref.message_id)] for ref in refs]
+        assert kinds == [["stream_start", "stream_stop"], ["stream_start", "stream_append"]]
+        assert platform._streams.is_streaming(refs[1])  # still a stream: it may move at a later turn

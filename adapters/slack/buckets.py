@@ -37,15 +37,21 @@ HISTORY_BURST = 50
 # network jitter between our clock and Slack's does not turn the last call of a burst into a 429.
 POST_PER_CHANNEL_PER_MINUTE = 54.0
 POST_PER_CHANNEL_BURST = 3
-# chat.startStream / appendStream / stopStream: FACTS.md calls their tier unverified; slack-ruby/slack-api-ref
-# lists chat.appendStream as Tier 4 (100+ per minute, "generous burst behavior"). Each method has a budget of its
-# own (tiers are per method), learned like chat.update's; a burst of 20 (12 s of the rate) keeps 20 replies
-# starting together from queueing their first appends. 5 % under the tier: once the burst is spent, appends go at
-# the rate, and at exactly Slack's rate the jitter between our clock and Slack's turned one of them into a 429 in
-# ~40 % of the slack_load bench's workspace runs (2 429s of ~105 calls: over the 1 % the bot allows itself); at 95
-# none in 6 runs, for ~0.04 s more staleness p95 in the per-channel regime.
+# chat.appendStream: Tier 4 on its reference page (100+ per minute, "generous burst behavior"); chat.startStream and
+# chat.stopStream: Tier 2 (20+ per minute, "occasional bursts") — docs.slack.dev's method facts as slack-ruby/
+# slack-api-ref records them ("rate_limits": "t4" / "t2" / "t2", unchanged from 2025-10 to 2026-08; FACTS.md calls
+# the tiers unverified). Each method has a budget of its own (tiers are per method), learned like chat.update's and
+# probed past where Slack takes more (streaming.py, pacing.py). Appends: a burst of 20 (12 s of the rate) keeps 20
+# replies starting together from queueing their first appends, and 5 % under the tier: once the burst is spent,
+# appends go at the rate, and at exactly Slack's rate the jitter between our clock and Slack's turned one of them into
+# a 429 in ~40 % of the slack_load bench's workspace runs (2 429s of ~105 calls: over the 1 % the bot allows itself).
 STREAM_CALLS_PER_MINUTE = 95.0
 STREAM_CALLS_BURST = 20
+# Starts and stops at Tier 2, as a share of the appends' rate (so a test that shortens the minute shortens both), with
+# Tier 2's occasional burst: at the appends' budget, 20 replies starting together sent 20 chat.startStream calls at
+# once, and where Slack holds them to Tier 2 the slack_load bench met a 429 storm (--fake-rate chat.startStream=20/3).
+STREAM_START_STOP_SHARE = 0.2
+STREAM_START_STOP_BURST = 3
 
 
 def workspace_of(channel: ChannelRef) -> str:
@@ -82,6 +88,10 @@ class WorkspaceBudget(Protocol):
 
     def may_probe(self, scope: str) -> bool:
         """Whether a caller could go past an empty bucket under ``scope`` now (see take)."""
+        ...
+
+    def probing(self, scope: str) -> bool:
+        """Whether Slack's room past the bucket under ``scope`` is still being found (a probe may be out)."""
         ...
 
     def per_minute(self, scope: str) -> float:
@@ -201,6 +211,9 @@ class StoreBudget:
     def may_probe(self, scope: str) -> bool:
         return False  # a fixed budget never goes past its bucket
 
+    def probing(self, scope: str) -> bool:
+        return False
+
     def per_minute(self, scope: str) -> float:
         return self.rate_per_minute
 
@@ -233,10 +246,3 @@ class StreamBudgets:
     append: WorkspaceBudget
     stop: WorkspaceBudget
 
-    @classmethod
-    def in_memory(
-        cls, *, per_minute: float = STREAM_CALLS_PER_MINUTE, clock: Callable[[], float] = time.monotonic
-    ) -> StreamBudgets:
-        start, append, stop = (InMemoryBudget(per_minute=per_minute, burst=STREAM_CALLS_BURST, clock=clock)
-                               for _ in range(3))  # fmt: skip
-        return cls(start, append, stop)

@@ -7,7 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from adapters.slack.learned import REFRESH_S
+from adapters.slack.remembered import REFRESH_S
 from bot.stores.base import KeyValue, StoreUnavailable
 
 log = logging.getLogger(__name__)

@@ -13,6 +13,7 @@ conversations with the bot (conversation.py). The process around it — HTTP or 
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import re
@@ -104,6 +105,7 @@ class SlackAdapter:
 
     async def idle(self) -> None:
         await self.intake.idle()
+        await self.workspaces.settle()  # streams' stops left for later
 
     def claims(self, body: dict[str, Any], workspace: str, channel: str, ts: str) -> list[Claim]:
         return self.deliveries.claims(body, workspace, channel, ts)
@@ -255,7 +257,12 @@ class SlackAdapter:
         await self.idle()
 
     async def drain(self, *, grace_s: float) -> int:
-        return await self.intake.drain(grace_s=grace_s)
+        cut_off = await self.intake.drain(grace_s=grace_s)
+        try:  # streams' stops left for later; past the grace Slack ends idle streams itself
+            await asyncio.wait_for(self.workspaces.settle(), grace_s)
+        except TimeoutError:
+            log.warning("slack: streams' late stops unfinished after %.0fs; Slack ends them when idle", grace_s)
+        return cut_off
 
 
 def _is_from(message: SlackMessage, ours: set[str]) -> bool:

@@ -13,24 +13,26 @@ figure and learns:
   time: accepted probes beyond what Slack's burst could explain raise the rate quickly, one refused probe marks
   where the room ends (no cut: the calls within the budget were fine). So a workspace whose chat.update limit is
   per channel is found within seconds, for one 429 at most where it is not; a rate the probes raised stands trial
-  (PROBE_TRIAL_S), as a larger burst than ours can pass for room at first.
+  (PROBE_TRIAL_S), as a larger burst than ours can pass for room at first. Stream starts and stops probe the same
+  way past their documented Tier 2 (streaming.py, pacing.py).
 
-What the bot learns as yes or no (native streaming refused here) is adapters/slack/facts.py.
+How the learned rates are kept in the store is adapters/slack/remembered.py; what the bot learns as yes or no
+(native streaming refused here) is adapters/slack/facts.py.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import cachetools
 
 from adapters.slack.buckets import WaitingLine
-from bot.stores.base import KeyValue, Locks, RateBudgets, StoreUnavailable
+from adapters.slack.remembered import Held, Learned, LearnedMemory
+from bot.stores.base import KeyValue, Locks, RateBudgets
 from bot.stores.memory import SCOPES_REMEMBERED, MemoryBudgets
 
 log = logging.getLogger(__name__)
@@ -50,11 +52,6 @@ FLOOR_SHARE = 0.2
 # After a 429 the rate stays under this share of the rate Slack refused, for CEILING_TTL_S; then it probes again.
 CEILING_SHARE = 0.85
 CEILING_TTL_S = 600.0
-# What was learned is kept this long in the store, then re-learned from the documented start.
-LEARNED_TTL_S = 24 * 3600.0
-# Replicas re-read the shared rate this often, and write theirs at most this often (a 429 is written at once).
-REFRESH_S = 5.0
-WRITE_EVERY_S = 2.0
 # Probing past the bucket (where a narrower budget holds each call): each accepted probe is a call Slack took beyond
 # our bucket. From this many accepted probes on — more than a burst larger than ours could explain — each further one
 # multiplies the rate by PROBE_RAISE: TCP's slow start, as the room is unknown by a factor of the channels in use
@@ -85,24 +82,8 @@ PROBE_RECHECK_S = 0.05
 
 
 @dataclass
-class Learned:
-    """One scope's learned rate; times are wall-clock (time.time()) so replicas agree on them."""
-
-    per_minute: float
-    ceiling: float = 0.0  # the rate Slack last refused (0: none known)
-    ceiling_until: float = 0.0
-    pinned_until: float = 0.0  # a rate set from a known fact (the restricted tier): no probing until then
-    trial_from: float = 0.0  # the rate before accepted probes raised it (0: not on trial) ...
-    trial_until: float = 0.0  # ... until then (PROBE_TRIAL_S)
-
-
-@dataclass
-class _Scope:
-    learned: Learned
+class _Scope(Held):
     line: WaitingLine = field(default_factory=WaitingLine)
-    loaded_at: float = float("-inf")
-    written_at: float = float("-inf")
-    dirty: bool = False
     probe_until: float = float("-inf")  # a probe is out until its answer (or this clock() time)
     probe_lock: str | None = None  # the store lock our probe out holds, so replicas probe one at a time
     probes_accepted: int = 0
@@ -111,6 +92,7 @@ class _Scope:
     excess: int = 0  # ... and the accepted calls that found it empty (_count_excess)
     window_calls: int = 0  # calls accepted since the rate last rose
     paused_until: float = float("-inf")  # clock() when the last 429's Retry-After ends
+    answered: asyncio.Event = field(default_factory=asyncio.Event)  # set when the probe out is answered
 
 
 __all__ = ["LearnedBudget", "MemoryBudgets"]
@@ -144,7 +126,8 @@ class LearnedBudget:
         self.start_per_minute = start_per_minute
         self._start_burst = burst
         self._floor, self._cap = start_per_minute * FLOOR_SHARE, max(cap_per_minute, start_per_minute)
-        self._buckets, self._kv, self._locks = buckets, kv, locks
+        self._buckets, self._locks = buckets, locks
+        self._memory = LearnedMemory(kv, name=name, clock=clock)
         self._clock, self._wall, self._sleep = clock, wall, sleep
         # Least recently used scopes are forgotten past SCOPES_REMEMBERED (re-read from the store when used again).
         self._scopes: cachetools.LRUCache[str, _Scope] = cachetools.LRUCache(SCOPES_REMEMBERED)
@@ -187,10 +170,22 @@ class LearnedBudget:
                 if probe and self.may_probe(scope) and await self._claim_probe(scope, state):
                     return True
                 if probe and self._clock() < state.probe_until:
-                    wait = min(wait, PROBE_RECHECK_S)  # the probe out may be answered long before a token refills
+                    await self._probe_out(state, wait)
+                    continue
                 await self._sleep(wait)  # an urgent caller may take the head meanwhile: the loop looks again
         finally:
             state.line.leave(turn)
+
+    async def _probe_out(self, state: _Scope, wait: float) -> None:
+        """Wait while another caller's probe is out: until it is answered (the next probe goes at once: 17 stream
+        starts probing one by one must all go within a fraction of a second), a token refills, or a recheck."""
+        answered = asyncio.ensure_future(state.answered.wait())
+        sleeping = asyncio.ensure_future(self._sleep(min(wait, PROBE_RECHECK_S)))
+        try:
+            await asyncio.wait((answered, sleeping), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            answered.cancel()
+            sleeping.cancel()
 
     async def take_now(self, scope: str) -> bool:
         state = self._state(scope)
@@ -198,7 +193,7 @@ class LearnedBudget:
 
     async def _try_take(self, scope: str, state: _Scope) -> float:
         """One call from the bucket at the rate in force (another replica's, if newer): 0, or the seconds to wait."""
-        await self._refresh(scope, state)
+        await self._memory.refresh(scope, state)
         rate = state.learned.per_minute
         return await self._buckets.try_take(self._key(scope), per_minute=rate, burst=self._burst(rate))
 
@@ -206,6 +201,9 @@ class LearnedBudget:
         """No probe out, no refusal known (a 429 settles the question for CEILING_TTL_S), no pinned rate."""
         state = self._state(scope)
         return self._clock() >= state.probe_until and self._room_unknown(state.learned)
+
+    def probing(self, scope: str) -> bool:
+        return self._room_unknown(self._state(scope).learned)
 
     def _room_unknown(self, learned: Learned) -> bool:
         wall = self._wall()
@@ -233,12 +231,14 @@ class LearnedBudget:
     async def _adopt_refusal(self, scope: str, state: _Scope) -> None:
         """Take the stored ceiling when it is newer than ours (the rest of what we learned stands: it may not be
         written yet)."""
-        stored = await self._stored(scope)
+        stored = await self._memory.stored(scope)
         if stored is not None and stored.ceiling_until > state.learned.ceiling_until:
             state.learned.ceiling, state.learned.ceiling_until = stored.ceiling, stored.ceiling_until
 
     async def _probe_answered(self, scope: str, state: _Scope) -> None:
         state.probe_until = float("-inf")
+        state.answered.set()
+        state.answered = asyncio.Event()
         token, state.probe_lock = state.probe_lock, None
         if token is not None and self._locks is not None:
             await self._locks.release(self._probe_key(scope), token)
@@ -271,7 +271,7 @@ class LearnedBudget:
             learned.ceiling, learned.ceiling_until = learned.per_minute, now + PROBE_REFUSED_TTL_S
             log.info("slack %s %s: no room past the budget (a probe refused, or a 429 soon after probes); %.0f/min "
                      "for %.0f h", self.name, scope, learned.per_minute, PROBE_REFUSED_TTL_S / 3600)  # fmt: skip
-            await self._write(scope, state, force=True)
+            await self._memory.write(scope, state, force=True)
             return
         if same_event:
             return
@@ -280,7 +280,7 @@ class LearnedBudget:
         learned.ceiling_until = now + CEILING_TTL_S
         learned.per_minute = max(self._floor, refused * DECREASE)
         log.info("slack %s %s: 429 at %.0f/min; now %.0f/min", self.name, scope, refused, learned.per_minute)
-        await self._write(scope, state, force=True)
+        await self._memory.write(scope, state, force=True)
 
     async def accepted(self, scope: str, *, probe: bool = False) -> None:
         """A call under ``scope`` went through: raise the rate a little (additive increase), or — a probe past
@@ -307,7 +307,7 @@ class LearnedBudget:
                 learned.per_minute = min(self._cap, learned.per_minute * PROBE_RAISE)
                 log.info("slack %s %s: %d probes past the budget accepted; now %.0f/min", self.name, scope,
                          state.probes_accepted, learned.per_minute)  # fmt: skip
-                await self._write(scope, state, force=False)
+                await self._memory.write(scope, state, force=False)
             return
         # Additive increase once per window: a minute's worth of calls at the current rate accepted. (Raising a
         # share of a step with every call probed past the fake's Tier 4 within ten seconds of a burst: a 429 a run.)
@@ -323,7 +323,7 @@ class LearnedBudget:
             raised = min(self._cap, learned.per_minute + PROBE_SHARE * self.start_per_minute)
         if raised > learned.per_minute:
             learned.per_minute = raised
-            await self._write(scope, state, force=False)
+            await self._memory.write(scope, state, force=False)
 
     def _count_excess(self, state: _Scope) -> None:
         """An accepted call draws from a bucket at the documented rate and burst; one that finds it empty is a call
@@ -343,7 +343,7 @@ class LearnedBudget:
         state.learned = Learned(per_minute=per_minute, pinned_until=self._wall() + for_s)
         # A call was just made at the old pace: the bucket restarts empty, so the next call waits a full interval.
         await self._buckets.pause(self._key(scope), 0.0)
-        await self._write(scope, state, force=True)
+        await self._memory.write(scope, state, force=True)
 
     def pinned(self, scope: str) -> bool:
         found = self._scopes.get(scope)
@@ -356,45 +356,3 @@ class LearnedBudget:
 
     def _probe_key(self, scope: str) -> str:
         return f"slack:probe:{scope}:{self.name}"
-
-    def _memory_key(self, scope: str) -> str:
-        return f"slack:learned:{scope}:{self.name}"
-
-    async def _refresh(self, scope: str, state: _Scope) -> None:
-        """Adopt what another replica learned (read at most every REFRESH_S)."""
-        now = self._clock()
-        if self._kv is None or now - state.loaded_at < REFRESH_S:
-            return
-        state.loaded_at = now
-        if state.dirty:
-            await self._write(scope, state, force=True)
-            return
-        if (stored := await self._stored(scope)) is not None:
-            state.learned = stored
-
-    async def _stored(self, scope: str) -> Learned | None:
-        """What the store holds for ``scope`` (None: nothing, no store, or the store is down)."""
-        if self._kv is None:
-            return None
-        try:
-            raw = await self._kv.get(self._memory_key(scope))
-        except StoreUnavailable:
-            return None
-        if not raw:
-            return None
-        try:
-            return Learned(**json.loads(raw))
-        except (TypeError, ValueError):
-            log.warning("ignored an unreadable learned rate for %s %s", self.name, scope)
-            return None
-
-    async def _write(self, scope: str, state: _Scope, *, force: bool) -> None:
-        now = self._clock()
-        if self._kv is None or (not force and now - state.written_at < WRITE_EVERY_S):
-            state.dirty = self._kv is not None
-            return
-        state.written_at, state.dirty = now, False
-        try:
-            await self._kv.put(self._memory_key(scope), json.dumps(asdict(state.learned)), ttl_s=LEARNED_TTL_S)
-        except StoreUnavailable:
-            state.dirty = True

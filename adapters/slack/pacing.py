@@ -40,6 +40,9 @@ SHARE_USE = 0.9
 # give every reply a second turn, the last to start get their one turn mid-reply, not early and then none (same
 # regime: staleness p95 3.98 s with the range up to 0.9, 3.67 s up to 1.1; per-channel regime unchanged).
 FIRST_SHARE_MIN, FIRST_SHARE_MAX = 0.4, 1.1
+# A stream's final or move waits at most this long for a chat.stopStream turn (streaming.py: an append carries the
+# final text instead, the stop follows later; a move is put off).
+STOP_WAIT_S = 0.2
 # While a reply waits out its spacing it looks again this often (replies finishing shorten everyone's share).
 SHARE_RECHECK_S = 0.25
 
@@ -69,6 +72,7 @@ class WorkspaceEditPacer:
         leaves_stream: Callable[[MessageRef], bool] | None = None,
         first_edit: Callable[[MessageRef], bool] | None = None,
         refused: Callable[[MessageRef], str | None] | None = None,
+        no_stop: Callable[[MessageRef, bool], None] | None = None,
         sharing: Callable[[MessageRef, bool], int] | None = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
@@ -80,14 +84,17 @@ class WorkspaceEditPacer:
         self._leaves_stream = leaves_stream
         self._first_edit = first_edit
         self._refused = refused  # which Slack method got the 429 for a ref, when the platform knows
+        # Told when a stream's final (True) or move to chat.update (False) finds no chat.stopStream turn: the final
+        # text goes with an append and the stop later, or the stream stays one.
+        self._no_stop = no_stop
         # How many live replies (this one included) draw from the same budget as a ref — in its channel when the
         # flag says so: their progress edits are spaced by their share of it (SHARE_HORIZON_S). None: no spacing,
         # the budget's line alone.
         self._sharing = sharing
         self._clock, self._sleep = clock, sleep
-        # ref → when its last turn was granted (forgotten on its final); ref → its turn went as a probe.
+        # ref → when its last turn was granted (forgotten on its final); ref → the method its turn probes past.
         self._last: cachetools.LRUCache[MessageRef, float] = cachetools.LRUCache(SCOPES_REMEMBERED)
-        self._probes: cachetools.LRUCache[MessageRef, bool] = cachetools.LRUCache(SCOPES_REMEMBERED)
+        self._probes: cachetools.LRUCache[MessageRef, str] = cachetools.LRUCache(SCOPES_REMEMBERED)
         self._firsts = 0  # first progress turns begun: where the next one's head start falls (_head_start)
         self._born: cachetools.LRUCache[MessageRef, float] = cachetools.LRUCache(SCOPES_REMEMBERED)  # first turns
 
@@ -105,7 +112,10 @@ class WorkspaceEditPacer:
             leaving = not final and self._leaving(ref)
             if not final and not leaving and self._sharing is not None:
                 leaving = await self._space(ref, streams.append, workspace, per_channel=False, final_elsewhere=True)
-            await (streams.stop if final or leaving else streams.append).take(workspace, urgent=final)
+            if not ((final or leaving) and await self._stop_turn(ref, streams, workspace, urgent=final)):
+                if (final or leaving) and self._no_stop is not None:
+                    self._no_stop(ref, final)
+                await streams.append.take(workspace, urgent=final)
         else:
             urgent = final or (self._first_edit is not None and self._first_edit(ref))
             probe = False
@@ -114,12 +124,24 @@ class WorkspaceEditPacer:
             if self.channel_budget is not None:
                 await self.channel_budget.take(channel, urgent=urgent)
             if await self.budget.take(workspace, urgent=urgent, probe=probe or self._probing):
-                self._probes[ref] = True
+                self._probes[ref] = "chat.update"
         if final:
             self._last.pop(ref, None)
             self._born.pop(ref, None)
         elif self._sharing is not None:
             self._last[ref] = self._clock()
+
+    async def _stop_turn(self, ref: MessageRef, streams: StreamBudgets, workspace: str, *, urgent: bool) -> bool:
+        """A chat.stopStream turn within STOP_WAIT_S: a token, or a probe past the documented Tier 2 budget (one at a
+        time, as for chat.update). False: none to spare — the final text goes with an append instead (its stop
+        later), or a stream stays one rather than wait to move."""
+        try:
+            probe = await asyncio.wait_for(streams.stop.take(workspace, urgent=urgent, probe=True), STOP_WAIT_S)
+        except TimeoutError:
+            return False
+        if probe:
+            self._probes[ref] = "chat.stopStream"
+        return True
 
     def _leaving(self, ref: MessageRef) -> bool:
         return self._leaves_stream is not None and self._leaves_stream(ref)
@@ -192,35 +214,42 @@ class WorkspaceEditPacer:
             await self._sleep(min(max(wide, narrow) - now, SHARE_RECHECK_S))
 
     async def accepted(self, ref: MessageRef, *, method: str = "chat.update") -> None:
-        """Slack accepted a call for ``ref``: the budgets it drew from learn that (a probe's too)."""
+        """Slack accepted a ``method`` call for ``ref``: the budgets it drew from learn that (a probe's too)."""
         workspace, channel = scopes_of(ref.channel)
+        probe = self._probes.get(ref) == method
+        if probe:
+            self._probes.pop(ref, None)
         if method == "chat.update":
-            await self.budget.accepted(workspace, probe=bool(self._probes.pop(ref, False)))
+            await self.budget.accepted(workspace, probe=probe)
             if self.channel_budget is not None:
                 await self.channel_budget.accepted(channel)
-        elif self._streams is not None:
-            by_method = {"chat.startStream": self._streams.start, "chat.appendStream": self._streams.append,
-                         "chat.stopStream": self._streams.stop}  # fmt: skip
-            if method in by_method:
-                await by_method[method].accepted(workspace)
+        elif self._streams is not None and (budget := self._stream_budget(method)) is not None:
+            await budget.accepted(workspace, probe=probe)
+
+    def _stream_budget(self, method: str | None) -> WorkspaceBudget | None:
+        streams = self._streams
+        if streams is None:
+            return None
+        return {"chat.startStream": streams.start, "chat.appendStream": streams.append,
+                "chat.stopStream": streams.stop}.get(method or "")  # fmt: skip
 
     async def penalize(self, ref: MessageRef, retry_after_s: float) -> None:
         workspace, channel = scopes_of(ref.channel)
         streams = self._streamed(ref)
         method = self._refused(ref) if self._refused is not None else None
-        by_method = {} if self._streams is None else {
-            "chat.appendStream": self._streams.append, "chat.stopStream": self._streams.stop}  # fmt: skip
-        if method in by_method:
-            budgets: tuple[WorkspaceBudget, ...] = (by_method[method],)
-        elif method == "chat.update" or streams is None:
+        if method is None and streams is None:
+            method = "chat.update"
+        probe = self._probes.get(ref) == method
+        if probe:
+            self._probes.pop(ref, None)
+        if method == "chat.update":
             # A refused probe says where the workspace's room ends (no cut: the calls within the budget were fine),
             # and its channel was not at fault; any other 429 pauses and cuts both.
-            probe = bool(self._probes.pop(ref, False))
             await self.budget.pause(workspace, retry_after_s, probe=probe)
             if self.channel_budget is not None and not probe:
                 await self.channel_budget.pause(channel, retry_after_s)
-            return
-        else:  # which stream method was refused is not known: both pause, as Slack's Retry-After asks
-            budgets = (streams.append, streams.stop)
-        for budget in budgets:
-            await budget.pause(workspace, retry_after_s)
+        elif (budget := self._stream_budget(method)) is not None:
+            await budget.pause(workspace, retry_after_s, probe=probe)
+        elif streams is not None:  # which stream method was refused is not known: both pause, as Retry-After asks
+            for budget in (streams.append, streams.stop):
+                await budget.pause(workspace, retry_after_s)

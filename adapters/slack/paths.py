@@ -168,6 +168,20 @@ class ReplyPaths:
             live.streamed = False  # counted on chat.update at once: replies deciding together see each other
         return stream.leaving
 
+    def no_stop(self, ref: MessageRef, final: bool) -> None:
+        """The pacer found no chat.stopStream turn for this stream (Tier 2, a fifth of the appends'): its final text
+        goes with an append and the stop later, or its move to chat.update is put off (decided again later)."""
+        key = (ref.channel.channel, ref.message_id)
+        stream = self._streams.get(key)
+        if stream is None:
+            return
+        if final:
+            stream.stop_later = True
+        elif stream.leaving:
+            stream.leaving = False
+            if (live := self._live.get(key)) is not None:
+                live.streamed = True
+
     def not_edited_yet(self, ref: MessageRef) -> bool:
         live = self._live.get((ref.channel.channel, ref.message_id))
         return live is not None and not live.edited

@@ -27,7 +27,6 @@ from adapters.slack.buckets import (
     HISTORY_PER_MINUTE,
     POST_PER_CHANNEL_BURST,
     POST_PER_CHANNEL_PER_MINUTE,
-    STREAM_CALLS_BURST,
     STREAM_CALLS_PER_MINUTE,
     InMemoryBudget,
     MemoryBudgets,
@@ -45,7 +44,7 @@ from adapters.slack.pacing import WorkspaceEditPacer
 from adapters.slack.paths import ReplyPaths
 from adapters.slack.people import People
 from adapters.slack.render import to_mrkdwn
-from adapters.slack.streaming import STREAMING_CONFLICT, NativeStreams, StreamRefused
+from adapters.slack.streaming import STREAMING_CONFLICT, NativeStreams, StreamRefused, learned_stream_budgets
 from bot.live_reply import DEFAULT_PLACEHOLDER
 from bot.ports import PublishedDocument
 from bot.stores.base import MessageLog
@@ -115,11 +114,7 @@ class SlackPlatform:
         self._call = SlackCalls()
         # This process's own buckets unless the adapter passes shared ones (the store's, for every replica).
         local = MemoryBudgets(clock=clock)
-        stream_budgets = stream_budgets or StreamBudgets(
-            *(LearnedBudget(local, name=method, start_per_minute=stream_calls_per_minute,
-                            burst=STREAM_CALLS_BURST, clock=clock)
-              for method in ("chat.startStream", "chat.appendStream", "chat.stopStream"))
-        )  # fmt: skip
+        stream_budgets = stream_budgets or learned_stream_budgets(local, per_minute=stream_calls_per_minute, clock=clock)
         self._edit_budget = edit_budget or LearnedBudget(
             local, name="chat.update", start_per_minute=edits_per_minute, burst=CHAT_UPDATE_BURST, clock=clock
         )
@@ -146,6 +141,7 @@ class SlackPlatform:
             leaves_stream=self._paths.leaves_stream,
             first_edit=self._paths.not_edited_yet,
             refused=self._paths.refused_method,
+            no_stop=self._paths.no_stop,
             sharing=self._paths.sharing,
             clock=clock,
         )
@@ -163,6 +159,10 @@ class SlackPlatform:
         self._posts = post_budget or InMemoryBudget(
             per_minute=posts_per_minute, burst=POST_PER_CHANNEL_BURST, clock=clock
         )
+
+    async def settle(self) -> None:
+        """Wait for the calls left for later (streams' stops) to go out."""
+        await self._streams.settle()
 
     @property
     def rate_limited(self) -> int:
@@ -223,7 +223,8 @@ class SlackPlatform:
         stream = self._streams.get(key)
         if stream is not None and stream.active:
             streamed = text if body is None else body  # a stream shows no marker, status line or placeholder
-            if await self._streams.edit(stream, streamed, final=final, workspace=workspace_of(ref.channel)):
+            if await self._streams.edit(stream, streamed, final=final, workspace=workspace_of(ref.channel),
+                                        accepted=lambda method: self.pacer.accepted(ref, method=method)):  # fmt: skip
                 self._paths.edited(key, final=final)
                 return
         try:

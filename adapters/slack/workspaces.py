@@ -15,14 +15,13 @@ from adapters.slack.buckets import (
     HISTORY_BURST,
     POST_PER_CHANNEL_BURST,
     POST_PER_CHANNEL_PER_MINUTE,
-    STREAM_CALLS_BURST,
     StoreBudget,
-    StreamBudgets,
 )
 from adapters.slack.facts import WorkspaceFacts
 from adapters.slack.history import RESTRICTED_PER_MINUTE
 from adapters.slack.learned import LearnedBudget
 from adapters.slack.platform import SlackPlatform
+from adapters.slack.streaming import learned_stream_budgets
 from bot.app import App
 
 
@@ -72,12 +71,15 @@ class Workspaces:
             budgets, name="conversations.replies", start_per_minute=history_per_minute,
             burst=HISTORY_BURST, kv=kv,
         )  # fmt: skip
-        self._stream_budgets = StreamBudgets(
-            *(LearnedBudget(budgets, name=method, start_per_minute=stream_calls_per_minute,
-                            burst=STREAM_CALLS_BURST, kv=kv)
-              for method in ("chat.startStream", "chat.appendStream", "chat.stopStream"))
-        )  # fmt: skip
+        self._stream_budgets = learned_stream_budgets(
+            budgets, per_minute=stream_calls_per_minute, kv=kv, locks=app.store.locks if settings.redis_url else None
+        )
         self._facts = WorkspaceFacts(kv)
+
+    async def settle(self) -> None:
+        """Wait for every workspace's calls left for later (streams' stops)."""
+        for platform in list(self._platforms.values()):
+            await platform.settle()
 
     def platform(self, team_id: str) -> SlackPlatform:
         found = self._platforms.get(team_id)

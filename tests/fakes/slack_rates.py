@@ -40,8 +40,10 @@ RESTRICTED_HISTORY_PAGE_MAX = 15
 # chat.postMessage: "1 message per second per channel, short bursts allowed".
 POST_PER_CHANNEL = Rate(per_minute=60, burst=3)
 
-# Tier per method as documented on each method's reference page. The streaming methods' tier is
-# unverified (FACTS.md): Tier 4 here until Slack documents it.
+# Tier per method as documented on each method's reference page. The streaming methods' tiers are unverified
+# (FACTS.md); their reference pages say chat.startStream and chat.stopStream Tier 2, chat.appendStream Tier 4
+# (docs.slack.dev as slack-ruby/slack-api-ref records it). This fake keeps Tier 4 for all three, the generous case
+# issue 11's table was measured in; `set_rate` (the bench's --fake-rate) gives the documented one.
 DEFAULT_RATES: Mapping[str, Rate] = {
     "auth.test": TIER_4,
     "chat.update": TIER_3,
