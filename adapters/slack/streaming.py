@@ -2,7 +2,8 @@
 
 A stream can only grow: ``NativeStreams.edit`` sends what a new version adds, and the final text goes with the
 stop — or, where chat.stopStream's budget (Tier 2, a fifth of the appends') has no call to spare at that moment, with
-an append, the stop following when the budget allows: a reply's last words never wait behind other replies' stops. Anything a stream cannot show — a rewrite, an empty placeholder, a stream Slack expired
+an append, the stop following when the budget allows: a reply's last words never wait behind other replies' stops.
+Anything a stream cannot show — a rewrite, an empty placeholder, a stream Slack expired
 (``message_not_in_streaming_state``) — ends the stream and the reply continues with chat.update on the same
 message (adapters/slack/platform.py). A workspace that refuses streams (an app, plan or token without the feature)
 is remembered for every replica, and tried again after STREAM_REFUSED_TTL_S.
