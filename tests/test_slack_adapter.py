@@ -694,6 +694,32 @@ async def test_progress_edits_of_replies_sharing_a_budget_are_spaced_by_their_sh
     assert slept == []
 
 
+async def test_a_first_progress_edit_takes_its_place_among_the_replies_sharing_now() -> None:
+    now = [0.0]
+    slept: list[float] = []
+    sharing = {"replies": 8, "place": 7}  # the last of 8 streams posted together
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+        now[0] += seconds
+        if now[0] >= 1.0:  # a second in, those posted before it moved or finished: it is first
+            sharing.update(replies=4, place=0)
+
+    def budget() -> InMemoryBudget:
+        return InMemoryBudget(per_minute=60, burst=10, clock=lambda: now[0], sleep=sleep)
+
+    streams = StreamBudgets(budget(), budget(), budget())
+    pacer = WorkspaceEditPacer(
+        budget(), streams=streams, is_stream=lambda ref: True, sharing=lambda ref, per_channel: sharing["replies"],
+        place=lambda ref, per_channel: sharing["place"], clock=lambda: now[0], sleep=sleep,
+    )  # fmt: skip
+    ref = at("T1", "C1", "1.4")
+    last = pacer.share_interval(ref, streams.append, final_elsewhere=True) * FIRST_SHARE_MAX
+    assert last > 2.5  # where its place counted once would keep its first append waiting
+    await pacer.wait_turn(ref, final=False)
+    assert 1.0 <= sum(slept) < 1.5  # its place asked again a second in: first now, its share is due
+
+
 # ---- Socket Mode -----------------------------------------------------------------------------------------------
 
 

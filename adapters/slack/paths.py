@@ -128,6 +128,18 @@ class ReplyPaths:
             if live.streamed == streamed and (not per_channel or where == ref.channel.channel)
         )  # fmt: skip
 
+    def place(self, ref: MessageRef, per_channel: bool) -> int:
+        """Where this reply stands, in the order they were posted, among the live replies sharing its budget."""
+        streamed = self._streams.is_streaming(ref)
+        own = self._live.get((ref.channel.channel, ref.message_id))
+        if own is None:
+            return 0
+        return sum(
+            1 for (where, _), live in self._live.items()
+            if live.streamed == streamed and live.since < own.since
+            and (not per_channel or where == ref.channel.channel)
+        )  # fmt: skip
+
     def _calls(self, budget: WorkspaceBudget, scope: str) -> float:
         """What ``budget`` allows under ``scope`` over PATH_HORIZON_S."""
         return budget.burst(scope) + budget.proven_per_minute(scope) * PATH_HORIZON_S / 60.0

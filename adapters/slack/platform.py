@@ -143,6 +143,7 @@ class SlackPlatform:
             refused=self._paths.refused_method,
             no_stop=self._paths.no_stop,
             sharing=self._paths.sharing,
+            place=self._paths.place,
             clock=clock,
         )
         self.native_streaming = native_streaming
