@@ -122,22 +122,20 @@ class ReplyPaths:
     def sharing(self, ref: MessageRef, per_channel: bool) -> int:
         """How many live replies draw from the same budget as this message's (streams, or chat.update), in its
         channel or in the workspace."""
-        streamed = self._streams.is_streaming(ref)
-        return sum(
-            1 for (where, _), live in self._live.items()
-            if live.streamed == streamed and (not per_channel or where == ref.channel.channel)
-        )  # fmt: skip
+        return sum(1 for _ in self._sharing_with(ref, per_channel))
 
     def place(self, ref: MessageRef, per_channel: bool) -> int:
         """Where this reply stands, in the order they were posted, among the live replies sharing its budget."""
-        streamed = self._streams.is_streaming(ref)
         own = self._live.get((ref.channel.channel, ref.message_id))
         if own is None:
             return 0
-        return sum(
-            1 for (where, _), live in self._live.items()
-            if live.streamed == streamed and live.since < own.since
-            and (not per_channel or where == ref.channel.channel)
+        return sum(1 for live in self._sharing_with(ref, per_channel) if live.since < own.since)
+
+    def _sharing_with(self, ref: MessageRef, per_channel: bool) -> Iterator[_Live]:
+        streamed = self._streams.is_streaming(ref)
+        return (
+            live for (where, _), live in self._live.items()
+            if live.streamed == streamed and (not per_channel or where == ref.channel.channel)
         )  # fmt: skip
 
     def _calls(self, budget: WorkspaceBudget, scope: str) -> float:
