@@ -158,7 +158,9 @@ async def test_sigterm_stops_taking_events_and_lets_the_reply_in_flight_finish(
         return quick(request)
 
     async with cluster(tmp_path, redis_url, redis_prefix, held) as c:
-        p = await c.start(grace_s=WAIT_S)
+        # The grace outlasts the checks below, made before the model may answer (each bounded by WAIT_S): at WAIT_S
+        # a slow run cut the reply off after its final edit, before it was marked done (fresh-clone make test, once).
+        p = await c.start(grace_s=3 * WAIT_S)
         bot = c.fake.bot_user_id
         await c.fake.user_message(c.channel, author_id=c.alice, content=f"<@{bot}> summary?")
         await c.wait(lambda: c.summaries_asked() == 1)  # the reply is in flight
