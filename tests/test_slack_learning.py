@@ -380,6 +380,33 @@ async def test_a_rate_raised_by_probes_is_on_trial_until_more_calls_than_a_large
     assert wide.per_minute(SCOPE) == pytest.approx(60 * DECREASE)
 
 
+async def test_calls_past_the_documented_budget_go_one_at_a_time_until_a_trial_rate_is_proven() -> None:
+    # A workspace-wide Slack burst larger than ours accepts the probes that raise the rate; the raised rate's tokens
+    # then let several calls out together and each was refused (slack_load bench, a burst of 10: 2 429s in half the
+    # runs). Until the rate is proven, a call the documented budget would not have allowed goes like a probe.
+    now, wall = [0.0], [1_000.0]
+    wide = LearnedBudget(MemoryBudgets(clock=lambda: now[0]), name="chat.update", start_per_minute=60, burst=2,
+                         clock=lambda: now[0], wall=lambda: wall[0])  # fmt: skip
+    for _ in range(2):
+        assert await wide.take(SCOPE, probe=True) is False  # the burst
+        await wide.accepted(SCOPE)
+    for _ in range(PROBE_EVIDENCE):
+        assert await wide.take(SCOPE, probe=True) is True
+        await wide.accepted(SCOPE, probe=True)
+    assert wide.per_minute(SCOPE) == 60 * PROBE_RAISE and wide.proven_per_minute(SCOPE) == 60
+    now[0] += 1.0  # the raised rate's bucket holds 2 tokens again, the documented one 1
+    assert await wide.take(SCOPE, probe=True) is False  # within the documented budget: an ordinary call
+    await wide.accepted(SCOPE)
+    assert await wide.take(SCOPE, probe=True) is True  # past it: out as a probe, with a token of the raised rate
+    waiting = asyncio.ensure_future(wide.take(SCOPE, probe=True))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()  # the next waits for that answer, though the raised rate had a token for it too
+    await wide.pause(SCOPE, 0.01, probe=True)  # refused: a burst took the probes
+    assert wide.per_minute(SCOPE) == 60 and not wide.may_probe(SCOPE)
+    now[0] += 2.0
+    assert await asyncio.wait_for(waiting, timeout=5.0) is False  # then an ordinary call at the documented rate
+
+
 async def test_the_evidence_for_a_trial_rate_is_the_current_round_of_probings_not_older_calls() -> None:
     # Calls Slack took beyond the documented budget long before (a rate raised since by additive increase) say
     # nothing about whether this round's probes met a larger burst: counted, they proved a new trial at once.
