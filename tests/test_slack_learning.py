@@ -348,12 +348,8 @@ async def test_a_streams_share_of_its_budget_is_counted_over_what_is_left_of_its
     assert pacer.share_interval(ref, budget) == pytest.approx(4 / (SHARE_USE * (10 / SHARE_HORIZON_S + 1.0)))
 
 
-async def test_a_rate_raised_by_probes_is_on_trial_until_more_calls_than_a_larger_burst_explains() -> None:
-    # Slack's burst is undocumented: a workspace-wide one larger than ours accepts a few probes too. So the raised
-    # rate is not trusted for choices that cannot be undone (streams moving to chat.update) until Slack took more
-    # calls beyond the documented budget than a burst 2.5 times ours explains, and a 429 during its trial takes
-    # the rate back to where the probes started, for hours (a fake with a workspace-wide burst of 10: 5-6 429s and
-    # finals 11 s late without this).
+async def raised_by_probes() -> tuple[LearnedBudget, list[float], list[float]]:
+    """A chat.update budget (60/min, burst 2) whose burst went and then PROBE_EVIDENCE accepted probes; its clocks."""
     now, wall = [0.0], [1_000.0]
     wide = LearnedBudget(MemoryBudgets(clock=lambda: now[0]), name="chat.update", start_per_minute=60, burst=2,
                          clock=lambda: now[0], wall=lambda: wall[0])  # fmt: skip
@@ -363,6 +359,16 @@ async def test_a_rate_raised_by_probes_is_on_trial_until_more_calls_than_a_large
     for _ in range(PROBE_EVIDENCE):
         assert await wide.take(SCOPE, probe=True) is True
         await wide.accepted(SCOPE, probe=True)
+    return wide, now, wall
+
+
+async def test_a_rate_raised_by_probes_is_on_trial_until_more_calls_than_a_larger_burst_explains() -> None:
+    # Slack's burst is undocumented: a workspace-wide one larger than ours accepts a few probes too. So the raised
+    # rate is not trusted for choices that cannot be undone (streams moving to chat.update) until Slack took more
+    # calls beyond the documented budget than a burst 2.5 times ours explains, and a 429 during its trial takes
+    # the rate back to where the probes started, for hours (a fake with a workspace-wide burst of 10: 5-6 429s and
+    # finals 11 s late without this).
+    wide, now, wall = await raised_by_probes()
     raised = wide.per_minute(SCOPE)
     assert raised == 60 * PROBE_RAISE and wide.proven_per_minute(SCOPE) == 60  # on trial: 3 calls beyond the burst
     for _ in range(10):  # more calls accepted beyond the documented 60/min and burst of 2 (the clock stands still)
@@ -384,15 +390,7 @@ async def test_calls_past_the_documented_budget_go_one_at_a_time_until_a_trial_r
     # A workspace-wide Slack burst larger than ours accepts the probes that raise the rate; the raised rate's tokens
     # then let several calls out together and each was refused (slack_load bench, a burst of 10: 2 429s in half the
     # runs). Until the rate is proven, a call the documented budget would not have allowed goes like a probe.
-    now, wall = [0.0], [1_000.0]
-    wide = LearnedBudget(MemoryBudgets(clock=lambda: now[0]), name="chat.update", start_per_minute=60, burst=2,
-                         clock=lambda: now[0], wall=lambda: wall[0])  # fmt: skip
-    for _ in range(2):
-        assert await wide.take(SCOPE, probe=True) is False  # the burst
-        await wide.accepted(SCOPE)
-    for _ in range(PROBE_EVIDENCE):
-        assert await wide.take(SCOPE, probe=True) is True
-        await wide.accepted(SCOPE, probe=True)
+    wide, now, wall = await raised_by_probes()
     assert wide.per_minute(SCOPE) == 60 * PROBE_RAISE and wide.proven_per_minute(SCOPE) == 60
     now[0] += 1.0  # the raised rate's bucket holds 2 tokens again, the documented one 1
     assert await wide.take(SCOPE, probe=True) is False  # within the documented budget: an ordinary call
