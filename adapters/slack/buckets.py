@@ -70,8 +70,9 @@ class WorkspaceBudget(Protocol):
     async def take(self, scope: str, *, urgent: bool = False, probe: bool = False) -> bool:
         """Wait until one call is allowed under ``scope``, and spend it. An ``urgent`` caller (a reply's final
         edit) goes ahead of every caller that is not, in this process. With ``probe``, a learning budget may let
-        the caller go past an empty bucket to find out whether Slack allows more; True says it did (report the
-        call's outcome with ``probe=True``)."""
+        the caller go past an empty bucket to find out whether Slack allows more, or send a call past the documented
+        budget one at a time while a rate raised that way is unproven; True says the call is such a probe (report its
+        outcome with ``probe=True``)."""
         ...
 
     async def take_now(self, scope: str) -> bool:
