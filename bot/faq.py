@@ -146,8 +146,10 @@ class FaqWriter:
             raise FaqBusy("an FAQ run is already under way in this channel; its result will be posted here")
         job = BatchJob(self._store.kv, f"faq:{channel.key}") if self._batch is not None else None
         lease = RunLease(self._store.kv, channel, self.clock) if self._batch is not None else None
-        holding = asyncio.create_task(lease.hold(token, ttl_s=BATCH_LOCK_TTL_S)) if lease is not None else None
+        holding = None
         try:
+            if lease is not None:
+                holding = await lease.hold(token, ttl_s=BATCH_LOCK_TTL_S)
             since = datetime.now(UTC) - timedelta(days=days)
             inquiries = await self._store.inquiries.list(channel, since=since)
             state = await self.state(channel)
@@ -169,7 +171,7 @@ class FaqWriter:
             return result
         finally:
             if lease is not None and holding is not None:
-                holding.cancel()
+                await holding.stop()
                 await lease.end()
             await self._store.locks.release(f"faq:{channel.key}", token)
 

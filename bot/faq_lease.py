@@ -7,12 +7,12 @@ left in flight (llm/batch.py notes them) — instead of leaving the channel lock
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
+from bot.background import Repeating
 from bot.stores.base import KeyValue
 from bot.types import ChannelRef
 
@@ -29,15 +29,18 @@ class RunLease:
         self._channel = channel
         self._clock = clock
 
-    async def hold(self, token: str, *, ttl_s: float) -> None:
-        """Renews the lease (the run's lock ``token`` and until when it is alive) until cancelled."""
-        while True:
+    async def hold(self, token: str, *, ttl_s: float) -> Repeating:
+        """Writes the lease (the run's lock ``token`` and until when it is alive) and renews it until stopped."""
+
+        async def renew() -> None:
             until = self._clock() + timedelta(seconds=LEASE_S)
             try:
                 await self._kv.put(self._key, json.dumps({"lock": token, "until": until.isoformat()}), ttl_s=ttl_s)
             except Exception:  # the lease is a way to recover sooner; the lock still lapses by itself
                 log.warning("could not renew the FAQ run lease of %s", self._channel.key, exc_info=True)
-            await asyncio.sleep(LEASE_S / 4)
+
+        await renew()
+        return Repeating(renew, every_s=LEASE_S / 4, name="faq-run-lease")
 
     async def dead(self) -> str | None:
         """The lock token of a run whose lease lapsed without being ended (the run died), else None."""

@@ -14,7 +14,6 @@ replica's attempts add up, then given up with one log line. Only rate limits do 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -22,6 +21,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
+from bot.background import Repeating
 from bot.live_reply import LiveReply
 from bot.ports import ChatPlatform
 from bot.safety import defang_mass_mentions
@@ -107,20 +107,14 @@ async def registered(
         except Exception:  # the registry is a safety net: a store hiccup must not cost the user the reply
             log.warning("could not record a reply in progress", exc_info=True)
 
-    async def keep_beating() -> None:
-        while True:
-            await asyncio.sleep(every_s)
-            await beat()
-
     await beat()
-    beating = asyncio.create_task(keep_beating(), name="live-reply-heartbeat")
+    beating = Repeating(beat, every_s=every_s, name="live-reply-heartbeat")
     ended = False
     try:
         yield
         ended = True
     finally:
-        beating.cancel()
-        await asyncio.gather(beating, return_exceptions=True)
+        await beating.stop()
         if ended:
             try:
                 await live.done(reply_id)

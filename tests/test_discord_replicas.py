@@ -127,12 +127,17 @@ async def cluster(tmp_path: Path, redis_url: str, prefix: str, responder: Respon
 
 
 def running_tasks() -> str:
-    """Every unfinished task of this loop with where it waits, for a failure message."""
+    """Every unfinished task of this loop with the chain of awaits it waits in, for a failure message (a task's
+    get_stack() shows only its outermost coroutine)."""
     lines = []
     for task in asyncio.all_tasks():
-        if task is not asyncio.current_task():
-            where = " <- ".join(f"{f.f_code.co_name}:{f.f_lineno}" for f in task.get_stack(limit=6))
-            lines.append(f"{task.get_name()}: {where}")
+        if task is asyncio.current_task():
+            continue
+        chain, awaited = [], task.get_coro()
+        while (frame := getattr(awaited, "cr_frame", None) or getattr(awaited, "ag_frame", None)) is not None:
+            chain.append(f"{frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_code.co_name}:{frame.f_lineno}")
+            awaited = getattr(awaited, "cr_await", None) or getattr(awaited, "ag_await", None)
+        lines.append(f"{task.get_name()}: {' -> '.join(chain) or repr(awaited)}")
     return "\n".join(sorted(lines))
 
 
@@ -192,10 +197,9 @@ async def test_sigterm_stops_taking_events_and_lets_the_reply_in_flight_finish(
         assert not p.serving.done()  # still draining: the reply has not finished
 
         release.set()
-        # The drain ends when the reply does, then the client closes. Bounded by the grace, not WAIT_S: twice in
-        # ~30 fresh-clone `make test` runs (never alone, nor in 20 loaded runs of this file) it was still serving
-        # WAIT_S after the model answered; a reply cut off by the grace fails the assertions below, and a hang says
-        # where it waits.
+        # The drain ends when the reply does, then the client closes. Bounded by the grace, not WAIT_S: a reply cut
+        # off by the grace fails the assertions below, and a hang says where it waits. (It hung in ~5 % of loaded
+        # runs until the live reply's heartbeat stopped on a flag as well as a cancel: bot/background.py Repeating.)
         try:
             async with asyncio.timeout(4 * WAIT_S):
                 await p.serving
