@@ -365,25 +365,27 @@ async def raised_by_probes() -> tuple[LearnedBudget, list[float], list[float]]:
 async def test_a_rate_raised_by_probes_is_on_trial_until_more_calls_than_a_larger_burst_explains() -> None:
     # Slack's burst is undocumented: a workspace-wide one larger than ours accepts a few probes too. So the raised
     # rate is not trusted for choices that cannot be undone (streams moving to chat.update) until Slack took more
-    # calls beyond the documented budget than a burst 2.5 times ours explains, and a 429 during its trial takes
-    # the rate back to where the probes started, for hours (a fake with a workspace-wide burst of 10: 5-6 429s and
-    # finals 11 s late without this).
+    # calls beyond the documented budget than a burst 2.5 times ours explains, and a 429 before that takes the rate
+    # back to where the probes started, for hours (a fake with a workspace-wide burst of 10: 5-6 429s and finals 11 s
+    # late without this). Once proven, a 429 is an ordinary one (a channel's own limit, say), cut like any other.
     wide, now, wall = await raised_by_probes()
     raised = wide.per_minute(SCOPE)
     assert raised == 60 * PROBE_RAISE and wide.proven_per_minute(SCOPE) == 60  # on trial: 3 calls beyond the burst
+    await wide.pause(SCOPE, 0.01)  # a 429 now: a burst took the probes
+    assert wide.per_minute(SCOPE) == wide.proven_per_minute(SCOPE) == 60
+    assert not wide.may_probe(SCOPE)
+
+    wide, now, wall = await raised_by_probes()
     for _ in range(10):  # more calls accepted beyond the documented 60/min and burst of 2 (the clock stands still)
         if wide.proven_per_minute(SCOPE) != 60:
             break
         assert await wide.take(SCOPE, probe=True) is True
         await wide.accepted(SCOPE, probe=True)
-    assert wide.proven_per_minute(SCOPE) == wide.per_minute(SCOPE) > raised
-    await wide.pause(SCOPE, 0.01)  # and yet a 429 within the trial: it was a burst after all
-    assert wide.per_minute(SCOPE) == wide.proven_per_minute(SCOPE) == 60
-    assert not wide.may_probe(SCOPE)
-    wall[0] += PROBE_TRIAL_S
-    now[0] += 60.0
-    await wide.pause(SCOPE, 0.01)  # later, a 429 is an ordinary one
-    assert wide.per_minute(SCOPE) == pytest.approx(60 * DECREASE)
+    proven = wide.per_minute(SCOPE)
+    assert wide.proven_per_minute(SCOPE) == proven > raised
+    await wide.pause(SCOPE, 0.01)  # a 429 within the trial, after the proof: no burst explains those calls
+    assert wide.per_minute(SCOPE) == pytest.approx(proven * DECREASE)
+    assert not wide.may_probe(SCOPE)  # below the refused rate for a while
 
 
 async def test_calls_past_the_documented_budget_go_one_at_a_time_until_a_trial_rate_is_proven() -> None:

@@ -63,9 +63,9 @@ PROBE_RAISE = 2.0
 # A refused probe says where a workspace's room ends (the limit is not per channel there): no probing for this long,
 # for every replica, so a busy workspace meets that 429 a few times a day rather than at every busy moment.
 PROBE_REFUSED_TTL_S = 6 * 3600.0
-# A rate raised by accepted probes stands trial this long: a 429 meanwhile means a burst larger than ours took them,
-# not room per channel (where the limit is per channel, the channels' budgets keep each one within it: no 429). The
-# rate goes back to where the probes started, no probing for PROBE_REFUSED_TTL_S. (A fake with a workspace-wide burst
+# A rate raised by accepted probes stands trial this long: a 429 before it is proven (PROBE_PROVEN_BURSTS) means a
+# burst larger than ours took them, not room per channel (where the limit is per channel, the channels' budgets keep
+# each one within it: no 429). The rate goes back to where the probes started, no probing for PROBE_REFUSED_TTL_S. (A fake with a workspace-wide burst
 # of 10: the probes raised the rate 8x, then 5-6 429s and staleness p95 12 s.) A minute: a minute's burst at 2x.
 PROBE_TRIAL_S = 60.0
 # Choices that cannot be undone (a stream moving to chat.update) trust a rate on trial only once Slack took more calls
@@ -266,7 +266,11 @@ class LearnedBudget:
         state.paused_until = max(state.paused_until, clock + seconds)
         if now < learned.pinned_until:
             return  # a pinned rate is a known fact; the pause alone honours this Retry-After
-        on_trial = now < learned.trial_until
+        # A rate on trial that more calls than a larger burst explains have proven is the room Slack gives: a 429 then
+        # is the usual congestion (where the limit is per channel, a channel's own rate under our channel budget's —
+        # 40/min: taking the rate back to where the probes started left a dozen moved replies on the workspace's
+        # 50/min, staleness p95 10–10.5 s in half the slack_load runs), cut like any other, its channel's budget too.
+        on_trial = now < learned.trial_until and self._unproven(state)
         if probe or on_trial or (
             state.probes_accepted < PROBE_EVIDENCE and clock - state.probe_accepted_at < PROBE_TIMEOUT_S
         ):
