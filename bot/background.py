@@ -58,7 +58,7 @@ class BackgroundWork:
 
 
 class Repeating:
-    """``action`` every ``every_s`` from now (the first time ``every_s`` from now) until stop(), in a task of its own.
+    """``action`` every ``every_s`` until stop(), the first time ``every_s`` from now, in a task of its own.
 
     stop() does not rely on cancelling the task alone: on Python 3.11 a cancel can be lost — asyncio.wait_for, which
     redis-py's sends use under a socket_timeout, returns the inner call's result instead of raising when the cancel
