@@ -65,8 +65,9 @@ PROBE_RAISE = 2.0
 PROBE_REFUSED_TTL_S = 6 * 3600.0
 # A rate raised by accepted probes stands trial this long: a 429 before it is proven (PROBE_PROVEN_BURSTS) means a
 # burst larger than ours took them, not room per channel (where the limit is per channel, the channels' budgets keep
-# each one within it: no 429). The rate goes back to where the probes started, no probing for PROBE_REFUSED_TTL_S. (A fake with a workspace-wide burst
-# of 10: the probes raised the rate 8x, then 5-6 429s and staleness p95 12 s.) A minute: a minute's burst at 2x.
+# each one within it: no 429). The rate goes back to where the probes started, no probing for PROBE_REFUSED_TTL_S.
+# (A fake with a workspace-wide burst of 10: the probes raised the rate 8x, then 5-6 429s and staleness p95 12 s.)
+# A minute: a minute's burst at 2x.
 PROBE_TRIAL_S = 60.0
 # Choices that cannot be undone (a stream moving to chat.update) trust a rate on trial only once Slack took more calls
 # beyond the documented budget (start rate and burst) than this many of our bursts: more than a Slack burst 2.5x ours
