@@ -7,10 +7,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 from bot.assistant import Assistant
+from bot.background import every
 from bot.faq import FaqWriter
 from bot.faq_schedule import FaqSchedule, PlatformFor
 from bot.metrics import Metrics
@@ -51,13 +51,13 @@ class App:
                 log.info("retention: erased %d message(s) and question(s) older than %d days", erased, s.retention_days)
 
         jobs = [
-            _every(s.orphan_sweep_s, self.janitor.sweep, stop, name="orphan sweep"),
-            _every(s.purge_every_s, purge, stop, name="retention purge"),
+            every(s.orphan_sweep_s, self.janitor.sweep, stop, name="orphan sweep"),
+            every(s.purge_every_s, purge, stop, name="retention purge"),
         ]
         if s.faq_refresh_days:
             janitor = self.janitor
             faq = self.faq_schedule(platform_for=lambda c: janitor.platform(c.platform, c.workspace))
-            jobs.append(_every(faq.check_every_s, faq.tick, stop, name="scheduled FAQ refresh"))
+            jobs.append(every(faq.check_every_s, faq.tick, stop, name="scheduled FAQ refresh"))
         await asyncio.gather(*jobs)
 
     def faq_schedule(self, *, platform_for: PlatformFor) -> FaqSchedule:
@@ -82,20 +82,6 @@ class App:
     async def close(self) -> None:
         await self.llm.close()
         await self.store.close()
-
-
-async def _every(
-    period_s: float, job: Callable[[], Awaitable[object]], stop: asyncio.Event, *, name: str
-) -> None:
-    while not stop.is_set():
-        try:
-            await job()
-        except Exception:  # upkeep must outlive a store or platform hiccup; the next round tries again
-            log.exception("%s failed", name)
-        try:
-            await asyncio.wait_for(stop.wait(), period_s)
-        except TimeoutError:
-            pass
 
 
 async def build_app(settings: Settings, *, store: Store | None = None, metrics: Metrics | None = None) -> App:

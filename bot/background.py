@@ -8,6 +8,7 @@ drain cuts off stays in the store's live-reply registry for a janitor to finalis
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
@@ -57,6 +58,27 @@ class BackgroundWork:
             return len(left)
 
 
+async def every(
+    period_s: float, job: Callable[[], Awaitable[object]], stop: asyncio.Event, *, name: str, at_once: bool = True
+) -> None:
+    """``job`` every ``period_s`` (the first time at once, or ``period_s`` from now) until ``stop`` is set; a job
+    that fails is logged and the next round tries again."""
+    if not at_once:
+        await _until(stop, period_s)
+    while not stop.is_set():
+        try:
+            await job()
+        except Exception:  # upkeep must outlive a store or platform hiccup; the next round tries again
+            log.exception("%s failed", name)
+        await _until(stop, period_s)
+
+
+async def _until(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await stop.wait()
+
+
 class Repeating:
     """``action`` every ``every_s`` until stop(), the first time ``every_s`` from now, in a task of its own.
 
@@ -67,17 +89,8 @@ class Repeating:
     test_discord_replicas). The loop also ends on a flag, so a lost cancel costs one ``action`` at most."""
 
     def __init__(self, action: Callable[[], Awaitable[None]], *, every_s: float, name: str) -> None:
-        self._action, self._every_s = action, every_s
         self._stopping = asyncio.Event()
-        self._task = asyncio.create_task(self._loop(), name=name)
-
-    async def _loop(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                async with asyncio.timeout(self._every_s):
-                    await self._stopping.wait()
-            except TimeoutError:
-                await self._action()
+        self._task = asyncio.create_task(every(every_s, action, self._stopping, name=name, at_once=False), name=name)
 
     async def stop(self) -> None:
         self._stopping.set()

@@ -374,8 +374,12 @@ async def test_a_rate_raised_by_probes_is_on_trial_until_more_calls_than_a_large
     await wide.pause(SCOPE, 0.01)  # a 429 now: a burst took the probes
     assert wide.per_minute(SCOPE) == wide.proven_per_minute(SCOPE) == 60
     assert not wide.may_probe(SCOPE)
+    wall[0] += PROBE_TRIAL_S
+    now[0] += 60.0
+    await wide.pause(SCOPE, 0.01)  # later, a 429 is an ordinary one
+    assert wide.per_minute(SCOPE) == pytest.approx(60 * DECREASE)
 
-    wide, now, wall = await raised_by_probes()
+    wide, _, _ = await raised_by_probes()
     for _ in range(10):  # more calls accepted beyond the documented 60/min and burst of 2 (the clock stands still)
         if wide.proven_per_minute(SCOPE) != 60:
             break
