@@ -5,6 +5,7 @@ real sockets with the real slack_sdk client, and the real SQLite store."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -317,6 +318,42 @@ async def test_a_stream_moves_to_chat_update_with_more_room_there_only_while_you
         assert kinds[young.message_id] == ["stream_start", "stream_stop", "update"]
 
 
+async def test_a_reply_alone_on_chat_update_in_its_channel_shares_it_with_a_stream_that_may_move_in() -> None:
+    """Once chat.update's room is proven per channel, young streams move to it: a reply editing alone in their
+    channel at the platform floor spent the channel's budget just before one moved in (its final then came late)."""
+
+    class Proven(InMemoryBudget):
+        proven = False
+
+        def room_proven(self, scope: str) -> bool:
+            return self.proven
+
+        def may_probe(self, scope: str) -> bool:
+            return not self.proven
+
+    now = [0.0]
+    async with FakeSlack() as slack:
+        slack.add_channel("C1")
+        client = AsyncWebClient(token=slack.bot_token, base_url=slack.api_url)
+        wide, narrow = Proven(per_minute=50, burst=4, clock=lambda: now[0]), InMemoryBudget(per_minute=50, burst=4)
+        platform = SlackPlatform(client, team_id=TEAM, native_streaming=True, edit_budget=wide,
+                                 channel_edit_budget=narrow, clock=lambda: now[0])  # fmt: skip
+        channel = ChannelRef("slack", TEAM, "C1")
+
+        async def reply() -> MessageRef:
+            return await platform.post(channel, "words", thread_id=slack.seed_message("C1", "help?").ts)
+
+        stream, edited = await reply(), await reply()  # alone: a stream; then C1's first reply on chat.update
+        paths = platform._paths
+        assert slack.versions("C1", edited.message_id)[0].kind == "post"
+        assert paths.sharing(edited, True) == 1  # the room is not known: it probes alone, at the floor
+        wide.proven = True
+        assert paths.sharing(edited, True) == 2 and paths.sharing(stream, True) == 1
+        now[0] += MOVE_BEFORE_S + 1.0
+        assert paths.sharing(edited, True) == 1  # the stream is too old to move
+        assert paths.sharing(edited, False) == 1  # the workspace's share counts only the replies there
+
+
 async def test_a_streams_share_of_its_budget_is_counted_over_what_is_left_of_its_life() -> None:
     # A streamed reply's final goes by chat.stopStream, so its appends cut its text into one gap more than their
     # number; counted over a whole horizon at every turn, a reply ending sooner kept its last gap short and its
@@ -390,6 +427,38 @@ async def test_a_rate_raised_by_probes_is_on_trial_until_more_calls_than_a_large
     await wide.pause(SCOPE, 0.01)  # a 429 within the trial, after the proof: no burst explains those calls
     assert wide.per_minute(SCOPE) == pytest.approx(proven * DECREASE)
     assert not wide.may_probe(SCOPE)  # below the refused rate for a while
+
+
+async def test_probing_edits_decide_one_at_a_time_and_stop_once_the_room_is_proven() -> None:
+    # Replies alone in their channels edit at the platform floor while their edits probe past the workspace budget.
+    # An edit that decided to probe while another's probe was out waited for that answer, then went even when the
+    # answer had proven the room: a call of its channel's spent for nothing, where a stream was about to move in.
+    # It decides again after the answer instead, and once the room is proven it waits for its share.
+    now, wall = [0.0], [1_000.0]  # the workspace budget's clocks stand still: no token comes back by itself
+    wide = LearnedBudget(MemoryBudgets(clock=lambda: now[0]), name="chat.update", start_per_minute=60, burst=2,
+                         clock=lambda: now[0], wall=lambda: wall[0])  # fmt: skip
+    narrow = InMemoryBudget(per_minute=600, burst=10)
+    pacer = WorkspaceEditPacer(wide, channel_budget=narrow, sharing=lambda ref, per_channel: 1 if per_channel else 8)
+    workspace = "slack:T1"
+    refs = [at(f"C{i}", f"{i}.1") for i in range(8)]
+    for ref in refs[:2]:  # the documented burst: ordinary calls
+        await pacer.wait_turn(ref, final=False)
+        await pacer.accepted(ref)
+    for ref in refs[2:6]:  # probes, one after another's answer: the last of them proves the room
+        await pacer.wait_turn(ref, final=False)
+        if ref is not refs[5]:
+            await pacer.accepted(ref)
+    assert wide.per_minute(workspace) > 60 and not wide.room_proven(workspace)
+    deciding = asyncio.ensure_future(pacer.wait_turn(refs[6], final=False))  # while refs[5]'s probe is out
+    await asyncio.sleep(0.1)
+    assert not deciding.done()
+    await pacer.accepted(refs[5])
+    assert wide.room_proven(workspace)
+    await asyncio.sleep(0.3)
+    assert not deciding.done()  # no probe needed any more: its share of the workspace budget is seconds away
+    deciding.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await deciding
 
 
 async def test_calls_past_the_documented_budget_go_one_at_a_time_until_a_trial_rate_is_proven() -> None:

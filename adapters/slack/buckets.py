@@ -99,6 +99,10 @@ class WorkspaceBudget(Protocol):
         """The rate in force under ``scope``."""
         ...
 
+    def room_proven(self, scope: str) -> bool:
+        """Whether accepted probes proved room past the documented rate under ``scope`` (no more probing needed)."""
+        ...
+
     def proven_per_minute(self, scope: str) -> float:
         """The rate Slack's answers have borne out under ``scope``, for choices that cannot be undone (which path a
         reply takes): a learning budget's rate just raised on little evidence does not count yet."""
@@ -217,6 +221,9 @@ class StoreBudget:
 
     def per_minute(self, scope: str) -> float:
         return self.rate_per_minute
+
+    def room_proven(self, scope: str) -> bool:
+        return False
 
     def proven_per_minute(self, scope: str) -> float:
         return self.rate_per_minute

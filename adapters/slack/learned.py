@@ -146,6 +146,12 @@ class LearnedBudget:
             return self.start_per_minute
         return found.learned.trial_from if self._unproven(found) else found.learned.per_minute
 
+    def room_proven(self, scope: str) -> bool:
+        """Accepted probes raised the rate, and it stands: proven by more calls than a larger burst explains, or by
+        its trial passing with no 429."""
+        found = self._scopes.get(scope)
+        return found is not None and found.learned.trial_from > 0 and not self._unproven(found)
+
     def _unproven(self, state: _Scope) -> bool:
         """The rate in force was raised by probes and is on trial, with too little excess to trust it yet."""
         return self._wall() < state.learned.trial_until and state.excess <= PROBE_PROVEN_BURSTS * self._start_burst

@@ -121,8 +121,24 @@ class ReplyPaths:
 
     def sharing(self, ref: MessageRef, per_channel: bool) -> int:
         """How many live replies draw from the same budget as this message's (streams, or chat.update), in its
-        channel or in the workspace."""
-        return sum(1 for _ in self._sharing_with(ref, per_channel))
+        channel or in the workspace. A chat.update reply alone in its channel, once chat.update's room is proven per
+        channel, counts a stream there that may still move to it (leaves_stream): alone, it edited at the platform
+        floor and spent its channel's budget just before the stream moved in, whose final then came late (slack_load
+        bench, per-channel regime: ~40 tokens shown late in each such channel)."""
+        replies = sum(1 for _ in self._sharing_with(ref, per_channel))
+        if replies == 1 and per_channel and not self._streams.is_streaming(ref) and self._may_move_in(ref.channel):
+            return 2
+        return replies
+
+    def _may_move_in(self, channel: ChannelRef) -> bool:
+        """A stream in ``channel`` is young enough to move to chat.update, whose room probes proved."""
+        if not self._edit_budget.room_proven(workspace_of(channel)):
+            return False
+        now = self._clock()
+        return any(
+            live.streamed and where == channel.channel and now - live.since <= MOVE_BEFORE_S
+            for (where, _), live in self._live.items()
+        )  # fmt: skip
 
     def place(self, ref: MessageRef, per_channel: bool) -> int:
         """Where this reply stands, in the order they were posted, among the live replies sharing its budget."""
