@@ -247,8 +247,8 @@ class WorkspaceEditPacer:
         reply's edit holds the turn. Replies alone in their channels edit at the platform floor while they probe;
         without the hold, the turns deciding at one moment all went, one after another's answer, even once the
         room was proven by the first of them: a channel's call spent for nothing, where a stream was about to
-        move in (slack_load bench, per-channel regime: 12 probes where 11 proved the room, one channel in three
-        short a call)."""
+        move in (slack_load bench, per-channel regime: 12 calls where 11 proved the room, and that channel a call
+        short)."""
         if not self._room_unproven(workspace) or not self.budget.may_probe(workspace):
             return False
         return self._probe_held.get(workspace, float("-inf")) <= now
